@@ -1,0 +1,15 @@
+//! Sluice's stage logic and the ports it talks through.
+//!
+//! The stages (trigger, translate, deliver, extract, evaluate, upload) never talk to AWS or to
+//! a database directly: they use the [`ports`] (store, queue, blobs, secrets, clock). The Lambda
+//! functions plug in the AWS adapters (`sluice-aws`), the local runtime plugs in the embedded
+//! ones (`sluice-embedded`); the contract tests in [`ports::contract`] run against both.
+
+pub mod error;
+pub mod ports;
+pub mod runtime;
+pub mod stages;
+
+pub use error::{Error, Result};
+pub use runtime::{Settings, Sluice};
+pub use stages::Stage;

@@ -1,0 +1,319 @@
+//! Behaviour every [`Store`] adapter must show. The embedded adapter's tests and the AWS
+//! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift.
+
+use super::store::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use chrono::{Duration as ChronoDuration, TimeZone, Utc};
+use serde_json::json;
+use sluice_model::{Job, JobError, JobStatus};
+use std::time::Duration;
+
+/// Runs every check; panics with a message naming the broken rule.
+pub async fn store_contract(store: &dyn Store) {
+    definitions(store).await;
+    jobs_and_outcomes(store).await;
+    errors(store).await;
+    ledger(store).await;
+    locks(store).await;
+    schedules(store).await;
+    state(store).await;
+}
+
+async fn definitions(store: &dyn Store) {
+    let doc = json!({"_id": "f1", "name": "one"});
+    store.put_definition(Kind::Flow, "f1", &doc).await.unwrap();
+    store
+        .put_definition(Kind::Flow, "f0", &json!({"_id": "f0"}))
+        .await
+        .unwrap();
+    store
+        .put_definition(Kind::Export, "f1", &json!({"_id": "f1", "kind": "export"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_definition(Kind::Flow, "f1").await.unwrap(),
+        Some(doc),
+        "get returns what put stored"
+    );
+    let all = store.list_definitions(Kind::Flow).await.unwrap();
+    let ids: Vec<_> = all
+        .iter()
+        .map(|d| d["_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, vec!["f0", "f1"], "list is per kind and ordered by id");
+    assert!(store.delete_definition(Kind::Flow, "f1").await.unwrap());
+    assert!(
+        !store.delete_definition(Kind::Flow, "f1").await.unwrap(),
+        "second delete finds nothing"
+    );
+    assert_eq!(store.get_definition(Kind::Flow, "f1").await.unwrap(), None);
+    assert!(
+        store
+            .get_definition(Kind::Export, "f1")
+            .await
+            .unwrap()
+            .is_some(),
+        "kinds are separate"
+    );
+
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    for (i, action) in ["create", "update"].iter().enumerate() {
+        store
+            .append_audit(&AuditEntry {
+                id: format!("a{i}"),
+                resource_type: Kind::Flow,
+                resource_id: "f0".into(),
+                action: action.to_string(),
+                time: t0 + ChronoDuration::seconds(i as i64),
+                actor: "test".into(),
+                changes: json!({}),
+            })
+            .await
+            .unwrap();
+    }
+    let audit = store.list_audit("f0").await.unwrap();
+    assert_eq!(
+        audit.iter().map(|a| a.action.as_str()).collect::<Vec<_>>(),
+        vec!["create", "update"],
+        "audit oldest first"
+    );
+}
+
+fn job(id: &str, flow: &str, at: chrono::DateTime<Utc>) -> Job {
+    Job::new(id.into(), flow.into(), "manual", at)
+}
+
+async fn jobs_and_outcomes(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    store.create_job(&job("j1", "fa", t0)).await.unwrap();
+    store
+        .create_job(&job("j2", "fa", t0 + ChronoDuration::seconds(5)))
+        .await
+        .unwrap();
+    store.create_job(&job("j3", "fb", t0)).await.unwrap();
+    let latest = store.list_jobs("fa", 10).await.unwrap();
+    assert_eq!(
+        latest.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        vec!["j2", "j1"],
+        "jobs newest first, per flow"
+    );
+    assert_eq!(
+        store.list_jobs("fa", 1).await.unwrap().len(),
+        1,
+        "limit honoured"
+    );
+
+    let outcome = |page: &str, proc_: usize, s, e, i, done| PageOutcome {
+        job_id: "j1".into(),
+        page_id: page.into(),
+        processor_index: proc_,
+        num_success: s,
+        num_error: e,
+        num_ignore: i,
+        page_done: done,
+    };
+    let after = store
+        .record_outcome(&outcome("p0", 0, 3, 1, 1, true))
+        .await
+        .unwrap()
+        .expect("first outcome applies");
+    assert_eq!(
+        (
+            after.num_success,
+            after.num_error,
+            after.num_ignore,
+            after.num_pages_done
+        ),
+        (3, 1, 1, 1)
+    );
+    assert!(
+        store
+            .record_outcome(&outcome("p0", 0, 3, 1, 1, true))
+            .await
+            .unwrap()
+            .is_none(),
+        "a redelivered outcome is not counted twice"
+    );
+    let after = store
+        .record_outcome(&outcome("p0", 1, 2, 0, 0, false))
+        .await
+        .unwrap()
+        .expect("another processor of the same page counts");
+    assert_eq!((after.num_success, after.num_pages_done), (5, 1));
+    assert!(!after.all_pages_done(), "not done before paging finished");
+    let j = store.finish_paging("j1", 2).await.unwrap();
+    assert!(j.paging_done && j.num_pages == 2 && !j.all_pages_done());
+    let j = store
+        .record_outcome(&outcome("p1", 0, 1, 0, 0, true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        j.all_pages_done(),
+        "all pages done once the last page finished"
+    );
+
+    assert!(
+        store
+            .close_job("j1", JobStatus::CompletedWithErrors, t0, None)
+            .await
+            .unwrap(),
+        "first close wins"
+    );
+    assert!(
+        !store
+            .close_job("j1", JobStatus::Completed, t0, None)
+            .await
+            .unwrap(),
+        "second close loses"
+    );
+    let j = store.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(j.status, JobStatus::CompletedWithErrors);
+    assert_eq!(j.ended_at, Some(t0));
+    assert_eq!(store.get_job("nope").await.unwrap(), None);
+}
+
+async fn errors(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let err = |id: &str| JobError {
+        id: id.into(),
+        job_id: "je".into(),
+        flow_id: "fa".into(),
+        processor_index: 0,
+        import_id: Some("i1".into()),
+        export_id: None,
+        page_id: "p0".into(),
+        record_key: format!("p0-{id}"),
+        record: json!({"n": id}),
+        request: None,
+        response: Some(json!({"status": 500})),
+        code: "http_500".into(),
+        message: "server error".into(),
+        retry_data_key: format!("je/{id}"),
+        occurred_at: t0,
+        resolved: false,
+    };
+    store.put_errors(&[err("e1"), err("e2")]).await.unwrap();
+    store.put_errors(&[err("e1")]).await.unwrap();
+    let listed = store.list_errors("je").await.unwrap();
+    assert_eq!(listed.len(), 2, "errors are idempotent on _id");
+    store.resolve_errors("je", &["e1".into()]).await.unwrap();
+    let listed = store.list_errors("je").await.unwrap();
+    assert!(listed.iter().find(|e| e.id == "e1").unwrap().resolved);
+    assert!(!listed.iter().find(|e| e.id == "e2").unwrap().resolved);
+}
+
+async fn ledger(store: &dyn Store) {
+    let t0 = Utc::now();
+    assert_eq!(
+        store.ledger_claim("k1", t0).await.unwrap(),
+        LedgerState::Claimed
+    );
+    assert_eq!(
+        store.ledger_claim("k1", t0).await.unwrap(),
+        LedgerState::InFlight,
+        "a claim not completed is in flight"
+    );
+    store
+        .ledger_complete("k1", &json!({"status": 201}))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ledger_claim("k1", t0).await.unwrap(),
+        LedgerState::Done(json!({"status": 201}))
+    );
+}
+
+async fn locks(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let lease = Duration::from_secs(60);
+    assert!(store.acquire_lock("fl", "run1", t0, lease).await.unwrap());
+    assert!(
+        !store
+            .acquire_lock("fl", "run2", t0 + ChronoDuration::seconds(30), lease)
+            .await
+            .unwrap(),
+        "held lock refuses others"
+    );
+    assert!(store
+        .renew_lock("fl", "run1", t0 + ChronoDuration::seconds(50), lease)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .acquire_lock("fl", "run2", t0 + ChronoDuration::seconds(100), lease)
+            .await
+            .unwrap(),
+        "renewed lease still holds"
+    );
+    assert!(
+        store
+            .acquire_lock("fl", "run2", t0 + ChronoDuration::seconds(111), lease)
+            .await
+            .unwrap(),
+        "expired lease is taken over"
+    );
+    assert!(
+        !store
+            .renew_lock("fl", "run1", t0 + ChronoDuration::seconds(112), lease)
+            .await
+            .unwrap(),
+        "old owner cannot renew"
+    );
+    store.release_lock("fl", "run1").await.unwrap();
+    assert!(
+        !store
+            .acquire_lock("fl", "run3", t0 + ChronoDuration::seconds(113), lease)
+            .await
+            .unwrap(),
+        "release by a non-owner does nothing"
+    );
+    store.release_lock("fl", "run2").await.unwrap();
+    assert!(store
+        .acquire_lock("fl", "run3", t0 + ChronoDuration::seconds(114), lease)
+        .await
+        .unwrap());
+
+    assert!(store.set_queued_run("fl", &json!({"n": 1})).await.unwrap());
+    assert!(
+        !store.set_queued_run("fl", &json!({"n": 2})).await.unwrap(),
+        "at most one queued run"
+    );
+    assert_eq!(
+        store.take_queued_run("fl").await.unwrap(),
+        Some(json!({"n": 1}))
+    );
+    assert_eq!(store.take_queued_run("fl").await.unwrap(), None);
+}
+
+async fn schedules(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    store.set_next_run("s1", Some(t0)).await.unwrap();
+    store
+        .set_next_run("s2", Some(t0 + ChronoDuration::minutes(5)))
+        .await
+        .unwrap();
+    store.set_next_run("s3", Some(t0)).await.unwrap();
+    store.set_next_run("s3", None).await.unwrap();
+    let due = store.due_flows(t0).await.unwrap();
+    assert_eq!(
+        due,
+        vec![("s1".to_string(), t0)],
+        "only what is due, and cleared schedules are gone"
+    );
+}
+
+async fn state(store: &dyn Store) {
+    assert_eq!(store.get_state("w").await.unwrap(), None);
+    store
+        .put_state("w", &json!("2026-01-01T00:00:00Z"))
+        .await
+        .unwrap();
+    store
+        .put_state("w", &json!("2026-01-02T00:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_state("w").await.unwrap(),
+        Some(json!("2026-01-02T00:00:00Z"))
+    );
+}

@@ -1,0 +1,17 @@
+//! The ports: everything stage logic needs from the outside world, as traits.
+//!
+//! Adapters: `sluice-embedded` (SQLite file, in-process queues, a local directory for blobs)
+//! and `sluice-aws` (DynamoDB, SQS, S3). [`contract`] holds the tests every adapter must pass.
+
+pub mod blobs;
+pub mod clock;
+pub mod contract;
+pub mod queue;
+pub mod secrets;
+pub mod store;
+
+pub use blobs::{BlobReader, Blobs};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use queue::Queue;
+pub use secrets::{EnvSecrets, MapSecrets, Secrets};
+pub use store::{AuditEntry, Kind, LedgerState, PageOutcome, Store};

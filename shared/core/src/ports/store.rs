@@ -1,0 +1,171 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sluice_model::{Job, JobError, JobStatus};
+use std::time::Duration;
+
+/// The kinds of definitions users write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Connection,
+    Export,
+    Import,
+    Flow,
+    Integration,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 5] = [
+        Kind::Connection,
+        Kind::Export,
+        Kind::Import,
+        Kind::Flow,
+        Kind::Integration,
+    ];
+    /// The name used in paths and tables: `connections`, `exports`, ...
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Connection => "connections",
+            Kind::Export => "exports",
+            Kind::Import => "imports",
+            Kind::Flow => "flows",
+            Kind::Integration => "integrations",
+        }
+    }
+    /// The name used in messages: "Export not found: exp123".
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Connection => "Connection",
+            Kind::Export => "Export",
+            Kind::Import => "Import",
+            Kind::Flow => "Flow",
+            Kind::Integration => "Integration",
+        }
+    }
+}
+
+/// Who changed what and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub resource_type: Kind,
+    #[serde(rename = "_resourceId")]
+    pub resource_id: String,
+    /// create, update, delete, run
+    pub action: String,
+    pub time: DateTime<Utc>,
+    /// The API key's name, or `cli`.
+    pub actor: String,
+    /// Field-level changes: `{"field": {"oldValue": .., "newValue": ..}}` (secrets masked).
+    #[serde(default)]
+    pub changes: Value,
+}
+
+/// Counters one evaluate step adds to its job, applied at most once per
+/// (job, page, processor) however often the page is redelivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageOutcome {
+    pub job_id: String,
+    pub page_id: String,
+    pub processor_index: usize,
+    pub num_success: u64,
+    pub num_error: u64,
+    pub num_ignore: u64,
+    /// The page has left its last processor (adds one to the job's numPagesDone).
+    pub page_done: bool,
+}
+
+/// What the delivery ledger knew of a key when it was claimed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LedgerState {
+    /// Nobody had it: the caller owns it now and must send, then complete it.
+    Claimed,
+    /// Someone claimed it and never completed: the send may or may not have happened.
+    InFlight,
+    /// Sent before; here is the recorded outcome.
+    Done(Value),
+}
+
+/// Definitions, jobs, errors, the delivery ledger, run locks and small state.
+///
+/// Every method is safe to call concurrently from several processes: the AWS adapter uses
+/// conditional writes, the embedded one SQLite transactions.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- definitions: JSON documents by kind and id
+    async fn put_definition(&self, kind: Kind, id: &str, doc: &Value) -> anyhow::Result<()>;
+    async fn get_definition(&self, kind: Kind, id: &str) -> anyhow::Result<Option<Value>>;
+    /// All of a kind, ordered by id.
+    async fn list_definitions(&self, kind: Kind) -> anyhow::Result<Vec<Value>>;
+    /// True when something was deleted.
+    async fn delete_definition(&self, kind: Kind, id: &str) -> anyhow::Result<bool>;
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()>;
+    /// Oldest first.
+    async fn list_audit(&self, resource_id: &str) -> anyhow::Result<Vec<AuditEntry>>;
+
+    // --- jobs
+    async fn create_job(&self, job: &Job) -> anyhow::Result<()>;
+    async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>>;
+    /// Newest first (by createdAt), at most `limit`.
+    async fn list_jobs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<Job>>;
+    /// The trigger has cut all `num_pages` pages. Returns the job as it now stands.
+    async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job>;
+    /// Adds the counters atomically, once per (job, page, processor). `None` when this outcome
+    /// was applied before (a redelivery); else the job as it now stands.
+    async fn record_outcome(&self, outcome: &PageOutcome) -> anyhow::Result<Option<Job>>;
+    /// Moves an unfinished job to a finished status. True only for the one caller that did it,
+    /// so the after-run work (release the lock, chain flows, callbacks) happens exactly once.
+    async fn close_job(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        ended_at: DateTime<Utc>,
+        message: Option<String>,
+    ) -> anyhow::Result<bool>;
+
+    // --- errors
+    /// Idempotent on each error's `_id`.
+    async fn put_errors(&self, errors: &[JobError]) -> anyhow::Result<()>;
+    async fn list_errors(&self, job_id: &str) -> anyhow::Result<Vec<JobError>>;
+    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()>;
+
+    // --- delivery ledger: what was already sent, so a redelivered page never sends twice
+    async fn ledger_claim(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState>;
+    async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()>;
+
+    // --- run locks: one run of a flow at a time; a lease so a crashed run cannot hold it forever
+    /// Takes the lock if free or its lease has run out. True when `owner` now holds it.
+    async fn acquire_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool>;
+    /// Extends the lease if `owner` still holds it. False when it does not.
+    async fn renew_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool>;
+    async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()>;
+    /// Queues one run behind the running one. False when one is queued already.
+    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool>;
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>>;
+
+    // --- schedules: the next due time per flow, so a tick reads only what is due
+    async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()>;
+    /// Flows whose next run is at or before `now`, with that time.
+    async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>>;
+
+    // --- small state: watermarks (lastExportDateTime), token caches
+    async fn get_state(&self, key: &str) -> anyhow::Result<Option<Value>>;
+    async fn put_state(&self, key: &str, value: &Value) -> anyhow::Result<()>;
+}

@@ -1,0 +1,100 @@
+//! [`Sluice`]: the ports plus per-process caches, shared by every stage handler.
+
+use crate::ports::{Blobs, Clock, Kind, Queue, Secrets, Store};
+use crate::stages::{self, Stage};
+use crate::{Error, Result};
+use serde::de::DeserializeOwned;
+use sluice_model::{Connection, Export, Flow, Import, StageMessage};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Knobs that differ between deployments.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Bucket for Sluice's own objects (pages too large for a queue message).
+    pub system_bucket: String,
+    /// How long a run lock holds without renewal; a crashed run frees its flow after this.
+    pub lock_lease: Duration,
+    /// Pages whose JSON is larger than this travel by reference (SQS allows 256 KiB).
+    pub max_inline_page_bytes: usize,
+    /// Let http connections reach loopback and private addresses (tests, local sinks).
+    /// Link-local metadata addresses stay refused unless the connection allows them.
+    pub allow_private_addresses: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            system_bucket: "sluice-system".into(),
+            lock_lease: Duration::from_secs(15 * 60),
+            max_inline_page_bytes: 200 * 1024,
+            allow_private_addresses: true,
+        }
+    }
+}
+
+/// Everything a stage handler needs. Built once per process (Lambda INIT, or `sluice` start)
+/// and shared: it holds compiled templates, HTTP clients, OAuth tokens and rate limiters.
+pub struct Sluice {
+    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Queue>,
+    pub blobs: Arc<dyn Blobs>,
+    pub secrets: Arc<dyn Secrets>,
+    pub clock: Arc<dyn Clock>,
+    pub settings: Settings,
+    pub(crate) caches: stages::Caches,
+}
+
+impl Sluice {
+    pub fn new(
+        store: Arc<dyn Store>,
+        queue: Arc<dyn Queue>,
+        blobs: Arc<dyn Blobs>,
+        secrets: Arc<dyn Secrets>,
+        clock: Arc<dyn Clock>,
+        settings: Settings,
+    ) -> Self {
+        Sluice {
+            store,
+            queue,
+            blobs,
+            secrets,
+            clock,
+            settings,
+            caches: stages::Caches::default(),
+        }
+    }
+
+    /// Runs one stage on one message. Errors are infrastructure failures: the caller
+    /// (queue adapter) leaves the message to be redelivered. Record-level failures are not
+    /// errors here; they are counted and stored by evaluate.
+    pub async fn handle(&self, stage: Stage, message: StageMessage) -> Result<()> {
+        stages::handle(self, stage, message).await
+    }
+
+    async fn definition<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<T> {
+        let doc = self
+            .store
+            .get_definition(kind, id)
+            .await?
+            .ok_or_else(|| Error::not_found(kind.label(), id))?;
+        serde_json::from_value(doc).map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "stored {} {id} is unreadable: {e}",
+                kind.label()
+            ))
+        })
+    }
+    pub async fn flow(&self, id: &str) -> Result<Flow> {
+        self.definition(Kind::Flow, id).await
+    }
+    pub async fn export(&self, id: &str) -> Result<Export> {
+        self.definition(Kind::Export, id).await
+    }
+    pub async fn import(&self, id: &str) -> Result<Import> {
+        self.definition(Kind::Import, id).await
+    }
+    pub async fn connection(&self, id: &str) -> Result<Connection> {
+        self.definition(Kind::Connection, id).await
+    }
+}

@@ -1,0 +1,1 @@
+//! Events: S3 ObjectCreated and DynamoDB stream records into run orders.

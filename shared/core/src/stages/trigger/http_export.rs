@@ -1,0 +1,1 @@
+//! HTTP exports: paging and deltas.

@@ -1,0 +1,1 @@
+//! Record readers: JSON array, NDJSON and CSV, streamed.

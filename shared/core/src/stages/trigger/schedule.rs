@@ -1,0 +1,1 @@
+//! Schedules: cron with time zones, the minute tick.

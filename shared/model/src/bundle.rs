@@ -1,0 +1,121 @@
+use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// A set of definitions that belong together: what `sluice run` and `sluice validate` read,
+/// and what `GET /flows/{id}/template` returns (with secrets removed).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Bundle {
+    #[serde(default)]
+    pub connections: Vec<Connection>,
+    #[serde(default)]
+    pub exports: Vec<Export>,
+    #[serde(default)]
+    pub imports: Vec<Import>,
+    #[serde(default)]
+    pub flows: Vec<Flow>,
+}
+
+impl Bundle {
+    /// Checks every definition and every reference between them.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        let conns: HashSet<&str> = self.connections.iter().map(|c| c.id.as_str()).collect();
+        let exports: HashSet<&str> = self.exports.iter().map(|x| x.id.as_str()).collect();
+        let imports: HashSet<&str> = self.imports.iter().map(|x| x.id.as_str()).collect();
+        let flows: HashSet<&str> = self.flows.iter().map(|x| x.id.as_str()).collect();
+        for (i, c) in self.connections.iter().enumerate() {
+            let at = format!("connections[{i}]");
+            if c.id.is_empty() {
+                e.add(format!("{at}._id"), "is required in a bundle");
+            }
+            if let Err(err) = c.validate() {
+                e.nest(&at, err);
+            }
+        }
+        for (i, x) in self.exports.iter().enumerate() {
+            let at = format!("exports[{i}]");
+            if x.id.is_empty() {
+                e.add(format!("{at}._id"), "is required in a bundle");
+            }
+            if let Err(err) = x.validate() {
+                e.nest(&at, err);
+            }
+            if let Some(c) = &x.connection_id {
+                if !conns.contains(c.as_str()) {
+                    e.add(
+                        format!("{at}._connectionId"),
+                        format!("Connection not found: {c}"),
+                    );
+                }
+            }
+        }
+        for (i, x) in self.imports.iter().enumerate() {
+            let at = format!("imports[{i}]");
+            if x.id.is_empty() {
+                e.add(format!("{at}._id"), "is required in a bundle");
+            }
+            if let Err(err) = x.validate() {
+                e.nest(&at, err);
+            }
+            if !x.connection_id.is_empty() && !conns.contains(x.connection_id.as_str()) {
+                e.add(
+                    format!("{at}._connectionId"),
+                    format!("Connection not found: {}", x.connection_id),
+                );
+            }
+        }
+        for (i, f) in self.flows.iter().enumerate() {
+            let at = format!("flows[{i}]");
+            if f.id.is_empty() {
+                e.add(format!("{at}._id"), "is required in a bundle");
+            }
+            if let Err(err) = f.validate() {
+                e.nest(&at, err);
+            }
+            for (j, g) in f.page_generators.iter().enumerate() {
+                if !g.export_id.is_empty() && !exports.contains(g.export_id.as_str()) {
+                    e.add(
+                        format!("{at}.pageGenerators[{j}]._exportId"),
+                        format!("Export not found: {}", g.export_id),
+                    );
+                }
+            }
+            for (j, p) in f.page_processors.iter().enumerate() {
+                match (p.kind, p.target_id()) {
+                    (ProcessorType::Import, Some(id))
+                        if !id.is_empty() && !imports.contains(id) =>
+                    {
+                        e.add(
+                            format!("{at}.pageProcessors[{j}]._importId"),
+                            format!("Import not found: {id}"),
+                        )
+                    }
+                    (ProcessorType::Export, Some(id))
+                        if !id.is_empty() && !exports.contains(id) =>
+                    {
+                        e.add(
+                            format!("{at}.pageProcessors[{j}]._exportId"),
+                            format!("Export not found: {id}"),
+                        )
+                    }
+                    _ => {}
+                }
+            }
+            for (j, id) in f.run_next_flow_ids.iter().enumerate() {
+                if !flows.contains(id.as_str()) {
+                    e.add(
+                        format!("{at}._runNextFlowIds[{j}]"),
+                        format!("Flow not found: {id}"),
+                    );
+                }
+            }
+        }
+        e.into_result()
+    }
+
+    pub fn flow(&self, id: &str) -> Option<&Flow> {
+        self.flows.iter().find(|f| f.id == id)
+    }
+}

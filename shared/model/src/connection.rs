@@ -1,0 +1,374 @@
+use crate::{validate, ValidationErrors, MASK};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How to reach one system, with its credentials.
+///
+/// A credential field may hold the secret itself or `secret:NAME`, which the secrets port
+/// resolves at run time so that the stored definition holds no secret at all.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Connection {
+    #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ConnectionType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConnection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<SftpConnection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Connection>,
+    /// At most this many requests in flight over this connection, across all runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency_level: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    #[serde(
+        rename = "_integrationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub integration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnectionType {
+    Http,
+    Sftp,
+    S3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpConnection {
+    #[serde(rename = "baseURI")]
+    pub base_uri: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<NameValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<HttpAuth>,
+    /// Per-request timeout in milliseconds (default 30000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    /// Allow requests to link-local / cloud metadata addresses (169.254.0.0/16, fd00:ec2::254).
+    /// Off by default: a template must not be able to reach instance credentials.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_metadata_addresses: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (default 3). 1 means no retry.
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_base_delay")]
+    pub base_delay_ms: u64,
+    #[serde(default = "default_max_delay")]
+    pub max_delay_ms: u64,
+}
+fn default_attempts() -> u32 {
+    3
+}
+fn default_base_delay() -> u64 {
+    200
+}
+fn default_max_delay() -> u64 {
+    20_000
+}
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            base_delay_ms: default_base_delay(),
+            max_delay_ms: default_max_delay(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests_per_second: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpAuth {
+    #[serde(rename = "type")]
+    pub kind: AuthType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic: Option<BasicAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apikey: Option<ApiKeyAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth2: Option<OAuth2Auth>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthType {
+    Basic,
+    #[serde(alias = "bearer")]
+    Token,
+    Apikey,
+    #[serde(alias = "oauth")]
+    Oauth2,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: String,
+}
+
+/// `Authorization: Bearer <token>` by default; scheme and header are configurable.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenAuth {
+    pub token: String,
+    #[serde(default = "default_scheme")]
+    pub scheme: String,
+    #[serde(default = "default_auth_header")]
+    pub header_name: String,
+}
+fn default_scheme() -> String {
+    "Bearer".into()
+}
+fn default_auth_header() -> String {
+    "Authorization".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiKeyLocation {
+    Header,
+    Query,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApiKeyAuth {
+    #[serde(rename = "in")]
+    pub location: ApiKeyLocation,
+    pub name: String,
+    pub value: String,
+}
+
+/// OAuth 2.0 client credentials grant; the token is cached until shortly before it expires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OAuth2Auth {
+    #[serde(rename = "tokenURI")]
+    pub token_uri: String,
+    pub client_id: String,
+    pub client_secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SftpConnection {
+    pub host: String,
+    #[serde(default = "default_sftp_port")]
+    pub port: u16,
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// PEM/OpenSSH private key text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// The server's pinned host key: a known_hosts style `ssh-ed25519 AAAA...` line or a
+    /// `SHA256:...` fingerprint. Required: an unchecked host key would send records to
+    /// whoever answers.
+    pub host_key: String,
+}
+fn default_sftp_port() -> u16 {
+    22
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Connection {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+impl Connection {
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        match self.kind {
+            ConnectionType::Http => match &self.http {
+                None => e.add("http", "is required when type is http"),
+                Some(h) => {
+                    match url::Url::parse(&h.base_uri) {
+                        Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                        Ok(u) => e.add(
+                            "http.baseURI",
+                            format!("scheme must be http or https, not {}", u.scheme()),
+                        ),
+                        Err(err) => e.add("http.baseURI", format!("is not a URL: {err}")),
+                    }
+                    if let Some(a) = &h.auth {
+                        let missing = match a.kind {
+                            AuthType::Basic => a.basic.is_none().then_some("basic"),
+                            AuthType::Token => a.token.is_none().then_some("token"),
+                            AuthType::Apikey => a.apikey.is_none().then_some("apikey"),
+                            AuthType::Oauth2 => a.oauth2.is_none().then_some("oauth2"),
+                        };
+                        if let Some(m) = missing {
+                            e.add(
+                                format!("http.auth.{m}"),
+                                format!("is required when http.auth.type is {m}"),
+                            );
+                        }
+                    }
+                    if let Some(r) = &h.retry {
+                        if r.max_attempts == 0 {
+                            e.add("http.retry.maxAttempts", "must be at least 1");
+                        }
+                    }
+                }
+            },
+            ConnectionType::Sftp => match &self.sftp {
+                None => e.add("sftp", "is required when type is sftp"),
+                Some(s) => {
+                    validate::required(&mut e, "sftp.host", &s.host);
+                    validate::required(&mut e, "sftp.username", &s.username);
+                    validate::required(&mut e, "sftp.hostKey", &s.host_key);
+                    if s.password.is_none() && s.private_key.is_none() {
+                        e.add(
+                            "sftp.password",
+                            "either sftp.password or sftp.privateKey is required",
+                        );
+                    }
+                }
+            },
+            ConnectionType::S3 => match &self.s3 {
+                None => e.add("s3", "is required when type is s3"),
+                Some(s) => validate::required(&mut e, "s3.bucket", &s.bucket),
+            },
+        }
+        if self.concurrency_level == Some(0) {
+            e.add("concurrencyLevel", "must be at least 1");
+        }
+        if let Some(r) = &self.rate_limit {
+            if !(r.requests_per_second > 0.0 && r.requests_per_second.is_finite()) {
+                e.add("rateLimit.requestsPerSecond", "must be a positive number");
+            }
+        }
+        e.into_result()
+    }
+
+    /// A copy fit to show: every secret replaced by [`MASK`]. `secret:NAME` references are
+    /// kept, since they hold no secret.
+    pub fn masked(&self) -> Connection {
+        let mut c = self.clone();
+        c.for_each_secret(|s| {
+            if !s.starts_with("secret:") && !s.is_empty() {
+                *s = MASK.to_string();
+            }
+        });
+        c
+    }
+
+    /// Where a field of `update` holds [`MASK`], keep the value from `stored`, so a client may
+    /// send back what it was shown.
+    pub fn keep_masked_secrets_from(&mut self, stored: &Connection) {
+        let mut old = Vec::new();
+        stored.clone().for_each_secret(|s| old.push(s.clone()));
+        let mut i = 0;
+        // Secrets are visited in the same order in both; a structure change (other auth
+        // type) leaves MASK in place, which validation then refuses.
+        let same_shape = {
+            let mut n = 0;
+            self.clone().for_each_secret(|_| n += 1);
+            n == old.len()
+        };
+        if !same_shape {
+            return;
+        }
+        self.for_each_secret(|s| {
+            if s == MASK {
+                *s = old[i].clone();
+            }
+            i += 1;
+        });
+    }
+
+    /// Does any secret still read [`MASK`] (a masked value sent back with nothing to restore)?
+    pub fn has_masked_secret(&self) -> bool {
+        let mut found = false;
+        self.clone().for_each_secret(|s| found |= s == MASK);
+        found
+    }
+
+    fn for_each_secret(&mut self, mut f: impl FnMut(&mut String)) {
+        if let Some(h) = &mut self.http {
+            for hv in &mut h.headers {
+                if is_secret_header(&hv.name) {
+                    f(&mut hv.value);
+                }
+            }
+            if let Some(a) = &mut h.auth {
+                if let Some(b) = &mut a.basic {
+                    f(&mut b.password);
+                }
+                if let Some(t) = &mut a.token {
+                    f(&mut t.token);
+                }
+                if let Some(k) = &mut a.apikey {
+                    f(&mut k.value);
+                }
+                if let Some(o) = &mut a.oauth2 {
+                    f(&mut o.client_secret);
+                }
+            }
+        }
+        if let Some(s) = &mut self.sftp {
+            if let Some(p) = &mut s.password {
+                f(p);
+            }
+            if let Some(k) = &mut s.private_key {
+                f(k);
+            }
+        }
+    }
+}
+
+/// Headers whose values are credentials even when set as plain headers.
+pub fn is_secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "authorization"
+        || n == "proxy-authorization"
+        || n == "cookie"
+        || n.contains("api-key")
+        || n.contains("apikey")
+        || n.contains("token")
+        || n.contains("secret")
+}

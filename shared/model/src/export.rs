@@ -1,0 +1,315 @@
+use crate::{validate, NameValue, ValidationErrors};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where records come from (a page generator), or, used as a page processor, a lookup:
+/// a request whose reply enriches each record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Export {
+    #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(
+        rename = "_connectionId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub connection_id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: ExportType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpExport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Export>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamodb: Option<DynamoDbExport>,
+    /// How a file source is parsed (s3 exports); json when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileFormat>,
+    /// Records per page (default 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<usize>,
+    /// Output filter: records for which the condition is false are ignored (counted in numIgnore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    #[serde(
+        rename = "_integrationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub integration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportType {
+    Http,
+    S3,
+    Dynamodb,
+    /// Records posted to the run endpoint (or given to `sluice run --records`).
+    Webhook,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpExport {
+    /// Handlebars template; sees `lastExportDateTime`, `currentExportDateTime`,
+    /// `export.http.paging.{page,skip,token}` and, for lookups, `record`.
+    #[serde(rename = "relativeURI")]
+    pub relative_uri: String,
+    #[serde(default = "default_get")]
+    pub method: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<NameValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Path to the array of records in the reply (`data.items` or `$.data.items`); the whole
+    /// reply when absent (an array is the records, an object is one record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+fn default_get() -> String {
+    "GET".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PagingMethod {
+    /// `{{export.http.paging.page}}` in the URI counts up from `page` (default 1).
+    Page,
+    /// `{{export.http.paging.skip}}` counts up by the page's record count from `skip` (default 0).
+    Skip,
+    /// `path` selects a next-page token from the reply; `{{export.http.paging.token}}`.
+    Token,
+    /// The reply's `Link: <...>; rel="next"` header is the next URL.
+    Linkheader,
+    /// `path` selects the next page's full URL from the reply.
+    Url,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Paging {
+    pub method: PagingMethod,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skip: Option<u64>,
+    /// JSONPath to the token or next URL in the reply (token and url paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// URI template for the pages after the first (token paging), else `relativeURI` again.
+    #[serde(
+        rename = "relativeURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub relative_uri: Option<String>,
+    /// Stop after this many pages (a guard against servers that never stop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pages: Option<u64>,
+    /// A reply with this status ends paging (e.g. 404 past the last page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_page_status_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Export {
+    /// The bucket (defaults to the connection's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suffix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DynamoDbExport {
+    pub table_name: String,
+    /// Which stream events produce records (default INSERT and MODIFY).
+    #[serde(default = "default_event_types")]
+    pub event_types: Vec<String>,
+}
+fn default_event_types() -> Vec<String> {
+    vec!["INSERT".into(), "MODIFY".into()]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    #[default]
+    Json,
+    Ndjson,
+    Csv,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileFormat {
+    #[serde(rename = "type")]
+    pub kind: FileType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<CsvOptions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CsvOptions {
+    #[serde(default = "default_delimiter")]
+    pub column_delimiter: String,
+    #[serde(default = "yes")]
+    pub has_header_row: bool,
+    /// Columns to write, in order (imports); all fields of the first record when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+}
+fn default_delimiter() -> String {
+    ",".into()
+}
+fn yes() -> bool {
+    true
+}
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            column_delimiter: default_delimiter(),
+            has_header_row: true,
+            columns: Vec::new(),
+        }
+    }
+}
+
+/// A CEL condition over `record` (and, in evaluators, `response` and `extracted`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Filter {
+    #[serde(rename = "type", default = "cel_type")]
+    pub kind: String,
+    pub expression: String,
+}
+fn cel_type() -> String {
+    "cel".into()
+}
+
+impl Export {
+    pub fn page_size(&self) -> usize {
+        self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        match self.kind {
+            ExportType::Http => {
+                if self.connection_id.is_none() {
+                    e.add("_connectionId", "is required when type is http");
+                }
+                match &self.http {
+                    None => e.add("http", "is required when type is http"),
+                    Some(h) => {
+                        validate::template(&mut e, "http.relativeURI", &h.relative_uri);
+                        if let Some(b) = &h.body {
+                            validate::template(&mut e, "http.body", b);
+                        }
+                        for (i, hv) in h.headers.iter().enumerate() {
+                            validate::template(
+                                &mut e,
+                                &format!("http.headers[{i}].value"),
+                                &hv.value,
+                            );
+                        }
+                        if let Some(p) = &h.resource_path {
+                            validate::json_path(&mut e, "http.resourcePath", p);
+                        }
+                        if let Some(p) = &h.paging {
+                            let needs_path =
+                                matches!(p.method, PagingMethod::Token | PagingMethod::Url);
+                            match (&p.path, needs_path) {
+                                (None, true) => e.add(
+                                    "http.paging.path",
+                                    "is required for token and url paging",
+                                ),
+                                (Some(path), _) => {
+                                    validate::json_path(&mut e, "http.paging.path", path)
+                                }
+                                _ => {}
+                            }
+                            if let Some(u) = &p.relative_uri {
+                                validate::template(&mut e, "http.paging.relativeURI", u);
+                            }
+                        }
+                    }
+                }
+            }
+            ExportType::S3 => {
+                if self.s3.is_none() && self.connection_id.is_none() {
+                    e.add(
+                        "s3",
+                        "is required when type is s3 (or give a _connectionId to an s3 connection)",
+                    );
+                }
+            }
+            ExportType::Dynamodb => match &self.dynamodb {
+                None => e.add("dynamodb", "is required when type is dynamodb"),
+                Some(d) => {
+                    validate::required(&mut e, "dynamodb.tableName", &d.table_name);
+                    for (i, t) in d.event_types.iter().enumerate() {
+                        if !matches!(t.as_str(), "INSERT" | "MODIFY" | "REMOVE") {
+                            e.add(
+                                format!("dynamodb.eventTypes[{i}]"),
+                                format!("'{t}' is not INSERT, MODIFY or REMOVE"),
+                            );
+                        }
+                    }
+                }
+            },
+            ExportType::Webhook => {}
+        }
+        if let Some(n) = self.page_size {
+            if n == 0 || n > MAX_PAGE_SIZE {
+                e.add("pageSize", format!("must be between 1 and {MAX_PAGE_SIZE}"));
+            }
+        }
+        if let Some(f) = &self.filter {
+            filter(&mut e, "filter", f);
+        }
+        if let Some(f) = &self.file {
+            file_format(&mut e, "file", f);
+        }
+        e.into_result()
+    }
+}
+
+pub(crate) fn filter(e: &mut ValidationErrors, field: &str, f: &Filter) {
+    if f.kind != "cel" {
+        e.add(
+            format!("{field}.type"),
+            format!("'{}' is not a supported filter type (cel)", f.kind),
+        );
+    }
+    validate::condition(e, &format!("{field}.expression"), &f.expression);
+}
+
+pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat) {
+    if let Some(c) = &f.csv {
+        if c.column_delimiter.len() != 1 {
+            e.add(
+                format!("{field}.csv.columnDelimiter"),
+                "must be a single ASCII character",
+            );
+        }
+    }
+}

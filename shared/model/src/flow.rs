@@ -1,0 +1,171 @@
+use crate::{validate, NameValue, ResponseMapping, ValidationErrors};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Export(s) linked to an ordered list of page processors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Flow {
+    #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(
+        rename = "_integrationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub integration_id: Option<String>,
+    #[serde(default)]
+    pub disabled: bool,
+    /// 5-field cron (or integrator.io's 6-field form with `?` seconds), read in `timezone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// IANA time zone of the schedule (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub page_generators: Vec<PageGenerator>,
+    #[serde(default)]
+    pub page_processors: Vec<PageProcessor>,
+    /// Flows started when a run of this one completes.
+    #[serde(
+        rename = "_runNextFlowIds",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub run_next_flow_ids: Vec<String>,
+    /// Each rendered request is also posted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_request: Option<Callback>,
+    /// Each reply is also posted here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_response: Option<Callback>,
+    /// Posted the job summary when a run ends.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after_process: Vec<Callback>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageGenerator {
+    #[serde(rename = "_exportId")]
+    pub export_id: String,
+    #[serde(default)]
+    pub skip_retries: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessorType {
+    Import,
+    /// A lookup: an http export whose reply is mapped into the record.
+    Export,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PageProcessor {
+    #[serde(rename = "type")]
+    pub kind: ProcessorType,
+    #[serde(rename = "_importId", default, skip_serializing_if = "Option::is_none")]
+    pub import_id: Option<String>,
+    #[serde(rename = "_exportId", default, skip_serializing_if = "Option::is_none")]
+    pub export_id: Option<String>,
+    /// Overrides the import's responseMapping; for lookups, the only mapping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mapping: Option<ResponseMapping>,
+}
+
+impl PageProcessor {
+    /// The id of the import or export this processor runs.
+    pub fn target_id(&self) -> Option<&str> {
+        match self.kind {
+            ProcessorType::Import => self.import_id.as_deref(),
+            ProcessorType::Export => self.export_id.as_deref(),
+        }
+    }
+}
+
+/// An HTTP callback: the after-process webhook and the request/response notifications.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Callback {
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<NameValue>,
+}
+
+impl Flow {
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.timezone
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC)
+    }
+
+    /// Checks the flow on its own; references to exports and imports are checked by
+    /// [`crate::Bundle::validate`] or by the store.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        if let Some(s) = &self.schedule {
+            validate::schedule(&mut e, "schedule", s);
+        }
+        if let Some(tz) = &self.timezone {
+            validate::timezone(&mut e, "timezone", tz);
+        }
+        if self.page_generators.is_empty() {
+            e.add("pageGenerators", "a flow needs at least one page generator");
+        }
+        for (i, g) in self.page_generators.iter().enumerate() {
+            validate::required(
+                &mut e,
+                &format!("pageGenerators[{i}]._exportId"),
+                &g.export_id,
+            );
+        }
+        for (i, p) in self.page_processors.iter().enumerate() {
+            let (field, id) = match p.kind {
+                ProcessorType::Import => ("_importId", &p.import_id),
+                ProcessorType::Export => ("_exportId", &p.export_id),
+            };
+            if id.as_deref().unwrap_or("").is_empty() {
+                e.add(
+                    format!("pageProcessors[{i}].{field}"),
+                    format!("is required when type is {:?}", p.kind).to_lowercase(),
+                );
+            }
+            if let Some(m) = &p.response_mapping {
+                m.validate_into(&mut e, &format!("pageProcessors[{i}].responseMapping"));
+            }
+        }
+        for (i, c) in self
+            .after_process
+            .iter()
+            .chain(&self.notify_request)
+            .chain(&self.notify_response)
+            .enumerate()
+        {
+            if url::Url::parse(&c.url).is_err() {
+                e.add(
+                    format!("callbacks[{i}].url"),
+                    format!("'{}' is not a URL", c.url),
+                );
+            }
+        }
+        if self
+            .run_next_flow_ids
+            .iter()
+            .any(|id| !self.id.is_empty() && id == &self.id)
+        {
+            e.add("_runNextFlowIds", "a flow cannot run itself next");
+        }
+        e.into_result()
+    }
+}

@@ -1,0 +1,227 @@
+use crate::export::{file_format, filter};
+use crate::{validate, FileFormat, Filter, NameValue, ValidationErrors};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Where records go (a page processor): a REST API, or a file on SFTP or S3.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Import {
+    #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(rename = "_connectionId")]
+    pub connection_id: String,
+    #[serde(rename = "type")]
+    pub kind: ImportType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpImport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sftp: Option<FileImport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<FileImport>,
+    /// Format of the file written (sftp, s3); csv when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileFormat>,
+    /// Records for which this is false are not sent and count as ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+    /// Values taken from each reply into the record (a flow's page processor may override).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_mapping: Option<ResponseMapping>,
+    /// CEL condition over `record`, `response` and `extracted` that makes a record a success.
+    /// Default: `response.status >= 200 && response.status < 300`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluator: Option<String>,
+    #[serde(
+        rename = "_integrationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub integration_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<DateTime<Utc>>,
+}
+
+pub const DEFAULT_EVALUATOR: &str = "response.status >= 200 && response.status < 300";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportType {
+    Http,
+    Sftp,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestMode {
+    /// One request per record; the body template sees `record`.
+    #[default]
+    Record,
+    /// One request per page; the body template sees `records`.
+    Page,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HttpImport {
+    #[serde(default = "default_post")]
+    pub method: String,
+    #[serde(rename = "relativeURI")]
+    pub relative_uri: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<NameValue>,
+    /// Handlebars template; `{{json record}}` when absent. Use the `json` helper for values
+    /// inside JSON bodies: it writes a quoted, escaped JSON value that cannot break the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub request_mode: RequestMode,
+}
+fn default_post() -> String {
+    "POST".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum OverwritePolicy {
+    /// Replace a file of the same name.
+    #[default]
+    Overwrite,
+    /// Leave an existing file alone; the page's records count as ignored.
+    Skip,
+    /// An existing file makes the page's records errors.
+    Fail,
+}
+
+/// A file written per page: directory and file name are templates over `job`, `flow`,
+/// `page` and `now`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileImport {
+    /// Directory (sftp) or key prefix (s3).
+    #[serde(default)]
+    pub directory_path: String,
+    pub file_name: String,
+    #[serde(default)]
+    pub overwrite: OverwritePolicy,
+    /// For s3: the bucket, defaulting to the connection's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+}
+
+/// integrator.io's responseMapping: `extract` is a JSONPath over
+/// `{status, headers, body}` (a bare `id` means the body's `id`), `generate` is the record
+/// field it is written to (dotted for nesting).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResponseMapping {
+    #[serde(default)]
+    pub fields: Vec<MappingField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingField {
+    pub extract: String,
+    pub generate: String,
+}
+
+impl ResponseMapping {
+    pub fn validate_into(&self, e: &mut ValidationErrors, field: &str) {
+        for (i, f) in self.fields.iter().enumerate() {
+            validate::json_path(
+                e,
+                &format!("{field}.fields[{i}].extract"),
+                &extract_path(&f.extract),
+            );
+            validate::required(e, &format!("{field}.fields[{i}].generate"), &f.generate);
+        }
+    }
+}
+
+/// Where a mapping's `extract` points in the reply document `{status, headers, body}`:
+/// `$...` paths are taken as written; `status`, `headers...` and `body...` name those parts;
+/// anything else is a path inside the body (`id` is `$.body.id`), as integrator.io users write.
+pub fn extract_path(extract: &str) -> String {
+    let p = extract.trim();
+    if p.starts_with('$') {
+        return p.to_string();
+    }
+    let head = p.split(['.', '[']).next().unwrap_or("");
+    match head {
+        "status" | "headers" | "body" => validate::normalize_json_path(p),
+        _ if p.starts_with('[') => format!("$.body{p}"),
+        _ => format!("$.body.{p}"),
+    }
+}
+
+impl Import {
+    pub fn evaluator(&self) -> &str {
+        self.evaluator.as_deref().unwrap_or(DEFAULT_EVALUATOR)
+    }
+
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        validate::required(&mut e, "_connectionId", &self.connection_id);
+        match self.kind {
+            crate::ImportType::Http => match &self.http {
+                None => e.add("http", "is required when type is http"),
+                Some(h) => {
+                    validate::template(&mut e, "http.relativeURI", &h.relative_uri);
+                    if let Some(b) = &h.body {
+                        validate::template(&mut e, "http.body", b);
+                    }
+                    for (i, hv) in h.headers.iter().enumerate() {
+                        validate::template(&mut e, &format!("http.headers[{i}].value"), &hv.value);
+                    }
+                    if !matches!(
+                        h.method.to_ascii_uppercase().as_str(),
+                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+                    ) {
+                        e.add(
+                            "http.method",
+                            format!("'{}' is not GET, POST, PUT, PATCH or DELETE", h.method),
+                        );
+                    }
+                }
+            },
+            ImportType::Sftp | ImportType::S3 => {
+                let (name, f) = if self.kind == ImportType::Sftp {
+                    ("sftp", &self.sftp)
+                } else {
+                    ("s3", &self.s3)
+                };
+                match f {
+                    None => e.add(name, format!("is required when type is {name}")),
+                    Some(f) => {
+                        validate::template(
+                            &mut e,
+                            &format!("{name}.directoryPath"),
+                            &f.directory_path,
+                        );
+                        validate::required(&mut e, &format!("{name}.fileName"), &f.file_name);
+                        validate::template(&mut e, &format!("{name}.fileName"), &f.file_name);
+                    }
+                }
+            }
+        }
+        if let Some(f) = &self.filter {
+            filter(&mut e, "filter", f);
+        }
+        if let Some(f) = &self.file {
+            file_format(&mut e, "file", f);
+        }
+        if let Some(m) = &self.response_mapping {
+            m.validate_into(&mut e, "responseMapping");
+        }
+        if let Some(ev) = &self.evaluator {
+            validate::condition(&mut e, "evaluator", ev);
+        }
+        e.into_result()
+    }
+}

@@ -1,0 +1,35 @@
+//! Sluice's vocabulary: the definitions users write (connections, exports, imports, flows),
+//! the records of work (jobs, errors) and the page that travels between stages.
+//!
+//! Field names follow the integrator.io flows API (`_id`, `pageGenerators`, `relativeURI`, ...)
+//! so users' JSON carries over. Every definition has a `validate()` that names the field and
+//! the reason; cross-references (a flow's `_exportId` exists, ...) are checked by
+//! [`bundle::Bundle::validate`] and by the API against the store.
+
+pub mod bundle;
+pub mod connection;
+pub mod error;
+pub mod export;
+pub mod flow;
+pub mod import;
+pub mod job;
+pub mod page;
+pub mod validate;
+
+pub use bundle::Bundle;
+pub use connection::*;
+pub use error::{FieldError, ValidationErrors};
+pub use export::*;
+pub use flow::*;
+pub use import::*;
+pub use job::*;
+pub use page::*;
+
+/// The value shown in place of a secret in every API response, log line and template bundle.
+/// Sending it back on an update means "keep the stored secret".
+pub const MASK: &str = "********";
+
+/// A fresh identifier: 24 lowercase hex characters, the shape integrator.io ids have.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..24].to_string()
+}

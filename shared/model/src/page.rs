@@ -1,0 +1,167 @@
+//! What travels between stages: a page of records and the state each stage adds to it.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Up to `pageSize` records of one job at one page processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub job_id: String,
+    pub flow_id: String,
+    /// Unique within the job and stable across redeliveries, e.g. `g0-p000003`.
+    pub page_id: String,
+    /// Position of the page in the job (0-based), for file names and ordering.
+    pub page_index: u64,
+    pub processor_index: usize,
+    pub records: Vec<PageRecord>,
+    /// One request for the whole page (`requestMode: page`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Exchange>,
+    /// The rendered file of a file import.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<RenderedFile>,
+    /// When the page was too large for a queue message: where its records are kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_ref: Option<String>,
+    /// Trace id carried through every stage's logs.
+    #[serde(default)]
+    pub trace_id: String,
+}
+
+/// One record and what the stages learned about it at the current processor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PageRecord {
+    /// Unique within the job and stable across processors, e.g. `g0-p000003-r0007`.
+    pub key: String,
+    pub data: Value,
+    #[serde(default)]
+    pub state: RecordState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exchange: Option<Exchange>,
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub extracted: Map<String, Value>,
+}
+
+impl PageRecord {
+    pub fn new(key: String, data: Value) -> Self {
+        Self {
+            key,
+            data,
+            state: RecordState::Active,
+            exchange: None,
+            extracted: Map::new(),
+        }
+    }
+    pub fn is_active(&self) -> bool {
+        matches!(self.state, RecordState::Active)
+    }
+    pub fn fail(&mut self, code: &str, message: impl Into<String>) {
+        self.state = RecordState::Failed {
+            code: code.into(),
+            message: message.into(),
+        };
+    }
+}
+
+/// Where a record stands at the current processor. Active records go on; ignored and failed
+/// ones are counted by evaluate and go no further.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "state", rename_all = "camelCase")]
+pub enum RecordState {
+    #[default]
+    Active,
+    Ignored {
+        reason: String,
+    },
+    Failed {
+        code: String,
+        message: String,
+    },
+}
+
+/// A request as rendered by translate and, once deliver ran, the reply to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Exchange {
+    pub request: RenderedRequest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderedRequest {
+    pub method: String,
+    /// Full URL: the connection's baseURI joined with the rendered relativeURI.
+    pub url: String,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reply {
+    pub status: u16,
+    /// Lower-cased header names.
+    #[serde(default)]
+    pub headers: Map<String, Value>,
+    /// Parsed JSON when the body is JSON, else the text.
+    #[serde(default)]
+    pub body: Value,
+    #[serde(default)]
+    pub attempts: u32,
+    #[serde(default)]
+    pub elapsed_ms: u64,
+}
+
+impl Reply {
+    /// The document JSONPath mappings and CEL conditions see as `response`.
+    pub fn as_document(&self) -> Value {
+        serde_json::json!({"status": self.status, "headers": self.headers, "body": self.body})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderedFile {
+    pub directory: String,
+    pub name: String,
+    pub content: String,
+    /// Keys of the records written into the file.
+    pub record_keys: Vec<String>,
+}
+
+/// The order the trigger stage carries out: read the records of one export for one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOrder {
+    pub job_id: String,
+    pub flow_id: String,
+    /// Index into the flow's pageGenerators.
+    pub generator_index: usize,
+    pub source: RunSource,
+}
+
+/// Where the records of a run come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RunSource {
+    /// Read the export itself (http paging, a whole s3 prefix).
+    Export,
+    /// One object that landed in S3.
+    S3Object { bucket: String, key: String },
+    /// Records given inline: webhook posts, DynamoDB stream images, retried errors.
+    Records { records: Vec<Value> },
+}
+
+/// A message on one of the stage queues.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "camelCase")]
+pub enum StageMessage {
+    Run(RunOrder),
+    Page(Page),
+}
