@@ -141,8 +141,12 @@ pub struct RenderedFile {
 pub struct RunOrder {
     pub job_id: String,
     pub flow_id: String,
-    /// Index into the flow's pageGenerators.
-    pub generator_index: usize,
+    /// Index into the flow's pageGenerators; None: every generator (or those the run named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_index: Option<usize>,
+    /// Generators the run was limited to (`_exportIds`), when generator_index is None.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub export_ids: Option<Vec<String>>,
     pub source: RunSource,
 }
 
@@ -154,8 +158,17 @@ pub enum RunSource {
     Export,
     /// One object that landed in S3.
     S3Object { bucket: String, key: String },
-    /// Records given inline: webhook posts, DynamoDB stream images, retried errors.
+    /// Records given inline: webhook posts, DynamoDB stream images.
     Records { records: Vec<Value> },
+    /// Failed records of an earlier job, each re-entering at the processor where it failed.
+    Retry { items: Vec<RetryItem> },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryItem {
+    pub processor_index: usize,
+    pub record: Value,
 }
 
 /// A message on one of the stage queues.

@@ -70,6 +70,17 @@ pub async fn start_run(
     todo!("owned by the pipeline helper")
 }
 
+/// Re-runs the failed records of a job (all unresolved errors, or those named), each from the
+/// processor where it failed, as a new job; the errors are marked resolved.
+pub async fn retry_errors(
+    sluice: &Sluice,
+    job_id: &str,
+    error_ids: Option<Vec<String>>,
+) -> Result<RunStarted> {
+    let _ = (sluice, job_id, error_ids);
+    todo!("owned by the pipeline helper")
+}
+
 /// Reads the records of one run order and sends them on as pages.
 pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
     let _ = (sluice, order);
