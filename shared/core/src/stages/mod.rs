@@ -11,6 +11,7 @@
 pub mod deliver;
 pub mod evaluate;
 pub mod extract;
+pub(crate) mod processor;
 pub mod translate;
 pub mod trigger;
 pub mod upload;
@@ -66,6 +67,7 @@ impl std::str::FromStr for Stage {
 #[derive(Default)]
 pub(crate) struct Caches {
     pub templates: translate::TemplateCache,
+    pub conditions: crate::conditions::ConditionCache,
     pub http: deliver::HttpState,
 }
 

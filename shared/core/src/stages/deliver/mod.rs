@@ -1,14 +1,304 @@
 //! deliver: sends rendered requests over the connection (auth, timeout, retries with backoff
 //! and jitter honouring Retry-After, rate and concurrency limits) and keeps each reply.
+//!
+//! Idempotency: each record's send is claimed in the store's ledger first
+//! (`deliver:{job}:{page}:{processor}:{record}`); a redelivered page reuses the recorded reply,
+//! and a claim left in flight by a crashed process is never resent blindly.
 
-use crate::{Result, Sluice};
-use sluice_model::Page;
+mod auth;
+mod guard;
+mod limits;
+mod retry;
+#[cfg(test)]
+mod tests;
 
-/// HTTP client, OAuth2 token cache, per-connection limiters.
+pub use retry::{backoff_delay, parse_retry_after};
+
+use super::processor::Processor;
+use crate::ports::LedgerState;
+use crate::{Result, Sluice, Stage};
+use futures::StreamExt;
+use serde_json::{json, Map, Value};
+use sluice_model::{Connection, Exchange, Flow, Page, RenderedRequest, Reply, RetryPolicy, StageMessage};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+const DEFAULT_CONCURRENCY: u32 = 5;
+const DEFAULT_TIMEOUT_MS: u64 = 30_000;
+
+/// HTTP client, OAuth2 token cache, per-connection limiters. Process-wide: concurrent runs in
+/// one process share a connection's limits. (On Lambda each instance has its own; the
+/// function's reserved concurrency bounds the rest.)
 #[derive(Default)]
-pub struct HttpState {}
+pub struct HttpState {
+    client: OnceLock<reqwest::Client>,
+    pub(crate) tokens: auth::TokenCache,
+    limiters: Mutex<HashMap<String, Arc<limits::Limiter>>>,
+}
 
-pub async fn handle(sluice: &Sluice, page: Page) -> Result<()> {
-    let _ = (sluice, page);
-    todo!("owned by the deliver helper")
+impl HttpState {
+    pub(crate) fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(30))
+                .redirect(reqwest::redirect::Policy::limited(5))
+                .build()
+                .expect("an HTTP client with default TLS builds")
+        })
+    }
+
+    fn limiter(&self, connection: &Connection) -> Arc<limits::Limiter> {
+        let mut map = self.limiters.lock().unwrap();
+        map.entry(connection.id.clone())
+            .or_insert_with(|| {
+                Arc::new(limits::Limiter::new(
+                    connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY) as usize,
+                    connection.rate_limit.as_ref().map(|r| (r.requests_per_second, r.burst.unwrap_or(1).max(1))),
+                ))
+            })
+            .clone()
+    }
+}
+
+pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
+    let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
+    let connection = &p.connection;
+    if connection.http.is_none() {
+        for r in page.records.iter_mut().filter(|r| r.is_active()) {
+            r.fail("config", format!("connection {} is not an http connection", connection.id));
+        }
+        return forward(sluice, page).await;
+    }
+    let key_base = format!("deliver:{}:{}:{}", page.job_id, page.page_id, page.processor_index);
+    let limiter = sluice.caches.http.limiter(connection);
+    let concurrency = connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize;
+
+    if let Some(batch) = page.batch.take() {
+        let outcome = deliver_once(sluice, connection, &limiter, &format!("{key_base}:batch"), batch.request.clone()).await?;
+        match outcome {
+            Ok(reply) => page.batch = Some(Exchange { request: batch.request, reply: Some(reply) }),
+            Err((code, message)) => {
+                for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                    r.fail(code, message.clone());
+                }
+                page.batch = Some(batch);
+            }
+        }
+    } else {
+        let work: Vec<(usize, RenderedRequest, String)> = page
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.is_active())
+            .filter_map(|(i, r)| r.exchange.as_ref().map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key))))
+            .collect();
+        let results: Vec<(usize, Result<Outcome>)> = futures::stream::iter(work)
+            .map(|(i, req, key)| {
+                let limiter = limiter.clone();
+                async move { (i, deliver_once(sluice, connection, &limiter, &key, req).await) }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        for (i, result) in results {
+            let r = &mut page.records[i];
+            match result? {
+                Ok(reply) => {
+                    if let Some(e) = r.exchange.as_mut() {
+                        e.reply = Some(reply);
+                    }
+                }
+                Err((code, message)) => r.fail(code, message),
+            }
+        }
+        notify(sluice, &p, &page).await;
+    }
+    forward(sluice, page).await
+}
+
+async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
+    sluice.queue.send(Stage::Extract, StageMessage::Page(page)).await?;
+    Ok(())
+}
+
+/// A reply, or a record-level failure (code, message).
+pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
+
+async fn deliver_once(sluice: &Sluice, connection: &Connection, limiter: &limits::Limiter, key: &str, request: RenderedRequest) -> Result<Outcome> {
+    match sluice.store.ledger_claim(key, sluice.clock.now()).await? {
+        LedgerState::Done(v) => {
+            return Ok(match v.get("reply") {
+                Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| ("ledger", e.to_string())),
+                None => Err(("network", v["error"].as_str().unwrap_or("failed before").to_string())),
+            })
+        }
+        LedgerState::InFlight => {
+            return Ok(Err((
+                "delivery_unknown",
+                "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it".into(),
+            )))
+        }
+        LedgerState::Claimed => {}
+    }
+    let outcome = send_with_retries(sluice, connection, limiter, &request).await;
+    let record = match &outcome {
+        Ok(reply) => json!({"reply": reply}),
+        Err((code, message)) => json!({"error": message, "code": code}),
+    };
+    sluice.store.ledger_complete(key, &record).await?;
+    Ok(outcome)
+}
+
+/// Sends one request over `connection` with its auth, limits, timeout and retries, without
+/// the ledger: for reads (http exports), where sending again is harmless.
+pub(crate) async fn send_request(sluice: &Sluice, connection: &Connection, request: &RenderedRequest) -> Outcome {
+    if connection.http.is_none() {
+        return Err(("config", format!("connection {} is not an http connection", connection.id)));
+    }
+    let limiter = sluice.caches.http.limiter(connection);
+    send_with_retries(sluice, connection, &limiter, request).await
+}
+
+/// Sends with the connection's auth, timeout and retry policy.
+pub(crate) async fn send_with_retries(sluice: &Sluice, connection: &Connection, limiter: &limits::Limiter, request: &RenderedRequest) -> Outcome {
+    let http = connection.http.as_ref().expect("checked by the caller");
+    let policy = http.retry.clone().unwrap_or_default();
+    let timeout = Duration::from_millis(http.request_timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+    if let Err(e) = guard::check(&request.url, http.allow_metadata_addresses, sluice.settings.allow_private_addresses).await {
+        return Err(("address_refused", e));
+    }
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    let mut refreshed_token = false;
+    loop {
+        attempt += 1;
+        let result = {
+            let _permit = limiter.acquire().await;
+            send_one(sluice, connection, request, timeout).await
+        };
+        let retry_after = match &result {
+            Ok(reply) if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) => {
+                // A token revoked early: fetch a fresh one once, without spending an attempt.
+                sluice.caches.http.tokens.forget(&connection.id);
+                refreshed_token = true;
+                attempt -= 1;
+                continue;
+            }
+            Ok(reply) if retry::is_retryable_status(reply.status) => Some(reply.headers.get("retry-after").and_then(|v| v.as_str()).and_then(parse_retry_after)),
+            Ok(_) => None,
+            Err(SendError::Retryable(_)) => Some(None),
+            Err(SendError::Fatal(_)) => None,
+        };
+        if let (Some(hint), true) = (retry_after, attempt < policy.max_attempts) {
+            tokio::time::sleep(backoff_delay(&policy, attempt, hint)).await;
+            continue;
+        }
+        return match result {
+            Ok(mut reply) => {
+                reply.attempts = attempt;
+                reply.elapsed_ms = started.elapsed().as_millis() as u64;
+                Ok(reply)
+            }
+            Err(SendError::Retryable(m)) | Err(SendError::Fatal(m)) => Err(("network", format!("{m} (after {attempt} attempt{})", if attempt == 1 { "" } else { "s" }))),
+        };
+    }
+}
+
+enum SendError {
+    Retryable(String),
+    Fatal(String),
+}
+
+async fn send_one(sluice: &Sluice, connection: &Connection, request: &RenderedRequest, timeout: Duration) -> std::result::Result<Reply, SendError> {
+    let client = sluice.caches.http.client();
+    let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
+    let mut url = reqwest::Url::parse(&request.url).map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
+    let mut headers = request.headers.clone();
+    auth::apply(sluice, connection, &mut url, &mut headers).await.map_err(|e| SendError::Fatal(e.to_string()))?;
+    let mut builder = client.request(method, url).timeout(timeout);
+    let mut has_content_type = false;
+    for (name, value) in &headers {
+        has_content_type |= name.eq_ignore_ascii_case("content-type");
+        builder = builder.header(name, value);
+    }
+    if let Some(body) = &request.body {
+        if !has_content_type {
+            builder = builder.header("content-type", "application/json");
+        }
+        builder = builder.body(body.clone());
+    }
+    let response = builder.send().await.map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
+    let status = response.status().as_u16();
+    let mut header_map = Map::new();
+    for (name, value) in response.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
+        match header_map.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&v);
+            }
+            _ => {
+                header_map.insert(name.as_str().to_string(), Value::String(v));
+            }
+        }
+    }
+    let bytes = response.bytes().await.map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
+    let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(Reply { status, headers: header_map, body, attempts: 1, elapsed_ms: 0 })
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("timed out after {} ms", timeout.as_millis())
+    } else if e.is_connect() {
+        format!("could not connect: {}", root_cause(e))
+    } else {
+        format!("request failed: {}", root_cause(e))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// notifyRequest / notifyResponse: copies of each exchange, credentials masked. Best effort.
+async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
+    let Flow { notify_request, notify_response, .. } = &p.flow;
+    if notify_request.is_none() && notify_response.is_none() {
+        return;
+    }
+    let client = sluice.caches.http.client();
+    for r in &page.records {
+        let Some(ex) = &r.exchange else { continue };
+        let mut request = ex.request.clone();
+        for (name, value) in request.headers.iter_mut() {
+            if sluice_model::is_secret_header(name) {
+                *value = sluice_model::MASK.into();
+            }
+        }
+        let copies = [
+            (notify_request, json!({"jobId": page.job_id, "recordKey": r.key, "request": request})),
+            (notify_response, json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply})),
+        ];
+        for (cb, body) in copies {
+            let Some(cb) = cb else { continue };
+            let mut req = client.post(&cb.url).json(&body).timeout(Duration::from_secs(10));
+            for h in &cb.headers {
+                req = req.header(&h.name, &h.value);
+            }
+            if let Err(e) = req.send().await {
+                tracing::warn!(url = %cb.url, error = %e, "notification failed");
+            }
+        }
+    }
+}
+
+/// Retry policy used when a connection gives none.
+pub fn default_policy() -> RetryPolicy {
+    RetryPolicy::default()
 }

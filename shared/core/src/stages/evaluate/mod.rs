@@ -1,10 +1,153 @@
 //! evaluate: the import's CEL evaluator judges each record; counts, stores errors, sends the
 //! page to the next processor or finishes it; the last page closes the job.
 
-use crate::{Result, Sluice};
-use sluice_model::Page;
+pub mod completion;
 
-pub async fn handle(sluice: &Sluice, page: Page) -> Result<()> {
-    let _ = (sluice, page);
-    todo!("owned by the pipeline helper")
+use super::processor::Processor;
+use crate::ports::PageOutcome;
+use crate::{Result, Sluice, Stage};
+use serde_json::{json, Value};
+use sluice_model::{JobError, Page, PageRecord, RecordState, StageMessage};
+
+/// What evaluate decided for one page at one processor.
+#[derive(Debug, Default, PartialEq)]
+pub struct Verdicts {
+    pub success: u64,
+    pub error: u64,
+    pub ignore: u64,
+    /// Records going on to the next processor.
+    pub forward: Vec<PageRecord>,
+    pub errors: Vec<JobError>,
+}
+
+pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
+    let flow = sluice.flow(&page.flow_id).await?;
+    let processor = if page.processor_index < flow.page_processors.len() {
+        Some(Processor::load(sluice, &page.flow_id, page.processor_index).await?)
+    } else {
+        None
+    };
+    let evaluator = processor.as_ref().map(|p| p.evaluator().to_string());
+    // A flow without processors has nothing to judge: its records are successes.
+    if let Some(expr) = &evaluator {
+        judge(sluice, &mut page, expr);
+    }
+    let is_last = processor.as_ref().is_none_or(|p| p.is_last());
+    let v = tally(sluice, &page, processor.as_ref(), is_last);
+
+    if !v.errors.is_empty() {
+        sluice.store.put_errors(&v.errors).await?;
+    }
+    let page_done = v.forward.is_empty();
+    if !page_done {
+        let next = Page {
+            processor_index: page.processor_index + 1,
+            records: v.forward.clone(),
+            batch: None,
+            file: None,
+            records_ref: None,
+            ..page.clone()
+        };
+        sluice.queue.send(Stage::Translate, StageMessage::Page(next)).await?;
+    }
+    let outcome = PageOutcome {
+        job_id: page.job_id.clone(),
+        page_id: page.page_id.clone(),
+        processor_index: page.processor_index,
+        num_success: v.success,
+        num_error: v.error,
+        num_ignore: v.ignore,
+        page_done,
+    };
+    let now = sluice.clock.now();
+    let _ = sluice.store.renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease).await;
+    if let Some(job) = sluice.store.record_outcome(&outcome).await? {
+        if job.all_pages_done() {
+            completion::complete_job(sluice, &job.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the evaluator over every active record that has a reply.
+fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
+    let batch_doc = page.batch.as_ref().and_then(|b| b.reply.as_ref()).map(|r| r.as_document());
+    for r in page.records.iter_mut().filter(|r| r.is_active()) {
+        let doc = r.exchange.as_ref().and_then(|e| e.reply.as_ref()).map(|r| r.as_document()).or_else(|| batch_doc.clone());
+        let Some(doc) = doc else {
+            r.fail("no_reply", "no reply was recorded for this record");
+            continue;
+        };
+        let extracted = Value::Object(r.extracted.clone());
+        match sluice.caches.conditions.check(expression, &[("record", &r.data), ("response", &doc), ("extracted", &extracted)]) {
+            Ok(true) => {}
+            Ok(false) => {
+                let status = doc["status"].as_u64().unwrap_or(0);
+                r.fail("evaluator", format!("status {status}: evaluator `{expression}` is false{}", excerpt(&doc["body"])))
+            }
+            Err(e) => r.fail("evaluator_error", e),
+        }
+    }
+}
+
+fn excerpt(body: &Value) -> String {
+    let text = match body {
+        Value::Null => return String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let cut: String = text.chars().take(300).collect();
+    format!(" (reply: {cut}{})", if text.chars().count() > 300 { "…" } else { "" })
+}
+
+/// Counts the page's records and builds the errors; active records at the last processor are
+/// successes, at an earlier one they go on.
+pub(crate) fn tally(sluice: &Sluice, page: &Page, processor: Option<&Processor>, is_last: bool) -> Verdicts {
+    let mut v = Verdicts::default();
+    let now = sluice.clock.now();
+    for r in &page.records {
+        match &r.state {
+            RecordState::Ignored { .. } => v.ignore += 1,
+            RecordState::Failed { code, message } => {
+                v.error += 1;
+                let exchange = r.exchange.as_ref().or(page.batch.as_ref());
+                v.errors.push(JobError {
+                    id: format!("{}-{}-{}", page.job_id, page.processor_index, r.key),
+                    job_id: page.job_id.clone(),
+                    flow_id: page.flow_id.clone(),
+                    processor_index: page.processor_index as i64,
+                    import_id: processor.and_then(|p| p.import_id()),
+                    export_id: processor.and_then(|p| p.export_id()),
+                    page_id: page.page_id.clone(),
+                    record_key: r.key.clone(),
+                    record: r.data.clone(),
+                    request: exchange.map(|e| masked_request(&e.request)),
+                    response: exchange.and_then(|e| e.reply.as_ref()).map(|r| json!(r)),
+                    code: code.clone(),
+                    message: message.clone(),
+                    retry_data_key: format!("{}/{}", page.job_id, r.key),
+                    occurred_at: now,
+                    resolved: false,
+                });
+            }
+            RecordState::Active if is_last => v.success += 1,
+            RecordState::Active => {
+                let mut next = PageRecord::new(r.key.clone(), r.data.clone());
+                next.state = RecordState::Active;
+                v.forward.push(next);
+            }
+        }
+    }
+    v
+}
+
+/// The request as stored with an error: credentials in headers masked.
+fn masked_request(req: &sluice_model::RenderedRequest) -> Value {
+    let mut r = req.clone();
+    for (name, value) in r.headers.iter_mut() {
+        if sluice_model::is_secret_header(name) {
+            *value = sluice_model::MASK.into();
+        }
+    }
+    json!(r)
 }

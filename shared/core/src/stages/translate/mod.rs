@@ -1,14 +1,211 @@
-//! translate: the output filter, then each record (or the page) rendered through the
+//! translate: the import's filter, then each record (or the page) rendered through the
 //! import's handlebars templates: URI, headers, body, file name, file content.
+//! (The export's output filter is applied by trigger, where the export is known.)
 
-use crate::{Result, Sluice};
-use sluice_model::Page;
+mod files;
+mod templates;
+#[cfg(test)]
+mod tests;
 
-/// Compiled templates, keyed by their source text; compiled once per process.
-#[derive(Default)]
-pub struct TemplateCache {}
+pub use files::render_file;
+pub use templates::TemplateCache;
 
-pub async fn handle(sluice: &Sluice, page: Page) -> Result<()> {
-    let _ = (sluice, page);
-    todo!("owned by the pipeline helper")
+use super::processor::{Processor, Target};
+use crate::{Result, Sluice, Stage};
+use serde_json::{json, Value};
+use sluice_model::{Connection, Exchange, Job, NameValue, Page, RecordState, RenderedFile, RenderedRequest, RequestMode, StageMessage};
+
+pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
+    let flow = sluice.flow(&page.flow_id).await?;
+    if page.processor_index >= flow.page_processors.len() {
+        // No page processors: nothing to render; evaluate counts the records.
+        return send(sluice, Stage::Evaluate, page).await;
+    }
+    let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
+    let job = sluice.store.get_job(&page.job_id).await?;
+    let base = base_context(&page, &p, job.as_ref(), sluice);
+
+    if let Target::Import(import) = &p.target {
+        if let Some(filter) = &import.filter {
+            apply_filter(sluice, &mut page, &filter.expression);
+        }
+    }
+
+    let next = if p.writes_files() {
+        render_page_file(sluice, &mut page, &p, &base);
+        Stage::Upload
+    } else {
+        render_requests(sluice, &mut page, &p, &base);
+        Stage::Deliver
+    };
+    let anything_to_send = page.records.iter().any(|r| r.is_active());
+    send(sluice, if anything_to_send { next } else { Stage::Evaluate }, page).await
+}
+
+async fn send(sluice: &Sluice, stage: Stage, page: Page) -> Result<()> {
+    sluice.queue.send(stage, StageMessage::Page(page)).await?;
+    Ok(())
+}
+
+/// Records for which the condition is false are ignored; a condition that fails is an error.
+pub(crate) fn apply_filter(sluice: &Sluice, page: &mut Page, expression: &str) {
+    for r in page.records.iter_mut().filter(|r| r.is_active()) {
+        match sluice.caches.conditions.check(expression, &[("record", &r.data)]) {
+            Ok(true) => {}
+            Ok(false) => r.state = RecordState::Ignored { reason: format!("filtered out by `{expression}`") },
+            Err(e) => r.fail("filter", e),
+        }
+    }
+}
+
+/// What every template of this page sees besides the record(s).
+fn base_context(page: &Page, p: &Processor, job: Option<&Job>, sluice: &Sluice) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("job".into(), json!({"_id": page.job_id}));
+    m.insert("flow".into(), json!({"_id": p.flow.id, "name": p.flow.name}));
+    m.insert("page".into(), json!({"index": page.page_index, "id": page.page_id}));
+    m.insert("now".into(), json!(sluice.clock.now().to_rfc3339()));
+    m.insert("lastExportDateTime".into(), json!(job.and_then(|j| j.start_date).map(|d| d.to_rfc3339())));
+    m.insert("currentExportDateTime".into(), json!(job.and_then(|j| j.end_date).map(|d| d.to_rfc3339())));
+    let base_uri = p.connection.http.as_ref().map(|h| h.base_uri.clone());
+    m.insert("connection".into(), json!({"baseURI": base_uri}));
+    m
+}
+
+struct RequestTemplates<'a> {
+    method: &'a str,
+    uri: &'a str,
+    headers: &'a [NameValue],
+    body: Option<&'a str>,
+    mode: RequestMode,
+}
+
+fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
+    match &p.target {
+        Target::Import(i) => i.http.as_ref().map(|h| RequestTemplates {
+            method: &h.method,
+            uri: &h.relative_uri,
+            headers: &h.headers,
+            body: match h.method.to_ascii_uppercase().as_str() {
+                "GET" | "DELETE" => h.body.as_deref(),
+                _ => Some(h.body.as_deref().unwrap_or("{{json record}}")),
+            },
+            mode: h.request_mode,
+        }),
+        Target::Lookup(e) => e.http.as_ref().map(|h| RequestTemplates {
+            method: &h.method,
+            uri: &h.relative_uri,
+            headers: &h.headers,
+            body: h.body.as_deref(),
+            mode: RequestMode::Record,
+        }),
+    }
+}
+
+fn render_requests(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde_json::Map<String, Value>) {
+    let Some(t) = templates_of(p) else {
+        for r in page.records.iter_mut().filter(|r| r.is_active()) {
+            r.fail("config", "the import has no http section");
+        }
+        return;
+    };
+    let cache = &sluice.caches.templates;
+    match t.mode {
+        RequestMode::Record => {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                let mut ctx = base.clone();
+                ctx.insert("record".into(), r.data.clone());
+                match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
+                    Ok(request) => r.exchange = Some(Exchange { request, reply: None }),
+                    Err(e) => r.fail("template", e),
+                }
+            }
+        }
+        RequestMode::Page => {
+            let records: Vec<Value> = page.records.iter().filter(|r| r.is_active()).map(|r| r.data.clone()).collect();
+            let mut ctx = base.clone();
+            ctx.insert("records".into(), Value::Array(records));
+            match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
+                Ok(request) => page.batch = Some(Exchange { request, reply: None }),
+                Err(e) => {
+                    for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                        r.fail("template", e.clone());
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render_request(cache: &TemplateCache, t: &RequestTemplates, connection: &Connection, ctx: &Value) -> Result<RenderedRequest, String> {
+    let ctx = handlebars::Context::wraps(ctx).map_err(|e| e.to_string())?;
+    let uri = cache.render(t.uri, &ctx).map_err(|e| format!("relativeURI: {e}"))?;
+    let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+    let url = join_url(base, &uri)?;
+    let mut headers = Vec::new();
+    if let Some(h) = &connection.http {
+        for hv in &h.headers {
+            headers.push((hv.name.clone(), hv.value.clone()));
+        }
+    }
+    for (i, hv) in t.headers.iter().enumerate() {
+        let v = cache.render(&hv.value, &ctx).map_err(|e| format!("headers[{i}]: {e}"))?;
+        headers.push((hv.name.clone(), v));
+    }
+    let method = t.method.to_ascii_uppercase();
+    // GET and DELETE carry a body only when one was written for them (lookups).
+    let body = match t.body {
+        Some(b) => Some(cache.render(b, &ctx).map_err(|e| format!("body: {e}"))?),
+        None => None,
+    };
+    Ok(RenderedRequest { method, url, headers, body })
+}
+
+/// Joins the connection's baseURI and a rendered relativeURI. An absolute URL is accepted
+/// only under the baseURI, so a template cannot send records to another host.
+pub fn join_url(base: &str, relative: &str) -> Result<String, String> {
+    let rel = relative.trim();
+    if rel.starts_with("http://") || rel.starts_with("https://") {
+        if !base.is_empty() && rel.starts_with(base.trim_end_matches('/')) {
+            return Ok(rel.to_string());
+        }
+        return Err(format!("relativeURI rendered to '{rel}', an absolute URL outside the connection's baseURI"));
+    }
+    if base.is_empty() {
+        return Err("the connection has no baseURI".into());
+    }
+    let url = format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches('/'));
+    url::Url::parse(&url).map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+    Ok(url)
+}
+
+fn render_page_file(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde_json::Map<String, Value>) {
+    let Target::Import(import) = &p.target else { return };
+    let Some(spec) = import.sftp.as_ref().or(import.s3.as_ref()) else {
+        for r in page.records.iter_mut().filter(|r| r.is_active()) {
+            r.fail("config", format!("the import has no {} section", if import.sftp.is_none() { "sftp/s3" } else { "file" }));
+        }
+        return;
+    };
+    let cache = &sluice.caches.templates;
+    let ctx = Value::Object(base.clone());
+    let rendered = (|| -> Result<RenderedFile, String> {
+        let directory = cache.render_value(&spec.directory_path, &ctx).map_err(|e| format!("directoryPath: {e}"))?;
+        let name = cache.render_value(&spec.file_name, &ctx).map_err(|e| format!("fileName: {e}"))?;
+        if name.contains('/') || name.trim().is_empty() || name == "." || name == ".." {
+            return Err(format!("fileName rendered to '{name}', which is not a plain file name"));
+        }
+        let active: Vec<&Value> = page.records.iter().filter(|r| r.is_active()).map(|r| &r.data).collect();
+        let content = render_file(&active, import.file.as_ref()).map_err(|e| format!("file content: {e}"))?;
+        let record_keys = page.records.iter().filter(|r| r.is_active()).map(|r| r.key.clone()).collect();
+        Ok(RenderedFile { directory, name, content, record_keys })
+    })();
+    match rendered {
+        Ok(f) => page.file = Some(f),
+        Err(e) => {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                r.fail("template", e.clone());
+            }
+        }
+    }
 }

@@ -1,11 +1,14 @@
 //! HTTP exports: the request per page, paging (page, skip, token, Link header, next URL),
 //! `resourcePath` to the records, and delta windows.
 
-use crate::{Result, Sluice};
+use crate::stages::deliver;
+use crate::stages::translate::join_url;
+use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-use serde_json::Value;
-use sluice_model::{Connection, Export};
+use serde_json::{json, Value};
+use sluice_model::validate::normalize_json_path;
+use sluice_model::{Connection, Export, PagingMethod, RenderedRequest, Reply};
 
 /// The delta window of a run: `{{lastExportDateTime}}` and `{{currentExportDateTime}}`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -19,14 +22,208 @@ pub fn watermark_key(flow_id: &str) -> String {
     format!("flow:{flow_id}:lastExportDateTime")
 }
 
+/// Guard against servers that never stop paging.
+const DEFAULT_MAX_PAGES: u64 = 10_000;
+
+struct Cursor {
+    n: u64,
+    page: u64,
+    skip: u64,
+    token: Option<String>,
+    next_url: Option<String>,
+    done: bool,
+}
+
 /// Fetches the export page by page; each item is the records of one reply. A wrong
 /// `resourcePath` is an error, not zero records.
-pub fn fetch_pages<'a>(
-    sluice: &'a Sluice,
-    export: &'a Export,
-    connection: &'a Connection,
-    window: DeltaWindow,
-) -> BoxStream<'a, Result<Vec<Value>>> {
-    let _ = (sluice, export, connection, window);
-    todo!("owned by the sources helper")
+pub fn fetch_pages<'a>(sluice: &'a Sluice, export: &'a Export, connection: &'a Connection, window: DeltaWindow) -> BoxStream<'a, Result<Vec<Value>>> {
+    let paging = export.http.as_ref().and_then(|h| h.paging.clone());
+    let cursor = Cursor {
+        n: 0,
+        page: paging.as_ref().and_then(|p| p.page).unwrap_or(1),
+        skip: paging.as_ref().and_then(|p| p.skip).unwrap_or(0),
+        token: None,
+        next_url: None,
+        done: false,
+    };
+    Box::pin(futures::stream::unfold(cursor, move |mut c| {
+        let window = window.clone();
+        async move {
+            if c.done {
+                return None;
+            }
+            match next_page(sluice, export, connection, &window, &mut c).await {
+                Ok(Some(records)) => Some((Ok(records), c)),
+                Ok(None) => None,
+                Err(e) => {
+                    c.done = true;
+                    Some((Err(e), c))
+                }
+            }
+        }
+    }))
+}
+
+async fn next_page(sluice: &Sluice, export: &Export, connection: &Connection, window: &DeltaWindow, c: &mut Cursor) -> Result<Option<Vec<Value>>> {
+    let http = export.http.as_ref().ok_or_else(|| Error::invalid("http", "an http export needs an http section"))?;
+    let paging = http.paging.as_ref();
+    if c.n >= paging.and_then(|p| p.max_pages).unwrap_or(DEFAULT_MAX_PAGES) {
+        return Ok(None);
+    }
+    let ctx = json!({
+        "lastExportDateTime": window.last_export_date_time.map(|d| d.to_rfc3339()),
+        "currentExportDateTime": window.current_export_date_time.map(|d| d.to_rfc3339()),
+        "export": {"http": {"paging": {"page": c.page, "skip": c.skip, "token": c.token}}},
+    });
+    let templates = &sluice.caches.templates;
+    let url = match c.next_url.take() {
+        Some(u) => absolutize(connection, &u)?,
+        None => {
+            let uri_template = match (c.n, paging.and_then(|p| p.relative_uri.as_deref())) {
+                (n, Some(later)) if n > 0 => later,
+                _ => http.relative_uri.as_str(),
+            };
+            let uri = templates.render_value(uri_template, &ctx).map_err(|e| Error::invalid("http.relativeURI", e))?;
+            let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+            join_url(base, &uri).map_err(|e| Error::invalid("http.relativeURI", e))?
+        }
+    };
+    let mut headers: Vec<(String, String)> = connection.http.as_ref().map(|h| h.headers.iter().map(|hv| (hv.name.clone(), hv.value.clone())).collect()).unwrap_or_default();
+    for hv in &http.headers {
+        headers.push((hv.name.clone(), templates.render_value(&hv.value, &ctx).map_err(|e| Error::invalid("http.headers", e))?));
+    }
+    let body = http.body.as_deref().map(|b| templates.render_value(b, &ctx)).transpose().map_err(|e| Error::invalid("http.body", e))?;
+    let request = RenderedRequest { method: http.method.to_ascii_uppercase(), url: url.clone(), headers, body };
+    let reply = deliver::send_request(sluice, connection, &request).await.map_err(|(_, m)| Error::Internal(anyhow::anyhow!("GET {url}: {m}")))?;
+    c.n += 1;
+    if paging.and_then(|p| p.last_page_status_code) == Some(reply.status) {
+        return Ok(None);
+    }
+    if !(200..300).contains(&reply.status) {
+        return Err(Error::Internal(anyhow::anyhow!("GET {url} answered {}: {}", reply.status, excerpt(&reply.body))));
+    }
+    let records = records_of(&reply.body, http.resource_path.as_deref())?;
+    match paging.map(|p| p.method) {
+        None => c.done = true,
+        Some(PagingMethod::Page) => {
+            c.page += 1;
+            if records.is_empty() {
+                return Ok(None);
+            }
+        }
+        Some(PagingMethod::Skip) => {
+            c.skip += records.len() as u64;
+            if records.is_empty() {
+                return Ok(None);
+            }
+        }
+        Some(PagingMethod::Token) => {
+            let token = select_text(&reply, paging.and_then(|p| p.path.as_deref()).unwrap_or(""))?;
+            c.done = token.is_none();
+            c.token = token;
+        }
+        Some(PagingMethod::Url) => {
+            let next = select_text(&reply, paging.and_then(|p| p.path.as_deref()).unwrap_or(""))?;
+            c.done = next.is_none();
+            c.next_url = next;
+        }
+        Some(PagingMethod::Linkheader) => {
+            let next = reply.headers.get("link").and_then(|v| v.as_str()).and_then(next_link);
+            c.done = next.is_none();
+            c.next_url = next;
+        }
+    }
+    Ok(Some(records))
+}
+
+fn excerpt(body: &Value) -> String {
+    let s = match body {
+        Value::String(s) => s.clone(),
+        v => v.to_string(),
+    };
+    s.chars().take(300).collect()
+}
+
+fn absolutize(connection: &Connection, url: &str) -> Result<String> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+        let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
+        let u = url::Url::parse(url).map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?;
+        // Paging must not lead the export to another server with the connection's credentials.
+        if u.host_str() != b.host_str() || u.port_or_known_default() != b.port_or_known_default() {
+            return Err(Error::Internal(anyhow::anyhow!("next page URL {url} is not on the connection's host")));
+        }
+        Ok(url.to_string())
+    } else {
+        let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+        let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
+        Ok(b.join(url).map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?.to_string())
+    }
+}
+
+/// The records of a reply: the array at `resourcePath` (an object there is one record), or
+/// the whole body when no path is set. A path that finds nothing is an error.
+pub fn records_of(body: &Value, resource_path: Option<&str>) -> Result<Vec<Value>> {
+    let found = match resource_path {
+        None => body.clone(),
+        Some(p) => {
+            let path = serde_json_path::JsonPath::parse(&normalize_json_path(p)).map_err(|e| Error::invalid("http.resourcePath", e.to_string()))?;
+            match path.query(body).first() {
+                Some(v) => (*v).clone(),
+                None => {
+                    let keys: Vec<String> = body.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                    return Err(Error::invalid("http.resourcePath", format!("'{p}' selects nothing in the reply (its top-level fields: {})", keys.join(", "))));
+                }
+            }
+        }
+    };
+    match found {
+        Value::Array(items) => Ok(items),
+        Value::Null => Ok(vec![]),
+        obj @ Value::Object(_) => Ok(vec![obj]),
+        other => Err(Error::invalid("http.resourcePath", format!("selects {other}, not records"))),
+    }
+}
+
+fn select_text(reply: &Reply, path: &str) -> Result<Option<String>> {
+    let doc = reply.body.clone();
+    let p = serde_json_path::JsonPath::parse(&normalize_json_path(path)).map_err(|e| Error::invalid("http.paging.path", e.to_string()))?;
+    Ok(match p.query(&doc).first() {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    })
+}
+
+/// The `rel="next"` target of a Link header.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_header_next() {
+        assert_eq!(next_link(r#"<https://x/items?page=2>; rel="next", <https://x/items?page=9>; rel="last""#), Some("https://x/items?page=2".into()));
+        assert_eq!(next_link(r#"<https://x/items?page=9>; rel="last""#), None);
+    }
+
+    #[test]
+    fn resource_path_finds_records_or_says_why_not() {
+        let body = json!({"data": {"items": [{"a": 1}, {"a": 2}]}, "meta": {}});
+        assert_eq!(records_of(&body, Some("data.items")).unwrap().len(), 2);
+        assert_eq!(records_of(&body, Some("$.data")).unwrap().len(), 1, "an object is one record");
+        let err = records_of(&body, Some("data.records")).unwrap_err().to_string();
+        assert!(err.contains("selects nothing") && err.contains("data, meta"), "{err}");
+        assert_eq!(records_of(&json!([1, 2, 3]), None).unwrap().len(), 3);
+    }
 }

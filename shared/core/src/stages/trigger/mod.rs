@@ -6,21 +6,20 @@ pub mod http_export;
 pub mod readers;
 pub mod schedule;
 
-use crate::{Result, Sluice};
+use crate::stages::evaluate::completion;
+use crate::{Error, Result, Sluice, Stage};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use sluice_model::RunOrder;
+use serde_json::{json, Value};
+use sluice_model::{new_id, Export, ExportType, FileFormat, Job, JobError, Page, PageRecord, RecordState, RetryItem, RunOrder, RunSource, StageMessage};
+use std::collections::BTreeMap;
 
 /// What a caller asks of a run (the run endpoint's body, the CLI's flags).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunRequest {
     /// Only these page generators (default: all).
-    #[serde(
-        rename = "_exportIds",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "_exportIds", default, skip_serializing_if = "Option::is_none")]
     pub export_ids: Option<Vec<String>>,
     /// Delta window override: `{{lastExportDateTime}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -31,9 +30,12 @@ pub struct RunRequest {
     /// Records for a webhook export (run endpoint body, `sluice run --records`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<Vec<Value>>,
+    /// Where the records come from when an event started the run (S3 object, retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
 }
 
-/// How a run was started; decides lock behaviour (manual: 409 when running; schedule: queue).
+/// How a run was started; decides lock behaviour (manual: 409 when running; others queue).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
@@ -44,6 +46,24 @@ pub enum RunKind {
     S3,
     Dynamodb,
     Webhook,
+}
+
+impl RunKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Manual => "manual",
+            RunKind::Schedule => "schedule",
+            RunKind::Chain => "chain",
+            RunKind::Retry => "retry",
+            RunKind::S3 => "s3",
+            RunKind::Dynamodb => "dynamodb",
+            RunKind::Webhook => "webhook",
+        }
+    }
+    /// Runs a person asked for answer 409 when the flow is busy; event-driven runs queue.
+    fn queues_when_busy(self) -> bool {
+        matches!(self, RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb)
+    }
 }
 
 /// The run endpoint's 201 answer.
@@ -57,32 +77,329 @@ pub struct RunStarted {
     pub flow_execution_group_id: String,
 }
 
-/// Starts a run of `flow_id`: lock, job, run order(s) to the trigger queue.
+/// Starts a run of `flow_id`: lock, job, run order to the trigger queue.
 /// Manual runs of a running flow fail with `Error::Conflict("Flow is currently running")`;
-/// scheduled runs queue behind it (at most one), returning `Ok(None)` when queued.
-pub async fn start_run(
-    sluice: &Sluice,
-    flow_id: &str,
-    request: RunRequest,
-    kind: RunKind,
-) -> Result<Option<RunStarted>> {
-    let _ = (sluice, flow_id, request, kind);
-    todo!("owned by the pipeline helper")
+/// scheduled and event runs queue behind it (at most one), returning `Ok(None)` when queued.
+pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind: RunKind) -> Result<Option<RunStarted>> {
+    let flow = sluice.flow(flow_id).await?;
+    if flow.disabled {
+        return Err(Error::invalid("disabled", "Flow is disabled"));
+    }
+    let mut generators: Vec<usize> = (0..flow.page_generators.len()).collect();
+    if let Some(ids) = &request.export_ids {
+        for (i, id) in ids.iter().enumerate() {
+            if !flow.page_generators.iter().any(|g| &g.export_id == id) {
+                return Err(Error::invalid(format!("_exportIds[{i}]"), format!("Export not found in this flow: {id}")));
+            }
+        }
+        generators.retain(|&i| ids.contains(&flow.page_generators[i].export_id));
+    }
+    for &i in &generators {
+        sluice.export(&flow.page_generators[i].export_id).await?;
+    }
+    let job_id = new_id();
+    let now = sluice.clock.now();
+    if !sluice.store.acquire_lock(flow_id, &job_id, now, sluice.settings.lock_lease).await? {
+        if kind.queues_when_busy() {
+            let queued = serde_json::to_value(&request).map_err(|e| Error::Internal(e.into()))?;
+            sluice.store.set_queued_run(flow_id, &queued).await?;
+            return Ok(None);
+        }
+        return Err(Error::Conflict("Flow is currently running".into()));
+    }
+    let watermark = sluice.store.get_state(&http_export::watermark_key(flow_id)).await?;
+    let mut job = Job::new(job_id.clone(), flow_id.to_string(), kind.as_str(), now);
+    job.export_id = generators.first().map(|&i| flow.page_generators[i].export_id.clone());
+    job.flow_execution_group_id = Some(new_id());
+    job.start_date = request.start_date.or_else(|| watermark.and_then(|w| w.as_str().and_then(|s| s.parse().ok())));
+    job.end_date = Some(request.end_date.unwrap_or(now));
+    if let Err(e) = sluice.store.create_job(&job).await {
+        sluice.store.release_lock(flow_id, &job_id).await?;
+        return Err(e.into());
+    }
+    let source = match (request.source, request.records) {
+        (Some(s), _) => s,
+        (None, Some(records)) => RunSource::Records { records },
+        (None, None) => RunSource::Export,
+    };
+    let order = RunOrder {
+        job_id: job_id.clone(),
+        flow_id: flow_id.to_string(),
+        generator_index: if generators.len() == 1 { generators.first().copied() } else { None },
+        export_ids: request.export_ids,
+        source,
+    };
+    sluice.queue.send(Stage::Trigger, StageMessage::Run(order)).await?;
+    Ok(Some(RunStarted {
+        job_id,
+        export_id: job.export_id,
+        flow_execution_group_id: job.flow_execution_group_id.unwrap_or_default(),
+    }))
 }
 
 /// Re-runs the failed records of a job (all unresolved errors, or those named), each from the
 /// processor where it failed, as a new job; the errors are marked resolved.
-pub async fn retry_errors(
-    sluice: &Sluice,
-    job_id: &str,
-    error_ids: Option<Vec<String>>,
-) -> Result<RunStarted> {
-    let _ = (sluice, job_id, error_ids);
-    todo!("owned by the pipeline helper")
+pub async fn retry_errors(sluice: &Sluice, job_id: &str, error_ids: Option<Vec<String>>) -> Result<RunStarted> {
+    let job = sluice.store.get_job(job_id).await?.ok_or_else(|| Error::not_found("Job", job_id))?;
+    let errors = sluice.store.list_errors(job_id).await?;
+    let chosen: Vec<_> = match &error_ids {
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(errors.iter().find(|e| &e.id == id).ok_or_else(|| Error::not_found("Error", id))?.clone());
+            }
+            out
+        }
+        None => errors.into_iter().filter(|e| !e.resolved).collect(),
+    };
+    // Export-level errors (processor -1) have no record to retry: run the export again.
+    let items: Vec<RetryItem> = chosen.iter().filter(|e| e.processor_index >= 0).map(|e| RetryItem { processor_index: e.processor_index as usize, record: e.record.clone() }).collect();
+    if items.is_empty() && !chosen.iter().any(|e| e.processor_index < 0) {
+        return Err(Error::invalid("errorIds", "this job has no unresolved errors to retry"));
+    }
+    let request = RunRequest {
+        export_ids: job.export_id.clone().map(|e| vec![e]),
+        source: if items.is_empty() { None } else { Some(RunSource::Retry { items }) },
+        ..Default::default()
+    };
+    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry).await?.ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
+    let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
+    sluice.store.resolve_errors(job_id, &ids).await?;
+    Ok(started)
 }
 
-/// Reads the records of one run order and sends them on as pages.
+/// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
+/// ids are the same each time, and every later stage is idempotent on them.
 pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
-    let _ = (sluice, order);
-    todo!("owned by the pipeline helper")
+    let Some(job) = sluice.store.get_job(&order.job_id).await? else {
+        return Err(Error::not_found("Job", &order.job_id));
+    };
+    if job.status.is_finished() {
+        return Ok(());
+    }
+    let flow = sluice.flow(&order.flow_id).await?;
+    let generators: Vec<usize> = match order.generator_index {
+        Some(i) => vec![i],
+        None => (0..flow.page_generators.len())
+            .filter(|&i| order.export_ids.as_ref().is_none_or(|ids| ids.contains(&flow.page_generators[i].export_id)))
+            .collect(),
+    };
+    let mut cutter = PageCutter { sluice, order: &order, pages: 0 };
+    let mut failure: Option<(String, Option<String>)> = None;
+    for gi in generators {
+        let export_id = flow.page_generators[gi].export_id.clone();
+        let export = match sluice.export(&export_id).await {
+            Ok(e) => e,
+            Err(e) => {
+                failure = Some((e.to_string(), Some(export_id)));
+                break;
+            }
+        };
+        if let Err(message) = read_generator(&mut cutter, gi, &export, &job).await? {
+            failure = Some((message, Some(export.id.clone())));
+            break;
+        }
+    }
+    let job = sluice.store.finish_paging(&order.job_id, cutter.pages).await?;
+    if let Some((message, export_id)) = failure {
+        let error = JobError {
+            id: format!("{}-export", order.job_id),
+            job_id: order.job_id.clone(),
+            flow_id: order.flow_id.clone(),
+            processor_index: -1,
+            import_id: None,
+            export_id,
+            page_id: String::new(),
+            record_key: String::new(),
+            record: Value::Null,
+            request: None,
+            response: None,
+            code: "export".into(),
+            message: message.clone(),
+            retry_data_key: order.job_id.clone(),
+            occurred_at: sluice.clock.now(),
+            resolved: false,
+        };
+        sluice.store.put_errors(&[error]).await?;
+        completion::fail_job(sluice, &order.job_id, message).await?;
+    } else if job.all_pages_done() {
+        completion::complete_job(sluice, &order.job_id).await?;
+    }
+    Ok(())
 }
+
+/// Reads one generator's records into pages. The outer Result is infrastructure; the inner
+/// Err is why the export could not be read (the job fails with it).
+async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export, job: &Job) -> Result<Result<(), String>> {
+    let sluice = cutter.sluice;
+    let size = export.page_size();
+    let filter = export.filter.as_ref().map(|f| f.expression.clone());
+    let mut batch = Batch::new(gi, 0, size, filter);
+    match &cutter.order.source {
+        RunSource::Records { records } => {
+            for r in records {
+                batch.push(cutter, r.clone()).await?;
+            }
+        }
+        RunSource::Retry { items } => {
+            let mut by_processor: BTreeMap<usize, Vec<&RetryItem>> = BTreeMap::new();
+            for item in items {
+                by_processor.entry(item.processor_index).or_default().push(item);
+            }
+            for (processor, items) in by_processor {
+                let mut b = Batch::new(gi, processor, size, None);
+                for item in items {
+                    b.push(cutter, item.record.clone()).await?;
+                }
+                b.flush(cutter).await?;
+            }
+        }
+        RunSource::S3Object { bucket, key } => {
+            let format = export.file.clone().unwrap_or_else(|| readers::format_for_name(key));
+            if let Err(e) = read_object(cutter, &mut batch, bucket, key, &format).await? {
+                return Ok(Err(e));
+            }
+        }
+        RunSource::Export => match export.kind {
+            ExportType::Http => {
+                let conn_id = export.connection_id.clone().unwrap_or_default();
+                let connection = sluice.connection(&conn_id).await?;
+                let window = http_export::DeltaWindow { last_export_date_time: job.start_date, current_export_date_time: job.end_date };
+                let mut pages = http_export::fetch_pages(sluice, export, &connection, window);
+                while let Some(page) = pages.next().await {
+                    match page {
+                        Ok(records) => {
+                            for r in records {
+                                batch.push(cutter, r).await?;
+                            }
+                        }
+                        Err(e) => {
+                            batch.flush(cutter).await?;
+                            return Ok(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+            ExportType::S3 => {
+                let (bucket, prefix) = s3_location(sluice, export).await?;
+                let keys = sluice.blobs.list(&bucket, &prefix).await?;
+                let suffix = export.s3.as_ref().and_then(|s| s.suffix.clone()).unwrap_or_default();
+                for key in keys.iter().filter(|k| k.ends_with(&suffix)) {
+                    let format = export.file.clone().unwrap_or_else(|| readers::format_for_name(key));
+                    if let Err(e) = read_object(cutter, &mut batch, &bucket, key, &format).await? {
+                        batch.flush(cutter).await?;
+                        return Ok(Err(e));
+                    }
+                }
+            }
+            // Webhook and stream exports have records only when an event brings them.
+            ExportType::Webhook | ExportType::Dynamodb => {}
+        },
+    }
+    batch.flush(cutter).await?;
+    Ok(Ok(()))
+}
+
+async fn read_object(cutter: &mut PageCutter<'_>, batch: &mut Batch, bucket: &str, key: &str, format: &FileFormat) -> Result<Result<(), String>> {
+    let Some(reader) = cutter.sluice.blobs.open(bucket, key).await? else {
+        return Ok(Err(format!("s3://{bucket}/{key} does not exist")));
+    };
+    let mut records = readers::stream_records(reader, format);
+    while let Some(r) = records.next().await {
+        match r {
+            Ok(v) => batch.push(cutter, v).await?,
+            Err(e) => return Ok(Err(format!("s3://{bucket}/{key}: {e}"))),
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// The bucket and prefix of an s3 export: its own settings, else its connection's.
+pub async fn s3_location(sluice: &Sluice, export: &Export) -> Result<(String, String)> {
+    let conn = match &export.connection_id {
+        Some(id) => Some(sluice.connection(id).await?),
+        None => None,
+    };
+    let conn_s3 = conn.as_ref().and_then(|c| c.s3.clone());
+    let bucket = export
+        .s3
+        .as_ref()
+        .and_then(|s| s.bucket.clone())
+        .or_else(|| conn_s3.as_ref().map(|s| s.bucket.clone()))
+        .ok_or_else(|| Error::invalid("s3.bucket", "no bucket on the export or its connection"))?;
+    let prefix = export.s3.as_ref().and_then(|s| s.prefix.clone()).or_else(|| conn_s3.and_then(|s| s.prefix)).unwrap_or_default();
+    Ok((bucket, prefix))
+}
+
+/// Counts pages across generators and sends them.
+struct PageCutter<'a> {
+    sluice: &'a Sluice,
+    order: &'a RunOrder,
+    pages: u64,
+}
+
+/// Records collecting into the next page of one generator.
+struct Batch {
+    generator: usize,
+    processor: usize,
+    size: usize,
+    filter: Option<String>,
+    records: Vec<Value>,
+}
+
+impl Batch {
+    fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
+        Batch { generator, processor, size, filter, records: Vec::with_capacity(size) }
+    }
+
+    async fn push(&mut self, cutter: &mut PageCutter<'_>, record: Value) -> Result<()> {
+        self.records.push(record);
+        if self.records.len() >= self.size {
+            self.flush(cutter).await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, cutter: &mut PageCutter<'_>) -> Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let index = cutter.pages;
+        let page_id = if self.processor == 0 { format!("g{}-p{index:06}", self.generator) } else { format!("g{}-r{}-p{index:06}", self.generator, self.processor) };
+        let mut records: Vec<PageRecord> = self.records.drain(..).enumerate().map(|(i, data)| PageRecord::new(format!("{page_id}-r{i:05}"), data)).collect();
+        if let Some(expr) = &self.filter {
+            for r in records.iter_mut() {
+                match cutter.sluice.caches.conditions.check(expr, &[("record", &r.data)]) {
+                    Ok(true) => {}
+                    Ok(false) => r.state = RecordState::Ignored { reason: format!("filtered out by the export's filter `{expr}`") },
+                    Err(e) => r.fail("filter", e),
+                }
+            }
+        }
+        let page = Page {
+            job_id: cutter.order.job_id.clone(),
+            flow_id: cutter.order.flow_id.clone(),
+            page_id,
+            page_index: index,
+            processor_index: self.processor,
+            records,
+            batch: None,
+            file: None,
+            records_ref: None,
+            trace_id: cutter.order.job_id.clone(),
+        };
+        cutter.sluice.queue.send(Stage::Translate, StageMessage::Page(page)).await?;
+        cutter.pages += 1;
+        Ok(())
+    }
+}
+
+/// A job summary for logs and callbacks.
+pub fn summary(job: &Job) -> Value {
+    json!({
+        "_jobId": job.id, "_flowId": job.flow_id, "status": job.status,
+        "numSuccess": job.num_success, "numError": job.num_error, "numIgnore": job.num_ignore,
+        "numPages": job.num_pages, "startedAt": job.started_at, "endedAt": job.ended_at,
+    })
+}
+

@@ -1,27 +1,113 @@
 //! Schedules: 5-field cron (or 6-field with `?` seconds) in the flow's IANA time zone,
-//! DST-correct; the minute tick starts what is due without scanning every flow.
+//! DST-correct (croner works on the zone's wall clock: a time skipped by spring-forward runs
+//! once at the first moment after the gap, as ISC cron does, so a daily job is not lost; a
+//! time repeated by fall-back runs once); the minute tick starts what is due
+//! without scanning every flow (the store keeps each flow's next due time, indexed by time).
+//!
+//! Runs missed while nothing ticked are not replayed one by one: the flow runs once, and its
+//! next due time moves to the first one after now.
 
-use super::RunStarted;
-use crate::{Result, Sluice};
+use super::{start_run, RunKind, RunRequest, RunStarted};
+use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
+use sluice_model::validate::parse_schedule;
 use sluice_model::Flow;
 
 /// The first time strictly after `after` at which `flow` is due; None without a schedule
 /// or when disabled.
 pub fn next_run(flow: &Flow, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let _ = (flow, after);
-    todo!("owned by the sources helper")
+    if flow.disabled {
+        return None;
+    }
+    let cron = parse_schedule(flow.schedule.as_deref()?).ok()?;
+    let local = after.with_timezone(&flow.timezone());
+    cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
 }
 
 /// Records the flow's next due time in the store (call after a flow is saved or deleted).
 pub async fn reschedule(sluice: &Sluice, flow: &Flow) -> Result<()> {
-    let _ = (sluice, flow);
-    todo!("owned by the sources helper")
+    let next = next_run(flow, sluice.clock.now());
+    sluice.store.set_next_run(&flow.id, next).await?;
+    Ok(())
 }
 
 /// The minute tick: starts every due flow (queued behind a running one) and moves its
 /// next due time on.
 pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
-    let _ = sluice;
-    todo!("owned by the sources helper")
+    let now = sluice.clock.now();
+    let mut started = Vec::new();
+    for (flow_id, _due) in sluice.store.due_flows(now).await? {
+        let flow = match sluice.flow(&flow_id).await {
+            Ok(f) => f,
+            Err(Error::NotFound { .. }) => {
+                sluice.store.set_next_run(&flow_id, None).await?;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        // Move the schedule on first: a failing start must not make every tick retry it.
+        sluice.store.set_next_run(&flow_id, next_run(&flow, now)).await?;
+        if flow.disabled {
+            continue;
+        }
+        match start_run(sluice, &flow_id, RunRequest::default(), RunKind::Schedule).await {
+            Ok(Some(s)) => started.push(s),
+            Ok(None) => tracing::info!(flow = %flow_id, "flow is running; scheduled run queued"),
+            Err(e) => tracing::warn!(flow = %flow_id, error = %e, "scheduled run did not start"),
+        }
+    }
+    Ok(started)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn flow(schedule: &str, tz: &str) -> Flow {
+        serde_json::from_value(serde_json::json!({"_id": "f", "schedule": schedule, "timezone": tz, "pageGenerators": [{"_exportId": "e"}]})).unwrap()
+    }
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0).unwrap()
+    }
+
+    #[test]
+    fn five_and_six_field_forms_in_a_time_zone() {
+        let f = flow("30 9 * * 1-5", "America/New_York");
+        // Friday 2026-11-20 15:00 UTC is 10:00 in New York: next is Monday 09:30 EST = 14:30 UTC
+        assert_eq!(next_run(&f, utc(2026, 11, 20, 15, 0)), Some(utc(2026, 11, 23, 14, 30)));
+        let six = flow("? 30 9 * * 1-5", "America/New_York");
+        assert_eq!(next_run(&six, utc(2026, 11, 20, 15, 0)), Some(utc(2026, 11, 23, 14, 30)));
+    }
+
+    #[test]
+    fn spring_forward_runs_the_missing_time_once_after_the_gap() {
+        // Europe/Berlin 2026-03-29: 02:00 -> 03:00, so 02:30 does not exist that day.
+        let f = flow("30 2 * * *", "Europe/Berlin");
+        let on_the_day = next_run(&f, utc(2026, 3, 28, 2, 0)).unwrap();
+        assert_eq!(on_the_day, utc(2026, 3, 29, 1, 0), "runs at 03:00 CEST, right after the gap");
+        let after = next_run(&f, on_the_day).unwrap();
+        assert_eq!(after, utc(2026, 3, 30, 0, 30), "then 02:30 CEST (UTC+2) as usual");
+    }
+
+    #[test]
+    fn fall_back_runs_once() {
+        // Europe/Berlin 2026-10-25: 03:00 -> 02:00, so 02:30 happens twice (00:30 and 01:30 UTC).
+        let f = flow("30 2 * * *", "Europe/Berlin");
+        let first = next_run(&f, utc(2026, 10, 24, 23, 0)).unwrap();
+        assert_eq!(first, utc(2026, 10, 25, 0, 30));
+        let second = next_run(&f, first).unwrap();
+        assert_eq!(second, utc(2026, 10, 26, 1, 30), "not again at 01:30 UTC the same night");
+    }
+
+    #[test]
+    fn disabled_or_unscheduled_flows_are_never_due() {
+        let mut f = flow("* * * * *", "UTC");
+        assert!(next_run(&f, utc(2026, 1, 1, 0, 0)).is_some());
+        f.disabled = true;
+        assert!(next_run(&f, utc(2026, 1, 1, 0, 0)).is_none());
+        f.disabled = false;
+        f.schedule = None;
+        assert!(next_run(&f, utc(2026, 1, 1, 0, 0)).is_none());
+    }
 }

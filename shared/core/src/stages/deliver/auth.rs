@@ -1,0 +1,120 @@
+//! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 client
+//! credentials with the token cached until shortly before it expires.
+
+use crate::ports::secrets::resolve;
+use crate::{Error, Result, Sluice};
+use base64::Engine;
+use sluice_model::{ApiKeyLocation, AuthType, Connection};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Refresh this long before the token's stated expiry.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
+
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// One token request at a time per process: many records waiting on an expired token
+    /// must not each ask for a new one.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl TokenCache {
+    fn get(&self, connection_id: &str) -> Option<String> {
+        let map = self.tokens.lock().unwrap();
+        map.get(connection_id).filter(|(_, until)| Instant::now() < *until).map(|(t, _)| t.clone())
+    }
+    pub(crate) fn forget(&self, connection_id: &str) {
+        self.tokens.lock().unwrap().remove(connection_id);
+    }
+}
+
+pub(crate) fn uses_oauth(c: &Connection) -> bool {
+    c.http.as_ref().and_then(|h| h.auth.as_ref()).is_some_and(|a| a.kind == AuthType::Oauth2)
+}
+
+/// Adds the connection's credentials to a request.
+pub(crate) async fn apply(sluice: &Sluice, c: &Connection, url: &mut reqwest::Url, headers: &mut Vec<(String, String)>) -> Result<()> {
+    let secrets = &*sluice.secrets;
+    if let Some(h) = &c.http {
+        for (i, hv) in h.headers.iter().enumerate() {
+            // connection headers were copied by translate; resolve secret references in them
+            if hv.value.starts_with("secret:") {
+                let v = resolve(secrets, &format!("http.headers[{i}].value"), &hv.value)?;
+                for (n, val) in headers.iter_mut() {
+                    if n == &hv.name && val == &hv.value {
+                        *val = v.clone();
+                    }
+                }
+            }
+        }
+    }
+    let Some(auth) = c.http.as_ref().and_then(|h| h.auth.as_ref()) else { return Ok(()) };
+    match auth.kind {
+        AuthType::Basic => {
+            let b = auth.basic.as_ref().ok_or_else(|| Error::invalid("http.auth.basic", "missing"))?;
+            let password = resolve(secrets, "http.auth.basic.password", &b.password)?;
+            let raw = format!("{}:{}", b.username, password);
+            headers.push(("Authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))));
+        }
+        AuthType::Token => {
+            let t = auth.token.as_ref().ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
+            let token = resolve(secrets, "http.auth.token.token", &t.token)?;
+            let value = if t.scheme.is_empty() { token } else { format!("{} {}", t.scheme, token) };
+            headers.push((t.header_name.clone(), value));
+        }
+        AuthType::Apikey => {
+            let k = auth.apikey.as_ref().ok_or_else(|| Error::invalid("http.auth.apikey", "missing"))?;
+            let value = resolve(secrets, "http.auth.apikey.value", &k.value)?;
+            match k.location {
+                ApiKeyLocation::Header => headers.push((k.name.clone(), value)),
+                ApiKeyLocation::Query => {
+                    url.query_pairs_mut().append_pair(&k.name, &value);
+                }
+            }
+        }
+        AuthType::Oauth2 => {
+            let token = oauth_token(sluice, c).await?;
+            headers.push(("Authorization".into(), format!("Bearer {token}")));
+        }
+    }
+    Ok(())
+}
+
+async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
+    let cache = &sluice.caches.http.tokens;
+    if let Some(t) = cache.get(&c.id) {
+        return Ok(t);
+    }
+    let _one_at_a_time = cache.fetching.lock().await;
+    if let Some(t) = cache.get(&c.id) {
+        return Ok(t);
+    }
+    let o = c.http.as_ref().and_then(|h| h.auth.as_ref()).and_then(|a| a.oauth2.as_ref()).ok_or_else(|| Error::invalid("http.auth.oauth2", "missing"))?;
+    let secret = resolve(&*sluice.secrets, "http.auth.oauth2.clientSecret", &o.client_secret)?;
+    let mut form = vec![("grant_type", "client_credentials".to_string())];
+    if let Some(scope) = &o.scope {
+        form.push(("scope", scope.clone()));
+    }
+    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
+    let resp = sluice
+        .caches
+        .http
+        .client()
+        .post(&o.token_uri)
+        .basic_auth(&o.client_id, Some(secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token request to {} failed: {e}", o.token_uri)))?;
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
+    let token = v["access_token"].as_str().filter(|_| status.is_success()).ok_or_else(|| Error::invalid("http.auth.oauth2", format!("token endpoint answered {status} without access_token")))?;
+    let expires_in = v["expires_in"].as_u64().unwrap_or(3600);
+    let until = Instant::now() + Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
+    cache.tokens.lock().unwrap().insert(c.id.clone(), (token.to_string(), until));
+    Ok(token.to_string())
+}

@@ -1,0 +1,81 @@
+//! The page processor a page is at: the flow's entry, the import or lookup export it runs,
+//! and the connection it goes over. Loaded by translate, deliver, extract, evaluate, upload.
+
+use crate::{Error, Result, Sluice};
+use sluice_model::{Connection, Export, Flow, Import, ImportType, ProcessorType, ResponseMapping, DEFAULT_EVALUATOR};
+
+pub(crate) enum Target {
+    Import(Import),
+    /// A lookup: an http export run per record, its reply mapped into the record.
+    Lookup(Export),
+}
+
+pub(crate) struct Processor {
+    pub flow: Flow,
+    pub index: usize,
+    pub target: Target,
+    pub connection: Connection,
+}
+
+impl Processor {
+    pub async fn load(sluice: &Sluice, flow_id: &str, index: usize) -> Result<Processor> {
+        let flow = sluice.flow(flow_id).await?;
+        let entry = flow
+            .page_processors
+            .get(index)
+            .ok_or_else(|| Error::Internal(anyhow::anyhow!("flow {flow_id} has no page processor {index}")))?;
+        let id = entry.target_id().unwrap_or_default().to_string();
+        let (target, connection_id) = match entry.kind {
+            ProcessorType::Import => {
+                let import = sluice.import(&id).await?;
+                let c = import.connection_id.clone();
+                (Target::Import(import), c)
+            }
+            ProcessorType::Export => {
+                let export = sluice.export(&id).await?;
+                let c = export.connection_id.clone().ok_or_else(|| Error::invalid("_connectionId", format!("lookup export {id} has no connection")))?;
+                (Target::Lookup(export), c)
+            }
+        };
+        let connection = sluice.connection(&connection_id).await?;
+        Ok(Processor { flow, index, target, connection })
+    }
+
+    pub fn is_last(&self) -> bool {
+        self.index + 1 >= self.flow.page_processors.len()
+    }
+
+    /// The flow entry's mapping overrides the import's.
+    pub fn mapping(&self) -> Option<&ResponseMapping> {
+        self.flow.page_processors[self.index].response_mapping.as_ref().or(match &self.target {
+            Target::Import(i) => i.response_mapping.as_ref(),
+            Target::Lookup(_) => None,
+        })
+    }
+
+    pub fn evaluator(&self) -> &str {
+        match &self.target {
+            Target::Import(i) => i.evaluator(),
+            Target::Lookup(_) => DEFAULT_EVALUATOR,
+        }
+    }
+
+    pub fn import_id(&self) -> Option<String> {
+        match &self.target {
+            Target::Import(i) => Some(i.id.clone()),
+            Target::Lookup(_) => None,
+        }
+    }
+
+    pub fn export_id(&self) -> Option<String> {
+        match &self.target {
+            Target::Lookup(e) => Some(e.id.clone()),
+            Target::Import(_) => None,
+        }
+    }
+
+    /// File imports go to upload; http imports and lookups to deliver.
+    pub fn writes_files(&self) -> bool {
+        matches!(&self.target, Target::Import(i) if matches!(i.kind, ImportType::Sftp | ImportType::S3))
+    }
+}

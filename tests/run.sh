@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The full test suite, with all set-up, on a fresh machine: this is the README's test command
+# and what CI runs (.ci/run calls it).
+#
+#   1. installs what the tests start themselves: OpenSSH's sshd (Debian) and, in a venv,
+#      moto[server], cfn-lint and aws-sam-cli (PyPI)
+#   2. checks formatting and clippy
+#   3. lints the SAM template with cfn-lint and `sam validate --lint`
+#   4. runs every test of the workspace; the AWS tests require moto here (SLUICE_REQUIRE_MOTO=1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "installing test servers (sshd, moto, cfn-lint, sam)"
+if ! [ -x /usr/sbin/sshd ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+  fi
+fi
+bash infra/setup-moto.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "SAM template lint"
+bash infra/lint.sh
+
+step "cargo test"
+export SLUICE_REQUIRE_MOTO=1
+cargo test --workspace --no-fail-fast
