@@ -15,8 +15,13 @@ impl ConditionCache {
         if let Some(p) = self.programs.read().unwrap().get(expression) {
             return Ok(p.clone());
         }
-        let program = Arc::new(cel::Program::compile(expression).map_err(|e| format!("invalid condition: {e}"))?);
-        self.programs.write().unwrap().insert(expression.to_string(), program.clone());
+        let program = Arc::new(
+            cel::Program::compile(expression).map_err(|e| format!("invalid condition: {e}"))?,
+        );
+        self.programs
+            .write()
+            .unwrap()
+            .insert(expression.to_string(), program.clone());
         Ok(program)
     }
 
@@ -25,12 +30,15 @@ impl ConditionCache {
         let program = self.program(expression)?;
         let mut ctx = cel::Context::default();
         for (name, value) in variables {
-            let v = cel::to_value(value).map_err(|e| format!("cannot pass {name} to the condition: {e}"))?;
+            let v = cel::to_value(value)
+                .map_err(|e| format!("cannot pass {name} to the condition: {e}"))?;
             ctx.add_variable_from_value(*name, v);
         }
         match program.execute(&ctx) {
             Ok(cel::Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("condition `{expression}` gave {other:?}, not true or false")),
+            Ok(other) => Err(format!(
+                "condition `{expression}` gave {other:?}, not true or false"
+            )),
             Err(e) => Err(format!("condition `{expression}` failed: {e}")),
         }
     }
@@ -61,10 +69,26 @@ mod tests {
     fn conditions_over_records_and_errors() {
         let c = ConditionCache::default();
         let r = json!({"amount": 12.5, "country": "DE", "tags": ["a"]});
-        assert!(c.check("record.amount > 10.0 && record.country == 'DE'", &[("record", &r)]).unwrap());
-        assert!(!c.check("record.country in ['FR', 'US']", &[("record", &r)]).unwrap());
-        assert!(c.check("record.amount", &[("record", &r)]).unwrap_err().contains("not true or false"));
-        assert!(c.check("record.(", &[("record", &r)]).unwrap_err().contains("invalid condition"));
-        assert!(c.check("record.missing == 1", &[("record", &r)]).is_err(), "a missing field is an error, not false");
+        assert!(c
+            .check(
+                "record.amount > 10.0 && record.country == 'DE'",
+                &[("record", &r)]
+            )
+            .unwrap());
+        assert!(!c
+            .check("record.country in ['FR', 'US']", &[("record", &r)])
+            .unwrap());
+        assert!(c
+            .check("record.amount", &[("record", &r)])
+            .unwrap_err()
+            .contains("not true or false"));
+        assert!(c
+            .check("record.(", &[("record", &r)])
+            .unwrap_err()
+            .contains("invalid condition"));
+        assert!(
+            c.check("record.missing == 1", &[("record", &r)]).is_err(),
+            "a missing field is an error, not false"
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! and the connection it goes over. Loaded by translate, deliver, extract, evaluate, upload.
 
 use crate::{Error, Result, Sluice};
-use sluice_model::{Connection, Export, Flow, Import, ImportType, ProcessorType, ResponseMapping, DEFAULT_EVALUATOR};
+use sluice_model::{
+    Connection, Export, Flow, Import, ImportType, ProcessorType, ResponseMapping, DEFAULT_EVALUATOR,
+};
 
 pub(crate) enum Target {
     Import(Import),
@@ -20,10 +22,11 @@ pub(crate) struct Processor {
 impl Processor {
     pub async fn load(sluice: &Sluice, flow_id: &str, index: usize) -> Result<Processor> {
         let flow = sluice.flow(flow_id).await?;
-        let entry = flow
-            .page_processors
-            .get(index)
-            .ok_or_else(|| Error::Internal(anyhow::anyhow!("flow {flow_id} has no page processor {index}")))?;
+        let entry = flow.page_processors.get(index).ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "flow {flow_id} has no page processor {index}"
+            ))
+        })?;
         let id = entry.target_id().unwrap_or_default().to_string();
         let (target, connection_id) = match entry.kind {
             ProcessorType::Import => {
@@ -33,12 +36,22 @@ impl Processor {
             }
             ProcessorType::Export => {
                 let export = sluice.export(&id).await?;
-                let c = export.connection_id.clone().ok_or_else(|| Error::invalid("_connectionId", format!("lookup export {id} has no connection")))?;
+                let c = export.connection_id.clone().ok_or_else(|| {
+                    Error::invalid(
+                        "_connectionId",
+                        format!("lookup export {id} has no connection"),
+                    )
+                })?;
                 (Target::Lookup(export), c)
             }
         };
         let connection = sluice.connection(&connection_id).await?;
-        Ok(Processor { flow, index, target, connection })
+        Ok(Processor {
+            flow,
+            index,
+            target,
+            connection,
+        })
     }
 
     pub fn is_last(&self) -> bool {
@@ -47,10 +60,13 @@ impl Processor {
 
     /// The flow entry's mapping overrides the import's.
     pub fn mapping(&self) -> Option<&ResponseMapping> {
-        self.flow.page_processors[self.index].response_mapping.as_ref().or(match &self.target {
-            Target::Import(i) => i.response_mapping.as_ref(),
-            Target::Lookup(_) => None,
-        })
+        self.flow.page_processors[self.index]
+            .response_mapping
+            .as_ref()
+            .or(match &self.target {
+                Target::Import(i) => i.response_mapping.as_ref(),
+                Target::Lookup(_) => None,
+            })
     }
 
     pub fn evaluator(&self) -> &str {

@@ -23,7 +23,9 @@ pub(crate) struct TokenCache {
 impl TokenCache {
     fn get(&self, connection_id: &str) -> Option<String> {
         let map = self.tokens.lock().unwrap();
-        map.get(connection_id).filter(|(_, until)| Instant::now() < *until).map(|(t, _)| t.clone())
+        map.get(connection_id)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(t, _)| t.clone())
     }
     pub(crate) fn forget(&self, connection_id: &str) {
         self.tokens.lock().unwrap().remove(connection_id);
@@ -31,11 +33,19 @@ impl TokenCache {
 }
 
 pub(crate) fn uses_oauth(c: &Connection) -> bool {
-    c.http.as_ref().and_then(|h| h.auth.as_ref()).is_some_and(|a| a.kind == AuthType::Oauth2)
+    c.http
+        .as_ref()
+        .and_then(|h| h.auth.as_ref())
+        .is_some_and(|a| a.kind == AuthType::Oauth2)
 }
 
 /// Adds the connection's credentials to a request.
-pub(crate) async fn apply(sluice: &Sluice, c: &Connection, url: &mut reqwest::Url, headers: &mut Vec<(String, String)>) -> Result<()> {
+pub(crate) async fn apply(
+    sluice: &Sluice,
+    c: &Connection,
+    url: &mut reqwest::Url,
+    headers: &mut Vec<(String, String)>,
+) -> Result<()> {
     let secrets = &*sluice.secrets;
     if let Some(h) = &c.http {
         for (i, hv) in h.headers.iter().enumerate() {
@@ -50,22 +60,43 @@ pub(crate) async fn apply(sluice: &Sluice, c: &Connection, url: &mut reqwest::Ur
             }
         }
     }
-    let Some(auth) = c.http.as_ref().and_then(|h| h.auth.as_ref()) else { return Ok(()) };
+    let Some(auth) = c.http.as_ref().and_then(|h| h.auth.as_ref()) else {
+        return Ok(());
+    };
     match auth.kind {
         AuthType::Basic => {
-            let b = auth.basic.as_ref().ok_or_else(|| Error::invalid("http.auth.basic", "missing"))?;
+            let b = auth
+                .basic
+                .as_ref()
+                .ok_or_else(|| Error::invalid("http.auth.basic", "missing"))?;
             let password = resolve(secrets, "http.auth.basic.password", &b.password)?;
             let raw = format!("{}:{}", b.username, password);
-            headers.push(("Authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))));
+            headers.push((
+                "Authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ),
+            ));
         }
         AuthType::Token => {
-            let t = auth.token.as_ref().ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
+            let t = auth
+                .token
+                .as_ref()
+                .ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
             let token = resolve(secrets, "http.auth.token.token", &t.token)?;
-            let value = if t.scheme.is_empty() { token } else { format!("{} {}", t.scheme, token) };
+            let value = if t.scheme.is_empty() {
+                token
+            } else {
+                format!("{} {}", t.scheme, token)
+            };
             headers.push((t.header_name.clone(), value));
         }
         AuthType::Apikey => {
-            let k = auth.apikey.as_ref().ok_or_else(|| Error::invalid("http.auth.apikey", "missing"))?;
+            let k = auth
+                .apikey
+                .as_ref()
+                .ok_or_else(|| Error::invalid("http.auth.apikey", "missing"))?;
             let value = resolve(secrets, "http.auth.apikey.value", &k.value)?;
             match k.location {
                 ApiKeyLocation::Header => headers.push((k.name.clone(), value)),
@@ -91,13 +122,24 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
     if let Some(t) = cache.get(&c.id) {
         return Ok(t);
     }
-    let o = c.http.as_ref().and_then(|h| h.auth.as_ref()).and_then(|a| a.oauth2.as_ref()).ok_or_else(|| Error::invalid("http.auth.oauth2", "missing"))?;
-    let secret = resolve(&*sluice.secrets, "http.auth.oauth2.clientSecret", &o.client_secret)?;
+    let o = c
+        .http
+        .as_ref()
+        .and_then(|h| h.auth.as_ref())
+        .and_then(|a| a.oauth2.as_ref())
+        .ok_or_else(|| Error::invalid("http.auth.oauth2", "missing"))?;
+    let secret = resolve(
+        &*sluice.secrets,
+        "http.auth.oauth2.clientSecret",
+        &o.client_secret,
+    )?;
     let mut form = vec![("grant_type", "client_credentials".to_string())];
     if let Some(scope) = &o.scope {
         form.push(("scope", scope.clone()));
     }
-    let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
     let resp = sluice
         .caches
         .http
@@ -109,12 +151,32 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token request to {} failed: {e}", o.token_uri)))?;
+        .map_err(|e| {
+            Error::Internal(anyhow::anyhow!(
+                "OAuth2 token request to {} failed: {e}",
+                o.token_uri
+            ))
+        })?;
     let status = resp.status();
-    let v: serde_json::Value = resp.json().await.map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
-    let token = v["access_token"].as_str().filter(|_| status.is_success()).ok_or_else(|| Error::invalid("http.auth.oauth2", format!("token endpoint answered {status} without access_token")))?;
+    let v: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
+    let token = v["access_token"]
+        .as_str()
+        .filter(|_| status.is_success())
+        .ok_or_else(|| {
+            Error::invalid(
+                "http.auth.oauth2",
+                format!("token endpoint answered {status} without access_token"),
+            )
+        })?;
     let expires_in = v["expires_in"].as_u64().unwrap_or(3600);
     let until = Instant::now() + Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
-    cache.tokens.lock().unwrap().insert(c.id.clone(), (token.to_string(), until));
+    cache
+        .tokens
+        .lock()
+        .unwrap()
+        .insert(c.id.clone(), (token.to_string(), until));
     Ok(token.to_string())
 }

@@ -22,7 +22,12 @@ impl Limiter {
         Limiter {
             in_flight: Semaphore::new(concurrency.max(1)),
             rate: rate.map(|(per_second, burst)| {
-                Mutex::new(Bucket { per_second, burst: burst as f64, tokens: burst as f64, last: Instant::now() })
+                Mutex::new(Bucket {
+                    per_second,
+                    burst: burst as f64,
+                    tokens: burst as f64,
+                    last: Instant::now(),
+                })
             }),
         }
     }
@@ -34,7 +39,8 @@ impl Limiter {
                 let wait = {
                     let mut b = bucket.lock().unwrap();
                     let now = Instant::now();
-                    b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * b.per_second).min(b.burst);
+                    b.tokens = (b.tokens + now.duration_since(b.last).as_secs_f64() * b.per_second)
+                        .min(b.burst);
                     b.last = now;
                     if b.tokens >= 1.0 {
                         b.tokens -= 1.0;
@@ -49,6 +55,9 @@ impl Limiter {
                 }
             }
         }
-        self.in_flight.acquire().await.expect("the semaphore is never closed")
+        self.in_flight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed")
     }
 }

@@ -19,7 +19,9 @@ use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use sluice_model::{Connection, Exchange, Flow, Page, RenderedRequest, Reply, RetryPolicy, StageMessage};
+use sluice_model::{
+    Connection, Exchange, Flow, Page, RenderedRequest, Reply, RetryPolicy, StageMessage,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -54,7 +56,10 @@ impl HttpState {
             .or_insert_with(|| {
                 Arc::new(limits::Limiter::new(
                     connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY) as usize,
-                    connection.rate_limit.as_ref().map(|r| (r.requests_per_second, r.burst.unwrap_or(1).max(1))),
+                    connection
+                        .rate_limit
+                        .as_ref()
+                        .map(|r| (r.requests_per_second, r.burst.unwrap_or(1).max(1))),
                 ))
             })
             .clone()
@@ -66,18 +71,39 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let connection = &p.connection;
     if connection.http.is_none() {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
-            r.fail("config", format!("connection {} is not an http connection", connection.id));
+            r.fail(
+                "config",
+                format!("connection {} is not an http connection", connection.id),
+            );
         }
         return forward(sluice, page).await;
     }
-    let key_base = format!("deliver:{}:{}:{}", page.job_id, page.page_id, page.processor_index);
+    let key_base = format!(
+        "deliver:{}:{}:{}",
+        page.job_id, page.page_id, page.processor_index
+    );
     let limiter = sluice.caches.http.limiter(connection);
-    let concurrency = connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize;
+    let concurrency = connection
+        .concurrency_level
+        .unwrap_or(DEFAULT_CONCURRENCY)
+        .max(1) as usize;
 
     if let Some(batch) = page.batch.take() {
-        let outcome = deliver_once(sluice, connection, &limiter, &format!("{key_base}:batch"), batch.request.clone()).await?;
+        let outcome = deliver_once(
+            sluice,
+            connection,
+            &limiter,
+            &format!("{key_base}:batch"),
+            batch.request.clone(),
+        )
+        .await?;
         match outcome {
-            Ok(reply) => page.batch = Some(Exchange { request: batch.request, reply: Some(reply) }),
+            Ok(reply) => {
+                page.batch = Some(Exchange {
+                    request: batch.request,
+                    reply: Some(reply),
+                })
+            }
             Err((code, message)) => {
                 for r in page.records.iter_mut().filter(|r| r.is_active()) {
                     r.fail(code, message.clone());
@@ -91,12 +117,21 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .iter()
             .enumerate()
             .filter(|(_, r)| r.is_active())
-            .filter_map(|(i, r)| r.exchange.as_ref().map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key))))
+            .filter_map(|(i, r)| {
+                r.exchange
+                    .as_ref()
+                    .map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key)))
+            })
             .collect();
         let results: Vec<(usize, Result<Outcome>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
                 let limiter = limiter.clone();
-                async move { (i, deliver_once(sluice, connection, &limiter, &key, req).await) }
+                async move {
+                    (
+                        i,
+                        deliver_once(sluice, connection, &limiter, &key, req).await,
+                    )
+                }
             })
             .buffer_unordered(concurrency)
             .collect()
@@ -118,14 +153,23 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 }
 
 async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
-    sluice.queue.send(Stage::Extract, StageMessage::Page(page)).await?;
+    sluice
+        .queue
+        .send(Stage::Extract, StageMessage::Page(page))
+        .await?;
     Ok(())
 }
 
 /// A reply, or a record-level failure (code, message).
 pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 
-async fn deliver_once(sluice: &Sluice, connection: &Connection, limiter: &limits::Limiter, key: &str, request: RenderedRequest) -> Result<Outcome> {
+async fn deliver_once(
+    sluice: &Sluice,
+    connection: &Connection,
+    limiter: &limits::Limiter,
+    key: &str,
+    request: RenderedRequest,
+) -> Result<Outcome> {
     match sluice.store.ledger_claim(key, sluice.clock.now()).await? {
         LedgerState::Done(v) => {
             return Ok(match v.get("reply") {
@@ -152,20 +196,38 @@ async fn deliver_once(sluice: &Sluice, connection: &Connection, limiter: &limits
 
 /// Sends one request over `connection` with its auth, limits, timeout and retries, without
 /// the ledger: for reads (http exports), where sending again is harmless.
-pub(crate) async fn send_request(sluice: &Sluice, connection: &Connection, request: &RenderedRequest) -> Outcome {
+pub(crate) async fn send_request(
+    sluice: &Sluice,
+    connection: &Connection,
+    request: &RenderedRequest,
+) -> Outcome {
     if connection.http.is_none() {
-        return Err(("config", format!("connection {} is not an http connection", connection.id)));
+        return Err((
+            "config",
+            format!("connection {} is not an http connection", connection.id),
+        ));
     }
     let limiter = sluice.caches.http.limiter(connection);
     send_with_retries(sluice, connection, &limiter, request).await
 }
 
 /// Sends with the connection's auth, timeout and retry policy.
-pub(crate) async fn send_with_retries(sluice: &Sluice, connection: &Connection, limiter: &limits::Limiter, request: &RenderedRequest) -> Outcome {
+pub(crate) async fn send_with_retries(
+    sluice: &Sluice,
+    connection: &Connection,
+    limiter: &limits::Limiter,
+    request: &RenderedRequest,
+) -> Outcome {
     let http = connection.http.as_ref().expect("checked by the caller");
     let policy = http.retry.clone().unwrap_or_default();
     let timeout = Duration::from_millis(http.request_timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
-    if let Err(e) = guard::check(&request.url, http.allow_metadata_addresses, sluice.settings.allow_private_addresses).await {
+    if let Err(e) = guard::check(
+        &request.url,
+        http.allow_metadata_addresses,
+        sluice.settings.allow_private_addresses,
+    )
+    .await
+    {
         return Err(("address_refused", e));
     }
     let started = Instant::now();
@@ -178,14 +240,22 @@ pub(crate) async fn send_with_retries(sluice: &Sluice, connection: &Connection, 
             send_one(sluice, connection, request, timeout).await
         };
         let retry_after = match &result {
-            Ok(reply) if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) => {
+            Ok(reply)
+                if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) =>
+            {
                 // A token revoked early: fetch a fresh one once, without spending an attempt.
                 sluice.caches.http.tokens.forget(&connection.id);
                 refreshed_token = true;
                 attempt -= 1;
                 continue;
             }
-            Ok(reply) if retry::is_retryable_status(reply.status) => Some(reply.headers.get("retry-after").and_then(|v| v.as_str()).and_then(parse_retry_after)),
+            Ok(reply) if retry::is_retryable_status(reply.status) => Some(
+                reply
+                    .headers
+                    .get("retry-after")
+                    .and_then(|v| v.as_str())
+                    .and_then(parse_retry_after),
+            ),
             Ok(_) => None,
             Err(SendError::Retryable(_)) => Some(None),
             Err(SendError::Fatal(_)) => None,
@@ -200,7 +270,13 @@ pub(crate) async fn send_with_retries(sluice: &Sluice, connection: &Connection, 
                 reply.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(reply)
             }
-            Err(SendError::Retryable(m)) | Err(SendError::Fatal(m)) => Err(("network", format!("{m} (after {attempt} attempt{})", if attempt == 1 { "" } else { "s" }))),
+            Err(SendError::Retryable(m)) | Err(SendError::Fatal(m)) => Err((
+                "network",
+                format!(
+                    "{m} (after {attempt} attempt{})",
+                    if attempt == 1 { "" } else { "s" }
+                ),
+            )),
         };
     }
 }
@@ -210,12 +286,21 @@ enum SendError {
     Fatal(String),
 }
 
-async fn send_one(sluice: &Sluice, connection: &Connection, request: &RenderedRequest, timeout: Duration) -> std::result::Result<Reply, SendError> {
+async fn send_one(
+    sluice: &Sluice,
+    connection: &Connection,
+    request: &RenderedRequest,
+    timeout: Duration,
+) -> std::result::Result<Reply, SendError> {
     let client = sluice.caches.http.client();
-    let method = reqwest::Method::from_bytes(request.method.as_bytes()).map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
-    let mut url = reqwest::Url::parse(&request.url).map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
+    let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        .map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
+    let mut url = reqwest::Url::parse(&request.url)
+        .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
     let mut headers = request.headers.clone();
-    auth::apply(sluice, connection, &mut url, &mut headers).await.map_err(|e| SendError::Fatal(e.to_string()))?;
+    auth::apply(sluice, connection, &mut url, &mut headers)
+        .await
+        .map_err(|e| SendError::Fatal(e.to_string()))?;
     let mut builder = client.request(method, url).timeout(timeout);
     let mut has_content_type = false;
     for (name, value) in &headers {
@@ -228,7 +313,10 @@ async fn send_one(sluice: &Sluice, connection: &Connection, request: &RenderedRe
         }
         builder = builder.body(body.clone());
     }
-    let response = builder.send().await.map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
+    let response = builder
+        .send()
+        .await
+        .map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
     let status = response.status().as_u16();
     let mut header_map = Map::new();
     for (name, value) in response.headers() {
@@ -243,9 +331,19 @@ async fn send_one(sluice: &Sluice, connection: &Connection, request: &RenderedRe
             }
         }
     }
-    let bytes = response.bytes().await.map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
-    let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok(Reply { status, headers: header_map, body, attempts: 1, elapsed_ms: 0 })
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(Reply {
+        status,
+        headers: header_map,
+        body,
+        attempts: 1,
+        elapsed_ms: 0,
+    })
 }
 
 fn describe(e: &reqwest::Error, timeout: Duration) -> String {
@@ -268,7 +366,11 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// notifyRequest / notifyResponse: copies of each exchange, credentials masked. Best effort.
 async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
-    let Flow { notify_request, notify_response, .. } = &p.flow;
+    let Flow {
+        notify_request,
+        notify_response,
+        ..
+    } = &p.flow;
     if notify_request.is_none() && notify_response.is_none() {
         return;
     }
@@ -282,12 +384,21 @@ async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
             }
         }
         let copies = [
-            (notify_request, json!({"jobId": page.job_id, "recordKey": r.key, "request": request})),
-            (notify_response, json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply})),
+            (
+                notify_request,
+                json!({"jobId": page.job_id, "recordKey": r.key, "request": request}),
+            ),
+            (
+                notify_response,
+                json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply}),
+            ),
         ];
         for (cb, body) in copies {
             let Some(cb) = cb else { continue };
-            let mut req = client.post(&cb.url).json(&body).timeout(Duration::from_secs(10));
+            let mut req = client
+                .post(&cb.url)
+                .json(&body)
+                .timeout(Duration::from_secs(10));
             for h in &cb.headers {
                 req = req.header(&h.name, &h.value);
             }

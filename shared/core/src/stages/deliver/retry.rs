@@ -11,12 +11,19 @@ pub fn is_retryable_status(status: u16) -> bool {
 
 /// The wait before attempt `attempt + 1`: the server's Retry-After when given (capped at the
 /// policy's max), else a random delay up to base * 2^(attempt-1), capped ("full jitter").
-pub fn backoff_delay(policy: &RetryPolicy, attempt: u32, retry_after: Option<Duration>) -> Duration {
+pub fn backoff_delay(
+    policy: &RetryPolicy,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
     let max = Duration::from_millis(policy.max_delay_ms);
     if let Some(hint) = retry_after {
         return hint.min(max);
     }
-    let ceiling = policy.base_delay_ms.saturating_mul(1u64 << attempt.saturating_sub(1).min(20)).min(policy.max_delay_ms);
+    let ceiling = policy
+        .base_delay_ms
+        .saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
+        .min(policy.max_delay_ms);
     let jittered = rand::rng().random_range(ceiling / 2..=ceiling.max(1));
     Duration::from_millis(jittered)
 }

@@ -7,21 +7,41 @@ fn retry_after_seconds_and_dates() {
     assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
     let soon = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
     let d = parse_retry_after(&soon).unwrap();
-    assert!(d <= Duration::from_secs(30) && d >= Duration::from_secs(25), "{d:?}");
+    assert!(
+        d <= Duration::from_secs(30) && d >= Duration::from_secs(25),
+        "{d:?}"
+    );
     assert_eq!(parse_retry_after("soon"), None);
 }
 
 #[test]
 fn backoff_grows_is_capped_and_honours_hints() {
-    let p = RetryPolicy { max_attempts: 5, base_delay_ms: 100, max_delay_ms: 1000 };
+    let p = RetryPolicy {
+        max_attempts: 5,
+        base_delay_ms: 100,
+        max_delay_ms: 1000,
+    };
     for _ in 0..50 {
         let first = backoff_delay(&p, 1, None);
-        assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100), "{first:?}");
+        assert!(
+            first >= Duration::from_millis(50) && first <= Duration::from_millis(100),
+            "{first:?}"
+        );
         let late = backoff_delay(&p, 10, None);
-        assert!(late <= Duration::from_millis(1000) && late >= Duration::from_millis(500), "{late:?}");
+        assert!(
+            late <= Duration::from_millis(1000) && late >= Duration::from_millis(500),
+            "{late:?}"
+        );
     }
-    assert_eq!(backoff_delay(&p, 1, Some(Duration::from_secs(2))), Duration::from_millis(1000), "hint capped at max");
-    assert_eq!(backoff_delay(&p, 1, Some(Duration::from_millis(300))), Duration::from_millis(300));
+    assert_eq!(
+        backoff_delay(&p, 1, Some(Duration::from_secs(2))),
+        Duration::from_millis(1000),
+        "hint capped at max"
+    );
+    assert_eq!(
+        backoff_delay(&p, 1, Some(Duration::from_millis(300))),
+        Duration::from_millis(300)
+    );
 }
 
 #[test]
@@ -44,5 +64,9 @@ async fn rate_limit_spaces_requests() {
         drop(limiter.acquire().await);
     }
     // 1 token up front, then 4 more at 20/s: at least 200 ms of waiting.
-    assert!(start.elapsed() >= Duration::from_millis(190), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() >= Duration::from_millis(190),
+        "{:?}",
+        start.elapsed()
+    );
 }

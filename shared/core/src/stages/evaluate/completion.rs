@@ -16,7 +16,11 @@ pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
         return Ok(());
     }
     let status = job.final_status();
-    if sluice.store.close_job(job_id, status, sluice.clock.now(), None).await? {
+    if sluice
+        .store
+        .close_job(job_id, status, sluice.clock.now(), None)
+        .await?
+    {
         let job = sluice.store.get_job(job_id).await?.unwrap_or(job);
         after_run(sluice, &job).await?;
     }
@@ -25,7 +29,11 @@ pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
 
 /// Closes a job as failed (the export could not be read) and does the after-run work.
 pub async fn fail_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
-    if sluice.store.close_job(job_id, JobStatus::Failed, sluice.clock.now(), Some(message)).await? {
+    if sluice
+        .store
+        .close_job(job_id, JobStatus::Failed, sluice.clock.now(), Some(message))
+        .await?
+    {
         if let Some(job) = sluice.store.get_job(job_id).await? {
             after_run(sluice, &job).await?;
         }
@@ -36,9 +44,15 @@ pub async fn fail_job(sluice: &Sluice, job_id: &str, message: String) -> Result<
 async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
     tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");
     // The watermark moves only when the run went through: a failed export is read again.
-    if matches!(job.status, JobStatus::Completed | JobStatus::CompletedWithErrors) {
+    if matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::CompletedWithErrors
+    ) {
         if let Some(end) = job.end_date {
-            sluice.store.put_state(&watermark_key(&job.flow_id), &json!(end.to_rfc3339())).await?;
+            sluice
+                .store
+                .put_state(&watermark_key(&job.flow_id), &json!(end.to_rfc3339()))
+                .await?;
         }
     }
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
@@ -56,13 +70,18 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
     };
     if job.status != JobStatus::Failed {
         for next in &flow.run_next_flow_ids {
-            if let Err(e) = trigger::start_run(sluice, next, RunRequest::default(), RunKind::Chain).await {
+            if let Err(e) =
+                trigger::start_run(sluice, next, RunRequest::default(), RunKind::Chain).await
+            {
                 tracing::warn!(flow = %job.flow_id, next = %next, error = %e, "chained flow did not start");
             }
         }
     }
     if !flow.after_process.is_empty() {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| Error::Internal(e.into()))?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| Error::Internal(e.into()))?;
         for cb in &flow.after_process {
             let mut req = client.post(&cb.url).json(job);
             for h in &cb.headers {
@@ -70,8 +89,12 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
             }
             match req.send().await {
                 Ok(r) if r.status().is_success() => {}
-                Ok(r) => tracing::warn!(url = %cb.url, status = r.status().as_u16(), "after-process callback refused"),
-                Err(e) => tracing::warn!(url = %cb.url, error = %e, "after-process callback failed"),
+                Ok(r) => {
+                    tracing::warn!(url = %cb.url, status = r.status().as_u16(), "after-process callback refused")
+                }
+                Err(e) => {
+                    tracing::warn!(url = %cb.url, error = %e, "after-process callback failed")
+                }
             }
         }
     }

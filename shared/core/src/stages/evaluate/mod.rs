@@ -48,7 +48,10 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             records_ref: None,
             ..page.clone()
         };
-        sluice.queue.send(Stage::Translate, StageMessage::Page(next)).await?;
+        sluice
+            .queue
+            .send(Stage::Translate, StageMessage::Page(next))
+            .await?;
     }
     let outcome = PageOutcome {
         job_id: page.job_id.clone(),
@@ -60,7 +63,10 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         page_done,
     };
     let now = sluice.clock.now();
-    let _ = sluice.store.renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease).await;
+    let _ = sluice
+        .store
+        .renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease)
+        .await;
     if let Some(job) = sluice.store.record_outcome(&outcome).await? {
         if job.all_pages_done() {
             completion::complete_job(sluice, &job.id).await?;
@@ -71,19 +77,41 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
 /// Runs the evaluator over every active record that has a reply.
 fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
-    let batch_doc = page.batch.as_ref().and_then(|b| b.reply.as_ref()).map(|r| r.as_document());
+    let batch_doc = page
+        .batch
+        .as_ref()
+        .and_then(|b| b.reply.as_ref())
+        .map(|r| r.as_document());
     for r in page.records.iter_mut().filter(|r| r.is_active()) {
-        let doc = r.exchange.as_ref().and_then(|e| e.reply.as_ref()).map(|r| r.as_document()).or_else(|| batch_doc.clone());
+        let doc = r
+            .exchange
+            .as_ref()
+            .and_then(|e| e.reply.as_ref())
+            .map(|r| r.as_document())
+            .or_else(|| batch_doc.clone());
         let Some(doc) = doc else {
             r.fail("no_reply", "no reply was recorded for this record");
             continue;
         };
         let extracted = Value::Object(r.extracted.clone());
-        match sluice.caches.conditions.check(expression, &[("record", &r.data), ("response", &doc), ("extracted", &extracted)]) {
+        match sluice.caches.conditions.check(
+            expression,
+            &[
+                ("record", &r.data),
+                ("response", &doc),
+                ("extracted", &extracted),
+            ],
+        ) {
             Ok(true) => {}
             Ok(false) => {
                 let status = doc["status"].as_u64().unwrap_or(0);
-                r.fail("evaluator", format!("status {status}: evaluator `{expression}` is false{}", excerpt(&doc["body"])))
+                r.fail(
+                    "evaluator",
+                    format!(
+                        "status {status}: evaluator `{expression}` is false{}",
+                        excerpt(&doc["body"])
+                    ),
+                )
             }
             Err(e) => r.fail("evaluator_error", e),
         }
@@ -97,12 +125,24 @@ fn excerpt(body: &Value) -> String {
         other => other.to_string(),
     };
     let cut: String = text.chars().take(300).collect();
-    format!(" (reply: {cut}{})", if text.chars().count() > 300 { "…" } else { "" })
+    format!(
+        " (reply: {cut}{})",
+        if text.chars().count() > 300 {
+            "…"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Counts the page's records and builds the errors; active records at the last processor are
 /// successes, at an earlier one they go on.
-pub(crate) fn tally(sluice: &Sluice, page: &Page, processor: Option<&Processor>, is_last: bool) -> Verdicts {
+pub(crate) fn tally(
+    sluice: &Sluice,
+    page: &Page,
+    processor: Option<&Processor>,
+    is_last: bool,
+) -> Verdicts {
     let mut v = Verdicts::default();
     let now = sluice.clock.now();
     for r in &page.records {

@@ -8,9 +8,18 @@ use sluice_model::{extract_path, Page, PageRecord, ResponseMapping, StageMessage
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     if let Some(mapping) = p.mapping() {
-        let batch_doc = page.batch.as_ref().and_then(|b| b.reply.as_ref()).map(|r| r.as_document());
+        let batch_doc = page
+            .batch
+            .as_ref()
+            .and_then(|b| b.reply.as_ref())
+            .map(|r| r.as_document());
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
-            let doc = r.exchange.as_ref().and_then(|e| e.reply.as_ref()).map(|r| r.as_document()).or_else(|| batch_doc.clone());
+            let doc = r
+                .exchange
+                .as_ref()
+                .and_then(|e| e.reply.as_ref())
+                .map(|r| r.as_document())
+                .or_else(|| batch_doc.clone());
             if let Some(doc) = doc {
                 if let Err(e) = apply_mapping(mapping, &doc, r) {
                     r.fail("mapping", e);
@@ -18,13 +27,20 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             }
         }
     }
-    sluice.queue.send(Stage::Evaluate, StageMessage::Page(page)).await?;
+    sluice
+        .queue
+        .send(Stage::Evaluate, StageMessage::Page(page))
+        .await?;
     Ok(())
 }
 
 /// Writes each mapped value into `record.extracted[generate]` and into the record's data at the
 /// dotted path `generate`. A path that matches nothing gives null.
-pub fn apply_mapping(mapping: &ResponseMapping, reply_doc: &Value, record: &mut PageRecord) -> Result<(), String> {
+pub fn apply_mapping(
+    mapping: &ResponseMapping,
+    reply_doc: &Value,
+    record: &mut PageRecord,
+) -> Result<(), String> {
     for f in &mapping.fields {
         let value = select(reply_doc, &f.extract)?;
         record.extracted.insert(f.generate.clone(), value.clone());
@@ -36,8 +52,13 @@ pub fn apply_mapping(mapping: &ResponseMapping, reply_doc: &Value, record: &mut 
 /// The first match of `extract` (see [`sluice_model::extract_path`]) in the reply document.
 pub fn select(reply_doc: &Value, extract: &str) -> Result<Value, String> {
     let path = extract_path(extract);
-    let query = serde_json_path::JsonPath::parse(&path).map_err(|e| format!("invalid JSONPath '{extract}': {e}"))?;
-    Ok(query.query(reply_doc).first().cloned().unwrap_or(Value::Null))
+    let query = serde_json_path::JsonPath::parse(&path)
+        .map_err(|e| format!("invalid JSONPath '{extract}': {e}"))?;
+    Ok(query
+        .query(reply_doc)
+        .first()
+        .cloned()
+        .unwrap_or(Value::Null))
 }
 
 /// Sets `a.b.c` in `target`, creating objects on the way (a non-object in the way is replaced).
@@ -53,7 +74,9 @@ pub fn set_path(target: &mut Value, dotted: &str, value: Value) {
             obj.insert(part.to_string(), value);
             return;
         }
-        let next = obj.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        let next = obj
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
         if !next.is_object() {
             *next = Value::Object(Map::new());
         }
@@ -70,7 +93,10 @@ mod tests {
     fn doc() -> Value {
         Reply {
             status: 201,
-            headers: json!({"location": "/orders/9"}).as_object().unwrap().clone(),
+            headers: json!({"location": "/orders/9"})
+                .as_object()
+                .unwrap()
+                .clone(),
             body: json!({"id": "ord-9", "items": [{"sku": "a"}, {"sku": "b"}]}),
             attempts: 1,
             elapsed_ms: 3,
@@ -84,7 +110,10 @@ mod tests {
         assert_eq!(select(&doc(), "$.body.items[1].sku").unwrap(), json!("b"));
         assert_eq!(select(&doc(), "items[0].sku").unwrap(), json!("a"));
         assert_eq!(select(&doc(), "status").unwrap(), json!(201));
-        assert_eq!(select(&doc(), "headers.location").unwrap(), json!("/orders/9"));
+        assert_eq!(
+            select(&doc(), "headers.location").unwrap(),
+            json!("/orders/9")
+        );
         assert_eq!(select(&doc(), "nothing.here").unwrap(), Value::Null);
         assert!(select(&doc(), "$[?").is_err());
     }
@@ -93,13 +122,22 @@ mod tests {
     fn mapping_writes_extracted_and_nested_fields() {
         let mapping = ResponseMapping {
             fields: vec![
-                MappingField { extract: "id".into(), generate: "orderId".into() },
-                MappingField { extract: "status".into(), generate: "sync.status".into() },
+                MappingField {
+                    extract: "id".into(),
+                    generate: "orderId".into(),
+                },
+                MappingField {
+                    extract: "status".into(),
+                    generate: "sync.status".into(),
+                },
             ],
         };
         let mut r = PageRecord::new("k".into(), json!({"name": "x", "sync": 5}));
         apply_mapping(&mapping, &doc(), &mut r).unwrap();
-        assert_eq!(r.data, json!({"name": "x", "sync": {"status": 201}, "orderId": "ord-9"}));
+        assert_eq!(
+            r.data,
+            json!({"name": "x", "sync": {"status": 201}, "orderId": "ord-9"})
+        );
         assert_eq!(r.extracted.get("orderId"), Some(&json!("ord-9")));
     }
 }

@@ -5,7 +5,10 @@ use sluice_model::{CsvOptions, FileFormat, FileType};
 
 /// Renders `records` as a file body.
 pub fn render_file(records: &[&Value], format: Option<&FileFormat>) -> Result<String, String> {
-    let format = format.cloned().unwrap_or(FileFormat { kind: FileType::Csv, csv: None });
+    let format = format.cloned().unwrap_or(FileFormat {
+        kind: FileType::Csv,
+        csv: None,
+    });
     match format.kind {
         FileType::Json => serde_json::to_string_pretty(&records).map_err(|e| e.to_string()),
         FileType::Ndjson => {
@@ -29,7 +32,15 @@ fn render_csv(records: &[&Value], opts: &CsvOptions) -> Result<String, String> {
             _ => vec!["value".into()],
         }
     };
-    let mut w = csv::WriterBuilder::new().delimiter(opts.column_delimiter.as_bytes().first().copied().unwrap_or(b',')).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(
+            opts.column_delimiter
+                .as_bytes()
+                .first()
+                .copied()
+                .unwrap_or(b','),
+        )
+        .from_writer(Vec::new());
     if opts.has_header_row {
         w.write_record(&columns).map_err(|e| e.to_string())?;
     }

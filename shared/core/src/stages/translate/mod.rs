@@ -13,7 +13,10 @@ pub use templates::TemplateCache;
 use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
-use sluice_model::{Connection, Exchange, Job, NameValue, Page, RecordState, RenderedFile, RenderedRequest, RequestMode, StageMessage};
+use sluice_model::{
+    Connection, Exchange, Job, NameValue, Page, RecordState, RenderedFile, RenderedRequest,
+    RequestMode, StageMessage,
+};
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
@@ -39,7 +42,16 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         Stage::Deliver
     };
     let anything_to_send = page.records.iter().any(|r| r.is_active());
-    send(sluice, if anything_to_send { next } else { Stage::Evaluate }, page).await
+    send(
+        sluice,
+        if anything_to_send {
+            next
+        } else {
+            Stage::Evaluate
+        },
+        page,
+    )
+    .await
 }
 
 async fn send(sluice: &Sluice, stage: Stage, page: Page) -> Result<()> {
@@ -50,23 +62,48 @@ async fn send(sluice: &Sluice, stage: Stage, page: Page) -> Result<()> {
 /// Records for which the condition is false are ignored; a condition that fails is an error.
 pub(crate) fn apply_filter(sluice: &Sluice, page: &mut Page, expression: &str) {
     for r in page.records.iter_mut().filter(|r| r.is_active()) {
-        match sluice.caches.conditions.check(expression, &[("record", &r.data)]) {
+        match sluice
+            .caches
+            .conditions
+            .check(expression, &[("record", &r.data)])
+        {
             Ok(true) => {}
-            Ok(false) => r.state = RecordState::Ignored { reason: format!("filtered out by `{expression}`") },
+            Ok(false) => {
+                r.state = RecordState::Ignored {
+                    reason: format!("filtered out by `{expression}`"),
+                }
+            }
             Err(e) => r.fail("filter", e),
         }
     }
 }
 
 /// What every template of this page sees besides the record(s).
-fn base_context(page: &Page, p: &Processor, job: Option<&Job>, sluice: &Sluice) -> serde_json::Map<String, Value> {
+fn base_context(
+    page: &Page,
+    p: &Processor,
+    job: Option<&Job>,
+    sluice: &Sluice,
+) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
     m.insert("job".into(), json!({"_id": page.job_id}));
-    m.insert("flow".into(), json!({"_id": p.flow.id, "name": p.flow.name}));
-    m.insert("page".into(), json!({"index": page.page_index, "id": page.page_id}));
+    m.insert(
+        "flow".into(),
+        json!({"_id": p.flow.id, "name": p.flow.name}),
+    );
+    m.insert(
+        "page".into(),
+        json!({"index": page.page_index, "id": page.page_id}),
+    );
     m.insert("now".into(), json!(sluice.clock.now().to_rfc3339()));
-    m.insert("lastExportDateTime".into(), json!(job.and_then(|j| j.start_date).map(|d| d.to_rfc3339())));
-    m.insert("currentExportDateTime".into(), json!(job.and_then(|j| j.end_date).map(|d| d.to_rfc3339())));
+    m.insert(
+        "lastExportDateTime".into(),
+        json!(job.and_then(|j| j.start_date).map(|d| d.to_rfc3339())),
+    );
+    m.insert(
+        "currentExportDateTime".into(),
+        json!(job.and_then(|j| j.end_date).map(|d| d.to_rfc3339())),
+    );
     let base_uri = p.connection.http.as_ref().map(|h| h.base_uri.clone());
     m.insert("connection".into(), json!({"baseURI": base_uri}));
     m
@@ -102,7 +139,12 @@ fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
     }
 }
 
-fn render_requests(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde_json::Map<String, Value>) {
+fn render_requests(
+    sluice: &Sluice,
+    page: &mut Page,
+    p: &Processor,
+    base: &serde_json::Map<String, Value>,
+) {
     let Some(t) = templates_of(p) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
             r.fail("config", "the import has no http section");
@@ -116,17 +158,32 @@ fn render_requests(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde
                 let mut ctx = base.clone();
                 ctx.insert("record".into(), r.data.clone());
                 match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
-                    Ok(request) => r.exchange = Some(Exchange { request, reply: None }),
+                    Ok(request) => {
+                        r.exchange = Some(Exchange {
+                            request,
+                            reply: None,
+                        })
+                    }
                     Err(e) => r.fail("template", e),
                 }
             }
         }
         RequestMode::Page => {
-            let records: Vec<Value> = page.records.iter().filter(|r| r.is_active()).map(|r| r.data.clone()).collect();
+            let records: Vec<Value> = page
+                .records
+                .iter()
+                .filter(|r| r.is_active())
+                .map(|r| r.data.clone())
+                .collect();
             let mut ctx = base.clone();
             ctx.insert("records".into(), Value::Array(records));
             match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
-                Ok(request) => page.batch = Some(Exchange { request, reply: None }),
+                Ok(request) => {
+                    page.batch = Some(Exchange {
+                        request,
+                        reply: None,
+                    })
+                }
                 Err(e) => {
                     for r in page.records.iter_mut().filter(|r| r.is_active()) {
                         r.fail("template", e.clone());
@@ -137,10 +194,21 @@ fn render_requests(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde
     }
 }
 
-fn render_request(cache: &TemplateCache, t: &RequestTemplates, connection: &Connection, ctx: &Value) -> Result<RenderedRequest, String> {
+fn render_request(
+    cache: &TemplateCache,
+    t: &RequestTemplates,
+    connection: &Connection,
+    ctx: &Value,
+) -> Result<RenderedRequest, String> {
     let ctx = handlebars::Context::wraps(ctx).map_err(|e| e.to_string())?;
-    let uri = cache.render(t.uri, &ctx).map_err(|e| format!("relativeURI: {e}"))?;
-    let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+    let uri = cache
+        .render(t.uri, &ctx)
+        .map_err(|e| format!("relativeURI: {e}"))?;
+    let base = connection
+        .http
+        .as_ref()
+        .map(|h| h.base_uri.as_str())
+        .unwrap_or("");
     let url = join_url(base, &uri)?;
     let mut headers = Vec::new();
     if let Some(h) = &connection.http {
@@ -149,7 +217,9 @@ fn render_request(cache: &TemplateCache, t: &RequestTemplates, connection: &Conn
         }
     }
     for (i, hv) in t.headers.iter().enumerate() {
-        let v = cache.render(&hv.value, &ctx).map_err(|e| format!("headers[{i}]: {e}"))?;
+        let v = cache
+            .render(&hv.value, &ctx)
+            .map_err(|e| format!("headers[{i}]: {e}"))?;
         headers.push((hv.name.clone(), v));
     }
     let method = t.method.to_ascii_uppercase();
@@ -158,7 +228,12 @@ fn render_request(cache: &TemplateCache, t: &RequestTemplates, connection: &Conn
         Some(b) => Some(cache.render(b, &ctx).map_err(|e| format!("body: {e}"))?),
         None => None,
     };
-    Ok(RenderedRequest { method, url, headers, body })
+    Ok(RenderedRequest {
+        method,
+        url,
+        headers,
+        body,
+    })
 }
 
 /// Joins the connection's baseURI and a rendered relativeURI. An absolute URL is accepted
@@ -169,36 +244,81 @@ pub fn join_url(base: &str, relative: &str) -> Result<String, String> {
         if !base.is_empty() && rel.starts_with(base.trim_end_matches('/')) {
             return Ok(rel.to_string());
         }
-        return Err(format!("relativeURI rendered to '{rel}', an absolute URL outside the connection's baseURI"));
+        return Err(format!(
+            "relativeURI rendered to '{rel}', an absolute URL outside the connection's baseURI"
+        ));
     }
     if base.is_empty() {
         return Err("the connection has no baseURI".into());
     }
-    let url = format!("{}/{}", base.trim_end_matches('/'), rel.trim_start_matches('/'));
+    let url = format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        rel.trim_start_matches('/')
+    );
     url::Url::parse(&url).map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
     Ok(url)
 }
 
-fn render_page_file(sluice: &Sluice, page: &mut Page, p: &Processor, base: &serde_json::Map<String, Value>) {
-    let Target::Import(import) = &p.target else { return };
+fn render_page_file(
+    sluice: &Sluice,
+    page: &mut Page,
+    p: &Processor,
+    base: &serde_json::Map<String, Value>,
+) {
+    let Target::Import(import) = &p.target else {
+        return;
+    };
     let Some(spec) = import.sftp.as_ref().or(import.s3.as_ref()) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
-            r.fail("config", format!("the import has no {} section", if import.sftp.is_none() { "sftp/s3" } else { "file" }));
+            r.fail(
+                "config",
+                format!(
+                    "the import has no {} section",
+                    if import.sftp.is_none() {
+                        "sftp/s3"
+                    } else {
+                        "file"
+                    }
+                ),
+            );
         }
         return;
     };
     let cache = &sluice.caches.templates;
     let ctx = Value::Object(base.clone());
     let rendered = (|| -> Result<RenderedFile, String> {
-        let directory = cache.render_value(&spec.directory_path, &ctx).map_err(|e| format!("directoryPath: {e}"))?;
-        let name = cache.render_value(&spec.file_name, &ctx).map_err(|e| format!("fileName: {e}"))?;
+        let directory = cache
+            .render_value(&spec.directory_path, &ctx)
+            .map_err(|e| format!("directoryPath: {e}"))?;
+        let name = cache
+            .render_value(&spec.file_name, &ctx)
+            .map_err(|e| format!("fileName: {e}"))?;
         if name.contains('/') || name.trim().is_empty() || name == "." || name == ".." {
-            return Err(format!("fileName rendered to '{name}', which is not a plain file name"));
+            return Err(format!(
+                "fileName rendered to '{name}', which is not a plain file name"
+            ));
         }
-        let active: Vec<&Value> = page.records.iter().filter(|r| r.is_active()).map(|r| &r.data).collect();
-        let content = render_file(&active, import.file.as_ref()).map_err(|e| format!("file content: {e}"))?;
-        let record_keys = page.records.iter().filter(|r| r.is_active()).map(|r| r.key.clone()).collect();
-        Ok(RenderedFile { directory, name, content, record_keys })
+        let active: Vec<&Value> = page
+            .records
+            .iter()
+            .filter(|r| r.is_active())
+            .map(|r| &r.data)
+            .collect();
+        let content =
+            render_file(&active, import.file.as_ref()).map_err(|e| format!("file content: {e}"))?;
+        let record_keys = page
+            .records
+            .iter()
+            .filter(|r| r.is_active())
+            .map(|r| r.key.clone())
+            .collect();
+        Ok(RenderedFile {
+            directory,
+            name,
+            content,
+            record_keys,
+        })
     })();
     match rendered {
         Ok(f) => page.file = Some(f),

@@ -1,6 +1,8 @@
 //! Handlebars templates, compiled once per process and rendered with a prebuilt context.
 
-use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason};
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+};
 use serde_json::Value;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -22,7 +24,9 @@ impl Default for TemplateCache {
         hb.register_helper("lowercase", Box::new(lowercase_helper));
         hb.register_helper("uppercase", Box::new(uppercase_helper));
         hb.register_helper("default", Box::new(default_helper));
-        TemplateCache { registry: RwLock::new(hb) }
+        TemplateCache {
+            registry: RwLock::new(hb),
+        }
     }
 }
 
@@ -45,7 +49,8 @@ impl TemplateCache {
         {
             let mut hb = self.registry.write().unwrap();
             if !hb.has_template(&name) {
-                hb.register_template_string(&name, source).map_err(|e| format!("invalid template: {e}"))?;
+                hb.register_template_string(&name, source)
+                    .map_err(|e| format!("invalid template: {e}"))?;
             }
         }
         let hb = self.registry.read().unwrap();
@@ -68,7 +73,9 @@ fn describe(e: handlebars::RenderError) -> String {
 }
 
 fn param<'a>(h: &'a Helper, name: &str) -> Result<&'a Value, RenderErrorReason> {
-    h.param(0).map(|p| p.value()).ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(leak(name), 0))
+    h.param(0)
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(leak(name), 0))
 }
 
 fn leak(name: &str) -> &'static str {
@@ -83,7 +90,13 @@ fn leak(name: &str) -> &'static str {
 
 /// `{{json value}}`: the value as JSON text. A string comes out quoted and escaped, so a value
 /// can never break out of a JSON body; a missing value is `null`.
-fn json_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn json_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
     out.write(&serde_json::to_string(&v).unwrap_or_else(|_| "null".into()))?;
     Ok(())
@@ -98,7 +111,13 @@ fn text_of(v: &Value) -> String {
 }
 
 /// `{{urlencode value}}`: percent-encodes for a path segment or query value.
-fn urlencode_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn urlencode_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = param(h, "urlencode")?;
     let encoded: String = url::form_urlencoded::byte_serialize(text_of(v).as_bytes()).collect();
     // form encoding writes spaces as '+', which is wrong in paths
@@ -106,22 +125,42 @@ fn urlencode_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderConte
     Ok(())
 }
 
-fn lowercase_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn lowercase_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     out.write(&text_of(param(h, "lowercase")?).to_lowercase())?;
     Ok(())
 }
 
-fn uppercase_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn uppercase_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     out.write(&text_of(param(h, "uppercase")?).to_uppercase())?;
     Ok(())
 }
 
 /// `{{default value "fallback"}}`: the value, or the fallback when missing, null or "".
-fn default_helper(h: &Helper, _: &Handlebars, _: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
+fn default_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
     let v = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
     let chosen = match &v {
         Value::Null => h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null),
-        Value::String(s) if s.is_empty() => h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null),
+        Value::String(s) if s.is_empty() => {
+            h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null)
+        }
         _ => v,
     };
     out.write(&text_of(&chosen))?;

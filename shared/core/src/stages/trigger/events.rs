@@ -10,7 +10,9 @@ use sluice_model::{Export, ExportType, Flow, RunSource};
 async fn flows_reading(sluice: &Sluice, kind: ExportType) -> Result<Vec<(Flow, Export)>> {
     let mut out = Vec::new();
     for doc in sluice.store.list_definitions(Kind::Flow).await? {
-        let Ok(flow) = serde_json::from_value::<Flow>(doc) else { continue };
+        let Ok(flow) = serde_json::from_value::<Flow>(doc) else {
+            continue;
+        };
         if flow.disabled {
             continue;
         }
@@ -30,13 +32,20 @@ pub async fn on_s3_object(sluice: &Sluice, bucket: &str, key: &str) -> Result<Ve
     let mut started = Vec::new();
     for (flow, export) in flows_reading(sluice, ExportType::S3).await? {
         let (b, prefix) = s3_location(sluice, &export).await?;
-        let suffix = export.s3.as_ref().and_then(|s| s.suffix.clone()).unwrap_or_default();
+        let suffix = export
+            .s3
+            .as_ref()
+            .and_then(|s| s.suffix.clone())
+            .unwrap_or_default();
         if b != bucket || !key.starts_with(&prefix) || !key.ends_with(&suffix) {
             continue;
         }
         let request = RunRequest {
             export_ids: Some(vec![export.id.clone()]),
-            source: Some(RunSource::S3Object { bucket: bucket.into(), key: key.into() }),
+            source: Some(RunSource::S3Object {
+                bucket: bucket.into(),
+                key: key.into(),
+            }),
             ..Default::default()
         };
         if let Some(s) = start_run(sluice, &flow.id, request, RunKind::S3).await? {
@@ -58,10 +67,15 @@ pub struct TableChange {
 /// Starts a run of every enabled flow with a dynamodb export on that table, with the changes
 /// whose event type the export takes and that pass its filter (the filter itself is applied
 /// when the records are cut into pages, so filtered records count as ignored).
-pub async fn on_table_changes(sluice: &Sluice, changes: Vec<TableChange>) -> Result<Vec<RunStarted>> {
+pub async fn on_table_changes(
+    sluice: &Sluice,
+    changes: Vec<TableChange>,
+) -> Result<Vec<RunStarted>> {
     let mut started = Vec::new();
     for (flow, export) in flows_reading(sluice, ExportType::Dynamodb).await? {
-        let Some(spec) = &export.dynamodb else { continue };
+        let Some(spec) = &export.dynamodb else {
+            continue;
+        };
         let records: Vec<Value> = changes
             .iter()
             .filter(|c| c.table_name == spec.table_name && spec.event_types.contains(&c.event_name))
@@ -70,7 +84,11 @@ pub async fn on_table_changes(sluice: &Sluice, changes: Vec<TableChange>) -> Res
         if records.is_empty() {
             continue;
         }
-        let request = RunRequest { export_ids: Some(vec![export.id.clone()]), source: Some(RunSource::Records { records }), ..Default::default() };
+        let request = RunRequest {
+            export_ids: Some(vec![export.id.clone()]),
+            source: Some(RunSource::Records { records }),
+            ..Default::default()
+        };
         if let Some(s) = start_run(sluice, &flow.id, request, RunKind::Dynamodb).await? {
             started.push(s);
         }
@@ -81,7 +99,9 @@ pub async fn on_table_changes(sluice: &Sluice, changes: Vec<TableChange>) -> Res
 /// Converts a DynamoDB attribute-value map (`{"n": {"N": "1"}}`) into plain JSON (`{"n": 1}`).
 pub fn from_attribute_values(image: &Value) -> Value {
     match image {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute(v))).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -90,20 +110,35 @@ fn number(s: &str) -> Value {
     if let Ok(i) = s.parse::<i64>() {
         return Value::Number(i.into());
     }
-    s.parse::<f64>().ok().and_then(Number::from_f64).map(Value::Number).unwrap_or_else(|| Value::String(s.into()))
+    s.parse::<f64>()
+        .ok()
+        .and_then(Number::from_f64)
+        .map(Value::Number)
+        .unwrap_or_else(|| Value::String(s.into()))
 }
 
 fn attribute(v: &Value) -> Value {
-    let Some((t, inner)) = v.as_object().and_then(|m| m.iter().next()) else { return v.clone() };
+    let Some((t, inner)) = v.as_object().and_then(|m| m.iter().next()) else {
+        return v.clone();
+    };
     match (t.as_str(), inner) {
         ("S", Value::String(s)) => Value::String(s.clone()),
         ("N", Value::String(s)) => number(s),
         ("BOOL", b @ Value::Bool(_)) => b.clone(),
         ("NULL", _) => Value::Null,
-        ("M", Value::Object(m)) => Value::Object(m.iter().map(|(k, v)| (k.clone(), attribute(v))).collect::<Map<_, _>>()),
+        ("M", Value::Object(m)) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), attribute(v)))
+                .collect::<Map<_, _>>(),
+        ),
         ("L", Value::Array(items)) => Value::Array(items.iter().map(attribute).collect()),
         ("SS", Value::Array(items)) => Value::Array(items.clone()),
-        ("NS", Value::Array(items)) => Value::Array(items.iter().map(|n| n.as_str().map(number).unwrap_or(Value::Null)).collect()),
+        ("NS", Value::Array(items)) => Value::Array(
+            items
+                .iter()
+                .map(|n| n.as_str().map(number).unwrap_or(Value::Null))
+                .collect(),
+        ),
         ("B", Value::String(b64)) => Value::String(b64.clone()),
         ("BS", Value::Array(items)) => Value::Array(items.clone()),
         _ => v.clone(),

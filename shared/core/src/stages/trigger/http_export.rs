@@ -36,7 +36,12 @@ struct Cursor {
 
 /// Fetches the export page by page; each item is the records of one reply. A wrong
 /// `resourcePath` is an error, not zero records.
-pub fn fetch_pages<'a>(sluice: &'a Sluice, export: &'a Export, connection: &'a Connection, window: DeltaWindow) -> BoxStream<'a, Result<Vec<Value>>> {
+pub fn fetch_pages<'a>(
+    sluice: &'a Sluice,
+    export: &'a Export,
+    connection: &'a Connection,
+    window: DeltaWindow,
+) -> BoxStream<'a, Result<Vec<Value>>> {
     let paging = export.http.as_ref().and_then(|h| h.paging.clone());
     let cursor = Cursor {
         n: 0,
@@ -64,10 +69,23 @@ pub fn fetch_pages<'a>(sluice: &'a Sluice, export: &'a Export, connection: &'a C
     }))
 }
 
-async fn next_page(sluice: &Sluice, export: &Export, connection: &Connection, window: &DeltaWindow, c: &mut Cursor) -> Result<Option<Vec<Value>>> {
-    let http = export.http.as_ref().ok_or_else(|| Error::invalid("http", "an http export needs an http section"))?;
+async fn next_page(
+    sluice: &Sluice,
+    export: &Export,
+    connection: &Connection,
+    window: &DeltaWindow,
+    c: &mut Cursor,
+) -> Result<Option<Vec<Value>>> {
+    let http = export
+        .http
+        .as_ref()
+        .ok_or_else(|| Error::invalid("http", "an http export needs an http section"))?;
     let paging = http.paging.as_ref();
-    if c.n >= paging.and_then(|p| p.max_pages).unwrap_or(DEFAULT_MAX_PAGES) {
+    if c.n
+        >= paging
+            .and_then(|p| p.max_pages)
+            .unwrap_or(DEFAULT_MAX_PAGES)
+    {
         return Ok(None);
     }
     let ctx = json!({
@@ -83,24 +101,60 @@ async fn next_page(sluice: &Sluice, export: &Export, connection: &Connection, wi
                 (n, Some(later)) if n > 0 => later,
                 _ => http.relative_uri.as_str(),
             };
-            let uri = templates.render_value(uri_template, &ctx).map_err(|e| Error::invalid("http.relativeURI", e))?;
-            let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+            let uri = templates
+                .render_value(uri_template, &ctx)
+                .map_err(|e| Error::invalid("http.relativeURI", e))?;
+            let base = connection
+                .http
+                .as_ref()
+                .map(|h| h.base_uri.as_str())
+                .unwrap_or("");
             join_url(base, &uri).map_err(|e| Error::invalid("http.relativeURI", e))?
         }
     };
-    let mut headers: Vec<(String, String)> = connection.http.as_ref().map(|h| h.headers.iter().map(|hv| (hv.name.clone(), hv.value.clone())).collect()).unwrap_or_default();
+    let mut headers: Vec<(String, String)> = connection
+        .http
+        .as_ref()
+        .map(|h| {
+            h.headers
+                .iter()
+                .map(|hv| (hv.name.clone(), hv.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
     for hv in &http.headers {
-        headers.push((hv.name.clone(), templates.render_value(&hv.value, &ctx).map_err(|e| Error::invalid("http.headers", e))?));
+        headers.push((
+            hv.name.clone(),
+            templates
+                .render_value(&hv.value, &ctx)
+                .map_err(|e| Error::invalid("http.headers", e))?,
+        ));
     }
-    let body = http.body.as_deref().map(|b| templates.render_value(b, &ctx)).transpose().map_err(|e| Error::invalid("http.body", e))?;
-    let request = RenderedRequest { method: http.method.to_ascii_uppercase(), url: url.clone(), headers, body };
-    let reply = deliver::send_request(sluice, connection, &request).await.map_err(|(_, m)| Error::Internal(anyhow::anyhow!("GET {url}: {m}")))?;
+    let body = http
+        .body
+        .as_deref()
+        .map(|b| templates.render_value(b, &ctx))
+        .transpose()
+        .map_err(|e| Error::invalid("http.body", e))?;
+    let request = RenderedRequest {
+        method: http.method.to_ascii_uppercase(),
+        url: url.clone(),
+        headers,
+        body,
+    };
+    let reply = deliver::send_request(sluice, connection, &request)
+        .await
+        .map_err(|(_, m)| Error::Internal(anyhow::anyhow!("GET {url}: {m}")))?;
     c.n += 1;
     if paging.and_then(|p| p.last_page_status_code) == Some(reply.status) {
         return Ok(None);
     }
     if !(200..300).contains(&reply.status) {
-        return Err(Error::Internal(anyhow::anyhow!("GET {url} answered {}: {}", reply.status, excerpt(&reply.body))));
+        return Err(Error::Internal(anyhow::anyhow!(
+            "GET {url} answered {}: {}",
+            reply.status,
+            excerpt(&reply.body)
+        )));
     }
     let records = records_of(&reply.body, http.resource_path.as_deref())?;
     match paging.map(|p| p.method) {
@@ -128,7 +182,11 @@ async fn next_page(sluice: &Sluice, export: &Export, connection: &Connection, wi
             c.next_url = next;
         }
         Some(PagingMethod::Linkheader) => {
-            let next = reply.headers.get("link").and_then(|v| v.as_str()).and_then(next_link);
+            let next = reply
+                .headers
+                .get("link")
+                .and_then(|v| v.as_str())
+                .and_then(next_link);
             c.done = next.is_none();
             c.next_url = next;
         }
@@ -146,18 +204,31 @@ fn excerpt(body: &Value) -> String {
 
 fn absolutize(connection: &Connection, url: &str) -> Result<String> {
     if url.starts_with("http://") || url.starts_with("https://") {
-        let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+        let base = connection
+            .http
+            .as_ref()
+            .map(|h| h.base_uri.as_str())
+            .unwrap_or("");
         let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
-        let u = url::Url::parse(url).map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?;
+        let u = url::Url::parse(url)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?;
         // Paging must not lead the export to another server with the connection's credentials.
         if u.host_str() != b.host_str() || u.port_or_known_default() != b.port_or_known_default() {
-            return Err(Error::Internal(anyhow::anyhow!("next page URL {url} is not on the connection's host")));
+            return Err(Error::Internal(anyhow::anyhow!(
+                "next page URL {url} is not on the connection's host"
+            )));
         }
         Ok(url.to_string())
     } else {
-        let base = connection.http.as_ref().map(|h| h.base_uri.as_str()).unwrap_or("");
+        let base = connection
+            .http
+            .as_ref()
+            .map(|h| h.base_uri.as_str())
+            .unwrap_or("");
         let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
-        Ok(b.join(url).map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?.to_string())
+        Ok(b.join(url)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?
+            .to_string())
     }
 }
 
@@ -167,12 +238,22 @@ pub fn records_of(body: &Value, resource_path: Option<&str>) -> Result<Vec<Value
     let found = match resource_path {
         None => body.clone(),
         Some(p) => {
-            let path = serde_json_path::JsonPath::parse(&normalize_json_path(p)).map_err(|e| Error::invalid("http.resourcePath", e.to_string()))?;
+            let path = serde_json_path::JsonPath::parse(&normalize_json_path(p))
+                .map_err(|e| Error::invalid("http.resourcePath", e.to_string()))?;
             match path.query(body).first() {
                 Some(v) => (*v).clone(),
                 None => {
-                    let keys: Vec<String> = body.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-                    return Err(Error::invalid("http.resourcePath", format!("'{p}' selects nothing in the reply (its top-level fields: {})", keys.join(", "))));
+                    let keys: Vec<String> = body
+                        .as_object()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default();
+                    return Err(Error::invalid(
+                        "http.resourcePath",
+                        format!(
+                            "'{p}' selects nothing in the reply (its top-level fields: {})",
+                            keys.join(", ")
+                        ),
+                    ));
                 }
             }
         }
@@ -181,13 +262,17 @@ pub fn records_of(body: &Value, resource_path: Option<&str>) -> Result<Vec<Value
         Value::Array(items) => Ok(items),
         Value::Null => Ok(vec![]),
         obj @ Value::Object(_) => Ok(vec![obj]),
-        other => Err(Error::invalid("http.resourcePath", format!("selects {other}, not records"))),
+        other => Err(Error::invalid(
+            "http.resourcePath",
+            format!("selects {other}, not records"),
+        )),
     }
 }
 
 fn select_text(reply: &Reply, path: &str) -> Result<Option<String>> {
     let doc = reply.body.clone();
-    let p = serde_json_path::JsonPath::parse(&normalize_json_path(path)).map_err(|e| Error::invalid("http.paging.path", e.to_string()))?;
+    let p = serde_json_path::JsonPath::parse(&normalize_json_path(path))
+        .map_err(|e| Error::invalid("http.paging.path", e.to_string()))?;
     Ok(match p.query(&doc).first() {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -203,7 +288,13 @@ pub fn next_link(header: &str) -> Option<String> {
             let p = p.trim().replace(' ', "");
             p == "rel=\"next\"" || p == "rel=next"
         });
-        is_next.then(|| target.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        is_next.then(|| {
+            target
+                .trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
     })
 }
 
@@ -213,7 +304,12 @@ mod tests {
 
     #[test]
     fn link_header_next() {
-        assert_eq!(next_link(r#"<https://x/items?page=2>; rel="next", <https://x/items?page=9>; rel="last""#), Some("https://x/items?page=2".into()));
+        assert_eq!(
+            next_link(
+                r#"<https://x/items?page=2>; rel="next", <https://x/items?page=9>; rel="last""#
+            ),
+            Some("https://x/items?page=2".into())
+        );
         assert_eq!(next_link(r#"<https://x/items?page=9>; rel="last""#), None);
     }
 
@@ -221,9 +317,18 @@ mod tests {
     fn resource_path_finds_records_or_says_why_not() {
         let body = json!({"data": {"items": [{"a": 1}, {"a": 2}]}, "meta": {}});
         assert_eq!(records_of(&body, Some("data.items")).unwrap().len(), 2);
-        assert_eq!(records_of(&body, Some("$.data")).unwrap().len(), 1, "an object is one record");
-        let err = records_of(&body, Some("data.records")).unwrap_err().to_string();
-        assert!(err.contains("selects nothing") && err.contains("data, meta"), "{err}");
+        assert_eq!(
+            records_of(&body, Some("$.data")).unwrap().len(),
+            1,
+            "an object is one record"
+        );
+        let err = records_of(&body, Some("data.records"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("selects nothing") && err.contains("data, meta"),
+            "{err}"
+        );
         assert_eq!(records_of(&json!([1, 2, 3]), None).unwrap().len(), 3);
     }
 }

@@ -11,7 +11,10 @@ use crate::{Error, Result, Sluice, Stage};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sluice_model::{new_id, Export, ExportType, FileFormat, Job, JobError, Page, PageRecord, RecordState, RetryItem, RunOrder, RunSource, StageMessage};
+use sluice_model::{
+    new_id, Export, ExportType, FileFormat, Job, JobError, Page, PageRecord, RecordState,
+    RetryItem, RunOrder, RunSource, StageMessage,
+};
 use std::collections::BTreeMap;
 
 /// What a caller asks of a run (the run endpoint's body, the CLI's flags).
@@ -19,7 +22,11 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunRequest {
     /// Only these page generators (default: all).
-    #[serde(rename = "_exportIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_exportIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub export_ids: Option<Vec<String>>,
     /// Delta window override: `{{lastExportDateTime}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -80,7 +87,12 @@ pub struct RunStarted {
 /// Starts a run of `flow_id`: lock, job, run order to the trigger queue.
 /// Manual runs of a running flow fail with `Error::Conflict("Flow is currently running")`;
 /// scheduled and event runs queue behind it (at most one), returning `Ok(None)` when queued.
-pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind: RunKind) -> Result<Option<RunStarted>> {
+pub async fn start_run(
+    sluice: &Sluice,
+    flow_id: &str,
+    request: RunRequest,
+    kind: RunKind,
+) -> Result<Option<RunStarted>> {
     let flow = sluice.flow(flow_id).await?;
     if flow.disabled {
         return Err(Error::invalid("disabled", "Flow is disabled"));
@@ -89,7 +101,10 @@ pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind
     if let Some(ids) = &request.export_ids {
         for (i, id) in ids.iter().enumerate() {
             if !flow.page_generators.iter().any(|g| &g.export_id == id) {
-                return Err(Error::invalid(format!("_exportIds[{i}]"), format!("Export not found in this flow: {id}")));
+                return Err(Error::invalid(
+                    format!("_exportIds[{i}]"),
+                    format!("Export not found in this flow: {id}"),
+                ));
             }
         }
         generators.retain(|&i| ids.contains(&flow.page_generators[i].export_id));
@@ -99,7 +114,11 @@ pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind
     }
     let job_id = new_id();
     let now = sluice.clock.now();
-    if !sluice.store.acquire_lock(flow_id, &job_id, now, sluice.settings.lock_lease).await? {
+    if !sluice
+        .store
+        .acquire_lock(flow_id, &job_id, now, sluice.settings.lock_lease)
+        .await?
+    {
         if kind.queues_when_busy() {
             let queued = serde_json::to_value(&request).map_err(|e| Error::Internal(e.into()))?;
             sluice.store.set_queued_run(flow_id, &queued).await?;
@@ -107,11 +126,18 @@ pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind
         }
         return Err(Error::Conflict("Flow is currently running".into()));
     }
-    let watermark = sluice.store.get_state(&http_export::watermark_key(flow_id)).await?;
+    let watermark = sluice
+        .store
+        .get_state(&http_export::watermark_key(flow_id))
+        .await?;
     let mut job = Job::new(job_id.clone(), flow_id.to_string(), kind.as_str(), now);
-    job.export_id = generators.first().map(|&i| flow.page_generators[i].export_id.clone());
+    job.export_id = generators
+        .first()
+        .map(|&i| flow.page_generators[i].export_id.clone());
     job.flow_execution_group_id = Some(new_id());
-    job.start_date = request.start_date.or_else(|| watermark.and_then(|w| w.as_str().and_then(|s| s.parse().ok())));
+    job.start_date = request
+        .start_date
+        .or_else(|| watermark.and_then(|w| w.as_str().and_then(|s| s.parse().ok())));
     job.end_date = Some(request.end_date.unwrap_or(now));
     if let Err(e) = sluice.store.create_job(&job).await {
         sluice.store.release_lock(flow_id, &job_id).await?;
@@ -125,11 +151,18 @@ pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind
     let order = RunOrder {
         job_id: job_id.clone(),
         flow_id: flow_id.to_string(),
-        generator_index: if generators.len() == 1 { generators.first().copied() } else { None },
+        generator_index: if generators.len() == 1 {
+            generators.first().copied()
+        } else {
+            None
+        },
         export_ids: request.export_ids,
         source,
     };
-    sluice.queue.send(Stage::Trigger, StageMessage::Run(order)).await?;
+    sluice
+        .queue
+        .send(Stage::Trigger, StageMessage::Run(order))
+        .await?;
     Ok(Some(RunStarted {
         job_id,
         export_id: job.export_id,
@@ -139,30 +172,60 @@ pub async fn start_run(sluice: &Sluice, flow_id: &str, request: RunRequest, kind
 
 /// Re-runs the failed records of a job (all unresolved errors, or those named), each from the
 /// processor where it failed, as a new job; the errors are marked resolved.
-pub async fn retry_errors(sluice: &Sluice, job_id: &str, error_ids: Option<Vec<String>>) -> Result<RunStarted> {
-    let job = sluice.store.get_job(job_id).await?.ok_or_else(|| Error::not_found("Job", job_id))?;
+pub async fn retry_errors(
+    sluice: &Sluice,
+    job_id: &str,
+    error_ids: Option<Vec<String>>,
+) -> Result<RunStarted> {
+    let job = sluice
+        .store
+        .get_job(job_id)
+        .await?
+        .ok_or_else(|| Error::not_found("Job", job_id))?;
     let errors = sluice.store.list_errors(job_id).await?;
     let chosen: Vec<_> = match &error_ids {
         Some(ids) => {
             let mut out = Vec::new();
             for id in ids {
-                out.push(errors.iter().find(|e| &e.id == id).ok_or_else(|| Error::not_found("Error", id))?.clone());
+                out.push(
+                    errors
+                        .iter()
+                        .find(|e| &e.id == id)
+                        .ok_or_else(|| Error::not_found("Error", id))?
+                        .clone(),
+                );
             }
             out
         }
         None => errors.into_iter().filter(|e| !e.resolved).collect(),
     };
     // Export-level errors (processor -1) have no record to retry: run the export again.
-    let items: Vec<RetryItem> = chosen.iter().filter(|e| e.processor_index >= 0).map(|e| RetryItem { processor_index: e.processor_index as usize, record: e.record.clone() }).collect();
+    let items: Vec<RetryItem> = chosen
+        .iter()
+        .filter(|e| e.processor_index >= 0)
+        .map(|e| RetryItem {
+            processor_index: e.processor_index as usize,
+            record: e.record.clone(),
+        })
+        .collect();
     if items.is_empty() && !chosen.iter().any(|e| e.processor_index < 0) {
-        return Err(Error::invalid("errorIds", "this job has no unresolved errors to retry"));
+        return Err(Error::invalid(
+            "errorIds",
+            "this job has no unresolved errors to retry",
+        ));
     }
     let request = RunRequest {
         export_ids: job.export_id.clone().map(|e| vec![e]),
-        source: if items.is_empty() { None } else { Some(RunSource::Retry { items }) },
+        source: if items.is_empty() {
+            None
+        } else {
+            Some(RunSource::Retry { items })
+        },
         ..Default::default()
     };
-    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry).await?.ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
+    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry)
+        .await?
+        .ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
     let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
     sluice.store.resolve_errors(job_id, &ids).await?;
     Ok(started)
@@ -181,10 +244,19 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
     let generators: Vec<usize> = match order.generator_index {
         Some(i) => vec![i],
         None => (0..flow.page_generators.len())
-            .filter(|&i| order.export_ids.as_ref().is_none_or(|ids| ids.contains(&flow.page_generators[i].export_id)))
+            .filter(|&i| {
+                order
+                    .export_ids
+                    .as_ref()
+                    .is_none_or(|ids| ids.contains(&flow.page_generators[i].export_id))
+            })
             .collect(),
     };
-    let mut cutter = PageCutter { sluice, order: &order, pages: 0 };
+    let mut cutter = PageCutter {
+        sluice,
+        order: &order,
+        pages: 0,
+    };
     let mut failure: Option<(String, Option<String>)> = None;
     for gi in generators {
         let export_id = flow.page_generators[gi].export_id.clone();
@@ -200,7 +272,10 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             break;
         }
     }
-    let job = sluice.store.finish_paging(&order.job_id, cutter.pages).await?;
+    let job = sluice
+        .store
+        .finish_paging(&order.job_id, cutter.pages)
+        .await?;
     if let Some((message, export_id)) = failure {
         let error = JobError {
             id: format!("{}-export", order.job_id),
@@ -230,7 +305,12 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
 
 /// Reads one generator's records into pages. The outer Result is infrastructure; the inner
 /// Err is why the export could not be read (the job fails with it).
-async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export, job: &Job) -> Result<Result<(), String>> {
+async fn read_generator(
+    cutter: &mut PageCutter<'_>,
+    gi: usize,
+    export: &Export,
+    job: &Job,
+) -> Result<Result<(), String>> {
     let sluice = cutter.sluice;
     let size = export.page_size();
     let filter = export.filter.as_ref().map(|f| f.expression.clone());
@@ -244,7 +324,10 @@ async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export,
         RunSource::Retry { items } => {
             let mut by_processor: BTreeMap<usize, Vec<&RetryItem>> = BTreeMap::new();
             for item in items {
-                by_processor.entry(item.processor_index).or_default().push(item);
+                by_processor
+                    .entry(item.processor_index)
+                    .or_default()
+                    .push(item);
             }
             for (processor, items) in by_processor {
                 let mut b = Batch::new(gi, processor, size, None);
@@ -255,7 +338,10 @@ async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export,
             }
         }
         RunSource::S3Object { bucket, key } => {
-            let format = export.file.clone().unwrap_or_else(|| readers::format_for_name(key));
+            let format = export
+                .file
+                .clone()
+                .unwrap_or_else(|| readers::format_for_name(key));
             if let Err(e) = read_object(cutter, &mut batch, bucket, key, &format).await? {
                 return Ok(Err(e));
             }
@@ -264,7 +350,10 @@ async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export,
             ExportType::Http => {
                 let conn_id = export.connection_id.clone().unwrap_or_default();
                 let connection = sluice.connection(&conn_id).await?;
-                let window = http_export::DeltaWindow { last_export_date_time: job.start_date, current_export_date_time: job.end_date };
+                let window = http_export::DeltaWindow {
+                    last_export_date_time: job.start_date,
+                    current_export_date_time: job.end_date,
+                };
                 let mut pages = http_export::fetch_pages(sluice, export, &connection, window);
                 while let Some(page) = pages.next().await {
                     match page {
@@ -283,9 +372,16 @@ async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export,
             ExportType::S3 => {
                 let (bucket, prefix) = s3_location(sluice, export).await?;
                 let keys = sluice.blobs.list(&bucket, &prefix).await?;
-                let suffix = export.s3.as_ref().and_then(|s| s.suffix.clone()).unwrap_or_default();
+                let suffix = export
+                    .s3
+                    .as_ref()
+                    .and_then(|s| s.suffix.clone())
+                    .unwrap_or_default();
                 for key in keys.iter().filter(|k| k.ends_with(&suffix)) {
-                    let format = export.file.clone().unwrap_or_else(|| readers::format_for_name(key));
+                    let format = export
+                        .file
+                        .clone()
+                        .unwrap_or_else(|| readers::format_for_name(key));
                     if let Err(e) = read_object(cutter, &mut batch, &bucket, key, &format).await? {
                         batch.flush(cutter).await?;
                         return Ok(Err(e));
@@ -300,7 +396,13 @@ async fn read_generator(cutter: &mut PageCutter<'_>, gi: usize, export: &Export,
     Ok(Ok(()))
 }
 
-async fn read_object(cutter: &mut PageCutter<'_>, batch: &mut Batch, bucket: &str, key: &str, format: &FileFormat) -> Result<Result<(), String>> {
+async fn read_object(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    bucket: &str,
+    key: &str,
+    format: &FileFormat,
+) -> Result<Result<(), String>> {
     let Some(reader) = cutter.sluice.blobs.open(bucket, key).await? else {
         return Ok(Err(format!("s3://{bucket}/{key} does not exist")));
     };
@@ -327,7 +429,12 @@ pub async fn s3_location(sluice: &Sluice, export: &Export) -> Result<(String, St
         .and_then(|s| s.bucket.clone())
         .or_else(|| conn_s3.as_ref().map(|s| s.bucket.clone()))
         .ok_or_else(|| Error::invalid("s3.bucket", "no bucket on the export or its connection"))?;
-    let prefix = export.s3.as_ref().and_then(|s| s.prefix.clone()).or_else(|| conn_s3.and_then(|s| s.prefix)).unwrap_or_default();
+    let prefix = export
+        .s3
+        .as_ref()
+        .and_then(|s| s.prefix.clone())
+        .or_else(|| conn_s3.and_then(|s| s.prefix))
+        .unwrap_or_default();
     Ok((bucket, prefix))
 }
 
@@ -349,7 +456,13 @@ struct Batch {
 
 impl Batch {
     fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
-        Batch { generator, processor, size, filter, records: Vec::with_capacity(size) }
+        Batch {
+            generator,
+            processor,
+            size,
+            filter,
+            records: Vec::with_capacity(size),
+        }
     }
 
     async fn push(&mut self, cutter: &mut PageCutter<'_>, record: Value) -> Result<()> {
@@ -365,13 +478,31 @@ impl Batch {
             return Ok(());
         }
         let index = cutter.pages;
-        let page_id = if self.processor == 0 { format!("g{}-p{index:06}", self.generator) } else { format!("g{}-r{}-p{index:06}", self.generator, self.processor) };
-        let mut records: Vec<PageRecord> = self.records.drain(..).enumerate().map(|(i, data)| PageRecord::new(format!("{page_id}-r{i:05}"), data)).collect();
+        let page_id = if self.processor == 0 {
+            format!("g{}-p{index:06}", self.generator)
+        } else {
+            format!("g{}-r{}-p{index:06}", self.generator, self.processor)
+        };
+        let mut records: Vec<PageRecord> = self
+            .records
+            .drain(..)
+            .enumerate()
+            .map(|(i, data)| PageRecord::new(format!("{page_id}-r{i:05}"), data))
+            .collect();
         if let Some(expr) = &self.filter {
             for r in records.iter_mut() {
-                match cutter.sluice.caches.conditions.check(expr, &[("record", &r.data)]) {
+                match cutter
+                    .sluice
+                    .caches
+                    .conditions
+                    .check(expr, &[("record", &r.data)])
+                {
                     Ok(true) => {}
-                    Ok(false) => r.state = RecordState::Ignored { reason: format!("filtered out by the export's filter `{expr}`") },
+                    Ok(false) => {
+                        r.state = RecordState::Ignored {
+                            reason: format!("filtered out by the export's filter `{expr}`"),
+                        }
+                    }
                     Err(e) => r.fail("filter", e),
                 }
             }
@@ -388,7 +519,11 @@ impl Batch {
             records_ref: None,
             trace_id: cutter.order.job_id.clone(),
         };
-        cutter.sluice.queue.send(Stage::Translate, StageMessage::Page(page)).await?;
+        cutter
+            .sluice
+            .queue
+            .send(Stage::Translate, StageMessage::Page(page))
+            .await?;
         cutter.pages += 1;
         Ok(())
     }
@@ -402,4 +537,3 @@ pub fn summary(job: &Job) -> Value {
         "numPages": job.num_pages, "startedAt": job.started_at, "endedAt": job.ended_at,
     })
 }
-

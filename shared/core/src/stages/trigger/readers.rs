@@ -51,7 +51,9 @@ pub fn stream_bytes(bytes: Vec<u8>, format: &FileFormat) -> RecordStream {
     stream_records(Box::pin(std::io::Cursor::new(bytes)), format)
 }
 
-fn tokio_stream(mut rx: mpsc::Receiver<Result<Value, ReadError>>) -> impl futures::Stream<Item = Result<Value, ReadError>> {
+fn tokio_stream(
+    mut rx: mpsc::Receiver<Result<Value, ReadError>>,
+) -> impl futures::Stream<Item = Result<Value, ReadError>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
@@ -77,15 +79,21 @@ fn read_json(reader: impl Read, tx: &Tx) {
             Ok(())
         }
         fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-            let v: Map<String, Value> = serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            let v: Map<String, Value> =
+                serde::Deserialize::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
             let _ = self.0.blocking_send(Ok(Value::Object(v)));
             Ok(())
         }
     }
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let result = (&mut de).deserialize_any(Elements(tx)).and_then(|_| de.end());
+    let result = (&mut de)
+        .deserialize_any(Elements(tx))
+        .and_then(|_| de.end());
     if let Err(e) = result {
-        let _ = tx.blocking_send(Err(ReadError { at: format!("line {} column {}", e.line(), e.column()), message: format!("invalid JSON: {e}") }));
+        let _ = tx.blocking_send(Err(ReadError {
+            at: format!("line {} column {}", e.line(), e.column()),
+            message: format!("invalid JSON: {e}"),
+        }));
     }
 }
 
@@ -93,9 +101,15 @@ fn read_ndjson(reader: impl BufRead, tx: &Tx) {
     for (i, line) in reader.lines().enumerate() {
         let at = format!("line {}", i + 1);
         let item = match line {
-            Err(e) => Err(ReadError { at, message: format!("cannot read: {e}") }),
+            Err(e) => Err(ReadError {
+                at,
+                message: format!("cannot read: {e}"),
+            }),
             Ok(l) if l.trim().is_empty() => continue,
-            Ok(l) => serde_json::from_str::<Value>(&l).map_err(|e| ReadError { at, message: format!("invalid JSON: {e}") }),
+            Ok(l) => serde_json::from_str::<Value>(&l).map_err(|e| ReadError {
+                at,
+                message: format!("invalid JSON: {e}"),
+            }),
         };
         let stop = item.is_err();
         if tx.blocking_send(item).is_err() || stop {
@@ -106,7 +120,13 @@ fn read_ndjson(reader: impl BufRead, tx: &Tx) {
 
 fn read_csv(reader: impl Read, opts: &CsvOptions, tx: &Tx) {
     let mut r = csv::ReaderBuilder::new()
-        .delimiter(opts.column_delimiter.as_bytes().first().copied().unwrap_or(b','))
+        .delimiter(
+            opts.column_delimiter
+                .as_bytes()
+                .first()
+                .copied()
+                .unwrap_or(b','),
+        )
         .has_headers(opts.has_header_row)
         .flexible(false)
         .from_reader(reader);
@@ -114,7 +134,10 @@ fn read_csv(reader: impl Read, opts: &CsvOptions, tx: &Tx) {
         match r.headers() {
             Ok(h) => Some(h.iter().map(str::to_string).collect()),
             Err(e) => {
-                let _ = tx.blocking_send(Err(ReadError { at: "line 1".into(), message: format!("invalid CSV header: {e}") }));
+                let _ = tx.blocking_send(Err(ReadError {
+                    at: "line 1".into(),
+                    message: format!("invalid CSV header: {e}"),
+                }));
                 return;
             }
         }
@@ -124,13 +147,22 @@ fn read_csv(reader: impl Read, opts: &CsvOptions, tx: &Tx) {
     for row in r.records() {
         let item = match row {
             Err(e) => {
-                let at = e.position().map(|p| format!("line {}", p.line())).unwrap_or_else(|| "unknown position".into());
-                Err(ReadError { at, message: format!("invalid CSV: {e}") })
+                let at = e
+                    .position()
+                    .map(|p| format!("line {}", p.line()))
+                    .unwrap_or_else(|| "unknown position".into());
+                Err(ReadError {
+                    at,
+                    message: format!("invalid CSV: {e}"),
+                })
             }
             Ok(rec) => {
                 let mut m = Map::new();
                 for (i, field) in rec.iter().enumerate() {
-                    let name = headers.as_ref().and_then(|h| h.get(i).cloned()).unwrap_or_else(|| format!("column{}", i + 1));
+                    let name = headers
+                        .as_ref()
+                        .and_then(|h| h.get(i).cloned())
+                        .unwrap_or_else(|| format!("column{}", i + 1));
                     m.insert(name, Value::String(field.to_string()));
                 }
                 Ok(Value::Object(m))
@@ -165,14 +197,19 @@ mod tests {
     use tokio::io::{AsyncRead, ReadBuf};
 
     async fn collect(bytes: &str, kind: FileType) -> Vec<Result<Value, ReadError>> {
-        stream_bytes(bytes.as_bytes().to_vec(), &FileFormat { kind, csv: None }).collect().await
+        stream_bytes(bytes.as_bytes().to_vec(), &FileFormat { kind, csv: None })
+            .collect()
+            .await
     }
 
     #[tokio::test]
     async fn json_array_object_and_errors() {
         let got = collect(r#"[{"a":1},{"a":2}, {"a":"x\"]"}]"#, FileType::Json).await;
         let values: Vec<Value> = got.into_iter().map(Result::unwrap).collect();
-        assert_eq!(values, vec![json!({"a":1}), json!({"a":2}), json!({"a":"x\"]"})]);
+        assert_eq!(
+            values,
+            vec![json!({"a":1}), json!({"a":2}), json!({"a":"x\"]"})]
+        );
         let one = collect(r#"{"only": true}"#, FileType::Json).await;
         assert_eq!(one.len(), 1);
         let bad = collect("[{\"a\":1},\n{\"a\":}]", FileType::Json).await;
@@ -183,7 +220,11 @@ mod tests {
 
     #[tokio::test]
     async fn ndjson_skips_blank_lines_and_names_bad_line() {
-        let got = collect("{\"n\":1}\n\n{\"n\":2}\nnot json\n{\"n\":4}\n", FileType::Ndjson).await;
+        let got = collect(
+            "{\"n\":1}\n\n{\"n\":2}\nnot json\n{\"n\":4}\n",
+            FileType::Ndjson,
+        )
+        .await;
         assert_eq!(got.len(), 3, "stops at the bad line");
         assert_eq!(got[1].as_ref().unwrap(), &json!({"n": 2}));
         assert_eq!(got[2].as_ref().unwrap_err().at, "line 4");
@@ -191,11 +232,31 @@ mod tests {
 
     #[tokio::test]
     async fn csv_header_quotes_delimiter_and_no_header() {
-        let got = collect("id,name\n1,\"Smith, J\"\n2,\"multi\nline\"\n", FileType::Csv).await;
+        let got = collect(
+            "id,name\n1,\"Smith, J\"\n2,\"multi\nline\"\n",
+            FileType::Csv,
+        )
+        .await;
         let values: Vec<Value> = got.into_iter().map(Result::unwrap).collect();
-        assert_eq!(values, vec![json!({"id":"1","name":"Smith, J"}), json!({"id":"2","name":"multi\nline"})]);
-        let fmt = FileFormat { kind: FileType::Csv, csv: Some(CsvOptions { column_delimiter: ";".into(), has_header_row: false, columns: vec![] }) };
-        let values: Vec<Value> = stream_bytes(b"a;b\nc;d\n".to_vec(), &fmt).map(Result::unwrap).collect().await;
+        assert_eq!(
+            values,
+            vec![
+                json!({"id":"1","name":"Smith, J"}),
+                json!({"id":"2","name":"multi\nline"})
+            ]
+        );
+        let fmt = FileFormat {
+            kind: FileType::Csv,
+            csv: Some(CsvOptions {
+                column_delimiter: ";".into(),
+                has_header_row: false,
+                columns: vec![],
+            }),
+        };
+        let values: Vec<Value> = stream_bytes(b"a;b\nc;d\n".to_vec(), &fmt)
+            .map(Result::unwrap)
+            .collect()
+            .await;
         assert_eq!(values[1], json!({"column1": "c", "column2": "d"}));
         let ragged = collect("a,b\n1,2\n3\n", FileType::Csv).await;
         assert!(ragged[1].as_ref().unwrap_err().message.contains("CSV"));
@@ -208,7 +269,11 @@ mod tests {
         pending: Vec<u8>,
     }
     impl AsyncRead for Generated {
-        fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
             while self.pending.len() < buf.remaining() && self.next < self.total {
                 let n = self.next;
                 let line = format!("{{\"n\":{n},\"pad\":\"{}\"}}\n", "x".repeat(200));
@@ -225,8 +290,18 @@ mod tests {
     #[tokio::test]
     async fn streams_a_large_input_record_by_record() {
         let total = 100_000; // ~22 MB generated on the fly
-        let src = Generated { next: 0, total, pending: Vec::new() };
-        let mut s = stream_records(Box::pin(src), &FileFormat { kind: FileType::Ndjson, csv: None });
+        let src = Generated {
+            next: 0,
+            total,
+            pending: Vec::new(),
+        };
+        let mut s = stream_records(
+            Box::pin(src),
+            &FileFormat {
+                kind: FileType::Ndjson,
+                csv: None,
+            },
+        );
         let mut count = 0;
         let mut last = 0;
         while let Some(r) = s.next().await {

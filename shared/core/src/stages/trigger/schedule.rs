@@ -21,7 +21,9 @@ pub fn next_run(flow: &Flow, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     }
     let cron = parse_schedule(flow.schedule.as_deref()?).ok()?;
     let local = after.with_timezone(&flow.timezone());
-    cron.find_next_occurrence(&local, false).ok().map(|t| t.with_timezone(&Utc))
+    cron.find_next_occurrence(&local, false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Records the flow's next due time in the store (call after a flow is saved or deleted).
@@ -46,7 +48,10 @@ pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
             Err(e) => return Err(e),
         };
         // Move the schedule on first: a failing start must not make every tick retry it.
-        sluice.store.set_next_run(&flow_id, next_run(&flow, now)).await?;
+        sluice
+            .store
+            .set_next_run(&flow_id, next_run(&flow, now))
+            .await?;
         if flow.disabled {
             continue;
         }
@@ -75,9 +80,15 @@ mod tests {
     fn five_and_six_field_forms_in_a_time_zone() {
         let f = flow("30 9 * * 1-5", "America/New_York");
         // Friday 2026-11-20 15:00 UTC is 10:00 in New York: next is Monday 09:30 EST = 14:30 UTC
-        assert_eq!(next_run(&f, utc(2026, 11, 20, 15, 0)), Some(utc(2026, 11, 23, 14, 30)));
+        assert_eq!(
+            next_run(&f, utc(2026, 11, 20, 15, 0)),
+            Some(utc(2026, 11, 23, 14, 30))
+        );
         let six = flow("? 30 9 * * 1-5", "America/New_York");
-        assert_eq!(next_run(&six, utc(2026, 11, 20, 15, 0)), Some(utc(2026, 11, 23, 14, 30)));
+        assert_eq!(
+            next_run(&six, utc(2026, 11, 20, 15, 0)),
+            Some(utc(2026, 11, 23, 14, 30))
+        );
     }
 
     #[test]
@@ -85,9 +96,17 @@ mod tests {
         // Europe/Berlin 2026-03-29: 02:00 -> 03:00, so 02:30 does not exist that day.
         let f = flow("30 2 * * *", "Europe/Berlin");
         let on_the_day = next_run(&f, utc(2026, 3, 28, 2, 0)).unwrap();
-        assert_eq!(on_the_day, utc(2026, 3, 29, 1, 0), "runs at 03:00 CEST, right after the gap");
+        assert_eq!(
+            on_the_day,
+            utc(2026, 3, 29, 1, 0),
+            "runs at 03:00 CEST, right after the gap"
+        );
         let after = next_run(&f, on_the_day).unwrap();
-        assert_eq!(after, utc(2026, 3, 30, 0, 30), "then 02:30 CEST (UTC+2) as usual");
+        assert_eq!(
+            after,
+            utc(2026, 3, 30, 0, 30),
+            "then 02:30 CEST (UTC+2) as usual"
+        );
     }
 
     #[test]
@@ -97,7 +116,11 @@ mod tests {
         let first = next_run(&f, utc(2026, 10, 24, 23, 0)).unwrap();
         assert_eq!(first, utc(2026, 10, 25, 0, 30));
         let second = next_run(&f, first).unwrap();
-        assert_eq!(second, utc(2026, 10, 26, 1, 30), "not again at 01:30 UTC the same night");
+        assert_eq!(
+            second,
+            utc(2026, 10, 26, 1, 30),
+            "not again at 01:30 UTC the same night"
+        );
     }
 
     #[test]

@@ -15,19 +15,31 @@ use crate::ports::secrets::resolve;
 use crate::ports::LedgerState;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::{json, Value};
-use sluice_model::{Exchange, ImportType, OverwritePolicy, Page, RecordState, RenderedRequest, Reply, StageMessage};
+use sluice_model::{
+    Exchange, ImportType, OverwritePolicy, Page, RecordState, RenderedRequest, Reply, StageMessage,
+};
 use std::time::Duration;
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     let Target::Import(import) = &p.target else {
-        return Err(Error::Internal(anyhow::anyhow!("upload got a page for a lookup")));
+        return Err(Error::Internal(anyhow::anyhow!(
+            "upload got a page for a lookup"
+        )));
     };
     let Some(file) = page.file.clone() else {
         return forward(sluice, page).await;
     };
-    let spec = import.sftp.as_ref().or(import.s3.as_ref()).cloned().ok_or_else(|| Error::invalid("sftp", "missing"))?;
-    let key = format!("upload:{}:{}:{}", page.job_id, page.page_id, page.processor_index);
+    let spec = import
+        .sftp
+        .as_ref()
+        .or(import.s3.as_ref())
+        .cloned()
+        .ok_or_else(|| Error::invalid("sftp", "missing"))?;
+    let key = format!(
+        "upload:{}:{}:{}",
+        page.job_id, page.page_id, page.processor_index
+    );
 
     let outcome: Value = match sluice.store.ledger_claim(&key, sluice.clock.now()).await? {
         LedgerState::Done(v) => v,
@@ -43,23 +55,51 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     };
 
     let url = outcome["url"].as_str().unwrap_or_default().to_string();
-    for r in page.records.iter_mut().filter(|r| r.is_active() && file.record_keys.contains(&r.key)) {
+    for r in page
+        .records
+        .iter_mut()
+        .filter(|r| r.is_active() && file.record_keys.contains(&r.key))
+    {
         match outcome["result"].as_str() {
             Some("written") => {
                 r.exchange = Some(Exchange {
-                    request: RenderedRequest { method: "PUT".into(), url: url.clone(), headers: vec![], body: None },
-                    reply: Some(Reply { status: 201, headers: Default::default(), body: json!({"path": outcome["path"], "bytes": outcome["bytes"]}), attempts: 1, elapsed_ms: 0 }),
+                    request: RenderedRequest {
+                        method: "PUT".into(),
+                        url: url.clone(),
+                        headers: vec![],
+                        body: None,
+                    },
+                    reply: Some(Reply {
+                        status: 201,
+                        headers: Default::default(),
+                        body: json!({"path": outcome["path"], "bytes": outcome["bytes"]}),
+                        attempts: 1,
+                        elapsed_ms: 0,
+                    }),
                 })
             }
-            Some("skipped") => r.state = RecordState::Ignored { reason: format!("{} exists and the overwrite policy is skip", outcome["path"].as_str().unwrap_or("")) },
-            _ => r.fail(outcome["code"].as_str().unwrap_or("upload_error"), outcome["message"].as_str().unwrap_or("upload failed")),
+            Some("skipped") => {
+                r.state = RecordState::Ignored {
+                    reason: format!(
+                        "{} exists and the overwrite policy is skip",
+                        outcome["path"].as_str().unwrap_or("")
+                    ),
+                }
+            }
+            _ => r.fail(
+                outcome["code"].as_str().unwrap_or("upload_error"),
+                outcome["message"].as_str().unwrap_or("upload failed"),
+            ),
         }
     }
     forward(sluice, page).await
 }
 
 async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
-    sluice.queue.send(Stage::Evaluate, StageMessage::Page(page)).await?;
+    sluice
+        .queue
+        .send(Stage::Evaluate, StageMessage::Page(page))
+        .await?;
     Ok(())
 }
 
@@ -67,39 +107,78 @@ fn failed(code: &str, message: String, url: &str) -> Value {
     json!({"result": "failed", "code": code, "message": message, "url": url})
 }
 
-async fn write_sftp(sluice: &Sluice, p: &Processor, file: &sluice_model::RenderedFile, policy: OverwritePolicy, redo: bool) -> Result<Value> {
+async fn write_sftp(
+    sluice: &Sluice,
+    p: &Processor,
+    file: &sluice_model::RenderedFile,
+    policy: OverwritePolicy,
+    redo: bool,
+) -> Result<Value> {
     let Some(c) = &p.connection.sftp else {
-        return Ok(failed("config", format!("connection {} is not an sftp connection", p.connection.id), ""));
+        return Ok(failed(
+            "config",
+            format!("connection {} is not an sftp connection", p.connection.id),
+            "",
+        ));
     };
     let secrets = &*sluice.secrets;
     let target = sftp::SftpTarget {
         host: c.host.clone(),
         port: c.port,
         username: c.username.clone(),
-        password: c.password.as_deref().map(|v| resolve(secrets, "sftp.password", v)).transpose()?,
-        private_key: c.private_key.as_deref().map(|v| resolve(secrets, "sftp.privateKey", v)).transpose()?,
+        password: c
+            .password
+            .as_deref()
+            .map(|v| resolve(secrets, "sftp.password", v))
+            .transpose()?,
+        private_key: c
+            .private_key
+            .as_deref()
+            .map(|v| resolve(secrets, "sftp.privateKey", v))
+            .transpose()?,
         host_key: c.host_key.clone(),
         timeout: Duration::from_secs(20),
     };
-    let url = format!("sftp://{}:{}/{}/{}", c.host, c.port, file.directory.trim_matches('/'), file.name);
-    let (dir, name, content) = (file.directory.clone(), file.name.clone(), file.content.clone().into_bytes());
+    let url = format!(
+        "sftp://{}:{}/{}/{}",
+        c.host,
+        c.port,
+        file.directory.trim_matches('/'),
+        file.name
+    );
+    let (dir, name, content) = (
+        file.directory.clone(),
+        file.name.clone(),
+        file.content.clone().into_bytes(),
+    );
     let mut last = String::new();
     for attempt in 1..=2 {
         let (t, d, n, body) = (target.clone(), dir.clone(), name.clone(), content.clone());
         let result = tokio::task::spawn_blocking(move || {
             // A redone upload under skip/fail: an existing file is the crashed attempt's.
             if redo && policy != OverwritePolicy::Overwrite && sftp::exists(&t, &d, &n)? {
-                return Ok(sftp::Written::Done { path: format!("{}/{}", d.trim_end_matches('/'), n), bytes: body.len() });
+                return Ok(sftp::Written::Done {
+                    path: format!("{}/{}", d.trim_end_matches('/'), n),
+                    bytes: body.len(),
+                });
             }
             sftp::write_file(&t, &d, &n, &body, policy)
         })
         .await
         .map_err(|e| Error::Internal(e.into()))?;
         match result {
-            Ok(sftp::Written::Done { path, bytes }) => return Ok(json!({"result": "written", "path": path, "bytes": bytes, "url": url})),
-            Ok(sftp::Written::SkippedExisting { path }) => return Ok(json!({"result": "skipped", "path": path, "url": url})),
-            Err(e @ sftp::SftpError::HostKeyMismatch(..)) => return Ok(failed("host_key_mismatch", e.to_string(), &url)),
-            Err(e @ sftp::SftpError::Exists(_)) => return Ok(failed("file_exists", e.to_string(), &url)),
+            Ok(sftp::Written::Done { path, bytes }) => {
+                return Ok(json!({"result": "written", "path": path, "bytes": bytes, "url": url}))
+            }
+            Ok(sftp::Written::SkippedExisting { path }) => {
+                return Ok(json!({"result": "skipped", "path": path, "url": url}))
+            }
+            Err(e @ sftp::SftpError::HostKeyMismatch(..)) => {
+                return Ok(failed("host_key_mismatch", e.to_string(), &url))
+            }
+            Err(e @ sftp::SftpError::Exists(_)) => {
+                return Ok(failed("file_exists", e.to_string(), &url))
+            }
             Err(sftp::SftpError::Other(m)) => {
                 last = m;
                 if attempt < 2 {
@@ -108,31 +187,69 @@ async fn write_sftp(sluice: &Sluice, p: &Processor, file: &sluice_model::Rendere
             }
         }
     }
-    Ok(failed("sftp_error", format!("{last} (after 2 attempts)"), &url))
+    Ok(failed(
+        "sftp_error",
+        format!("{last} (after 2 attempts)"),
+        &url,
+    ))
 }
 
 /// The S3 object key of a file: connection prefix, directory, name.
 pub fn s3_key(prefix: Option<&str>, directory: &str, name: &str) -> String {
-    [prefix.unwrap_or(""), directory, name].iter().map(|s| s.trim_matches('/')).filter(|s| !s.is_empty()).collect::<Vec<_>>().join("/")
+    [prefix.unwrap_or(""), directory, name]
+        .iter()
+        .map(|s| s.trim_matches('/'))
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
-async fn write_s3(sluice: &Sluice, p: &Processor, spec: &sluice_model::FileImport, file: &sluice_model::RenderedFile, redo: bool) -> Result<Value> {
+async fn write_s3(
+    sluice: &Sluice,
+    p: &Processor,
+    spec: &sluice_model::FileImport,
+    file: &sluice_model::RenderedFile,
+    redo: bool,
+) -> Result<Value> {
     let conn = p.connection.s3.as_ref();
-    let Some(bucket) = spec.bucket.clone().or_else(|| conn.map(|c| c.bucket.clone())) else {
-        return Ok(failed("config", "no bucket on the import or its connection".into(), ""));
+    let Some(bucket) = spec
+        .bucket
+        .clone()
+        .or_else(|| conn.map(|c| c.bucket.clone()))
+    else {
+        return Ok(failed(
+            "config",
+            "no bucket on the import or its connection".into(),
+            "",
+        ));
     };
-    let key = s3_key(conn.and_then(|c| c.prefix.as_deref()), &file.directory, &file.name);
+    let key = s3_key(
+        conn.and_then(|c| c.prefix.as_deref()),
+        &file.directory,
+        &file.name,
+    );
     let url = format!("s3://{bucket}/{key}");
     let exists = sluice.blobs.exists(&bucket, &key).await?;
     if exists && !redo {
         match spec.overwrite {
-            OverwritePolicy::Skip => return Ok(json!({"result": "skipped", "path": key, "url": url})),
-            OverwritePolicy::Fail => return Ok(failed("file_exists", format!("{url} exists and the overwrite policy is fail"), &url)),
+            OverwritePolicy::Skip => {
+                return Ok(json!({"result": "skipped", "path": key, "url": url}))
+            }
+            OverwritePolicy::Fail => {
+                return Ok(failed(
+                    "file_exists",
+                    format!("{url} exists and the overwrite policy is fail"),
+                    &url,
+                ))
+            }
             OverwritePolicy::Overwrite => {}
         }
     }
     if !(exists && redo && spec.overwrite != OverwritePolicy::Overwrite) {
-        sluice.blobs.put(&bucket, &key, file.content.clone().into_bytes().into()).await?;
+        sluice
+            .blobs
+            .put(&bucket, &key, file.content.clone().into_bytes().into())
+            .await?;
     }
     Ok(json!({"result": "written", "path": key, "bytes": file.content.len(), "url": url}))
 }

@@ -46,7 +46,12 @@ fn other(context: &str) -> impl Fn(ssh2::Error) -> SftpError + '_ {
 }
 
 /// Does the server's key match the pinned one?
-pub fn host_key_matches(pinned: &str, key_type: &str, key_blob: &[u8], sha256: Option<&[u8]>) -> bool {
+pub fn host_key_matches(
+    pinned: &str,
+    key_type: &str,
+    key_blob: &[u8],
+    sha256: Option<&[u8]>,
+) -> bool {
     let pinned = pinned.trim();
     if let Some(fp) = pinned.strip_prefix("SHA256:") {
         let Some(hash) = sha256 else { return false };
@@ -60,7 +65,10 @@ pub fn host_key_matches(pinned: &str, key_type: &str, key_blob: &[u8], sha256: O
         [_, t, b, ..] => (*t, *b),
         _ => return false,
     };
-    t == key_type && base64::engine::general_purpose::STANDARD.decode(b).is_ok_and(|k| k == key_blob)
+    t == key_type
+        && base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .is_ok_and(|k| k == key_blob)
 }
 
 fn key_type_name(t: ssh2::HostKeyType) -> &'static str {
@@ -82,34 +90,64 @@ pub fn connect(t: &SftpTarget) -> Result<Session, SftpError> {
         .map_err(|e| SftpError::Other(format!("cannot resolve {}: {e}", t.host)))?
         .next()
         .ok_or_else(|| SftpError::Other(format!("{} has no address", t.host)))?;
-    let tcp = TcpStream::connect_timeout(&addr, t.timeout).map_err(|e| SftpError::Other(format!("cannot connect to {}:{}: {e}", t.host, t.port)))?;
+    let tcp = TcpStream::connect_timeout(&addr, t.timeout)
+        .map_err(|e| SftpError::Other(format!("cannot connect to {}:{}: {e}", t.host, t.port)))?;
     let mut session = Session::new().map_err(other("ssh session"))?;
     session.set_timeout(t.timeout.as_millis() as u32);
     session.set_tcp_stream(tcp);
     session.handshake().map_err(other("ssh handshake"))?;
-    let (blob, kind) = session.host_key().ok_or_else(|| SftpError::Other("the server sent no host key".into()))?;
+    let (blob, kind) = session
+        .host_key()
+        .ok_or_else(|| SftpError::Other("the server sent no host key".into()))?;
     let kind = key_type_name(kind);
     let sha = session.host_key_hash(HashType::Sha256).map(|h| h.to_vec());
     if !host_key_matches(&t.host_key, kind, blob, sha.as_deref()) {
-        let shown = sha.map(|h| format!("{kind} SHA256:{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(h))).unwrap_or_else(|| kind.to_string());
-        return Err(SftpError::HostKeyMismatch(format!("{}:{}", t.host, t.port), shown));
+        let shown = sha
+            .map(|h| {
+                format!(
+                    "{kind} SHA256:{}",
+                    base64::engine::general_purpose::STANDARD_NO_PAD.encode(h)
+                )
+            })
+            .unwrap_or_else(|| kind.to_string());
+        return Err(SftpError::HostKeyMismatch(
+            format!("{}:{}", t.host, t.port),
+            shown,
+        ));
     }
     if let Some(key) = &t.private_key {
-        session.userauth_pubkey_memory(&t.username, None, key, None).map_err(other("key authentication"))?;
+        session
+            .userauth_pubkey_memory(&t.username, None, key, None)
+            .map_err(other("key authentication"))?;
     } else if let Some(pw) = &t.password {
-        session.userauth_password(&t.username, pw).map_err(other("password authentication"))?;
+        session
+            .userauth_password(&t.username, pw)
+            .map_err(other("password authentication"))?;
     }
     if !session.authenticated() {
-        return Err(SftpError::Other(format!("authentication as {} failed", t.username)));
+        return Err(SftpError::Other(format!(
+            "authentication as {} failed",
+            t.username
+        )));
     }
     Ok(session)
 }
 
 /// Writes `content` to `directory/name` under `policy`.
-pub fn write_file(t: &SftpTarget, directory: &str, name: &str, content: &[u8], policy: OverwritePolicy) -> Result<Written, SftpError> {
+pub fn write_file(
+    t: &SftpTarget,
+    directory: &str,
+    name: &str,
+    content: &[u8],
+    policy: OverwritePolicy,
+) -> Result<Written, SftpError> {
     let session = connect(t)?;
     let sftp = session.sftp().map_err(other("sftp subsystem"))?;
-    let dir = if directory.is_empty() { PathBuf::from(".") } else { PathBuf::from(directory) };
+    let dir = if directory.is_empty() {
+        PathBuf::from(".")
+    } else {
+        PathBuf::from(directory)
+    };
     mkdir_p(&sftp, &dir)?;
     let final_path = dir.join(name);
     let shown = final_path.display().to_string();
@@ -122,16 +160,29 @@ pub fn write_file(t: &SftpTarget, directory: &str, name: &str, content: &[u8], p
     let temp = dir.join(format!(".{name}.{}.part", uuid::Uuid::new_v4().simple()));
     let result = (|| {
         let mut f = sftp.create(&temp).map_err(other("create temporary file"))?;
-        f.write_all(content).map_err(|e| SftpError::Other(format!("write: {e}")))?;
+        f.write_all(content)
+            .map_err(|e| SftpError::Other(format!("write: {e}")))?;
         drop(f);
         // OpenSSH speaks SFTP v3, whose rename refuses an existing target: remove it first.
-        if sftp.rename(&temp, &final_path, Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE)).is_err() {
+        if sftp
+            .rename(
+                &temp,
+                &final_path,
+                Some(RenameFlags::OVERWRITE | RenameFlags::ATOMIC | RenameFlags::NATIVE),
+            )
+            .is_err()
+        {
             if policy == OverwritePolicy::Overwrite && sftp.stat(&final_path).is_ok() {
-                sftp.unlink(&final_path).map_err(other("remove the old file"))?;
+                sftp.unlink(&final_path)
+                    .map_err(other("remove the old file"))?;
             }
-            sftp.rename(&temp, &final_path, None).map_err(other("rename into place"))?;
+            sftp.rename(&temp, &final_path, None)
+                .map_err(other("rename into place"))?;
         }
-        Ok(Written::Done { path: shown.clone(), bytes: content.len() })
+        Ok(Written::Done {
+            path: shown.clone(),
+            bytes: content.len(),
+        })
     })();
     if result.is_err() {
         let _ = sftp.unlink(&temp);

@@ -1,0 +1,70 @@
+//! A message that failed every delivery attempt becomes something a person can read and
+//! retry, never a silent loss: a page's unfinished records become job errors (code
+//! `dead_letter`) and count as errors so the job still completes; a run order fails its job.
+
+use super::evaluate::{self, completion};
+use super::Stage;
+use crate::ports::PageOutcome;
+use crate::{Result, Sluice};
+use sluice_model::{Page, RecordState, StageMessage};
+
+pub async fn dead_letter(
+    sluice: &Sluice,
+    stage: Stage,
+    message: StageMessage,
+    reason: &str,
+) -> Result<()> {
+    tracing::error!(stage = stage.name(), reason, "message dead-lettered");
+    match message {
+        StageMessage::Run(order) => {
+            completion::fail_job(
+                sluice,
+                &order.job_id,
+                format!(
+                    "the {} stage gave up reading the export: {reason}",
+                    stage.name()
+                ),
+            )
+            .await
+        }
+        StageMessage::Page(mut page) => {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                r.fail(
+                    "dead_letter",
+                    format!(
+                        "the {} stage failed on this page after every retry: {reason}",
+                        stage.name()
+                    ),
+                );
+            }
+            settle(sluice, page).await
+        }
+    }
+}
+
+/// Counts a page whose records are all settled (no active ones) and finishes it.
+async fn settle(sluice: &Sluice, page: Page) -> Result<()> {
+    let v = evaluate::tally(sluice, &page, None, true);
+    if !v.errors.is_empty() {
+        sluice.store.put_errors(&v.errors).await?;
+    }
+    debug_assert!(page
+        .records
+        .iter()
+        .all(|r| !matches!(r.state, RecordState::Active)));
+    let outcome = PageOutcome {
+        job_id: page.job_id.clone(),
+        page_id: page.page_id.clone(),
+        processor_index: page.processor_index,
+        num_success: v.success,
+        num_error: v.error,
+        num_ignore: v.ignore,
+        page_done: true,
+    };
+    if let Some(job) = sluice.store.record_outcome(&outcome).await? {
+        if job.all_pages_done() {
+            completion::complete_job(sluice, &job.id).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,547 @@
+//! The Store port over one SQLite file. Every call runs on a blocking thread over one
+//! connection behind a mutex: simple, and correct under concurrency because each method is a
+//! single transaction.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use serde_json::Value;
+use sluice_core::ports::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use sluice_model::{Job, JobError, JobStatus};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS definitions (kind TEXT NOT NULL, id TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE TABLE IF NOT EXISTS audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, resource_id TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_by_resource ON audit (resource_id, seq);
+CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, flow_id TEXT NOT NULL, created_at TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_flow ON jobs (flow_id, created_at);
+CREATE TABLE IF NOT EXISTS outcomes (job_id TEXT NOT NULL, page_id TEXT NOT NULL, processor INTEGER NOT NULL, PRIMARY KEY (job_id, page_id, processor));
+CREATE TABLE IF NOT EXISTS errors (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS errors_by_job ON errors (job_id, id);
+CREATE TABLE IF NOT EXISTS ledger (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL, outcome TEXT);
+CREATE TABLE IF NOT EXISTS locks (flow_id TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS queued_runs (flow_id TEXT PRIMARY KEY, request TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS schedules (flow_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_at);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#;
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+/// Times are stored as RFC 3339 with fixed width (UTC, microseconds) so text order is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    Ok(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc))
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> anyhow::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        let conn = Connection::open(path)
+            .with_context(|| format!("cannot open the store {}", path.display()))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> anyhow::Result<Self> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> anyhow::Result<Self> {
+        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)
+            .context("cannot create the store's tables")?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut guard)
+        })
+        .await?
+    }
+}
+
+fn job_from(doc: String) -> anyhow::Result<Job> {
+    serde_json::from_str(&doc).context("unreadable job")
+}
+
+fn read_job(conn: &Connection, id: &str) -> anyhow::Result<Option<Job>> {
+    conn.query_row("SELECT doc FROM jobs WHERE id = ?1", [id], |r| {
+        r.get::<_, String>(0)
+    })
+    .optional()?
+    .map(job_from)
+    .transpose()
+}
+
+fn write_job(conn: &Connection, job: &Job) -> anyhow::Result<()> {
+    conn.execute(
+        "UPDATE jobs SET doc = ?2 WHERE id = ?1",
+        params![job.id, serde_json::to_string(job)?],
+    )?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn put_definition(&self, kind: Kind, id: &str, doc: &Value) -> anyhow::Result<()> {
+        let (id, doc) = (id.to_string(), serde_json::to_string(doc)?);
+        self.with(move |c| {
+            c.execute("INSERT INTO definitions (kind, id, doc) VALUES (?1, ?2, ?3) ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc", params![kind.collection(), id, doc])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_definition(&self, kind: Kind, id: &str) -> anyhow::Result<Option<Value>> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let doc: Option<String> = c
+                .query_row(
+                    "SELECT doc FROM definitions WHERE kind = ?1 AND id = ?2",
+                    params![kind.collection(), id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(doc.map(|d| serde_json::from_str(&d)).transpose()?)
+        })
+        .await
+    }
+
+    async fn list_definitions(&self, kind: Kind) -> anyhow::Result<Vec<Value>> {
+        self.with(move |c| {
+            let mut st = c.prepare("SELECT doc FROM definitions WHERE kind = ?1 ORDER BY id")?;
+            let rows = st.query_map([kind.collection()], |r| r.get::<_, String>(0))?;
+            rows.map(|d| Ok(serde_json::from_str(&d?)?)).collect()
+        })
+        .await
+    }
+
+    async fn delete_definition(&self, kind: Kind, id: &str) -> anyhow::Result<bool> {
+        let id = id.to_string();
+        self.with(move |c| {
+            Ok(c.execute(
+                "DELETE FROM definitions WHERE kind = ?1 AND id = ?2",
+                params![kind.collection(), id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
+        let (rid, e) = (entry.resource_id.clone(), serde_json::to_string(entry)?);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO audit (resource_id, entry) VALUES (?1, ?2)",
+                params![rid, e],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_audit(&self, resource_id: &str) -> anyhow::Result<Vec<AuditEntry>> {
+        let rid = resource_id.to_string();
+        self.with(move |c| {
+            let mut st =
+                c.prepare("SELECT entry FROM audit WHERE resource_id = ?1 ORDER BY seq")?;
+            let rows = st.query_map([rid], |r| r.get::<_, String>(0))?;
+            rows.map(|e| Ok(serde_json::from_str(&e?)?)).collect()
+        })
+        .await
+    }
+
+    async fn create_job(&self, job: &Job) -> anyhow::Result<()> {
+        let job = job.clone();
+        self.with(move |c| {
+            let created = ts(job.created_at.unwrap_or_else(Utc::now));
+            c.execute(
+                "INSERT INTO jobs (id, flow_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![job.id, job.flow_id, created, serde_json::to_string(&job)?],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {
+        let id = id.to_string();
+        self.with(move |c| read_job(c, &id)).await
+    }
+
+    async fn list_jobs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<Job>> {
+        let flow_id = flow_id.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare("SELECT doc FROM jobs WHERE flow_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2")?;
+            let rows = st.query_map(params![flow_id, limit as i64], |r| r.get::<_, String>(0))?;
+            rows.map(|d| job_from(d?)).collect()
+        })
+        .await
+    }
+
+    async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job> {
+        let id = job_id.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut job = read_job(&tx, &id)?.with_context(|| format!("job {id} not found"))?;
+            job.num_pages = num_pages;
+            job.paging_done = true;
+            write_job(&tx, &job)?;
+            tx.commit()?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn record_outcome(&self, o: &PageOutcome) -> anyhow::Result<Option<Job>> {
+        let o = o.clone();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let fresh = tx.execute(
+                "INSERT OR IGNORE INTO outcomes (job_id, page_id, processor) VALUES (?1, ?2, ?3)",
+                params![o.job_id, o.page_id, o.processor_index as i64],
+            )? == 1;
+            if !fresh {
+                return Ok(None);
+            }
+            let mut job =
+                read_job(&tx, &o.job_id)?.with_context(|| format!("job {} not found", o.job_id))?;
+            job.num_success += o.num_success;
+            job.num_error += o.num_error;
+            job.num_ignore += o.num_ignore;
+            if o.page_done {
+                job.num_pages_done += 1;
+            }
+            write_job(&tx, &job)?;
+            tx.commit()?;
+            Ok(Some(job))
+        })
+        .await
+    }
+
+    async fn close_job(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        ended_at: DateTime<Utc>,
+        message: Option<String>,
+    ) -> anyhow::Result<bool> {
+        let id = job_id.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let Some(mut job) = read_job(&tx, &id)? else {
+                return Ok(false);
+            };
+            if job.status.is_finished() {
+                return Ok(false);
+            }
+            job.status = status;
+            job.ended_at = Some(ended_at);
+            if message.is_some() {
+                job.message = message;
+            }
+            write_job(&tx, &job)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn put_errors(&self, errors: &[JobError]) -> anyhow::Result<()> {
+        let rows: Vec<(String, String, String)> = errors
+            .iter()
+            .map(|e| Ok((e.id.clone(), e.job_id.clone(), serde_json::to_string(e)?)))
+            .collect::<anyhow::Result<_>>()?;
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for (id, job, doc) in rows {
+                tx.execute("INSERT INTO errors (id, job_id, doc) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", params![id, job, doc])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_errors(&self, job_id: &str) -> anyhow::Result<Vec<JobError>> {
+        let id = job_id.to_string();
+        self.with(move |c| {
+            let mut st = c.prepare("SELECT doc FROM errors WHERE job_id = ?1 ORDER BY id")?;
+            let rows = st.query_map([id], |r| r.get::<_, String>(0))?;
+            rows.map(|d| Ok(serde_json::from_str(&d?)?)).collect()
+        })
+        .await
+    }
+
+    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()> {
+        let (job, ids) = (job_id.to_string(), error_ids.to_vec());
+        self.with(move |c| {
+            let tx = c.transaction()?;
+            for id in ids {
+                let doc: Option<String> = tx
+                    .query_row(
+                        "SELECT doc FROM errors WHERE id = ?1 AND job_id = ?2",
+                        params![id, job],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if let Some(doc) = doc {
+                    let mut e: JobError = serde_json::from_str(&doc)?;
+                    e.resolved = true;
+                    tx.execute(
+                        "UPDATE errors SET doc = ?2 WHERE id = ?1",
+                        params![id, serde_json::to_string(&e)?],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ledger_claim(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let existing: Option<Option<String>> = tx
+                .query_row("SELECT outcome FROM ledger WHERE key = ?1", [&key], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let state = match existing {
+                Some(Some(outcome)) => LedgerState::Done(serde_json::from_str(&outcome)?),
+                Some(None) => LedgerState::InFlight,
+                None => {
+                    tx.execute(
+                        "INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)",
+                        params![key, ts(now)],
+                    )?;
+                    LedgerState::Claimed
+                }
+            };
+            tx.commit()?;
+            Ok(state)
+        })
+        .await
+    }
+
+    async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()> {
+        let (key, outcome) = (key.to_string(), serde_json::to_string(outcome)?);
+        self.with(move |c| {
+            c.execute(
+                "UPDATE ledger SET outcome = ?2 WHERE key = ?1",
+                params![key, outcome],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn acquire_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool> {
+        let (flow, owner) = (flow_id.to_string(), owner.to_string());
+        let until = ts(now + chrono::Duration::from_std(lease)?);
+        self.with(move |c| {
+            // Free, expired, or already ours: take it.
+            let n = c.execute(
+                "INSERT INTO locks (flow_id, owner, lease_until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (flow_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
+                 WHERE locks.lease_until <= ?4 OR locks.owner = excluded.owner",
+                params![flow, owner, until, ts(now)],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn renew_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool> {
+        let (flow, owner) = (flow_id.to_string(), owner.to_string());
+        let until = ts(now + chrono::Duration::from_std(lease)?);
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE locks SET lease_until = ?3 WHERE flow_id = ?1 AND owner = ?2",
+                params![flow, owner, until],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()> {
+        let (flow, owner) = (flow_id.to_string(), owner.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM locks WHERE flow_id = ?1 AND owner = ?2",
+                params![flow, owner],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool> {
+        let (flow, order) = (flow_id.to_string(), serde_json::to_string(order)?);
+        self.with(move |c| {
+            Ok(c.execute(
+                "INSERT OR IGNORE INTO queued_runs (flow_id, request) VALUES (?1, ?2)",
+                params![flow, order],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>> {
+        let flow = flow_id.to_string();
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let req: Option<String> = tx
+                .query_row(
+                    "SELECT request FROM queued_runs WHERE flow_id = ?1",
+                    [&flow],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.execute("DELETE FROM queued_runs WHERE flow_id = ?1", [&flow])?;
+            tx.commit()?;
+            Ok(req.map(|r| serde_json::from_str(&r)).transpose()?)
+        })
+        .await
+    }
+
+    async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+        let flow = flow_id.to_string();
+        self.with(move |c| {
+            match at {
+                Some(t) => c.execute("INSERT INTO schedules (flow_id, next_at) VALUES (?1, ?2) ON CONFLICT (flow_id) DO UPDATE SET next_at = excluded.next_at", params![flow, ts(t)])?,
+                None => c.execute("DELETE FROM schedules WHERE flow_id = ?1", [flow])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        self.with(move |c| {
+            let mut st = c.prepare("SELECT flow_id, next_at FROM schedules WHERE next_at <= ?1 ORDER BY next_at, flow_id")?;
+            let rows = st.query_map([ts(now)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.map(|row| {
+                let (f, t) = row?;
+                Ok((f, parse_ts(&t)?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn get_state(&self, key: &str) -> anyhow::Result<Option<Value>> {
+        let key = key.to_string();
+        self.with(move |c| {
+            let v: Option<String> = c
+                .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(v.map(|v| serde_json::from_str(&v)).transpose()?)
+        })
+        .await
+    }
+
+    async fn put_state(&self, key: &str, value: &Value) -> anyhow::Result<()> {
+        let (key, value) = (key.to_string(), serde_json::to_string(value)?);
+        self.with(move |c| {
+            c.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", params![key, value])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passes_the_store_contract_in_memory() {
+        sluice_core::ports::contract::store_contract(&SqliteStore::open_in_memory().unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn passes_the_store_contract_on_a_file_and_keeps_data_across_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        sluice_core::ports::contract::store_contract(&SqliteStore::open(&path).unwrap()).await;
+        let again = SqliteStore::open(&path).unwrap();
+        assert!(
+            again
+                .get_definition(Kind::Flow, "f0")
+                .await
+                .unwrap()
+                .is_some(),
+            "data survives reopening"
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_outcomes_for_one_page_count_once() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        store
+            .create_job(&Job::new("j".into(), "f".into(), "manual", Utc::now()))
+            .await
+            .unwrap();
+        let o = PageOutcome {
+            job_id: "j".into(),
+            page_id: "p".into(),
+            processor_index: 0,
+            num_success: 10,
+            num_error: 0,
+            num_ignore: 0,
+            page_done: true,
+        };
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let s = store.clone();
+                let o = o.clone();
+                tokio::spawn(async move { s.record_outcome(&o).await.unwrap().is_some() })
+            })
+            .collect();
+        let mut applied = 0;
+        for t in tasks {
+            applied += t.await.unwrap() as u32;
+        }
+        assert_eq!(applied, 1);
+        assert_eq!(store.get_job("j").await.unwrap().unwrap().num_success, 10);
+    }
+}
