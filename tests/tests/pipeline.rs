@@ -397,3 +397,26 @@ async fn failed_records_can_be_retried_alone() {
     );
     assert!(h.errors(&job.id).await.iter().all(|e| e.resolved));
 }
+
+#[tokio::test]
+async fn requests_to_metadata_addresses_are_refused_without_connecting() {
+    let h = Harness::new();
+    h.load(http_bundle("http://169.254.169.254", json!({}), json!({"http": {"retry": {"maxAttempts": 1}}}))).await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 2));
+    let e = &h.errors(&job.id).await[0];
+    assert_eq!(e.code, "address_refused");
+    assert!(e.message.contains("169.254.169.254") && e.message.contains("allowMetadataAddresses"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_stored_errors() {
+    let server = TestServer::always(500, json!({"e": "no"})).await;
+    let h = Harness::with_secrets(&[("tok", "s3cr3t-token")]);
+    h.load(http_bundle(&server.base_url, json!({}), json!({"http": {"retry": {"maxAttempts": 1}, "auth": {"type": "token", "token": {"token": "secret:tok"}}, "headers": [{"name": "X-Api-Key", "value": "k-plain-123"}]}}))).await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(job.num_error, 1);
+    let errors = serde_json::to_string(&h.errors(&job.id).await).unwrap();
+    assert!(!errors.contains("s3cr3t-token") && !errors.contains("k-plain-123"), "{errors}");
+    assert!(server.received()[0].headers["authorization"] == "Bearer s3cr3t-token", "the target did get the token");
+}

@@ -263,3 +263,53 @@ async fn the_tick_starts_due_flows_only() {
     assert_eq!(next.len(), 1, "rescheduled for the next minute");
     assert!(next[0].1 > Utc::now());
 }
+
+/// A source API with 5 records served 2 at a time, paged in the style given.
+async fn paged_source(style: &'static str) -> TestServer {
+    TestServer::start(move |_, r| {
+        let all: Vec<_> = (0..5).map(|i| json!({"id": i})).collect();
+        let param = |name: &str| url::form_urlencoded::parse(r.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.parse::<usize>().unwrap_or(0));
+        let from = match style {
+            "skip" => param("skip").unwrap_or(0),
+            _ => param("from").unwrap_or(0),
+        };
+        let items: Vec<_> = all.iter().skip(from).take(2).cloned().collect();
+        let next = from + 2;
+        let more = next < all.len();
+        match style {
+            "token" => Answer::json(200, json!({"items": items, "next": if more { json!(next.to_string()) } else { json!(null) }})),
+            "url" => Answer::json(200, json!({"items": items, "nextUrl": if more { json!(format!("/items?from={next}")) } else { json!(null) }})),
+            "link" => {
+                let a = Answer::json(200, json!({"items": items}));
+                if more { a.with_header("link", &format!("</items?from={next}>; rel=\"next\"")) } else { a }
+            }
+            _ => Answer::json(200, json!({"items": items})),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_paging_method_reads_every_record_once() {
+    let cases = [
+        ("skip", json!({"relativeURI": "/items?skip={{export.http.paging.skip}}", "paging": {"method": "skip"}})),
+        ("token", json!({"relativeURI": "/items", "paging": {"method": "token", "path": "next", "relativeURI": "/items?from={{export.http.paging.token}}"}})),
+        ("url", json!({"relativeURI": "/items", "paging": {"method": "url", "path": "$.nextUrl"}})),
+        ("link", json!({"relativeURI": "/items", "paging": {"method": "linkheader"}})),
+    ];
+    for (style, http) in cases {
+        let source = paged_source(style).await;
+        let sink = TestServer::always(200, json!({})).await;
+        let h = Harness::new();
+        let mut http = http;
+        http["resourcePath"] = json!("items");
+        let mut bundle = sink_flow(&sink.base_url, json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": http}));
+        bundle["connections"].as_array_mut().unwrap().push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+        h.load(bundle).await;
+        let job = h.run_with("f", RunRequest::default()).await;
+        assert_eq!(job.num_success, 5, "{style}: {:?}", h.errors(&job.id).await);
+        let mut ids: Vec<i64> = sink.received().iter().map(|r| r.json()["id"].as_i64().unwrap()).collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4], "{style}");
+    }
+}
