@@ -1,0 +1,3 @@
+pub mod definitions;
+pub mod flows;
+pub mod jobs;
