@@ -182,25 +182,26 @@ pub async fn audit(
     old: Option<&Value>,
     new: Option<&Value>,
 ) -> ApiResult<()> {
-    let shown = |v: Option<&Value>| -> Map<String, Value> {
-        match v.map(|v| present(kind, v)) {
+    let fields = |v: Option<&Value>, masked: bool| -> Map<String, Value> {
+        let v = v.map(|v| if masked { present(kind, v) } else { v.clone() });
+        match v {
             Some(Value::Object(m)) => m,
             _ => Map::new(),
         }
     };
-    let (old, new) = (shown(old), shown(new));
+    // Changes are found on the raw documents (so a new secret shows as a change) but
+    // recorded with secrets masked.
+    let (raw_old, raw_new) = (fields(old, false), fields(new, false));
+    let (shown_old, shown_new) = (fields(old, true), fields(new, true));
     let mut changes = Map::new();
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.dedup();
-    for key in keys {
+    for key in raw_old.keys().chain(raw_new.keys()) {
         if key == "lastModified" || changes.contains_key(key) {
             continue;
         }
-        let (o, n) = (old.get(key), new.get(key));
-        if o != n {
+        if raw_old.get(key) != raw_new.get(key) {
             changes.insert(
                 key.clone(),
-                serde_json::json!({ "oldValue": o, "newValue": n }),
+                serde_json::json!({ "oldValue": shown_old.get(key), "newValue": shown_new.get(key) }),
             );
         }
     }
