@@ -60,3 +60,28 @@ pub async fn require_key(
         None => ApiError::unauthorized("Invalid API key").into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compares_whole_keys() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"ab", b"abc"));
+        assert!(!constant_time_eq(b"abcd", b"abc"));
+        assert!(!constant_time_eq(b"", b"abc"));
+    }
+
+    #[test]
+    fn names_the_matching_key_and_never_matches_empty() {
+        let config = ApiConfig::parse("ci:one,ops:two");
+        assert_eq!(key_name(&config, "two").as_deref(), Some("ops"));
+        assert_eq!(key_name(&config, "three"), None);
+        let empty = ApiConfig {
+            api_keys: vec![("blank".into(), String::new())],
+        };
+        assert_eq!(key_name(&empty, ""), None);
+    }
+}

@@ -194,3 +194,24 @@ async fn last_export_date_time_reads_the_watermark() {
     );
     assert_eq!(api.get("/flows/nope/lastExportDateTime").await.status, 404);
 }
+
+#[tokio::test]
+async fn manual_runs_are_audited_with_the_caller() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/flows/f1/run",
+            Some("k-bob"),
+            Some(br#"{"records": [{"id": 1}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let audit = api.get("/flows/f1/audit").await;
+    let last = audit.json.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "run");
+    assert_eq!(last["actor"], "bob");
+    assert_eq!(last["changes"]["_jobId"], r.json["_jobId"]);
+}

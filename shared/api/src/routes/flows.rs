@@ -111,7 +111,16 @@ pub async fn run_flow(
     let started = trigger::start_run(&s, &id, request, RunKind::Manual)
         .await?
         .ok_or_else(|| ApiError::conflict("Flow is currently running"))?;
-    let _ = caller;
+    let entry = sluice_core::ports::AuditEntry {
+        id: sluice_model::new_id(),
+        resource_type: Kind::Flow,
+        resource_id: id.clone(),
+        action: "run".into(),
+        time: s.clock.now(),
+        actor: caller.0,
+        changes: json!({ "_jobId": started.job_id }),
+    };
+    s.store.append_audit(&entry).await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
 
