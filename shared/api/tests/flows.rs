@@ -212,3 +212,47 @@ async fn template_round_trip_keeps_ids_and_drops_secrets() {
         SECRET
     );
 }
+
+#[tokio::test]
+async fn callback_credentials_in_flows_are_masked_and_kept() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let hook = json!([{"url": "http://127.0.0.1:9/done",
+                       "headers": [{"name": "Authorization", "value": format!("Bearer {SECRET}")}]}]);
+    let r = api.put("/flows/f1", json!({"afterProcess": hook})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let mut texts = vec![r.text.clone()];
+    let got = api.get("/flows/f1").await;
+    assert_eq!(
+        got.json["afterProcess"][0]["headers"][0]["value"],
+        sluice_model::MASK
+    );
+    texts.push(got.text.clone());
+    texts.push(api.get("/flows").await.text);
+    texts.push(api.get("/flows/f1/audit").await.text);
+    let template = api.get("/flows/f1/template").await;
+    texts.push(template.text.clone());
+    // sending back what was shown keeps the header
+    let r = api.put("/flows/f1", got.json.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    texts.push(r.text);
+    let stored = api.runtime.sluice().flow("f1").await.unwrap();
+    assert_eq!(
+        stored.after_process[0].headers[0].value,
+        format!("Bearer {SECRET}")
+    );
+    // the template goes back in, keeping the stored header
+    let r = api
+        .post("/flows/import-template", template.json.clone())
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let stored = api.runtime.sluice().flow("f1").await.unwrap();
+    assert_eq!(
+        stored.after_process[0].headers[0].value,
+        format!("Bearer {SECRET}")
+    );
+    for text in texts {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+}

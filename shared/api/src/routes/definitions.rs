@@ -59,6 +59,9 @@ pub fn present(kind: Kind, doc: &Value) -> Value {
         // An unreadable stored connection is never shown raw: it may hold secrets.
         return serde_json::json!({ "_id": doc.get("_id") });
     }
+    if kind == Kind::Flow {
+        return super::flow_secrets::masked(doc);
+    }
     doc.clone()
 }
 
@@ -116,6 +119,10 @@ pub async fn normalize(
             to_value(&x)?
         }
         Kind::Flow => {
+            let mut doc = doc;
+            if let Err(v) = super::flow_secrets::restore(&mut doc, stored) {
+                e.0.extend(v.0);
+            }
             let f: Flow = from_value(doc)?;
             if let Err(v) = f.validate() {
                 e.0.extend(v.0);

@@ -1,7 +1,8 @@
 //! The flows API: CRUD plus run, jobs, audit, dependencies, descendants, templates and the
 //! delta watermark.
 
-use super::definitions::{self as defs, doc_id, load};
+use super::definitions::{self as defs, doc_id, load, present};
+use super::flow_secrets;
 use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult, Body};
 use axum::extract::{Path, Query, State};
@@ -57,14 +58,14 @@ pub async fn create_flow(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let doc = defs::create(&s, Kind::Flow, body.object()?, &caller.0).await?;
-    Ok((StatusCode::CREATED, Json(doc)))
+    Ok((StatusCode::CREATED, Json(present(Kind::Flow, &doc))))
 }
 
 #[utoipa::path(get, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, description = "The flow", body = serde_json::Value),
               (status = 404, description = "not_found")))]
 pub async fn get_flow(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(load(&s, Kind::Flow, &id).await?))
+    Ok(Json(present(Kind::Flow, &load(&s, Kind::Flow, &id).await?)))
 }
 
 #[utoipa::path(put, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
@@ -77,9 +78,8 @@ pub async fn update_flow(
     Path(id): Path<String>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    Ok(Json(
-        defs::update(&s, Kind::Flow, &id, body.object()?, &caller.0).await?,
-    ))
+    let doc = defs::update(&s, Kind::Flow, &id, body.object()?, &caller.0).await?;
+    Ok(Json(present(Kind::Flow, &doc)))
 }
 
 #[utoipa::path(delete, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
@@ -270,8 +270,14 @@ async fn bundle_of(s: &Sluice, id: &str) -> ApiResult<Bundle> {
 
 #[utoipa::path(get, path = "/flows/{id}/template", tag = "flows", params(("id" = String, Path)),
     responses((status = 200, description = "A portable bundle of the flow and all it uses, secrets removed", body = serde_json::Value)))]
-pub async fn template(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Bundle>> {
-    Ok(Json(bundle_of(&s, &id).await?))
+pub async fn template(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let mut bundle = to_json(&bundle_of(&s, &id).await?)?;
+    if let Some(Value::Array(flows)) = bundle.get_mut("flows") {
+        for f in flows.iter_mut() {
+            *f = flow_secrets::masked(f);
+        }
+    }
+    Ok(Json(bundle))
 }
 
 #[utoipa::path(post, path = "/flows/import-template", tag = "flows", request_body = serde_json::Value,
@@ -282,9 +288,21 @@ pub async fn import_template(
     Extension(caller): Extension<Caller>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut bundle: Bundle = body.parse()?;
+    let mut raw: Value = body.parse()?;
     // Masked secrets mean "keep what is stored under that id".
     let mut e = sluice_model::ValidationErrors::new();
+    if let Some(Value::Array(flows)) = raw.get_mut("flows") {
+        for (i, f) in flows.iter_mut().enumerate() {
+            let stored = match f.get("_id").and_then(Value::as_str) {
+                Some(fid) => s.store.get_definition(Kind::Flow, fid).await?,
+                None => None,
+            };
+            if let Err(v) = flow_secrets::restore(f, stored.as_ref()) {
+                e.nest(&format!("flows[{i}]"), v);
+            }
+        }
+    }
+    let mut bundle: Bundle = crate::errors::from_value(raw)?;
     for (i, c) in bundle.connections.iter_mut().enumerate() {
         if let Some(stored) = s.store.get_definition(Kind::Connection, &c.id).await? {
             if let Ok(stored) = serde_json::from_value::<Connection>(stored) {
