@@ -76,5 +76,15 @@ pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
                 }],
             }
         })
+        .method_not_allowed_fallback(|| async {
+            errors::ApiError {
+                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                errors: vec![errors::ErrorEntry {
+                    code: "validation_error",
+                    message: "Method not allowed on this route".into(),
+                    field: None,
+                }],
+            }
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -191,3 +191,20 @@ async fn unknown_route_uses_the_error_shape() {
     assert_eq!(r.status, 404);
     assert_eq!(r.error().0, "not_found");
 }
+
+#[tokio::test]
+async fn bad_query_and_method_use_the_error_shape() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api.get("/flows?disabled=maybe").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().0, "validation_error");
+    let r = api.get("/flows/f1/jobs/latest?limit=lots").await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let r = api
+        .send(reqwest::Method::PATCH, "/flows/f1", Some(KEY), None)
+        .await;
+    assert_eq!(r.status, 405, "{}", r.text);
+    assert_eq!(r.error().0, "validation_error");
+}

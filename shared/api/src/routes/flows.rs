@@ -5,6 +5,7 @@ use super::definitions::{self as defs, doc_id, load, present};
 use super::flow_secrets;
 use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult, Body};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -19,6 +20,12 @@ use std::sync::Arc;
 
 type St = State<Arc<Sluice>>;
 
+/// A bad query string answered in the API's error shape.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(q)| q)
+        .map_err(|r| ApiError::validation(None, r.body_text()))
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
     /// Only flows of this integration.
@@ -30,7 +37,11 @@ pub struct ListQuery {
 
 #[utoipa::path(get, path = "/flows", tag = "flows", params(ListQuery),
     responses((status = 200, description = "Flows", body = Vec<serde_json::Value>)))]
-pub async fn list_flows(State(s): St, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Value>>> {
+pub async fn list_flows(
+    State(s): St,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let q = query(q)?;
     let flows = defs::list(&s, Kind::Flow).await?;
     Ok(Json(
         flows
@@ -136,8 +147,9 @@ pub struct LimitQuery {
 pub async fn latest_jobs(
     State(s): St,
     Path(id): Path<String>,
-    Query(q): Query<LimitQuery>,
+    q: Result<Query<LimitQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let q = query(q)?;
     load(&s, Kind::Flow, &id).await?;
     let jobs = s
         .store
