@@ -401,12 +401,21 @@ async fn failed_records_can_be_retried_alone() {
 #[tokio::test]
 async fn requests_to_metadata_addresses_are_refused_without_connecting() {
     let h = Harness::new();
-    h.load(http_bundle("http://169.254.169.254", json!({}), json!({"http": {"retry": {"maxAttempts": 1}}}))).await;
+    h.load(http_bundle(
+        "http://169.254.169.254",
+        json!({}),
+        json!({"http": {"retry": {"maxAttempts": 1}}}),
+    ))
+    .await;
     let job = h.run("f", orders(2)).await;
     assert_eq!((job.num_success, job.num_error), (0, 2));
     let e = &h.errors(&job.id).await[0];
     assert_eq!(e.code, "address_refused");
-    assert!(e.message.contains("169.254.169.254") && e.message.contains("allowMetadataAddresses"), "{}", e.message);
+    assert!(
+        e.message.contains("169.254.169.254") && e.message.contains("allowMetadataAddresses"),
+        "{}",
+        e.message
+    );
 }
 
 #[tokio::test]
@@ -417,6 +426,12 @@ async fn secrets_never_appear_in_stored_errors() {
     let job = h.run("f", orders(1)).await;
     assert_eq!(job.num_error, 1);
     let errors = serde_json::to_string(&h.errors(&job.id).await).unwrap();
-    assert!(!errors.contains("s3cr3t-token") && !errors.contains("k-plain-123"), "{errors}");
-    assert!(server.received()[0].headers["authorization"] == "Bearer s3cr3t-token", "the target did get the token");
+    assert!(
+        !errors.contains("s3cr3t-token") && !errors.contains("k-plain-123"),
+        "{errors}"
+    );
+    assert!(
+        server.received()[0].headers["authorization"] == "Bearer s3cr3t-token",
+        "the target did get the token"
+    );
 }

@@ -292,10 +292,22 @@ async fn paged_source(style: &'static str) -> TestServer {
 #[tokio::test]
 async fn every_paging_method_reads_every_record_once() {
     let cases = [
-        ("skip", json!({"relativeURI": "/items?skip={{export.http.paging.skip}}", "paging": {"method": "skip"}})),
-        ("token", json!({"relativeURI": "/items", "paging": {"method": "token", "path": "next", "relativeURI": "/items?from={{export.http.paging.token}}"}})),
-        ("url", json!({"relativeURI": "/items", "paging": {"method": "url", "path": "$.nextUrl"}})),
-        ("link", json!({"relativeURI": "/items", "paging": {"method": "linkheader"}})),
+        (
+            "skip",
+            json!({"relativeURI": "/items?skip={{export.http.paging.skip}}", "paging": {"method": "skip"}}),
+        ),
+        (
+            "token",
+            json!({"relativeURI": "/items", "paging": {"method": "token", "path": "next", "relativeURI": "/items?from={{export.http.paging.token}}"}}),
+        ),
+        (
+            "url",
+            json!({"relativeURI": "/items", "paging": {"method": "url", "path": "$.nextUrl"}}),
+        ),
+        (
+            "link",
+            json!({"relativeURI": "/items", "paging": {"method": "linkheader"}}),
+        ),
     ];
     for (style, http) in cases {
         let source = paged_source(style).await;
@@ -303,12 +315,22 @@ async fn every_paging_method_reads_every_record_once() {
         let h = Harness::new();
         let mut http = http;
         http["resourcePath"] = json!("items");
-        let mut bundle = sink_flow(&sink.base_url, json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": http}));
-        bundle["connections"].as_array_mut().unwrap().push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+        let mut bundle = sink_flow(
+            &sink.base_url,
+            json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": http}),
+        );
+        bundle["connections"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
         h.load(bundle).await;
         let job = h.run_with("f", RunRequest::default()).await;
         assert_eq!(job.num_success, 5, "{style}: {:?}", h.errors(&job.id).await);
-        let mut ids: Vec<i64> = sink.received().iter().map(|r| r.json()["id"].as_i64().unwrap()).collect();
+        let mut ids: Vec<i64> = sink
+            .received()
+            .iter()
+            .map(|r| r.json()["id"].as_i64().unwrap())
+            .collect();
         ids.sort();
         assert_eq!(ids, vec![0, 1, 2, 3, 4], "{style}");
     }

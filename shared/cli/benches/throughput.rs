@@ -15,7 +15,12 @@ use std::time::{Duration, Instant};
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|kb| kb.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
         .map(|kb| kb / 1024.0)
         .unwrap_or(f64::NAN)
 }
@@ -23,7 +28,9 @@ fn peak_rss_mib() -> f64 {
 fn bench_templates() {
     let cache = sluice_core::stages::translate::TemplateCache::default();
     let source = r#"{"customer": {{json record.customer}}, "sku": {{json record.sku}}, "qty": {{json record.qty}}, "ref": {{json record.ref}}}"#;
-    let ctx = handlebars_context(json!({"record": {"customer": "Ada \"the great\" Lovelace", "sku": "SKU-001", "qty": 3, "ref": "PO-1"}}));
+    let ctx = handlebars_context(
+        json!({"record": {"customer": "Ada \"the great\" Lovelace", "sku": "SKU-001", "qty": 3, "ref": "PO-1"}}),
+    );
     let n = 200_000;
     let start = Instant::now();
     let mut bytes = 0;
@@ -31,7 +38,10 @@ fn bench_templates() {
         bytes += cache.render(source, &ctx).unwrap().len();
     }
     let secs = start.elapsed().as_secs_f64();
-    println!("templates: {n} renders in {secs:.2}s = {:.0} renders/s ({bytes} bytes)", n as f64 / secs);
+    println!(
+        "templates: {n} renders in {secs:.2}s = {:.0} renders/s ({bytes} bytes)",
+        n as f64 / secs
+    );
 }
 
 fn handlebars_context(v: serde_json::Value) -> handlebars::Context {
@@ -40,8 +50,14 @@ fn handlebars_context(v: serde_json::Value) -> handlebars::Context {
 
 fn main() {
     bench_templates();
-    let records: usize = std::env::var("BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let records: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());

@@ -5,8 +5,8 @@ use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sluice_core::conditions::ConditionCache;
-use sluice_core::stages::trigger::readers::stream_bytes;
 use sluice_core::stages::translate::TemplateCache;
+use sluice_core::stages::trigger::readers::stream_bytes;
 use sluice_model::{Bundle, FileFormat, FileType, Flow};
 
 fn json_value() -> impl Strategy<Value = Value> {
@@ -14,13 +14,16 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(|f| json!(f)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
         ".{0,20}".prop_map(Value::String),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
@@ -69,7 +72,7 @@ proptest! {
     fn readers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), kind in 0u8..3) {
         let kind = [FileType::Json, FileType::Ndjson, FileType::Csv][kind as usize];
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let items: Vec<_> = rt.block_on(stream_bytes(bytes, &FileFormat { kind, csv: None }).collect());
+        let items: Vec<_> = rt.block_on(async { stream_bytes(bytes, &FileFormat { kind, csv: None }).collect().await });
         // An error, if any, is the last item and says where.
         for (i, item) in items.iter().enumerate() {
             if let Err(e) = item {
