@@ -53,7 +53,7 @@ impl SshServer {
         let user = std::env::var("USER")
             .ok()
             .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| whoami());
+            .unwrap_or_else(whoami);
         let port = free_port()?;
         let config = format!(
             "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {d}/authorized_keys\n\
