@@ -34,3 +34,6 @@ bash infra/lint.sh
 step "cargo test"
 export SLUICE_REQUIRE_MOTO=1
 cargo test --workspace --no-fail-fast
+
+step "the README's demo: bash examples/run-demo.sh"
+bash examples/run-demo.sh
