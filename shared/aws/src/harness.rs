@@ -11,12 +11,10 @@ use crate::config::{
     BUCKET_LOGICAL_ID, TABLE_LOGICAL_ID,
 };
 use crate::lambda::{build_sluice_with, sqs_stage_handler, trigger_handler};
-use crate::queue::decode_message;
 use crate::store::create_table;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sluice_core::stages::dead_letter::dead_letter;
 use sluice_core::{Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
@@ -35,6 +33,8 @@ pub struct Harness {
     pub dead_letter_urls: HashMap<Stage, String>,
     /// Seconds a failed message stays invisible before it is redelivered.
     pub visibility_timeout: u32,
+    /// Queue URL -> ARN (event source records carry the ARN).
+    arns: HashMap<String, String>,
 }
 
 /// What the harness created, by kind, as logical ids (compared with the template).
@@ -65,6 +65,7 @@ impl Harness {
 
         let mut queue_urls = HashMap::new();
         let mut dead_letter_urls = HashMap::new();
+        let mut arns = HashMap::new();
         let visibility_timeout = 1;
         for stage in Stage::ALL {
             let dlq = sqs
@@ -74,15 +75,7 @@ impl Harness {
                 .await
                 .context("creating dead-letter queue")?;
             let dlq_url = dlq.queue_url.context("no dead-letter queue url")?;
-            let dlq_arn = sqs
-                .get_queue_attributes()
-                .queue_url(&dlq_url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await?
-                .attributes
-                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                .context("dead-letter queue has no ARN")?;
+            let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
             let redrive = serde_json::json!({
                 "deadLetterTargetArn": dlq_arn,
                 "maxReceiveCount": MAX_RECEIVE_COUNT,
@@ -98,7 +91,10 @@ impl Harness {
                 .send()
                 .await
                 .context("creating stage queue")?;
-            queue_urls.insert(stage, queue.queue_url.context("no queue url")?);
+            let queue_url = queue.queue_url.context("no queue url")?;
+            arns.insert(queue_url.clone(), queue_arn(&sqs, &queue_url).await?);
+            arns.insert(dlq_url.clone(), dlq_arn);
+            queue_urls.insert(stage, queue_url);
             dead_letter_urls.insert(stage, dlq_url);
         }
         let settings = AwsSettings {
@@ -117,6 +113,7 @@ impl Harness {
             dynamodb,
             dead_letter_urls,
             visibility_timeout,
+            arns,
         })
     }
 
@@ -143,7 +140,12 @@ impl Harness {
     /// One poll of one stage queue, like an event source mapping: up to 10 messages, handler,
     /// delete the ones not reported as failed. Returns how many messages were received.
     pub async fn poll(&self, stage: Stage) -> anyhow::Result<usize> {
-        let url = &self.settings.queue_urls[&stage];
+        let url = self.settings.queue_urls[&stage].clone();
+        self.poll_url(stage, &url).await
+    }
+
+    async fn poll_url(&self, stage: Stage, url: &str) -> anyhow::Result<usize> {
+        let arn = self.arns.get(url).cloned().unwrap_or_default();
         let out = self
             .sqs
             .receive_message()
@@ -165,6 +167,7 @@ impl Harness {
             message.receipt_handle = m.receipt_handle.clone();
             message.body = m.body.clone();
             message.event_source = Some("aws:sqs".into());
+            message.event_source_arn = Some(arn.clone());
             handles.insert(
                 m.message_id.clone().unwrap_or_default(),
                 m.receipt_handle.clone().unwrap_or_default(),
@@ -216,36 +219,14 @@ impl Harness {
         }
     }
 
-    /// Dead-lettered messages become job errors (never silent loss), then leave the DLQ.
+    /// Dead-lettered messages go to the stage's function like the template's `DeadLetters`
+    /// event source: the handler turns them into job errors (never silent loss).
     pub async fn drain_dead_letters(&self) -> anyhow::Result<usize> {
         let mut n = 0;
         for stage in Stage::ALL {
-            let url = &self.dead_letter_urls[&stage];
-            let out = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
+            n += self
+                .poll_url(stage, &self.dead_letter_urls[&stage].clone())
                 .await?;
-            for m in out.messages.unwrap_or_default() {
-                let body = m.body.clone().unwrap_or_default();
-                let message = decode_message(&body, self.sluice.blobs.as_ref()).await?;
-                dead_letter(
-                    &self.sluice,
-                    stage,
-                    message,
-                    "failed every delivery attempt",
-                )
-                .await?;
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
-                    .set_receipt_handle(m.receipt_handle)
-                    .send()
-                    .await?;
-                n += 1;
-            }
         }
         Ok(n)
     }
@@ -277,4 +258,15 @@ impl Harness {
             }
         }
     }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("queue has no ARN")
 }

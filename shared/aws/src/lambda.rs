@@ -7,6 +7,7 @@ use crate::store::DynamoStore;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{json, Value};
 use sluice_core::ports::{EnvSecrets, SystemClock};
+use sluice_core::stages::dead_letter::dead_letter;
 use sluice_core::stages::trigger::{events, schedule};
 use sluice_core::{Settings, Sluice, Stage};
 use std::sync::Arc;
@@ -85,8 +86,23 @@ async fn handle_sqs_message(
 ) -> anyhow::Result<()> {
     let body = message.body.as_deref().unwrap_or_default();
     let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
-    sluice.handle(stage, decoded).await?;
+    if from_dead_letter_queue(message) {
+        dead_letter(sluice, stage, decoded, "failed every delivery attempt").await?;
+    } else {
+        sluice.handle(stage, decoded).await?;
+    }
     Ok(())
+}
+
+/// Each function also reads its stage's dead-letter queue (logical id `<Stage>DeadLetterQueue`,
+/// which CloudFormation keeps inside the generated queue name): such a message becomes job
+/// errors instead of being lost.
+pub fn from_dead_letter_queue(message: &SqsMessage) -> bool {
+    message
+        .event_source_arn
+        .as_deref()
+        .and_then(|arn| arn.rsplit(':').next())
+        .is_some_and(|name| name.contains("DeadLetterQueue"))
 }
 
 /// An object created in S3, from an S3 event record (direct, or inside an SQS/SNS body).
@@ -220,7 +236,17 @@ async fn trigger_sqs_message(sluice: &Sluice, message: &SqsMessage) -> anyhow::R
         return Ok(());
     }
     let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
-    sluice.handle(Stage::Trigger, decoded).await?;
+    if from_dead_letter_queue(message) {
+        dead_letter(
+            sluice,
+            Stage::Trigger,
+            decoded,
+            "failed every delivery attempt",
+        )
+        .await?;
+    } else {
+        sluice.handle(Stage::Trigger, decoded).await?;
+    }
     Ok(())
 }
 
