@@ -29,27 +29,15 @@ async fn orders(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCod
     }
 }
 
-#[tokio::test]
-async fn webhook_records_reach_an_http_target_through_every_queue() {
-    let Some(env) = common::env("webhook_records_reach_an_http_target_through_every_queue").await
-    else {
-        return;
-    };
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .route("/orders", post(orders))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-    let sluice = env.harness.sluice.clone();
-    let store = &sluice.store;
+/// Connection c1 (http, `base_uri`), webhook export e1 (pages of 10), http import i1 POSTing
+/// each record to /orders, flow f1 from e1 to i1.
+async fn define_flow(env: &common::Env, base_uri: &str) {
+    let store = &env.harness.sluice.store;
     store
         .put_definition(
             Kind::Connection,
             "c1",
-            &json!({"_id": "c1", "type": "http", "http": {"baseURI": format!("http://{addr}")}}),
+            &json!({"_id": "c1", "type": "http", "http": {"baseURI": base_uri}}),
         )
         .await
         .unwrap();
@@ -80,6 +68,29 @@ async fn webhook_records_reach_an_http_target_through_every_queue() {
         )
         .await
         .unwrap();
+}
+
+async fn serve_orders() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/orders", post(orders))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn webhook_records_reach_an_http_target_through_every_queue() {
+    let Some(env) = common::env("webhook_records_reach_an_http_target_through_every_queue").await
+    else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    let sluice = env.harness.sluice.clone();
+    let store = &sluice.store;
+    define_flow(&env, &base_uri).await;
 
     // 25 records in pages of 10: three pages; every fifth record is refused.
     let records: Vec<Value> = (0..25).map(|n| json!({"n": n, "ok": n % 5 != 0})).collect();
@@ -123,4 +134,89 @@ async fn webhook_records_reach_an_http_target_through_every_queue() {
         (0..25).collect::<Vec<_>>(),
         "each record sent exactly once"
     );
+}
+
+#[tokio::test]
+async fn a_page_larger_than_an_sqs_message_travels_by_reference() {
+    let Some(env) = common::env("a_page_larger_than_an_sqs_message_travels_by_reference").await
+    else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    // 10 records of 30 KiB: one page of ~300 KiB, over SQS's 256 KiB limit.
+    let records: Vec<Value> = (0..10)
+        .map(|n| json!({"n": n, "ok": true, "blob": "z".repeat(30 * 1024)}))
+        .collect();
+    let started = start_run(
+        &sluice,
+        "f1",
+        RunRequest {
+            records: Some(records),
+            ..Default::default()
+        },
+        RunKind::Webhook,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!((job.num_success, job.num_error), (10, 0));
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    let stored = sluice
+        .blobs
+        .list(&env.harness.settings.system_bucket, "messages/")
+        .await
+        .unwrap();
+    assert!(
+        !stored.is_empty(),
+        "the large page went through the system bucket"
+    );
+}
+
+#[tokio::test]
+async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_queue() {
+    let Some(env) = common::env("a_page_failing_every_delivery_ends_as_job_errors").await else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    let records: Vec<Value> = (0..3).map(|n| json!({"n": n, "ok": true})).collect();
+    let started = start_run(
+        &sluice,
+        "f1",
+        RunRequest {
+            records: Some(records),
+            ..Default::default()
+        },
+        RunKind::Webhook,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The import vanishes after the run started: translate fails on every delivery, SQS moves
+    // the page to the dead-letter queue after 5 receives, and the DLQ consumer settles it.
+    assert!(sluice
+        .store
+        .delete_definition(Kind::Import, "i1")
+        .await
+        .unwrap());
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::CompletedWithErrors, "{job:?}");
+    assert_eq!((job.num_success, job.num_error, job.num_ignore), (0, 3, 0));
+    let errors = sluice.store.list_errors(&job.id).await.unwrap();
+    assert_eq!(errors.len(), 3);
+    assert!(errors.iter().all(|e| e.code == "dead_letter"), "{errors:?}");
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
 }
