@@ -16,7 +16,7 @@ type Seen = Arc<Mutex<Vec<Value>>>;
 /// Accepts orders with `ok: true` (201) and refuses the others (422).
 async fn orders(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     seen.lock().unwrap().push(body.clone());
-    if body["ok"] == json!(true) {
+    if body["ok"] == json!(true) || body["ok"] == json!("true") {
         (
             StatusCode::CREATED,
             Json(json!({"id": format!("o-{}", body["n"])})),
@@ -219,4 +219,105 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
     assert_eq!(errors.len(), 3);
     assert!(errors.iter().all(|e| e.code == "dead_letter"), "{errors:?}");
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
+    let Some(env) = common::env("an_object_dropped_in_s3_starts_a_run").await else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let h = &env.harness;
+    let store = &h.sluice.store;
+    store
+        .put_definition(
+            Kind::Export,
+            "e2",
+            &json!({"_id": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
+                    "suffix": ".csv"}, "file": {"type": "csv"}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Flow,
+            "f2",
+            &json!({"_id": "f2", "pageGenerators": [{"_exportId": "e2"}],
+                    "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
+        )
+        .await
+        .unwrap();
+
+    // The bucket notifies the trigger queue, as the template's queue policy allows.
+    h.s3.create_bucket()
+        .bucket("in-bucket")
+        .send()
+        .await
+        .unwrap();
+    let trigger_arn = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.settings.queue_urls[&sluice_core::Stage::Trigger])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    h.s3.put_bucket_notification_configuration()
+        .bucket("in-bucket")
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(trigger_arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Not matching the export (suffix): must not start anything.
+    h.sluice
+        .blobs
+        .put("in-bucket", "drop/readme.txt", "hello".into())
+        .await
+        .unwrap();
+    h.sluice
+        .blobs
+        .put(
+            "in-bucket",
+            "drop/new orders.csv",
+            "n,ok\n1,true\n2,true\n3,no\n".into(),
+        )
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        if let Some(job) = store.list_jobs("f2", 1).await.unwrap().pop() {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run started");
+        if h.pump().await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let job = h
+        .wait_for_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (2, 1), "{job:?}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(
+        store.list_jobs("f2", 10).await.unwrap().len(),
+        1,
+        "one object, one run"
+    );
 }
