@@ -55,7 +55,12 @@ pub struct AwsSettings {
 impl AwsSettings {
     /// Reads the settings; the error names every missing variable.
     pub fn from_env() -> anyhow::Result<AwsSettings> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env) with another source of variables (tests).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<AwsSettings> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
         let mut missing = Vec::new();
         let mut need = |name: String| {
             let v = var(&name);
@@ -115,4 +120,48 @@ pub fn s3_client(config: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_
         .force_path_style(endpoint.is_some())
         .build();
     aws_sdk_s3::Client::from_conf(conf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_missing_variable_is_named() {
+        let err = AwsSettings::from_vars(|name| (name == ENV_TABLE).then(|| "t".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(ENV_BUCKET), "{err}");
+        assert!(err.contains("SLUICE_QUEUE_DELIVER"), "{err}");
+        assert!(!err.contains(ENV_TABLE), "{err}");
+    }
+
+    #[test]
+    fn settings_from_variables() {
+        let s = AwsSettings::from_vars(|name| match name {
+            ENV_ENDPOINT => Some("http://127.0.0.1:5000".into()),
+            ENV_MAX_INLINE => Some("1000".into()),
+            other => Some(format!("v-{other}")),
+        })
+        .unwrap();
+        assert_eq!(s.table, "v-SLUICE_TABLE");
+        assert_eq!(s.queue_urls[&Stage::Upload], "v-SLUICE_QUEUE_UPLOAD");
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
+        assert_eq!(s.max_inline_page_bytes, 1000);
+        let bad = AwsSettings::from_vars(|name| match name {
+            ENV_MAX_INLINE => Some("lots".into()),
+            other => Some(other.into()),
+        });
+        assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
+    }
+
+    #[test]
+    fn logical_ids() {
+        assert_eq!(queue_logical_id(Stage::Translate), "TranslateQueue");
+        assert_eq!(
+            dead_letter_logical_id(Stage::Upload),
+            "UploadDeadLetterQueue"
+        );
+        assert_eq!(function_logical_id(Stage::Trigger), "TriggerFunction");
+    }
 }
