@@ -137,6 +137,95 @@ impl DynamoStore {
     fn doc(item: &Item) -> Value {
         item.get("doc").map(from_av).unwrap_or(Value::Null)
     }
+
+    /// One attempt of `set_next_run`; false when another writer moved the schedule meanwhile.
+    async fn try_set_next_run(
+        &self,
+        flow_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<bool> {
+        let pointer_pk = format!("schedule#{flow_id}");
+        let old = self.get(pointer_pk.clone(), "schedule").await?;
+        let old_sk = match old.as_ref().and_then(|i| i.get("entry")) {
+            Some(AttributeValue::S(sk)) => Some(sk.clone()),
+            _ => None,
+        };
+        let new_sk = at.map(|at| format!("{}#{flow_id}", stamp(at)));
+        if old_sk == new_sk {
+            return Ok(true);
+        }
+        let (condition, values): (&str, Item) = match &old_sk {
+            Some(sk) => ("entry = :old", Item::from([(":old".to_string(), s(sk))])),
+            None => ("attribute_not_exists(pk)", Item::new()),
+        };
+        let values = (!values.is_empty()).then_some(values);
+        let mut tx = self.client.transact_write_items();
+        if let Some(sk) = &old_sk {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key("schedule", sk)))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        match (at, &new_sk) {
+            (Some(at), Some(entry_sk)) => {
+                let mut entry = key("schedule", entry_sk);
+                entry.insert("flowId".into(), s(flow_id));
+                entry.insert("at".into(), s(at.to_rfc3339()));
+                let mut pointer = key(pointer_pk, "schedule");
+                pointer.insert("entry".into(), s(entry_sk));
+                tx = tx
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.table)
+                                    .set_item(Some(entry))
+                                    .build()?,
+                            )
+                            .build(),
+                    )
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.table)
+                                    .set_item(Some(pointer))
+                                    .condition_expression(condition)
+                                    .set_expression_attribute_values(values)
+                                    .build()?,
+                            )
+                            .build(),
+                    );
+            }
+            _ => {
+                tx = tx.transact_items(
+                    TransactWriteItem::builder()
+                        .delete(
+                            Delete::builder()
+                                .table_name(&self.table)
+                                .set_key(Some(key(pointer_pk, "schedule")))
+                                .condition_expression(condition)
+                                .set_expression_attribute_values(values)
+                                .build()?,
+                        )
+                        .build(),
+                );
+            }
+        }
+        match tx.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                _ => Err(anyhow::Error::new(err).context("dynamodb TransactWriteItems (schedule)")),
+            },
+        }
+    }
 }
 
 fn job_key(job_id: &str) -> Item {
@@ -596,78 +685,17 @@ impl Store for DynamoStore {
     }
 
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
-        let pointer_pk = format!("schedule#{flow_id}");
-        let old = self.get(pointer_pk.clone(), "schedule").await?;
-        let mut tx = self.client.transact_write_items();
-        if let Some(AttributeValue::S(old_sk)) = old.as_ref().and_then(|i| i.get("entry")) {
-            tx = tx.transact_items(
-                TransactWriteItem::builder()
-                    .delete(
-                        Delete::builder()
-                            .table_name(&self.table)
-                            .set_key(Some(key("schedule", old_sk)))
-                            .build()?,
-                    )
-                    .build(),
-            );
-        }
-        match at {
-            Some(at) => {
-                let entry_sk = format!("{}#{flow_id}", stamp(at));
-                let mut entry = key("schedule", &entry_sk);
-                entry.insert("flowId".into(), s(flow_id));
-                entry.insert("at".into(), s(at.to_rfc3339()));
-                let mut pointer = key(pointer_pk, "schedule");
-                pointer.insert("entry".into(), s(&entry_sk));
-                let same = old
-                    .as_ref()
-                    .and_then(|i| i.get("entry"))
-                    .is_some_and(|e| e == &s(&entry_sk));
-                if same {
-                    return Ok(());
-                }
-                tx = tx
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .put(
-                                Put::builder()
-                                    .table_name(&self.table)
-                                    .set_item(Some(entry))
-                                    .build()?,
-                            )
-                            .build(),
-                    )
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .put(
-                                Put::builder()
-                                    .table_name(&self.table)
-                                    .set_item(Some(pointer))
-                                    .build()?,
-                            )
-                            .build(),
-                    );
-            }
-            None => {
-                if old.is_none() {
-                    return Ok(());
-                }
-                tx = tx.transact_items(
-                    TransactWriteItem::builder()
-                        .delete(
-                            Delete::builder()
-                                .table_name(&self.table)
-                                .set_key(Some(key(pointer_pk, "schedule")))
-                                .build()?,
-                        )
-                        .build(),
-                );
+        // The per-flow pointer is written on the condition that it still names the entry we
+        // read, so two concurrent reschedules cannot leave a stale entry behind: the loser
+        // reads again and retries.
+        for _ in 0..8 {
+            if self.try_set_next_run(flow_id, at).await? {
+                return Ok(());
             }
         }
-        tx.send()
-            .await
-            .context("dynamodb TransactWriteItems (schedule)")?;
-        Ok(())
+        Err(anyhow!(
+            "set_next_run: flow {flow_id}: schedule kept changing concurrently"
+        ))
     }
 
     async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
