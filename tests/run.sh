@@ -6,7 +6,8 @@
 #      moto[server], cfn-lint and aws-sam-cli (PyPI)
 #   2. checks formatting and clippy
 #   3. lints the SAM template with cfn-lint and `sam validate --lint`
-#   4. runs every test of the workspace; the AWS tests require moto here (SLUICE_REQUIRE_MOTO=1)
+#   4. runs the README's demo (the example flow end to end), then every test of the workspace;
+#      the AWS tests require moto here (SLUICE_REQUIRE_MOTO=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,6 +32,10 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 step "SAM template lint"
 bash infra/lint.sh
 
+step "the README's demo: bash examples/run-demo.sh"
+bash examples/run-demo.sh
+
 step "cargo test"
 export SLUICE_REQUIRE_MOTO=1
 cargo test --workspace --no-fail-fast
+

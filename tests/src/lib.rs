@@ -1,1 +1,175 @@
+//! Helpers for the end-to-end tests: a local runtime over the embedded adapters, bundles
+//! loaded into its store, runs started and awaited.
 
+use serde_json::{json, Value};
+use sluice_core::ports::{Kind, MapSecrets};
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::Sluice;
+use sluice_embedded::LocalRuntime;
+use sluice_model::{Bundle, Job, JobError};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use sluice_testkit::http::{Answer, Received, TestServer};
+pub use sluice_testkit::sshd::SshServer;
+
+pub struct Harness {
+    pub runtime: LocalRuntime,
+    pub blob_dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        Self::with_secrets(&[])
+    }
+
+    pub fn with_secrets(secrets: &[(&str, &str)]) -> Harness {
+        let blob_dir = tempfile::tempdir().unwrap();
+        let secrets = MapSecrets(
+            secrets
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        let runtime = LocalRuntime::in_memory(blob_dir.path(), Arc::new(secrets)).unwrap();
+        Harness { runtime, blob_dir }
+    }
+
+    pub fn sluice(&self) -> Arc<Sluice> {
+        self.runtime.sluice()
+    }
+
+    /// Validates the bundle and stores its definitions.
+    pub async fn load(&self, bundle: Value) {
+        let bundle: Bundle = serde_json::from_value(bundle).expect("bundle parses");
+        bundle.validate().expect("bundle is valid");
+        let store = &self.sluice().store;
+        for c in &bundle.connections {
+            store
+                .put_definition(Kind::Connection, &c.id, &json!(c))
+                .await
+                .unwrap();
+        }
+        for e in &bundle.exports {
+            store
+                .put_definition(Kind::Export, &e.id, &json!(e))
+                .await
+                .unwrap();
+        }
+        for i in &bundle.imports {
+            store
+                .put_definition(Kind::Import, &i.id, &json!(i))
+                .await
+                .unwrap();
+        }
+        for f in &bundle.flows {
+            store
+                .put_definition(Kind::Flow, &f.id, &json!(f))
+                .await
+                .unwrap();
+        }
+    }
+
+    /// Runs `flow` with `records` (a webhook export) and waits for the job.
+    pub async fn run(&self, flow: &str, records: Vec<Value>) -> Job {
+        let request = RunRequest {
+            records: Some(records),
+            ..Default::default()
+        };
+        self.run_with(flow, request).await
+    }
+
+    pub async fn run_with(&self, flow: &str, request: RunRequest) -> Job {
+        let started = start_run(&self.sluice(), flow, request, RunKind::Manual)
+            .await
+            .expect("run starts")
+            .expect("not queued");
+        self.wait(&started.job_id).await
+    }
+
+    pub async fn wait(&self, job_id: &str) -> Job {
+        let job = self
+            .runtime
+            .wait_for_job(job_id, Duration::from_secs(60), |_| {})
+            .await
+            .expect("job finishes");
+        self.runtime
+            .wait_idle(Duration::from_secs(30))
+            .await
+            .expect("runtime goes idle");
+        self.sluice()
+            .store
+            .get_job(job_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .clone_from_finished(job)
+    }
+
+    pub async fn errors(&self, job_id: &str) -> Vec<JobError> {
+        self.sluice().store.list_errors(job_id).await.unwrap()
+    }
+}
+
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+trait Latest {
+    fn clone_from_finished(self, finished: Job) -> Job;
+}
+impl Latest for Job {
+    /// The stored job after the runtime went idle (counters final), falling back to the one seen.
+    fn clone_from_finished(self, finished: Job) -> Job {
+        if self.status.is_finished() {
+            self
+        } else {
+            finished
+        }
+    }
+}
+
+/// The counting invariant: every record ends as a success, an error or an ignore.
+pub fn assert_counts(job: &Job, records_in: u64) {
+    assert_eq!(
+        job.num_success + job.num_error + job.num_ignore,
+        records_in,
+        "records in = success + error + ignore, job: {job:?}"
+    );
+}
+
+/// An http connection to `base`, an http import POSTing to `/orders`, a webhook export, and a
+/// flow `f` linking them. `import` fields are merged over the import's defaults.
+pub fn http_bundle(base: &str, import: Value, connection: Value) -> Value {
+    let mut imp = json!({"_id": "imp", "_connectionId": "conn", "type": "http", "http": {"method": "POST", "relativeURI": "/orders", "body": "{\"name\": {{json record.name}}, \"qty\": {{json record.qty}}}"}});
+    merge(&mut imp, import);
+    let mut conn = json!({"_id": "conn", "type": "http", "http": {"baseURI": base, "retry": {"maxAttempts": 3, "baseDelayMs": 10, "maxDelayMs": 2000}}});
+    merge(&mut conn, connection);
+    json!({
+        "connections": [conn],
+        "exports": [{"_id": "exp", "type": "webhook", "pageSize": 10}],
+        "imports": [imp],
+        "flows": [{"_id": "f", "name": "orders", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}]
+    })
+}
+
+/// Deep-merges `patch` into `target` (objects merge, everything else replaces).
+pub fn merge(target: &mut Value, patch: Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                merge(t.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (t, p) => *t = p,
+    }
+}
+
+/// `n` order records.
+pub fn orders(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| json!({"name": format!("order {i}"), "qty": i}))
+        .collect()
+}

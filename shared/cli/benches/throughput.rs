@@ -1,1 +1,94 @@
-fn main() {}
+//! Throughput figures (a bench binary, not a timed test):
+//!   cargo bench -p sluice-cli --bench throughput
+//! BENCH_RECORDS (default 20000) records go through the local runtime — trigger, translate,
+//! deliver to a loopback HTTP sink, extract, evaluate — with a temp SQLite store; the counting
+//! invariant is checked. Also template renders/s with the compile-once cache.
+
+use axum::routing::post;
+use serde_json::json;
+use sluice_core::ports::Kind;
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::Settings;
+use sluice_embedded::LocalRuntime;
+use std::time::{Duration, Instant};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn bench_templates() {
+    let cache = sluice_core::stages::translate::TemplateCache::default();
+    let source = r#"{"customer": {{json record.customer}}, "sku": {{json record.sku}}, "qty": {{json record.qty}}, "ref": {{json record.ref}}}"#;
+    let ctx = handlebars_context(
+        json!({"record": {"customer": "Ada \"the great\" Lovelace", "sku": "SKU-001", "qty": 3, "ref": "PO-1"}}),
+    );
+    let n = 200_000;
+    let start = Instant::now();
+    let mut bytes = 0;
+    for _ in 0..n {
+        bytes += cache.render(source, &ctx).unwrap().len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "templates: {n} renders in {secs:.2}s = {:.0} renders/s ({bytes} bytes)",
+        n as f64 / secs
+    );
+}
+
+fn handlebars_context(v: serde_json::Value) -> handlebars::Context {
+    handlebars::Context::wraps(v).unwrap()
+}
+
+fn main() {
+    bench_templates();
+    let records: usize = std::env::var("BENCH_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().route("/orders", post(|| async { (axum::http::StatusCode::CREATED, axum::Json(json!({"id": "x"}))) }));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = LocalRuntime::open(dir.path(), Settings::default()).unwrap();
+        let s = runtime.sluice();
+        let defs = [
+            (Kind::Connection, "c", json!({"_id": "c", "type": "http", "http": {"baseURI": base}, "concurrencyLevel": 32})),
+            (Kind::Export, "e", json!({"_id": "e", "type": "webhook", "pageSize": 200})),
+            (Kind::Import, "i", json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders", "body": "{\"n\": {{json record.n}}, \"name\": {{json record.name}}}"}, "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}})),
+            (Kind::Flow, "f", json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]})),
+        ];
+        for (k, id, doc) in defs {
+            s.store.put_definition(k, id, &doc).await.unwrap();
+        }
+        let input: Vec<_> = (0..records).map(|n| json!({"n": n, "name": format!("record {n}")})).collect();
+        let start = Instant::now();
+        let started = start_run(&s, "f", RunRequest { records: Some(input), ..Default::default() }, RunKind::Manual).await.unwrap().unwrap();
+        let job = runtime.wait_for_job(&started.job_id, Duration::from_secs(3600), |_| {}).await.unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        assert_eq!(job.num_success + job.num_error + job.num_ignore, records as u64, "counting invariant");
+        println!(
+            "pipeline: {records} records in {secs:.2}s = {:.0} records/s (success {}, error {}), peak RSS {:.0} MiB",
+            records as f64 / secs,
+            job.num_success,
+            job.num_error,
+            peak_rss_mib()
+        );
+        runtime.shutdown();
+    });
+}

@@ -1,1 +1,129 @@
-fn main() {}
+//! `sluice`: run flows on the local runtime, validate definitions, serve the flows API and a
+//! demo sink.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Run data-export flows locally, validate them, serve the flows API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a bundle (connections, exports, imports, flows) or a single flow; exit 1 on errors.
+    Validate {
+        /// A bundle JSON file, or a single definition (see --kind).
+        file: PathBuf,
+        /// What a single definition is: flow, export, import, connection (default: bundle,
+        /// or flow when the file has pageGenerators).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Run a flow of a bundle on the local runtime and print a job summary.
+    Run {
+        bundle: PathBuf,
+        /// Which flow (default: the bundle's only or first flow).
+        #[arg(long)]
+        flow: Option<String>,
+        /// Records for the flow's export: .ndjson/.jsonl, .csv (header row) or .json; streamed.
+        #[arg(long)]
+        records: Option<PathBuf>,
+        /// Where the local store and blobs live.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// Print the finished job as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
+    /// `sluice dev sink` serves a demo REST API instead.
+    Dev {
+        #[command(subcommand)]
+        what: Option<DevCommand>,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// API key for `Authorization: Bearer` (default: $SLUICE_API_KEY, else one is generated
+        /// and printed).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// A demo REST API on 127.0.0.1: POST /orders answers 201 {"id": "ord-N"}.
+    Sink {
+        #[arg(long, default_value_t = 8090)]
+        port: u16,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Validate { file, kind } => commands::validate::run(&file, kind.as_deref()),
+            Command::Run {
+                bundle,
+                flow,
+                records,
+                data,
+                json,
+                timeout,
+            } => {
+                commands::run::run(
+                    &bundle,
+                    flow.as_deref(),
+                    records.as_deref(),
+                    &data,
+                    json,
+                    timeout,
+                )
+                .await
+            }
+            Command::Dev {
+                what: Some(DevCommand::Sink { port }),
+                ..
+            } => commands::sink::serve(port).await,
+            Command::Dev {
+                what: None,
+                port,
+                data,
+                api_key,
+            } => commands::dev::serve(port, &data, api_key).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -15,11 +15,17 @@ use tokio::sync::mpsc;
 
 type Receivers = HashMap<Stage, mpsc::UnboundedReceiver<StageMessage>>;
 
+/// Pages the trigger may have in translate, deliver, extract and upload at once before it
+/// waits. Bounds memory on big inputs; evaluate's sends never wait, so the pipeline drains.
+pub const MAX_PAGES_IN_FLIGHT: usize = 64;
+
 /// The sending side, plugged into `Sluice` as its Queue.
 pub struct LocalQueue {
     senders: HashMap<Stage, mpsc::UnboundedSender<StageMessage>>,
     /// Messages sent and not yet finished (handled or dead-lettered): lets callers wait for quiet.
     pending: Arc<AtomicUsize>,
+    /// Messages sent and not yet finished, per stage.
+    depth: HashMap<Stage, AtomicUsize>,
 }
 
 impl LocalQueue {
@@ -32,25 +38,55 @@ impl LocalQueue {
             senders.insert(stage, tx);
             receivers.insert(stage, rx);
         }
-        (
-            Arc::new(LocalQueue {
-                senders,
-                pending: Arc::new(AtomicUsize::new(0)),
-            }),
-            receivers,
-        )
+        let depth = Stage::ALL
+            .into_iter()
+            .map(|st| (st, AtomicUsize::new(0)))
+            .collect();
+        let queue = LocalQueue {
+            senders,
+            pending: Arc::new(AtomicUsize::new(0)),
+            depth,
+        };
+        (Arc::new(queue), receivers)
     }
 
     pub fn pending(&self) -> usize {
         self.pending.load(Ordering::SeqCst)
+    }
+
+    fn pages_before_evaluate(&self) -> usize {
+        [
+            Stage::Translate,
+            Stage::Deliver,
+            Stage::Extract,
+            Stage::Upload,
+        ]
+        .iter()
+        .map(|st| self.depth[st].load(Ordering::SeqCst))
+        .sum()
+    }
+
+    fn finished(&self, stage: Stage) {
+        self.depth[&stage].fetch_sub(1, Ordering::SeqCst);
+        self.pending.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
 #[async_trait]
 impl Queue for LocalQueue {
     async fn send(&self, stage: Stage, message: StageMessage) -> anyhow::Result<()> {
+        // Backpressure on the trigger only: its fresh pages (processor 0) wait for room.
+        if stage == Stage::Translate
+            && matches!(&message, StageMessage::Page(p) if p.processor_index == 0)
+        {
+            while self.pages_before_evaluate() >= MAX_PAGES_IN_FLIGHT {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
         self.pending.fetch_add(1, Ordering::SeqCst);
+        self.depth[&stage].fetch_add(1, Ordering::SeqCst);
         self.senders[&stage].send(message).map_err(|_| {
+            self.depth[&stage].fetch_sub(1, Ordering::SeqCst);
             self.pending.fetch_sub(1, Ordering::SeqCst);
             anyhow::anyhow!("the {} queue is closed (runtime shut down)", stage.name())
         })
@@ -121,7 +157,7 @@ pub(crate) fn spawn_workers(
                             tracing::error!(stage = stage.name(), error = %e, "dead letter could not be recorded");
                         }
                     }
-                    queue.pending.fetch_sub(1, Ordering::SeqCst);
+                    queue.finished(stage);
                 }
             }));
         }

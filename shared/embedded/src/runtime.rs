@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub struct LocalRuntime {
     sluice: Arc<Sluice>,
+    /// Where FsBlobs keeps objects, when the runtime owns a data directory.
+    blob_root: Option<std::path::PathBuf>,
     queue: Arc<LocalQueue>,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -31,24 +33,28 @@ impl LocalRuntime {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let store = SqliteStore::open(&data_dir.join("sluice.db"))?;
-        Ok(Self::build(
+        let mut rt = Self::build(
             Arc::new(store),
             Arc::new(FsBlobs::new(data_dir.join("blobs"))),
             Arc::new(EnvSecrets),
             Arc::new(SystemClock),
             settings,
-        ))
+        );
+        rt.blob_root = Some(data_dir.join("blobs"));
+        Ok(rt)
     }
 
     /// A runtime whose store lives in memory and whose blobs live in `blob_dir` (tests).
     pub fn in_memory(blob_dir: &Path, secrets: Arc<dyn Secrets>) -> anyhow::Result<LocalRuntime> {
-        Ok(Self::build(
+        let mut rt = Self::build(
             Arc::new(SqliteStore::open_in_memory()?),
             Arc::new(FsBlobs::new(blob_dir)),
             secrets,
             Arc::new(SystemClock),
             Settings::default(),
-        ))
+        );
+        rt.blob_root = Some(blob_dir.to_path_buf());
+        Ok(rt)
     }
 
     pub fn build(
@@ -76,9 +82,31 @@ impl LocalRuntime {
         );
         LocalRuntime {
             sluice,
+            blob_root: None,
             queue,
             workers,
         }
+    }
+
+    /// Copies a local file into the blob store (bucket `local-files`) without reading it into
+    /// memory, so a run can stream it like an S3 object. Returns (bucket, key).
+    pub async fn stage_file(&self, path: &Path) -> anyhow::Result<(String, String)> {
+        let root = self
+            .blob_root
+            .as_ref()
+            .context("this runtime has no blob directory")?;
+        let name = path
+            .file_name()
+            .context("the records path has no file name")?
+            .to_string_lossy()
+            .to_string();
+        let key = format!("{}-{name}", sluice_model::new_id());
+        let dest = root.join("local-files").join(&key);
+        tokio::fs::create_dir_all(dest.parent().unwrap()).await?;
+        tokio::fs::copy(path, &dest)
+            .await
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(("local-files".into(), key))
     }
 
     pub fn sluice(&self) -> Arc<Sluice> {

@@ -171,7 +171,9 @@ pub struct RetryItem {
     pub record: Value,
 }
 
-/// A message on one of the stage queues.
+/// A message on one of the stage queues. (Pages dominate the traffic, so the size difference
+/// between the variants costs nothing worth a Box.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message", rename_all = "camelCase")]
 pub enum StageMessage {

@@ -311,10 +311,24 @@ async fn read_generator(
     export: &Export,
     job: &Job,
 ) -> Result<Result<(), String>> {
-    let sluice = cutter.sluice;
     let size = export.page_size();
     let filter = export.filter.as_ref().map(|f| f.expression.clone());
     let mut batch = Batch::new(gi, 0, size, filter);
+    let outcome = read_source(cutter, &mut batch, gi, export, job).await?;
+    // Whatever was read before a failure still goes on: nothing read is dropped.
+    batch.flush(cutter).await?;
+    Ok(outcome)
+}
+
+async fn read_source(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    gi: usize,
+    export: &Export,
+    job: &Job,
+) -> Result<Result<(), String>> {
+    let sluice = cutter.sluice;
+    let size = export.page_size();
     match &cutter.order.source {
         RunSource::Records { records } => {
             for r in records {
@@ -342,9 +356,7 @@ async fn read_generator(
                 .file
                 .clone()
                 .unwrap_or_else(|| readers::format_for_name(key));
-            if let Err(e) = read_object(cutter, &mut batch, bucket, key, &format).await? {
-                return Ok(Err(e));
-            }
+            return read_object(cutter, batch, bucket, key, &format).await;
         }
         RunSource::Export => match export.kind {
             ExportType::Http => {
@@ -362,10 +374,7 @@ async fn read_generator(
                                 batch.push(cutter, r).await?;
                             }
                         }
-                        Err(e) => {
-                            batch.flush(cutter).await?;
-                            return Ok(Err(e.to_string()));
-                        }
+                        Err(e) => return Ok(Err(e.to_string())),
                     }
                 }
             }
@@ -382,8 +391,7 @@ async fn read_generator(
                         .file
                         .clone()
                         .unwrap_or_else(|| readers::format_for_name(key));
-                    if let Err(e) = read_object(cutter, &mut batch, &bucket, key, &format).await? {
-                        batch.flush(cutter).await?;
+                    if let Err(e) = read_object(cutter, batch, &bucket, key, &format).await? {
                         return Ok(Err(e));
                     }
                 }
@@ -392,7 +400,6 @@ async fn read_generator(
             ExportType::Webhook | ExportType::Dynamodb => {}
         },
     }
-    batch.flush(cutter).await?;
     Ok(Ok(()))
 }
 

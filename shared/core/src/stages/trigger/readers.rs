@@ -28,7 +28,7 @@ pub struct ReadError {
 
 const CHANNEL_DEPTH: usize = 256;
 
-/// Streams the records of `reader` in `format`.
+/// Streams the records of `reader` in `format`. Call from within a tokio runtime.
 pub fn stream_records(reader: BlobReader, format: &FileFormat) -> RecordStream {
     let kind = format.kind;
     let csv_opts = format.csv.clone().unwrap_or_default();

@@ -1,0 +1,483 @@
+//! CRUD for every kind of definition (connections, exports, imports, flows, integrations):
+//! parse with the model's types (unknown fields refused), validate, check references against
+//! the store, keep timestamps, mask secrets on the way out, and audit every change.
+
+use crate::auth::Caller;
+use crate::errors::{from_value, ApiError, ApiResult, Body};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sluice_core::ports::{AuditEntry, Kind};
+use sluice_core::stages::trigger::schedule;
+use sluice_core::{Error, Sluice};
+use sluice_model::{
+    new_id, Connection, Export, Flow, Import, ProcessorType, ValidationErrors, MASK,
+};
+use std::sync::Arc;
+
+/// Integrations are free-form groupings of flows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Integration {
+    #[serde(rename = "_id", default)]
+    pub id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn to_value<T: Serialize>(t: &T) -> ApiResult<Value> {
+    serde_json::to_value(t).map_err(|e| ApiError::from(anyhow::Error::from(e)))
+}
+
+/// A stored document of `kind`, or 404 naming it.
+pub async fn load(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<Value> {
+    sluice
+        .store
+        .get_definition(kind, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(kind.label(), id))
+}
+
+async fn exists(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<bool> {
+    Ok(sluice.store.get_definition(kind, id).await?.is_some())
+}
+
+/// What a client may see: connections with every secret masked.
+pub fn present(kind: Kind, doc: &Value) -> Value {
+    if kind == Kind::Connection {
+        if let Ok(c) = serde_json::from_value::<Connection>(doc.clone()) {
+            return serde_json::to_value(c.masked()).unwrap_or(Value::Null);
+        }
+        // An unreadable stored connection is never shown raw: it may hold secrets.
+        return serde_json::json!({ "_id": doc.get("_id") });
+    }
+    if kind == Kind::Flow {
+        return super::flow_secrets::masked(doc);
+    }
+    doc.clone()
+}
+
+/// Checks a document of `kind` (already carrying `_id` and timestamps) and returns it in the
+/// model's canonical form, ready to store. `stored` is the previous version on an update.
+pub async fn normalize(
+    sluice: &Sluice,
+    kind: Kind,
+    doc: Value,
+    stored: Option<&Value>,
+) -> ApiResult<Value> {
+    let mut e = ValidationErrors::new();
+    let out = match kind {
+        Kind::Connection => {
+            let mut c: Connection = from_value(doc)?;
+            if let Some(old) = stored.and_then(|s| serde_json::from_value(s.clone()).ok()) {
+                c.keep_masked_secrets_from(&old);
+            }
+            if c.has_masked_secret() {
+                e.add(
+                    "",
+                    format!("A secret reads '{MASK}' but there is no stored value to keep: send the real value"),
+                );
+            }
+            if let Err(v) = c.validate() {
+                e.0.extend(v.0);
+            }
+            to_value(&c)?
+        }
+        Kind::Export => {
+            let x: Export = from_value(doc)?;
+            if let Err(v) = x.validate() {
+                e.0.extend(v.0);
+            }
+            if let Some(c) = &x.connection_id {
+                if !exists(sluice, Kind::Connection, c).await? {
+                    e.add("_connectionId", format!("Connection not found: {c}"));
+                }
+            }
+            to_value(&x)?
+        }
+        Kind::Import => {
+            let x: Import = from_value(doc)?;
+            if let Err(v) = x.validate() {
+                e.0.extend(v.0);
+            }
+            if !x.connection_id.is_empty()
+                && !exists(sluice, Kind::Connection, &x.connection_id).await?
+            {
+                e.add(
+                    "_connectionId",
+                    format!("Connection not found: {}", x.connection_id),
+                );
+            }
+            to_value(&x)?
+        }
+        Kind::Flow => {
+            let mut doc = doc;
+            if let Err(v) = super::flow_secrets::restore(&mut doc, stored) {
+                e.0.extend(v.0);
+            }
+            let f: Flow = from_value(doc)?;
+            if let Err(v) = f.validate() {
+                e.0.extend(v.0);
+            }
+            check_flow_references(sluice, &f, &mut e).await?;
+            to_value(&f)?
+        }
+        Kind::Integration => {
+            let i: Integration = from_value(doc)?;
+            to_value(&i)?
+        }
+    };
+    e.into_result()
+        .map_err(|v| ApiError::from(Error::from(v)))?;
+    Ok(out)
+}
+
+async fn check_flow_references(
+    sluice: &Sluice,
+    f: &Flow,
+    e: &mut ValidationErrors,
+) -> ApiResult<()> {
+    for (i, g) in f.page_generators.iter().enumerate() {
+        if !g.export_id.is_empty() && !exists(sluice, Kind::Export, &g.export_id).await? {
+            e.add(
+                format!("pageGenerators[{i}]._exportId"),
+                format!("Export not found: {}", g.export_id),
+            );
+        }
+    }
+    for (i, p) in f.page_processors.iter().enumerate() {
+        let Some(id) = p.target_id().filter(|id| !id.is_empty()) else {
+            continue;
+        };
+        let (kind, field) = match p.kind {
+            ProcessorType::Import => (Kind::Import, "_importId"),
+            ProcessorType::Export => (Kind::Export, "_exportId"),
+        };
+        if !exists(sluice, kind, id).await? {
+            e.add(
+                format!("pageProcessors[{i}].{field}"),
+                format!("{} not found: {id}", kind.label()),
+            );
+        }
+    }
+    for (i, id) in f.run_next_flow_ids.iter().enumerate() {
+        if id != &f.id && !exists(sluice, Kind::Flow, id).await? {
+            e.add(
+                format!("_runNextFlowIds[{i}]"),
+                format!("Flow not found: {id}"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Appends an audit entry with the top-level fields that changed (secrets masked).
+pub async fn audit(
+    sluice: &Sluice,
+    kind: Kind,
+    id: &str,
+    action: &str,
+    actor: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+) -> ApiResult<()> {
+    let fields = |v: Option<&Value>, masked: bool| -> Map<String, Value> {
+        let v = v.map(|v| if masked { present(kind, v) } else { v.clone() });
+        match v {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        }
+    };
+    // Changes are found on the raw documents (so a new secret shows as a change) but
+    // recorded with secrets masked.
+    let (raw_old, raw_new) = (fields(old, false), fields(new, false));
+    let (shown_old, shown_new) = (fields(old, true), fields(new, true));
+    let mut changes = Map::new();
+    for key in raw_old.keys().chain(raw_new.keys()) {
+        if key == "lastModified" || changes.contains_key(key) {
+            continue;
+        }
+        if raw_old.get(key) != raw_new.get(key) {
+            changes.insert(
+                key.clone(),
+                serde_json::json!({ "oldValue": shown_old.get(key), "newValue": shown_new.get(key) }),
+            );
+        }
+    }
+    let entry = AuditEntry {
+        id: new_id(),
+        resource_type: kind,
+        resource_id: id.to_string(),
+        action: action.to_string(),
+        time: sluice.clock.now(),
+        actor: actor.to_string(),
+        changes: Value::Object(changes),
+    };
+    sluice.store.append_audit(&entry).await?;
+    Ok(())
+}
+
+async fn reschedule_stored(sluice: &Sluice, doc: &Value) -> ApiResult<()> {
+    let flow: Flow = serde_json::from_value(doc.clone()).map_err(anyhow::Error::from)?;
+    schedule::reschedule(sluice, &flow).await?;
+    Ok(())
+}
+
+fn now_value(sluice: &Sluice) -> Value {
+    serde_json::to_value(sluice.clock.now()).unwrap_or(Value::Null)
+}
+
+pub async fn create(
+    sluice: &Sluice,
+    kind: Kind,
+    mut doc: Map<String, Value>,
+    actor: &str,
+) -> ApiResult<Value> {
+    let id = match doc.get("_id") {
+        None => new_id(),
+        Some(Value::String(s)) if s.is_empty() => new_id(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::validation(Some("_id".into()), "must be a string")),
+    };
+    if exists(sluice, kind, &id).await? {
+        return Err(ApiError::conflict(format!(
+            "{} already exists: {id}",
+            kind.label()
+        )));
+    }
+    let now = now_value(sluice);
+    doc.insert("_id".into(), Value::String(id.clone()));
+    doc.insert("createdAt".into(), now.clone());
+    doc.insert("lastModified".into(), now);
+    let doc = normalize(sluice, kind, Value::Object(doc), None).await?;
+    sluice.store.put_definition(kind, &id, &doc).await?;
+    if kind == Kind::Flow {
+        reschedule_stored(sluice, &doc).await?;
+    }
+    audit(sluice, kind, &id, "create", actor, None, Some(&doc)).await?;
+    Ok(doc)
+}
+
+/// PUT: the fields given replace those stored (top-level merge), then the whole is checked.
+pub async fn update(
+    sluice: &Sluice,
+    kind: Kind,
+    id: &str,
+    changes: Map<String, Value>,
+    actor: &str,
+) -> ApiResult<Value> {
+    let stored = load(sluice, kind, id).await?;
+    if let Some(given) = changes.get("_id") {
+        if given.as_str() != Some(id) {
+            return Err(ApiError::validation(
+                Some("_id".into()),
+                format!("does not match the id in the path ({id})"),
+            ));
+        }
+    }
+    let mut merged = stored.as_object().cloned().unwrap_or_default();
+    for (k, v) in changes {
+        if k == "createdAt" {
+            continue; // creation time is the store's, not the client's
+        }
+        merged.insert(k, v);
+    }
+    merged.insert("_id".into(), Value::String(id.to_string()));
+    merged.insert("lastModified".into(), now_value(sluice));
+    let doc = normalize(sluice, kind, Value::Object(merged), Some(&stored)).await?;
+    sluice.store.put_definition(kind, id, &doc).await?;
+    if kind == Kind::Flow {
+        reschedule_stored(sluice, &doc).await?;
+    }
+    audit(sluice, kind, id, "update", actor, Some(&stored), Some(&doc)).await?;
+    Ok(doc)
+}
+
+/// Who still uses the definition, if anyone (then it may not be deleted).
+async fn used_by(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<Option<String>> {
+    let mut users = Vec::new();
+    match kind {
+        Kind::Connection => {
+            for k in [Kind::Export, Kind::Import] {
+                for d in sluice.store.list_definitions(k).await? {
+                    if d.get("_connectionId").and_then(Value::as_str) == Some(id) {
+                        users.push(format!("{} {}", k.label().to_lowercase(), doc_id(&d)));
+                    }
+                }
+            }
+        }
+        Kind::Export | Kind::Import => {
+            for d in sluice.store.list_definitions(Kind::Flow).await? {
+                let Ok(f) = serde_json::from_value::<Flow>(d.clone()) else {
+                    continue;
+                };
+                if flow_uses(&f, kind, id) {
+                    users.push(format!("flow {}", f.id));
+                }
+            }
+        }
+        Kind::Flow | Kind::Integration => {}
+    }
+    Ok((!users.is_empty()).then(|| users.join(", ")))
+}
+
+pub fn doc_id(d: &Value) -> &str {
+    d.get("_id").and_then(Value::as_str).unwrap_or("")
+}
+
+/// Does the flow use the export or import `id`?
+pub fn flow_uses(f: &Flow, kind: Kind, id: &str) -> bool {
+    match kind {
+        Kind::Export => {
+            f.page_generators.iter().any(|g| g.export_id == id)
+                || f.page_processors
+                    .iter()
+                    .any(|p| p.kind == ProcessorType::Export && p.export_id.as_deref() == Some(id))
+        }
+        Kind::Import => f
+            .page_processors
+            .iter()
+            .any(|p| p.kind == ProcessorType::Import && p.import_id.as_deref() == Some(id)),
+        _ => false,
+    }
+}
+
+pub async fn delete(sluice: &Sluice, kind: Kind, id: &str, actor: &str) -> ApiResult<()> {
+    let stored = load(sluice, kind, id).await?;
+    if let Some(users) = used_by(sluice, kind, id).await? {
+        return Err(ApiError::conflict(format!(
+            "{} {id} is still used by {users}",
+            kind.label()
+        )));
+    }
+    sluice.store.delete_definition(kind, id).await?;
+    if kind == Kind::Flow {
+        sluice.store.set_next_run(id, None).await?;
+    }
+    audit(sluice, kind, id, "delete", actor, Some(&stored), None).await?;
+    Ok(())
+}
+
+pub async fn list(sluice: &Sluice, kind: Kind) -> ApiResult<Vec<Value>> {
+    let docs = sluice.store.list_definitions(kind).await?;
+    Ok(docs.iter().map(|d| present(kind, d)).collect())
+}
+
+// ---- handlers, one set per kind (paths are literal for the OpenAPI document)
+
+type St = State<Arc<Sluice>>;
+
+macro_rules! crud {
+    ($module:ident, $kind:expr, $tag:tt, $collection:tt, $item:tt) => {
+        pub mod $module {
+            use super::*;
+
+            #[utoipa::path(get, path = $collection, tag = $tag,
+                responses((status = 200, description = "All of this kind", body = Vec<serde_json::Value>)))]
+            pub async fn list_all(State(s): St) -> ApiResult<Json<Vec<Value>>> {
+                Ok(Json(list(&s, $kind).await?))
+            }
+
+            #[utoipa::path(post, path = $collection, tag = $tag,
+                request_body = serde_json::Value,
+                responses((status = 201, description = "Created", body = serde_json::Value),
+                          (status = 400, description = "validation_error")))]
+            pub async fn create_one(
+                State(s): St,
+                Extension(caller): Extension<Caller>,
+                body: Body,
+            ) -> ApiResult<(StatusCode, Json<Value>)> {
+                let doc = create(&s, $kind, body.object()?, &caller.0).await?;
+                Ok((StatusCode::CREATED, Json(present($kind, &doc))))
+            }
+
+            #[utoipa::path(get, path = $item, tag = $tag,
+                params(("id" = String, Path, description = "_id")),
+                responses((status = 200, description = "The definition", body = serde_json::Value),
+                          (status = 404, description = "not_found")))]
+            pub async fn get_one(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+                Ok(Json(present($kind, &load(&s, $kind, &id).await?)))
+            }
+
+            #[utoipa::path(put, path = $item, tag = $tag,
+                params(("id" = String, Path, description = "_id")),
+                request_body = serde_json::Value,
+                responses((status = 200, description = "Updated (fields given replace those stored)", body = serde_json::Value),
+                          (status = 400, description = "validation_error"),
+                          (status = 404, description = "not_found")))]
+            pub async fn update_one(
+                State(s): St,
+                Extension(caller): Extension<Caller>,
+                Path(id): Path<String>,
+                body: Body,
+            ) -> ApiResult<Json<Value>> {
+                let doc = update(&s, $kind, &id, body.object()?, &caller.0).await?;
+                Ok(Json(present($kind, &doc)))
+            }
+
+            #[utoipa::path(delete, path = $item, tag = $tag,
+                params(("id" = String, Path, description = "_id")),
+                responses((status = 204, description = "Deleted"),
+                          (status = 404, description = "not_found"),
+                          (status = 409, description = "conflict: still in use")))]
+            pub async fn delete_one(
+                State(s): St,
+                Extension(caller): Extension<Caller>,
+                Path(id): Path<String>,
+            ) -> ApiResult<StatusCode> {
+                delete(&s, $kind, &id, &caller.0).await?;
+                Ok(StatusCode::NO_CONTENT)
+            }
+
+            pub fn routes() -> axum::Router<Arc<Sluice>> {
+                use axum::routing::get;
+                axum::Router::new()
+                    .route(
+                        $collection,
+                        get(list_all).post(create_one),
+                    )
+                    .route(
+                        $item,
+                        get(get_one).put(update_one).delete(delete_one),
+                    )
+            }
+        }
+    };
+}
+
+crud!(
+    connections,
+    Kind::Connection,
+    "connections",
+    "/connections",
+    "/connections/{id}"
+);
+crud!(
+    exports,
+    Kind::Export,
+    "exports",
+    "/exports",
+    "/exports/{id}"
+);
+crud!(
+    imports,
+    Kind::Import,
+    "imports",
+    "/imports",
+    "/imports/{id}"
+);
+crud!(
+    integrations,
+    Kind::Integration,
+    "integrations",
+    "/integrations",
+    "/integrations/{id}"
+);

@@ -1,0 +1,182 @@
+//! CRUD for connections, exports, imports and integrations; secrets never shown.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn connection_secrets_are_masked_everywhere_and_kept_on_update() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+
+    let mut texts = Vec::new();
+    let one = api.get("/connections/conn1").await;
+    assert_eq!(one.status, 200);
+    assert_eq!(
+        one.json["http"]["auth"]["token"]["token"],
+        sluice_model::MASK
+    );
+    texts.push(one.text.clone());
+    texts.push(api.get("/connections").await.text);
+
+    // sending back what was shown keeps the stored secret
+    let mut shown = one.json.clone();
+    shown["name"] = json!("renamed");
+    let r = api.put("/connections/conn1", shown).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["name"], "renamed");
+    texts.push(r.text.clone());
+    let stored = api.runtime.sluice().connection("conn1").await.unwrap();
+    assert_eq!(
+        stored
+            .http
+            .as_ref()
+            .unwrap()
+            .auth
+            .as_ref()
+            .unwrap()
+            .token
+            .as_ref()
+            .unwrap()
+            .token,
+        SECRET
+    );
+
+    // a new secret replaces it, and the audit shows neither
+    let r = api
+        .put(
+            "/connections/conn1",
+            json!({"http": {"baseURI": t.url, "auth": {"type": "token", "token": {"token": "other-SECRET-77"}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    texts.push(r.text.clone());
+    let stored = api.runtime.sluice().connection("conn1").await.unwrap();
+    assert_eq!(
+        stored.http.unwrap().auth.unwrap().token.unwrap().token,
+        "other-SECRET-77"
+    );
+    let audit = api
+        .runtime
+        .sluice()
+        .store
+        .list_audit("conn1")
+        .await
+        .unwrap();
+    assert_eq!(audit.len(), 3);
+    assert_eq!(
+        audit[2].changes["http"]["newValue"]["auth"]["token"]["token"],
+        sluice_model::MASK
+    );
+    texts.push(serde_json::to_string(&audit).unwrap());
+    texts.push(api.get("/flows/f1/template").await.text);
+
+    for text in texts {
+        assert!(!text.contains(SECRET), "{text}");
+        assert!(!text.contains("other-SECRET-77"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn masked_secret_without_stored_value_is_refused() {
+    let api = Api::start().await;
+    let r = api
+        .post(
+            "/connections",
+            json!({"type": "http", "http": {"baseURI": "http://127.0.0.1:9",
+                   "auth": {"type": "basic", "basic": {"username": "u", "password": sluice_model::MASK}}}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().0, "validation_error");
+}
+
+#[tokio::test]
+async fn references_are_checked_and_used_definitions_are_not_deleted() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+
+    let r = api
+        .post(
+            "/imports",
+            json!({"type": "http", "_connectionId": "nope", "http": {"relativeURI": "/x"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("_connectionId"));
+    assert_eq!(r.error().2, "Connection not found: nope");
+
+    let r = api.delete("/connections/conn1").await;
+    assert_eq!(r.status, 409);
+    assert!(r.error().2.contains("imp1"), "{}", r.text);
+    let r = api.delete("/imports/imp1").await;
+    assert_eq!(r.status, 409);
+
+    assert_eq!(api.delete("/flows/f1").await.status, 204);
+    assert_eq!(api.delete("/imports/imp1").await.status, 204);
+    assert_eq!(api.delete("/exports/exp1").await.status, 204);
+    assert_eq!(api.delete("/connections/conn1").await.status, 204);
+    assert_eq!(api.get("/connections/conn1").await.status, 404);
+    assert_eq!(api.get("/imports").await.json, json!([]));
+}
+
+#[tokio::test]
+async fn exports_and_imports_update_by_merge_and_validate() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api.put("/exports/exp1", json!({"pageSize": 5})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["pageSize"], 5);
+    assert_eq!(r.json["type"], "webhook");
+    let r = api.put("/exports/exp1", json!({"pageSize": 0})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("pageSize"));
+    let r = api
+        .put(
+            "/imports/imp1",
+            json!({"http": {"relativeURI": "/items/{{record.id"}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("http.relativeURI"));
+    let r = api.put("/imports/imp1", json!({"_id": "other"})).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("_id"));
+}
+
+#[tokio::test]
+async fn integrations_are_free_form() {
+    let api = Api::start().await;
+    let r = api
+        .post(
+            "/integrations",
+            json!({"name": "ERP sync", "description": "nightly"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let id = r.json["_id"].as_str().unwrap().to_string();
+    let r = api
+        .put(&format!("/integrations/{id}"), json!({"name": "ERP"}))
+        .await;
+    assert_eq!(r.json["name"], "ERP");
+    assert_eq!(r.json["description"], "nightly");
+    let r = api
+        .post("/integrations", json!({"name": "x", "owner": "me"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("owner"));
+    assert_eq!(
+        api.get("/integrations")
+            .await
+            .json
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(api.delete(&format!("/integrations/{id}")).await.status, 204);
+    assert_eq!(api.get(&format!("/integrations/{id}")).await.status, 404);
+}

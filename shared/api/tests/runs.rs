@@ -1,0 +1,217 @@
+//! Runs through the whole local pipeline, jobs and their errors, the watermark.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn run_delivers_records_and_jobs_latest_shows_the_job() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+
+    let r = api
+        .post(
+            "/flows/f1/run",
+            json!({"records": [{"id": 1}, {"id": 2}, {"id": 3}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let job_id = r.json["_jobId"].as_str().unwrap().to_string();
+    assert!(r.json["flowExecutionGroupId"].is_string(), "{}", r.text);
+
+    let job = api
+        .runtime
+        .wait_for_job(&job_id, Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.num_success, 3);
+    assert_eq!(t.received.lock().unwrap().len(), 3);
+
+    let latest = api.get("/flows/f1/jobs/latest").await;
+    assert_eq!(latest.status, 200);
+    let jobs = latest.json.as_array().unwrap();
+    assert_eq!(jobs[0]["_id"], json!(job_id));
+    assert_eq!(jobs[0]["status"], "completed");
+    assert_eq!(jobs[0]["numSuccess"], 3);
+    assert_eq!(jobs[0]["numError"], 0);
+    assert!(jobs[0]["startedAt"].is_string());
+    assert!(jobs[0]["endedAt"].is_string());
+
+    let one = api.get(&format!("/jobs/{job_id}")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json["_flowId"], "f1");
+    let errors = api.get(&format!("/jobs/{job_id}/errors")).await;
+    assert_eq!(errors.json, json!([]));
+    assert_eq!(api.get("/jobs/nope").await.status, 404);
+    assert_eq!(api.get("/flows/nope/jobs/latest").await.status, 404);
+}
+
+#[tokio::test]
+async fn second_manual_run_while_running_is_409() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    // Someone holds the run lock (a run in progress elsewhere).
+    let s = api.runtime.sluice();
+    assert!(s
+        .store
+        .acquire_lock(
+            "f1",
+            "other-run",
+            chrono::Utc::now(),
+            Duration::from_secs(600)
+        )
+        .await
+        .unwrap());
+    let r = api
+        .post("/flows/f1/run", json!({"records": [{"id": 1}]}))
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(r.error().0, "conflict");
+    assert_eq!(r.error().2, "Flow is currently running");
+    s.store.release_lock("f1", "other-run").await.unwrap();
+    let r = api
+        .post("/flows/f1/run", json!({"records": [{"id": 1}]}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+}
+
+#[tokio::test]
+async fn run_with_export_ids_and_date_range() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api
+        .post(
+            "/flows/f1/run",
+            json!({"_exportIds": ["exp1"], "startDate": "2026-01-01T00:00:00Z",
+                   "endDate": "2026-01-02T00:00:00Z", "records": [{"id": 7}]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["_exportId"], "exp1");
+    let job_id = r.json["_jobId"].as_str().unwrap();
+    let job = api
+        .runtime
+        .wait_for_job(job_id, Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.num_success, 1);
+
+    let r = api
+        .post("/flows/f1/run", json!({"_exportIds": ["exp-other"]}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("_exportIds[0]"));
+    let r = api
+        .post("/flows/f1/run", json!({"startDate": "yesterday"}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("startDate"));
+    let r = api.post("/flows/nope/run", json!({})).await;
+    assert_eq!(r.status, 404);
+}
+
+#[tokio::test]
+async fn failed_records_are_listed_and_retried() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    // Import to a path the target does not serve: every record fails with 404.
+    let r = api
+        .put(
+            "/imports/imp1",
+            json!({"http": {"method": "POST", "relativeURI": "/missing"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api
+        .post("/flows/f1/run", json!({"records": [{"id": 1}, {"id": 2}]}))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let job_id = r.json["_jobId"].as_str().unwrap().to_string();
+    let job = api
+        .runtime
+        .wait_for_job(&job_id, Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.num_error, 2);
+    let errors = api.get(&format!("/jobs/{job_id}/errors")).await;
+    let list = errors.json.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{}", errors.text);
+    assert!(!errors.text.contains(SECRET), "{}", errors.text);
+
+    // fix the import, retry one named error
+    api.put(
+        "/imports/imp1",
+        json!({"http": {"method": "POST", "relativeURI": "/items"}}),
+    )
+    .await;
+    let first = list[0]["_id"].as_str().unwrap();
+    let r = api
+        .post(
+            &format!("/jobs/{job_id}/retry"),
+            json!({"errorIds": [first]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let retry_job = r.json["_jobId"].as_str().unwrap();
+    let job = api
+        .runtime
+        .wait_for_job(retry_job, Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(job.num_success, 1);
+    assert_eq!(t.received.lock().unwrap().len(), 1);
+    let r = api
+        .post(&format!("/jobs/{job_id}/retry"), json!({"bogus": 1}))
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error().1.as_deref(), Some("bogus"));
+}
+
+#[tokio::test]
+async fn last_export_date_time_reads_the_watermark() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api.get("/flows/f1/lastExportDateTime").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json, json!({"lastExportDateTime": null}));
+    let key = sluice_core::stages::trigger::http_export::watermark_key("f1");
+    api.runtime
+        .sluice()
+        .store
+        .put_state(&key, &json!("2026-03-04T05:06:07Z"))
+        .await
+        .unwrap();
+    let r = api.get("/flows/f1/lastExportDateTime").await;
+    assert_eq!(
+        r.json,
+        json!({"lastExportDateTime": "2026-03-04T05:06:07Z"})
+    );
+    assert_eq!(api.get("/flows/nope/lastExportDateTime").await.status, 404);
+}
+
+#[tokio::test]
+async fn manual_runs_are_audited_with_the_caller() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let r = api
+        .send(
+            reqwest::Method::POST,
+            "/flows/f1/run",
+            Some("k-bob"),
+            Some(br#"{"records": [{"id": 1}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let audit = api.get("/flows/f1/audit").await;
+    let last = audit.json.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["action"], "run");
+    assert_eq!(last["actor"], "bob");
+    assert_eq!(last["changes"]["_jobId"], r.json["_jobId"]);
+}

@@ -1,0 +1,4 @@
+pub mod dev;
+pub mod run;
+pub mod sink;
+pub mod validate;

@@ -1,0 +1,135 @@
+//! The `sluice` binary as a user runs it.
+
+use serde_json::json;
+use std::process::Command;
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+fn write(dir: &std::path::Path, name: &str, v: &serde_json::Value) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_string_pretty(v).unwrap()).unwrap();
+    p
+}
+
+#[test]
+fn validate_accepts_the_example_bundle() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/orders/bundle.json"
+    );
+    let out = sluice().args(["validate", example]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ok: 2 connections, 1 exports, 2 imports, 1 flows"
+    );
+}
+
+#[test]
+fn validate_names_each_bad_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &json!({
+            "connections": [{"_id": "c", "type": "http", "http": {"baseURI": "ftp://x"}}],
+            "exports": [{"_id": "e", "type": "webhook", "pageSize": 0}],
+            "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{#if}}"}, "evaluator": "response.status ==="}],
+            "flows": [{"_id": "f", "schedule": "61 * * * *", "timezone": "Mars/Base", "pageGenerators": [{"_exportId": "exp123"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+        }),
+    );
+    let out = sluice().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "connections[0].http.baseURI: scheme must be http or https",
+        "exports[0].pageSize: must be between 1 and",
+        "imports[0].http.relativeURI: Invalid template",
+        "imports[0].evaluator: Invalid condition",
+        "flows[0].schedule: Invalid cron expression",
+        "flows[0].timezone: Unknown time zone 'Mars/Base'",
+        "flows[0].pageGenerators[0]._exportId: Export not found: exp123",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn syntax_errors_and_unknown_fields_say_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("broken.json");
+    std::fs::write(&p, "{\n  \"flows\": [\n    {\"_id\": \"f\",}\n  ]\n}").unwrap();
+    let out = sluice().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("line 3"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let typo = write(
+        dir.path(),
+        "typo.json",
+        &json!({"flows": [{"_id": "f", "shedule": "* * * * *", "pageGenerators": []}]}),
+    );
+    let out = sluice().arg("validate").arg(&typo).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("flows[0]") && err.contains("unknown field `shedule`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_prints_a_summary_and_exits_by_status() {
+    // A flow without page processors: records are read and counted; the filter ignores some.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write(
+        dir.path(),
+        "b.json",
+        &json!({
+            "exports": [{"_id": "e", "type": "webhook", "pageSize": 3, "filter": {"expression": "record.keep == 'yes'"}}],
+            "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}]}]
+        }),
+    );
+    let records = dir.path().join("r.csv");
+    std::fs::write(&records, "id,keep\n1,yes\n2,no\n3,yes\n4,yes\n").unwrap();
+    let out = sluice()
+        .arg("run")
+        .arg(&bundle)
+        .arg("--records")
+        .arg(&records)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("status completed"), "{stdout}");
+    assert!(
+        stdout.contains("records 4: success 3, error 0, ignored 1"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pages 2"), "{stdout}");
+
+    let out = sluice()
+        .arg("run")
+        .arg(&bundle)
+        .arg("--flow")
+        .arg("nope")
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no flow 'nope'"));
+}

@@ -1,0 +1,84 @@
+//! Property tests: whatever users or sources throw at the parsers, templates and conditions,
+//! Sluice answers with a value or a clear error, never a panic.
+
+use futures::StreamExt;
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use sluice_core::conditions::ConditionCache;
+use sluice_core::stages::translate::TemplateCache;
+use sluice_core::stages::trigger::readers::stream_bytes;
+use sluice_model::{Bundle, FileFormat, FileType, Flow};
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(|f| json!(f)),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn flow_json_parses_or_explains(doc in json_value(), schedule in ".{0,30}", tz in ".{0,20}") {
+        // Arbitrary documents, and real flows with arbitrary schedules and zones.
+        let _ = serde_json::from_value::<Bundle>(doc.clone()).map(|b| b.validate());
+        let _ = serde_json::from_value::<Flow>(doc).map(|f| f.validate());
+        let flow: Flow = serde_json::from_value(json!({"_id": "f", "schedule": schedule, "timezone": tz, "pageGenerators": [{"_exportId": "e"}]})).unwrap();
+        if let Err(e) = flow.validate() {
+            prop_assert!(e.0.iter().all(|fe| !fe.field.is_empty() && !fe.message.is_empty()));
+        }
+    }
+
+    #[test]
+    fn templates_render_or_explain(template in ".{0,60}", record in json_value()) {
+        let cache = TemplateCache::default();
+        match cache.render_value(&template, &json!({"record": record})) {
+            Ok(_) => {}
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+    }
+
+    #[test]
+    fn json_helper_output_is_always_the_value(record in json_value()) {
+        let cache = TemplateCache::default();
+        let out = cache.render_value("{\"v\": {{json record}}}", &json!({"record": record})).unwrap();
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        prop_assert_eq!(&parsed["v"], &record);
+    }
+
+    #[test]
+    fn conditions_evaluate_or_explain(expr in ".{0,40}", record in json_value()) {
+        let c = ConditionCache::default();
+        match c.check(&expr, &[("record", &record)]) {
+            Ok(_) => {}
+            Err(e) => prop_assert!(!e.is_empty()),
+        }
+    }
+
+    #[test]
+    fn readers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), kind in 0u8..3) {
+        let kind = [FileType::Json, FileType::Ndjson, FileType::Csv][kind as usize];
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let items: Vec<_> = rt.block_on(async { stream_bytes(bytes, &FileFormat { kind, csv: None }).collect().await });
+        // An error, if any, is the last item and says where.
+        for (i, item) in items.iter().enumerate() {
+            if let Err(e) = item {
+                prop_assert_eq!(i, items.len() - 1);
+                prop_assert!(!e.at.is_empty());
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Faults and limits: dead letters, limits shared across concurrent runs, callbacks.
+
+use serde_json::json;
+use sluice_core::ports::Kind;
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_e2e::*;
+use sluice_model::JobStatus;
+use std::time::Duration;
+
+#[tokio::test]
+async fn a_page_that_fails_every_attempt_becomes_dead_letter_errors() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    // The connection disappears after the flow was saved: translate cannot load it, the
+    // runtime redelivers the page, then dead-letters it.
+    h.sluice()
+        .store
+        .delete_definition(Kind::Connection, "conn")
+        .await
+        .unwrap();
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(job.status, JobStatus::CompletedWithErrors);
+    assert_eq!((job.num_success, job.num_error), (0, 3));
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.len(), 3);
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.code == "dead_letter" && e.message.contains("Connection not found: conn")),
+        "{:?}",
+        errors[0]
+    );
+    assert!(server.received().is_empty());
+    // Once the connection is back, the errors can be retried.
+    h.sluice()
+        .store
+        .put_definition(
+            Kind::Connection,
+            "conn",
+            &json!({"_id": "conn", "type": "http", "http": {"baseURI": server.base_url}}),
+        )
+        .await
+        .unwrap();
+    let retry = sluice_core::stages::trigger::retry_errors(&h.sluice(), &job.id, None)
+        .await
+        .unwrap();
+    let again = h.wait(&retry.job_id).await;
+    assert_eq!(again.num_success, 3);
+    assert_eq!(server.received().len(), 3);
+}
+
+#[tokio::test]
+async fn concurrency_is_shared_by_concurrent_runs_of_one_connection() {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: Duration::from_millis(80),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&server.base_url, json!({}), json!({"concurrencyLevel": 3}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
+    h.load(bundle).await;
+    let s = h.sluice();
+    let a = start_run(
+        &s,
+        "f",
+        RunRequest {
+            records: Some(orders(15)),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let b = start_run(
+        &s,
+        "f2",
+        RunRequest {
+            records: Some(orders(15)),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (ja, jb) = (h.wait(&a.job_id).await, h.wait(&b.job_id).await);
+    assert_eq!((ja.num_success, jb.num_success), (15, 15));
+    assert!(
+        server.max_in_flight() <= 3,
+        "{} in flight at once",
+        server.max_in_flight()
+    );
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_requests_at_the_server() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"rateLimit": {"requestsPerSecond": 20, "burst": 1}}),
+    ))
+    .await;
+    let job = h.run("f", orders(6)).await;
+    assert_eq!(job.num_success, 6);
+    let got = server.received();
+    let span = got.last().unwrap().at.duration_since(got[0].at);
+    // 6 requests at 20/s with a burst of 1: at least 5 gaps of 50 ms.
+    assert!(
+        span >= Duration::from_millis(240),
+        "requests spanned only {span:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_process_callbacks_and_notifications_are_posted() {
+    let hooks = TestServer::always(200, json!({})).await;
+    let target = TestServer::always(201, json!({"id": "x"})).await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(
+        &target.base_url,
+        json!({}),
+        json!({"http": {"headers": [{"name": "Authorization", "value": "Bearer hidden"}]}}),
+    );
+    bundle["flows"][0]["afterProcess"] = json!([{"url": format!("{}/done", hooks.base_url)}]);
+    bundle["flows"][0]["notifyRequest"] = json!({"url": format!("{}/req", hooks.base_url)});
+    bundle["flows"][0]["notifyResponse"] = json!({"url": format!("{}/resp", hooks.base_url)});
+    h.load(bundle).await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!(job.num_success, 2);
+    let got = hooks.received();
+    let done: Vec<_> = got.iter().filter(|r| r.path == "/done").collect();
+    assert_eq!(done.len(), 1, "one after-process call per run");
+    assert_eq!(done[0].json()["_id"], job.id);
+    assert_eq!(done[0].json()["numSuccess"], 2);
+    let reqs: Vec<_> = got.iter().filter(|r| r.path == "/req").collect();
+    assert_eq!(reqs.len(), 2);
+    assert!(
+        !reqs[0].body.contains("Bearer hidden"),
+        "credentials masked in notifications"
+    );
+    assert_eq!(got.iter().filter(|r| r.path == "/resp").count(), 2);
+}

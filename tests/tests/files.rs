@@ -1,0 +1,162 @@
+//! File imports: CSV written to a real OpenSSH sshd on loopback, and to S3 (blobs).
+
+use serde_json::{json, Value};
+use sluice_e2e::*;
+use sluice_model::JobStatus;
+
+fn sftp_bundle(ssh: &SshServer, dir: &str, extra_import: Value, host_key: String) -> Value {
+    let mut imp = json!({
+        "_id": "out", "_connectionId": "sftp", "type": "sftp",
+        "sftp": {"directoryPath": dir, "fileName": "orders-{{page.index}}.csv"},
+        "file": {"type": "csv", "csv": {"columns": ["name", "qty"]}}
+    });
+    merge(&mut imp, extra_import);
+    json!({
+        "connections": [{"_id": "sftp", "type": "sftp", "sftp": {"host": "127.0.0.1", "port": ssh.port, "username": ssh.user, "privateKey": ssh.private_key_pem(), "hostKey": host_key}}],
+        "exports": [{"_id": "exp", "type": "webhook", "pageSize": 100}],
+        "imports": [imp],
+        "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
+    })
+}
+
+#[tokio::test]
+async fn csv_lands_on_sftp_under_its_final_name() {
+    let ssh = SshServer::start().expect("sshd starts");
+    let dir = ssh.root().join("out/nested");
+    let h = Harness::new();
+    h.load(sftp_bundle(
+        &ssh,
+        dir.to_str().unwrap(),
+        json!({}),
+        ssh.host_key_line(),
+    ))
+    .await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(
+        job.status,
+        JobStatus::Completed,
+        "{:?}",
+        h.errors(&job.id).await
+    );
+    assert_eq!(job.num_success, 3);
+    let written = std::fs::read_to_string(dir.join("orders-0.csv")).unwrap();
+    assert_eq!(written, "name,qty\norder 0,0\norder 1,1\norder 2,2\n");
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files left: {leftovers:?}"
+    );
+}
+
+#[tokio::test]
+async fn overwrite_policies_skip_fail_and_overwrite() {
+    let ssh = SshServer::start().unwrap();
+    let dir = ssh.root().join("p");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (policy, expect_status, old_kept) in [
+        ("skip", "ignored", true),
+        ("fail", "error", true),
+        ("overwrite", "success", false),
+    ] {
+        std::fs::write(dir.join("orders-0.csv"), "old\n").unwrap();
+        let h = Harness::new();
+        h.load(sftp_bundle(
+            &ssh,
+            dir.to_str().unwrap(),
+            json!({"sftp": {"overwrite": policy}}),
+            ssh.host_key_line(),
+        ))
+        .await;
+        let job = h.run("f", orders(2)).await;
+        assert_counts(&job, 2);
+        let (s, e, i) = (job.num_success, job.num_error, job.num_ignore);
+        match expect_status {
+            "ignored" => assert_eq!((s, e, i), (0, 0, 2), "{policy}"),
+            "error" => {
+                assert_eq!((s, e, i), (0, 2, 0), "{policy}");
+                assert_eq!(h.errors(&job.id).await[0].code, "file_exists");
+            }
+            _ => assert_eq!((s, e, i), (2, 0, 0), "{policy}"),
+        }
+        let now = std::fs::read_to_string(dir.join("orders-0.csv")).unwrap();
+        assert_eq!(now == "old\n", old_kept, "{policy}: {now}");
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_host_key_is_refused_and_nothing_is_written() {
+    let ssh = SshServer::start().unwrap();
+    let dir = ssh.root().join("never");
+    let h = Harness::new();
+    h.load(sftp_bundle(
+        &ssh,
+        dir.to_str().unwrap(),
+        json!({}),
+        ssh.other_key_line(),
+    ))
+    .await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 2));
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors[0].code, "host_key_mismatch");
+    assert!(
+        errors[0].message.contains("not the pinned key"),
+        "{}",
+        errors[0].message
+    );
+    assert!(!dir.exists(), "nothing written to an unverified server");
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_gives_sftp_errors() {
+    let mut ssh = SshServer::start().unwrap();
+    let bundle = sftp_bundle(
+        &ssh,
+        ssh.root().to_str().unwrap(),
+        json!({}),
+        ssh.host_key_line(),
+    );
+    ssh.stop();
+    let h = Harness::new();
+    h.load(bundle).await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 2));
+    let e = &h.errors(&job.id).await[0];
+    assert_eq!(e.code, "sftp_error");
+    assert!(
+        e.message.contains("cannot connect") && e.message.contains("2 attempts"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn files_go_to_s3_through_the_blobs_port() {
+    let h = Harness::new();
+    h.load(json!({
+        "connections": [{"_id": "s3", "type": "s3", "s3": {"bucket": "exports", "prefix": "daily"}}],
+        "exports": [{"_id": "exp", "type": "webhook"}],
+        "imports": [{"_id": "out", "_connectionId": "s3", "type": "s3", "s3": {"directoryPath": "orders", "fileName": "{{flow._id}}-{{page.index}}.ndjson"}, "file": {"type": "ndjson"}}],
+        "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
+    }))
+    .await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!(job.num_success, 2, "{:?}", h.errors(&job.id).await);
+    let body = h
+        .sluice()
+        .blobs
+        .get("exports", "daily/orders/f-0.ndjson")
+        .await
+        .unwrap()
+        .expect("object written");
+    let lines: Vec<Value> = String::from_utf8(body.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, orders(2));
+}

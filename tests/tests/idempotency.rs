@@ -1,0 +1,120 @@
+//! At-least-once hand-offs: a redelivered page is never sent twice, and never counted twice.
+
+use serde_json::json;
+use sluice_core::ports::Kind;
+use sluice_core::Stage;
+use sluice_e2e::*;
+use sluice_model::{Exchange, Job, Page, PageRecord, RenderedRequest, StageMessage};
+
+#[tokio::test]
+async fn a_redelivered_page_reuses_the_recorded_reply() {
+    let server = TestServer::start(|n, _| Answer::json(201, json!({"id": format!("x{n}")}))).await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({"responseMapping": {"fields": [{"extract": "id", "generate": "id"}]}}),
+        json!({}),
+    ))
+    .await;
+    let s = h.sluice();
+    let mut job = Job::new("j1".into(), "f".into(), "manual", chrono::Utc::now());
+    job.paging_done = true;
+    job.num_pages = 1;
+    s.store.create_job(&job).await.unwrap();
+    let record = |k: &str| {
+        let mut r = PageRecord::new(k.into(), json!({"name": k}));
+        r.exchange = Some(Exchange {
+            request: RenderedRequest {
+                method: "POST".into(),
+                url: format!("{}/orders", server.base_url),
+                headers: vec![],
+                body: Some("{}".into()),
+            },
+            reply: None,
+        });
+        r
+    };
+    let page = Page {
+        job_id: "j1".into(),
+        flow_id: "f".into(),
+        page_id: "g0-p000000".into(),
+        page_index: 0,
+        processor_index: 0,
+        records: vec![record("a"), record("b")],
+        batch: None,
+        file: None,
+        records_ref: None,
+        trace_id: String::new(),
+    };
+    // The deliver stage handles the same page three times (a queue redelivering it).
+    for _ in 0..3 {
+        s.handle(Stage::Deliver, StageMessage::Page(page.clone()))
+            .await
+            .unwrap();
+    }
+    h.runtime
+        .wait_idle(std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(server.received().len(), 2, "each record sent once");
+    let job = s.store.get_job("j1").await.unwrap().unwrap();
+    assert_eq!(
+        (job.num_success, job.num_error),
+        (2, 0),
+        "counted once: {job:?}"
+    );
+    assert!(job.status.is_finished());
+    let _ = Kind::Flow;
+}
+
+#[tokio::test]
+async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let s = h.sluice();
+    let mut job = Job::new("j2".into(), "f".into(), "manual", chrono::Utc::now());
+    job.paging_done = true;
+    job.num_pages = 1;
+    s.store.create_job(&job).await.unwrap();
+    // A process claimed the record and died before recording the reply.
+    s.store
+        .ledger_claim("deliver:j2:g0-p000000:0:r1", chrono::Utc::now())
+        .await
+        .unwrap();
+    let mut r = PageRecord::new("r1".into(), json!({}));
+    r.exchange = Some(Exchange {
+        request: RenderedRequest {
+            method: "POST".into(),
+            url: format!("{}/orders", server.base_url),
+            headers: vec![],
+            body: None,
+        },
+        reply: None,
+    });
+    let page = Page {
+        job_id: "j2".into(),
+        flow_id: "f".into(),
+        page_id: "g0-p000000".into(),
+        page_index: 0,
+        processor_index: 0,
+        records: vec![r],
+        batch: None,
+        file: None,
+        records_ref: None,
+        trace_id: String::new(),
+    };
+    s.handle(Stage::Deliver, StageMessage::Page(page))
+        .await
+        .unwrap();
+    h.runtime
+        .wait_idle(std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert!(server.received().is_empty(), "not sent again");
+    let errors = h.errors("j2").await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].code, "delivery_unknown");
+    assert_eq!(s.store.get_job("j2").await.unwrap().unwrap().num_error, 1);
+}

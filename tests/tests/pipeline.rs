@@ -1,0 +1,437 @@
+//! Whole flows through the local runtime against a real HTTP server on loopback.
+
+use serde_json::json;
+use sluice_e2e::*;
+use sluice_model::JobStatus;
+use std::time::Duration;
+
+#[tokio::test]
+async fn records_are_rendered_posted_mapped_and_judged() {
+    let server =
+        TestServer::start(|n, _| Answer::json(201, json!({"id": format!("ord-{n}")}))).await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({"responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}),
+        json!({}),
+    ))
+    .await;
+    let job = h.run("f", orders(25)).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(
+        (
+            job.num_success,
+            job.num_error,
+            job.num_ignore,
+            job.num_pages
+        ),
+        (25, 0, 0, 3)
+    );
+    assert_counts(&job, 25);
+    let got = server.received();
+    assert_eq!(got.len(), 25, "each record posted exactly once");
+    let mut names: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    assert!(names.contains(&"order 7".to_string()));
+    assert!(got.iter().all(|r| r.method == "POST"
+        && r.path == "/orders"
+        && r.headers["content-type"] == "application/json"));
+}
+
+#[tokio::test]
+async fn failures_become_readable_errors_and_counts_hold() {
+    // Every third record is refused with 422 (not retried); the rest succeed.
+    let server = TestServer::start(|_, r| {
+        let qty = r.json()["qty"].as_u64().unwrap_or(0);
+        if qty % 3 == 0 {
+            Answer::json(422, json!({"error": "bad qty"}))
+        } else {
+            Answer::json(200, json!({"ok": true}))
+        }
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({"filter": {"expression": "record.qty < 20"}}),
+        json!({}),
+    ))
+    .await;
+    let job = h.run("f", orders(30)).await;
+    assert_eq!(job.status, JobStatus::CompletedWithErrors);
+    // qty 0..19 sent (20), of which 0,3,..,18 (7) fail; 10 filtered out
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (13, 7, 10)
+    );
+    assert_counts(&job, 30);
+    assert_eq!(
+        server.received().len(),
+        20,
+        "filtered records are never sent"
+    );
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.len(), 7);
+    let e = &errors[0];
+    assert_eq!(e.code, "evaluator");
+    assert!(
+        e.message.contains("status 422") && e.message.contains("bad qty"),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.response.as_ref().unwrap()["status"], 422);
+    assert!(e.request.as_ref().unwrap()["body"]
+        .as_str()
+        .unwrap()
+        .contains("order"));
+}
+
+#[tokio::test]
+async fn retries_5xx_and_honours_retry_after_on_429() {
+    // Request 0: 500; request 1: 429 Retry-After 1; then 201.
+    let server = TestServer::start(|n, _| match n {
+        0 => Answer::json(500, json!({"e": "boom"})),
+        1 => Answer::json(429, json!({"e": "slow down"})).with_header("retry-after", "1"),
+        _ => Answer::json(201, json!({"id": "x"})),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"concurrencyLevel": 1}),
+    ))
+    .await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!((job.num_success, job.num_error), (1, 0), "{job:?}");
+    let got = server.received();
+    assert_eq!(got.len(), 3, "500 and 429 were retried");
+    let waited = got[2].at.duration_since(got[1].at);
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After: 1 honoured, waited {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn exhausted_retries_and_timeouts_are_errors_not_losses() {
+    let server = TestServer::start(|_, r| {
+        if r.json()["qty"] == 0 {
+            Answer::json(503, json!({"e": "down"}))
+        } else {
+            Answer::Slow {
+                delay: Duration::from_secs(3),
+                then: Box::new(Answer::json(200, json!({}))),
+            }
+        }
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({"http": {"requestTimeoutMs": 300, "retry": {"maxAttempts": 2, "baseDelayMs": 10, "maxDelayMs": 50}}}))).await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 2));
+    let errors = h.errors(&job.id).await;
+    let by_code: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    assert!(
+        by_code.contains(&"evaluator"),
+        "503 after retries is judged by the evaluator: {by_code:?}"
+    );
+    let timeout = errors
+        .iter()
+        .find(|e| e.code == "network")
+        .expect("a network error");
+    assert!(
+        timeout.message.contains("timed out after 300 ms")
+            && timeout.message.contains("2 attempts"),
+        "{}",
+        timeout.message
+    );
+    assert_eq!(server.received().len(), 4, "each record tried twice");
+}
+
+#[tokio::test]
+async fn dropped_connections_are_retried() {
+    let server = TestServer::start(|n, _| {
+        if n == 0 {
+            Answer::Drop
+        } else {
+            Answer::json(200, json!({}))
+        }
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(
+        (job.num_success, job.num_error),
+        (1, 0),
+        "{:?}",
+        h.errors(&job.id).await
+    );
+    assert_eq!(server.received().len(), 2);
+}
+
+#[tokio::test]
+async fn auth_kinds_reach_the_server() {
+    let server = TestServer::always(200, json!({})).await;
+    let cases = [
+        (
+            json!({"type": "basic", "basic": {"username": "u", "password": "secret:pw"}}),
+            "authorization",
+            "Basic dTpwLXc=",
+        ),
+        (
+            json!({"type": "token", "token": {"token": "secret:tok"}}),
+            "authorization",
+            "Bearer t0k",
+        ),
+        (
+            json!({"type": "apikey", "apikey": {"in": "header", "name": "X-Api-Key", "value": "k1"}}),
+            "x-api-key",
+            "k1",
+        ),
+    ];
+    for (auth, header, expected) in cases {
+        let h = Harness::with_secrets(&[("pw", "p-w"), ("tok", "t0k")]);
+        h.load(http_bundle(
+            &server.base_url,
+            json!({}),
+            json!({"http": {"auth": auth}}),
+        ))
+        .await;
+        let before = server.received().len();
+        let job = h.run("f", orders(1)).await;
+        assert_eq!(job.num_success, 1, "{:?}", h.errors(&job.id).await);
+        let got = &server.received()[before];
+        assert_eq!(got.headers.get(header).map(String::as_str), Some(expected));
+    }
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({"http": {"auth": {"type": "apikey", "apikey": {"in": "query", "name": "key", "value": "q1"}}}}))).await;
+    let before = server.received().len();
+    h.run("f", orders(1)).await;
+    assert_eq!(server.received()[before].query, "key=q1");
+}
+
+#[tokio::test]
+async fn oauth2_token_is_fetched_once_and_cached() {
+    let server = TestServer::start(|_, r| {
+        if r.path == "/token" {
+            assert_eq!(r.headers["authorization"], "Basic Y2lkOmNzZWNyZXQ=");
+            assert!(r.body.contains("grant_type=client_credentials"));
+            Answer::json(200, json!({"access_token": "tok-1", "expires_in": 3600}))
+        } else {
+            Answer::json(200, json!({}))
+        }
+    })
+    .await;
+    let h = Harness::new();
+    let token_uri = format!("{}/token", server.base_url);
+    h.load(http_bundle(&server.base_url, json!({}), json!({"http": {"auth": {"type": "oauth2", "oauth2": {"tokenURI": token_uri, "clientId": "cid", "clientSecret": "csecret"}}}}))).await;
+    let job = h.run("f", orders(12)).await;
+    assert_eq!(job.num_success, 12);
+    let got = server.received();
+    assert_eq!(
+        got.iter().filter(|r| r.path == "/token").count(),
+        1,
+        "one token for all requests"
+    );
+    assert!(got
+        .iter()
+        .filter(|r| r.path == "/orders")
+        .all(|r| r.headers["authorization"] == "Bearer tok-1"));
+}
+
+#[tokio::test]
+async fn concurrency_level_is_honoured() {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: Duration::from_millis(100),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"concurrencyLevel": 2}),
+    ))
+    .await;
+    let job = h.run("f", orders(12)).await;
+    assert_eq!(job.num_success, 12);
+    assert!(
+        server.max_in_flight() <= 2,
+        "max in flight {}",
+        server.max_in_flight()
+    );
+    assert!(server.max_in_flight() >= 1);
+}
+
+#[tokio::test]
+async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: Duration::from_millis(300),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let s = h.sluice();
+    use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+    let first = start_run(
+        &s,
+        "f",
+        RunRequest {
+            records: Some(orders(3)),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let second = start_run(&s, "f", RunRequest::default(), RunKind::Manual).await;
+    assert!(
+        matches!(second, Err(sluice_core::Error::Conflict(ref m)) if m == "Flow is currently running"),
+        "{second:?}"
+    );
+    let queued = start_run(&s, "f", RunRequest::default(), RunKind::Schedule)
+        .await
+        .unwrap();
+    assert!(queued.is_none(), "a scheduled run queues instead");
+    let job = h.wait(&first.job_id).await;
+    assert_eq!(job.num_success, 3);
+    // The queued run starts when the first finishes, and then the lock is free again.
+    h.runtime.wait_idle(Duration::from_secs(30)).await.unwrap();
+    let jobs = s.store.list_jobs("f", 10).await.unwrap();
+    assert_eq!(jobs.len(), 2, "the queued scheduled run ran");
+    assert!(jobs.iter().all(|j| j.status.is_finished()));
+    assert!(start_run(&s, "f", RunRequest::default(), RunKind::Manual)
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
+    let server = TestServer::start(|_, r| match r.path.as_str() {
+        p if p.starts_with("/customers/") => {
+            Answer::json(200, json!({"tier": format!("tier-{}", &p[11..])}))
+        }
+        _ => Answer::json(201, json!({"id": "o"})),
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({"http": {"body": "{\"name\": {{json record.name}}, \"tier\": {{json record.tier}}}"}}),
+        json!({}),
+    );
+    bundle["exports"].as_array_mut().unwrap().push(json!({"_id": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.qty}}"}}));
+    bundle["flows"][0]["pageProcessors"] = json!([
+        {"type": "export", "_exportId": "lookup", "responseMapping": {"fields": [{"extract": "tier", "generate": "tier"}]}},
+        {"type": "import", "_importId": "imp"}
+    ]);
+    bundle["flows"][0]["_runNextFlowIds"] = json!(["g"]);
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "g", "name": "next", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": []}));
+    h.load(bundle).await;
+    let job = h.run("f", orders(4)).await;
+    assert_eq!(job.num_success, 4, "{:?}", h.errors(&job.id).await);
+    let posts: Vec<_> = server
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/orders")
+        .collect();
+    assert_eq!(posts.len(), 4);
+    let mut tiers: Vec<String> = posts
+        .iter()
+        .map(|r| r.json()["tier"].as_str().unwrap().to_string())
+        .collect();
+    tiers.sort();
+    assert_eq!(tiers, vec!["tier-0", "tier-1", "tier-2", "tier-3"]);
+    let chained = h.sluice().store.list_jobs("g", 5).await.unwrap();
+    assert_eq!(chained.len(), 1, "g ran after f");
+    assert_eq!(chained[0].trigger, "chain");
+}
+
+#[tokio::test]
+async fn failed_records_can_be_retried_alone() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let server = TestServer::start(move |_, r| {
+        if r.json()["qty"] == 1 && !flag.load(Ordering::SeqCst) {
+            Answer::json(400, json!({"e": "no"}))
+        } else {
+            Answer::json(200, json!({}))
+        }
+    })
+    .await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!((job.num_success, job.num_error), (2, 1));
+    healthy.store(true, Ordering::SeqCst);
+    let retry = sluice_core::stages::trigger::retry_errors(&h.sluice(), &job.id, None)
+        .await
+        .unwrap();
+    let again = h.wait(&retry.job_id).await;
+    assert_eq!(
+        (again.num_success, again.num_error, again.trigger.as_str()),
+        (1, 0, "retry")
+    );
+    let posted: Vec<_> = server
+        .received()
+        .iter()
+        .map(|r| r.json()["qty"].clone())
+        .collect();
+    assert_eq!(
+        posted.len(),
+        4,
+        "only the failed record was sent again: {posted:?}"
+    );
+    assert!(h.errors(&job.id).await.iter().all(|e| e.resolved));
+}
+
+#[tokio::test]
+async fn requests_to_metadata_addresses_are_refused_without_connecting() {
+    let h = Harness::new();
+    h.load(http_bundle(
+        "http://169.254.169.254",
+        json!({}),
+        json!({"http": {"retry": {"maxAttempts": 1}}}),
+    ))
+    .await;
+    let job = h.run("f", orders(2)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 2));
+    let e = &h.errors(&job.id).await[0];
+    assert_eq!(e.code, "address_refused");
+    assert!(
+        e.message.contains("169.254.169.254") && e.message.contains("allowMetadataAddresses"),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn secrets_never_appear_in_stored_errors() {
+    let server = TestServer::always(500, json!({"e": "no"})).await;
+    let h = Harness::with_secrets(&[("tok", "s3cr3t-token")]);
+    h.load(http_bundle(&server.base_url, json!({}), json!({"http": {"retry": {"maxAttempts": 1}, "auth": {"type": "token", "token": {"token": "secret:tok"}}, "headers": [{"name": "X-Api-Key", "value": "k-plain-123"}]}}))).await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(job.num_error, 1);
+    let errors = serde_json::to_string(&h.errors(&job.id).await).unwrap();
+    assert!(
+        !errors.contains("s3cr3t-token") && !errors.contains("k-plain-123"),
+        "{errors}"
+    );
+    assert!(
+        server.received()[0].headers["authorization"] == "Bearer s3cr3t-token",
+        "the target did get the token"
+    );
+}

@@ -1,0 +1,337 @@
+//! Sources: S3 files (JSON array, NDJSON, CSV), DynamoDB stream changes, HTTP exports with
+//! paging and deltas, and the schedule tick.
+
+use bytes::Bytes;
+use chrono::{Duration as ChronoDuration, Utc};
+use serde_json::json;
+use sluice_core::stages::trigger::events::{on_s3_object, on_table_changes, TableChange};
+use sluice_core::stages::trigger::schedule::{reschedule, tick};
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_e2e::*;
+use sluice_model::{Flow, JobStatus};
+
+fn sink_flow(base: &str, export: serde_json::Value) -> serde_json::Value {
+    let mut b = http_bundle(
+        base,
+        json!({"http": {"body": "{{json record}}"}}),
+        json!({}),
+    );
+    b["exports"] = json!([export]);
+    b
+}
+
+#[tokio::test]
+async fn an_s3_object_starts_matching_flows_and_is_read_as_a_stream() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in", "prefix": "orders/", "suffix": ".csv"}, "pageSize": 2, "filter": {"expression": "record.qty != '9'"}}))).await;
+    let csv = "name,qty\na,1\nb,2\nc,9\nd,4\ne,5\n";
+    h.sluice()
+        .blobs
+        .put("in", "orders/today.csv", Bytes::from(csv))
+        .await
+        .unwrap();
+    assert!(
+        on_s3_object(&h.sluice(), "in", "other/today.csv")
+            .await
+            .unwrap()
+            .is_empty(),
+        "prefix must match"
+    );
+    assert!(
+        on_s3_object(&h.sluice(), "in", "orders/today.json")
+            .await
+            .unwrap()
+            .is_empty(),
+        "suffix must match"
+    );
+    let started = on_s3_object(&h.sluice(), "in", "orders/today.csv")
+        .await
+        .unwrap();
+    assert_eq!(started.len(), 1);
+    let job = h.wait(&started[0].job_id).await;
+    assert_eq!((job.num_success, job.num_ignore, job.num_pages), (4, 1, 3));
+    let names: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.json()["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 4);
+    assert!(!names.contains(&"c".to_string()));
+}
+
+#[tokio::test]
+async fn a_bad_file_fails_the_job_with_a_readable_error() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(sink_flow(
+        &server.base_url,
+        json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
+    ))
+    .await;
+    h.sluice()
+        .blobs
+        .put("in", "x.ndjson", Bytes::from("{\"a\":1}\n{oops\n"))
+        .await
+        .unwrap();
+    let started = on_s3_object(&h.sluice(), "in", "x.ndjson").await.unwrap();
+    let job = h.wait(&started[0].job_id).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(
+        job.message.as_deref().unwrap().contains("line 2"),
+        "{job:?}"
+    );
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.iter().filter(|e| e.code == "export").count(), 1);
+    assert_eq!(
+        job.num_success, 1,
+        "the record read before the bad line still went through"
+    );
+    // The lock was released: the flow can run again.
+    assert!(
+        start_run(&h.sluice(), "f", RunRequest::default(), RunKind::Manual)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn dynamodb_changes_run_flows_with_plain_records() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}))).await;
+    let image = |id: &str| {
+        sluice_core::stages::trigger::events::from_attribute_values(
+            &json!({"id": {"S": id}, "qty": {"N": "3"}}),
+        )
+    };
+    let changes = vec![
+        TableChange {
+            table_name: "orders".into(),
+            event_name: "INSERT".into(),
+            new_image: Some(image("a")),
+        },
+        TableChange {
+            table_name: "orders".into(),
+            event_name: "MODIFY".into(),
+            new_image: Some(image("b")),
+        },
+        TableChange {
+            table_name: "other".into(),
+            event_name: "INSERT".into(),
+            new_image: Some(image("c")),
+        },
+    ];
+    let started = on_table_changes(&h.sluice(), changes).await.unwrap();
+    let job = h.wait(&started[0].job_id).await;
+    assert_eq!(job.num_success, 1);
+    assert_eq!(server.received()[0].json(), json!({"id": "a", "qty": 3}));
+}
+
+#[tokio::test]
+async fn http_exports_page_and_use_the_delta_window() {
+    // The source API: 3 pages by page number, 2 records each, then an empty page.
+    let source = TestServer::start(|_, r| {
+        let page: u64 = r
+            .query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("page="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let items: Vec<_> = if page <= 3 {
+            (0..2)
+                .map(|i| json!({"id": format!("{page}-{i}")}))
+                .collect()
+        } else {
+            vec![]
+        };
+        Answer::json(200, json!({"data": {"items": items}}))
+    })
+    .await;
+    let sink = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    let mut bundle = sink_flow(
+        &sink.base_url,
+        json!({
+            "_id": "exp", "type": "http", "_connectionId": "src",
+            "http": {"relativeURI": "/items?page={{export.http.paging.page}}&since={{urlencode lastExportDateTime}}", "resourcePath": "data.items", "paging": {"method": "page"}}
+        }),
+    );
+    bundle["connections"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    h.load(bundle).await;
+    let start = Utc::now() - ChronoDuration::days(1);
+    let job = h
+        .run_with(
+            "f",
+            RunRequest {
+                start_date: Some(start),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(job.num_success, 6, "{:?}", h.errors(&job.id).await);
+    let asked = source.received();
+    assert_eq!(asked.len(), 4, "pages 1..3 and the empty page 4");
+    let since = url::form_urlencoded::parse(asked[0].query.as_bytes())
+        .find(|(k, _)| k == "since")
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(since, start.to_rfc3339());
+    // The watermark moved to the run's end: the next run starts there.
+    let wm = h
+        .sluice()
+        .store
+        .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
+            "f",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(wm.as_str().unwrap(), job.end_date.unwrap().to_rfc3339());
+}
+
+#[tokio::test]
+async fn a_wrong_resource_path_fails_instead_of_finding_nothing() {
+    let source = TestServer::always(200, json!({"results": [{"id": 1}]})).await;
+    let sink = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    let mut bundle = sink_flow(
+        &sink.base_url,
+        json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": {"relativeURI": "/items", "resourcePath": "data.items"}}),
+    );
+    bundle["connections"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    h.load(bundle).await;
+    let job = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(job.status, JobStatus::Failed);
+    assert!(
+        job.message.as_deref().unwrap().contains("selects nothing")
+            && job.message.as_deref().unwrap().contains("results"),
+        "{job:?}"
+    );
+    assert!(
+        h.sluice()
+            .store
+            .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
+                "f"
+            ))
+            .await
+            .unwrap()
+            .is_none(),
+        "no watermark after a failed run"
+    );
+}
+
+#[tokio::test]
+async fn the_tick_starts_due_flows_only() {
+    let sink = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&sink.base_url, json!({}), json!({}));
+    bundle["flows"][0]["schedule"] = json!("* * * * *");
+    h.load(bundle).await;
+    let s = h.sluice();
+    let flow: Flow = s.flow("f").await.unwrap();
+    reschedule(&s, &flow).await.unwrap();
+    assert!(
+        tick(&s).await.unwrap().is_empty(),
+        "not due before the next minute"
+    );
+    // Pretend the due time has come.
+    s.store
+        .set_next_run("f", Some(Utc::now() - ChronoDuration::seconds(1)))
+        .await
+        .unwrap();
+    let started = tick(&s).await.unwrap();
+    assert_eq!(started.len(), 1);
+    let job = h.wait(&started[0].job_id).await;
+    assert_eq!(
+        (job.trigger.as_str(), job.status),
+        ("schedule", JobStatus::Completed)
+    );
+    let next = s
+        .store
+        .due_flows(Utc::now() + ChronoDuration::minutes(2))
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1, "rescheduled for the next minute");
+    assert!(next[0].1 > Utc::now());
+}
+
+/// A source API with 5 records served 2 at a time, paged in the style given.
+async fn paged_source(style: &'static str) -> TestServer {
+    TestServer::start(move |_, r| {
+        let all: Vec<_> = (0..5).map(|i| json!({"id": i})).collect();
+        let param = |name: &str| url::form_urlencoded::parse(r.query.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.parse::<usize>().unwrap_or(0));
+        let from = match style {
+            "skip" => param("skip").unwrap_or(0),
+            _ => param("from").unwrap_or(0),
+        };
+        let items: Vec<_> = all.iter().skip(from).take(2).cloned().collect();
+        let next = from + 2;
+        let more = next < all.len();
+        match style {
+            "token" => Answer::json(200, json!({"items": items, "next": if more { json!(next.to_string()) } else { json!(null) }})),
+            "url" => Answer::json(200, json!({"items": items, "nextUrl": if more { json!(format!("/items?from={next}")) } else { json!(null) }})),
+            "link" => {
+                let a = Answer::json(200, json!({"items": items}));
+                if more { a.with_header("link", &format!("</items?from={next}>; rel=\"next\"")) } else { a }
+            }
+            _ => Answer::json(200, json!({"items": items})),
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn every_paging_method_reads_every_record_once() {
+    let cases = [
+        (
+            "skip",
+            json!({"relativeURI": "/items?skip={{export.http.paging.skip}}", "paging": {"method": "skip"}}),
+        ),
+        (
+            "token",
+            json!({"relativeURI": "/items", "paging": {"method": "token", "path": "next", "relativeURI": "/items?from={{export.http.paging.token}}"}}),
+        ),
+        (
+            "url",
+            json!({"relativeURI": "/items", "paging": {"method": "url", "path": "$.nextUrl"}}),
+        ),
+        (
+            "link",
+            json!({"relativeURI": "/items", "paging": {"method": "linkheader"}}),
+        ),
+    ];
+    for (style, http) in cases {
+        let source = paged_source(style).await;
+        let sink = TestServer::always(200, json!({})).await;
+        let h = Harness::new();
+        let mut http = http;
+        http["resourcePath"] = json!("items");
+        let mut bundle = sink_flow(
+            &sink.base_url,
+            json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": http}),
+        );
+        bundle["connections"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+        h.load(bundle).await;
+        let job = h.run_with("f", RunRequest::default()).await;
+        assert_eq!(job.num_success, 5, "{style}: {:?}", h.errors(&job.id).await);
+        let mut ids: Vec<i64> = sink
+            .received()
+            .iter()
+            .map(|r| r.json()["id"].as_i64().unwrap())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, vec![0, 1, 2, 3, 4], "{style}");
+    }
+}
