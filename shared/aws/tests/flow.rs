@@ -321,3 +321,34 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         "one object, one run"
     );
 }
+
+#[tokio::test]
+async fn the_eventbridge_tick_starts_due_flows_through_the_trigger_function() {
+    let Some(env) = common::env("the_eventbridge_tick_starts_due_flows").await else {
+        return;
+    };
+    let (base_uri, _seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
+    sluice.store.set_next_run("f1", Some(due)).await.unwrap();
+    // The event EventBridge sends for `rate(1 minute)`.
+    let tick = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-22T10:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": {}});
+    let answer = sluice_aws::trigger_handler(&sluice, tick).await.unwrap();
+    let started = answer["started"].as_array().expect("started runs listed");
+    assert_eq!(started.len(), 1, "{answer}");
+    let jobs = sluice.store.list_jobs("f1", 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].trigger, "schedule");
+    assert!(
+        sluice
+            .store
+            .due_flows(chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the flow's due time moved on"
+    );
+}
