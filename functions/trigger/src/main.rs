@@ -1,1 +1,21 @@
-fn main() {}
+//! The trigger function: run orders and S3 notifications from its SQS queue, direct S3 events,
+//! DynamoDB stream batches and the EventBridge minute tick, told apart by the event's shape.
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time() // CloudWatch stamps each line
+        .init();
+    // INIT: clients, caches and the TLS handshake, once per container.
+    let sluice = sluice_aws::build_sluice_from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        let sluice = sluice.clone();
+        async move { Ok::<_, Error>(sluice_aws::trigger_handler(&sluice, event.payload).await?) }
+    }))
+    .await
+}

@@ -1,1 +1,15 @@
+//! AWS adapters for Sluice's ports: DynamoDB store, SQS queues, S3 blobs, plus the Lambda
+//! handler glue and a harness that runs the handlers against moto like the deployed stack.
 
+pub mod blobs;
+pub mod config;
+pub mod harness;
+pub mod lambda;
+pub mod queue;
+pub mod store;
+
+pub use blobs::S3Blobs;
+pub use config::AwsSettings;
+pub use lambda::{build_sluice, build_sluice_from_env, sqs_stage_handler, trigger_handler};
+pub use queue::{decode_message, SqsQueue};
+pub use store::DynamoStore;

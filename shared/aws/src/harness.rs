@@ -1,0 +1,272 @@
+//! Runs the real stage handlers against moto the way the deployed stack runs them: it creates
+//! the template's queues (each with its dead-letter queue and redrive policy), table and
+//! bucket, then polls each queue like an event source mapping (batches of up to 10, delete
+//! what succeeded, leave failures for redelivery) and invokes the handler.
+//!
+//! Resource names come from the logical ids in [`crate::config`], the same ones
+//! infra/template.yaml declares (a test checks they agree).
+
+use crate::config::{
+    dead_letter_logical_id, queue_logical_id, s3_client, sdk_config, AwsSettings,
+    BUCKET_LOGICAL_ID, TABLE_LOGICAL_ID,
+};
+use crate::lambda::{build_sluice_with, sqs_stage_handler, trigger_handler};
+use crate::store::create_table;
+use anyhow::Context;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::QueueAttributeName;
+use sluice_core::{Sluice, Stage};
+use sluice_model::Job;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Redeliveries before a message moves to its dead-letter queue (as in the template).
+pub const MAX_RECEIVE_COUNT: u32 = 5;
+
+pub struct Harness {
+    pub sluice: Arc<Sluice>,
+    pub settings: AwsSettings,
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub dead_letter_urls: HashMap<Stage, String>,
+    /// Seconds a failed message stays invisible before it is redelivered.
+    pub visibility_timeout: u32,
+    /// Queue URL -> ARN (event source records carry the ARN).
+    arns: HashMap<String, String>,
+}
+
+/// What the harness created, by kind, as logical ids (compared with the template).
+#[derive(Debug, Default, PartialEq)]
+pub struct Created {
+    pub queues: HashSet<String>,
+    pub tables: HashSet<String>,
+    pub buckets: HashSet<String>,
+}
+
+impl Harness {
+    /// Creates every resource on the emulator at `endpoint` and builds a Sluice on them.
+    /// Loopback targets are allowed (test HTTP servers run there).
+    pub async fn create(endpoint: &str) -> anyhow::Result<Harness> {
+        let config = sdk_config(Some(endpoint)).await;
+        let sqs = aws_sdk_sqs::Client::new(&config);
+        let s3 = s3_client(&config, Some(endpoint));
+        let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+
+        let table = TABLE_LOGICAL_ID.to_string();
+        create_table(&dynamodb, &table).await?;
+        let bucket = BUCKET_LOGICAL_ID.to_ascii_lowercase();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .with_context(|| format!("creating bucket {bucket}"))?;
+
+        let mut queue_urls = HashMap::new();
+        let mut dead_letter_urls = HashMap::new();
+        let mut arns = HashMap::new();
+        let visibility_timeout = 1;
+        for stage in Stage::ALL {
+            let dlq = sqs
+                .create_queue()
+                .queue_name(dead_letter_logical_id(stage))
+                .send()
+                .await
+                .context("creating dead-letter queue")?;
+            let dlq_url = dlq.queue_url.context("no dead-letter queue url")?;
+            let dlq_arn = queue_arn(&sqs, &dlq_url).await?;
+            let redrive = serde_json::json!({
+                "deadLetterTargetArn": dlq_arn,
+                "maxReceiveCount": MAX_RECEIVE_COUNT,
+            });
+            let queue = sqs
+                .create_queue()
+                .queue_name(queue_logical_id(stage))
+                .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
+                .attributes(
+                    QueueAttributeName::VisibilityTimeout,
+                    visibility_timeout.to_string(),
+                )
+                .send()
+                .await
+                .context("creating stage queue")?;
+            let queue_url = queue.queue_url.context("no queue url")?;
+            arns.insert(queue_url.clone(), queue_arn(&sqs, &queue_url).await?);
+            arns.insert(dlq_url.clone(), dlq_arn);
+            queue_urls.insert(stage, queue_url);
+            dead_letter_urls.insert(stage, dlq_url);
+        }
+        let settings = AwsSettings {
+            table,
+            queue_urls,
+            system_bucket: bucket,
+            endpoint: Some(endpoint.to_string()),
+            max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
+        };
+        let sluice = build_sluice_with(&settings, true).await?;
+        Ok(Harness {
+            sluice,
+            settings,
+            sqs,
+            s3,
+            dynamodb,
+            dead_letter_urls,
+            visibility_timeout,
+            arns,
+        })
+    }
+
+    /// Lists what exists on the emulator, as logical ids.
+    pub async fn created(&self) -> anyhow::Result<Created> {
+        let mut created = Created::default();
+        let queues = self.sqs.list_queues().send().await?;
+        for url in queues.queue_urls() {
+            if let Some(name) = url.rsplit('/').next() {
+                created.queues.insert(name.to_string());
+            }
+        }
+        let tables = self.dynamodb.list_tables().send().await?;
+        created.tables.extend(tables.table_names().iter().cloned());
+        let buckets = self.s3.list_buckets().send().await?;
+        for b in buckets.buckets() {
+            if let Some(name) = b.name() {
+                created.buckets.insert(name.to_string());
+            }
+        }
+        Ok(created)
+    }
+
+    /// One poll of one stage queue, like an event source mapping: up to 10 messages, handler,
+    /// delete the ones not reported as failed. Returns how many messages were received.
+    pub async fn poll(&self, stage: Stage) -> anyhow::Result<usize> {
+        let url = self.settings.queue_urls[&stage].clone();
+        self.poll_url(stage, &url).await
+    }
+
+    async fn poll_url(&self, stage: Stage, url: &str) -> anyhow::Result<usize> {
+        let arn = self.arns.get(url).cloned().unwrap_or_default();
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .with_context(|| format!("receiving from the {} queue", stage.name()))?;
+        let received = out.messages.unwrap_or_default();
+        if received.is_empty() {
+            return Ok(0);
+        }
+        let mut handles = HashMap::new();
+        let mut event = SqsEvent::default();
+        for m in &received {
+            let mut message = SqsMessage::default();
+            message.message_id = m.message_id.clone();
+            message.receipt_handle = m.receipt_handle.clone();
+            message.body = m.body.clone();
+            message.event_source = Some("aws:sqs".into());
+            message.event_source_arn = Some(arn.clone());
+            handles.insert(
+                m.message_id.clone().unwrap_or_default(),
+                m.receipt_handle.clone().unwrap_or_default(),
+            );
+            event.records.push(message);
+        }
+        let response = self.invoke(stage, event).await;
+        let failed: HashSet<String> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        for (id, handle) in handles {
+            if !failed.contains(&id) {
+                self.sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .context("deleting a handled message")?;
+            }
+        }
+        Ok(received.len())
+    }
+
+    /// Invokes the stage's function with an SQS batch, as Lambda would.
+    pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
+        if stage != Stage::Trigger {
+            return sqs_stage_handler(&self.sluice, stage, event).await;
+        }
+        let ids: Vec<String> = event
+            .records
+            .iter()
+            .map(|m| m.message_id.clone().unwrap_or_default())
+            .collect();
+        let value = serde_json::to_value(&event).unwrap_or_default();
+        match trigger_handler(&self.sluice, value).await {
+            Ok(v) => serde_json::from_value(v).unwrap_or_default(),
+            Err(e) => {
+                // A failed invocation fails the whole batch.
+                tracing::error!(error = %e, "trigger invocation failed");
+                let mut response = SqsBatchResponse::default();
+                for id in ids {
+                    response.add_failure(id);
+                }
+                response
+            }
+        }
+    }
+
+    /// Dead-lettered messages go to the stage's function like the template's `DeadLetters`
+    /// event source: the handler turns them into job errors (never silent loss).
+    pub async fn drain_dead_letters(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for stage in Stage::ALL {
+            n += self
+                .poll_url(stage, &self.dead_letter_urls[&stage].clone())
+                .await?;
+        }
+        Ok(n)
+    }
+
+    /// Polls every queue once; returns how many messages were handled.
+    pub async fn pump(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for stage in Stage::ALL {
+            n += self.poll(stage).await?;
+        }
+        n += self.drain_dead_letters().await?;
+        Ok(n)
+    }
+
+    /// Pumps until the job is finished (or `timeout`, to avoid hangs) and returns it.
+    pub async fn wait_for_job(&self, job_id: &str, timeout: Duration) -> anyhow::Result<Job> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(job) = self.sluice.store.get_job(job_id).await? {
+                if job.status.is_finished() {
+                    return Ok(job);
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("job {job_id} did not finish within {timeout:?}");
+            }
+            if self.pump().await? == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> anyhow::Result<String> {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await?
+        .attributes
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .context("queue has no ARN")
+}

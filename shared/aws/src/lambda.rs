@@ -1,0 +1,271 @@
+//! Glue between Lambda events and the stage handlers.
+
+use crate::blobs::S3Blobs;
+use crate::config::{s3_client, sdk_config, AwsSettings};
+use crate::queue::{decode_message, SqsQueue};
+use crate::store::DynamoStore;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use serde_json::{json, Value};
+use sluice_core::ports::{EnvSecrets, SystemClock};
+use sluice_core::stages::dead_letter::dead_letter;
+use sluice_core::stages::trigger::{events, schedule};
+use sluice_core::{Settings, Sluice, Stage};
+use std::sync::Arc;
+
+/// Builds the ports from the environment. Called once per Lambda INIT: the SDK clients, HTTP
+/// connections and the stage caches then live for the container's life.
+pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
+    let aws = AwsSettings::from_env()?;
+    let sluice = build_sluice_with(&aws, false).await?;
+    // Pay the TLS handshake (and credential lookup) during INIT, not on the first message.
+    if let Err(e) = sluice.store.get_state("warmup").await {
+        tracing::warn!(error = %e, "warm-up call to DynamoDB failed");
+    }
+    Ok(sluice)
+}
+
+/// The ports for these settings (the harness calls this with moto's endpoint).
+pub async fn build_sluice(aws: &AwsSettings) -> anyhow::Result<Arc<Sluice>> {
+    build_sluice_with(aws, false).await
+}
+
+/// As [`build_sluice`]; `allow_private_addresses` only for tests whose targets are on loopback.
+pub async fn build_sluice_with(
+    aws: &AwsSettings,
+    allow_private_addresses: bool,
+) -> anyhow::Result<Arc<Sluice>> {
+    let endpoint = aws.endpoint.as_deref();
+    let config = sdk_config(endpoint).await;
+    let blobs = Arc::new(S3Blobs::new(s3_client(&config, endpoint)));
+    let store = Arc::new(DynamoStore::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        &aws.table,
+    ));
+    let queue = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        aws.queue_urls.clone(),
+        blobs.clone(),
+        &aws.system_bucket,
+        aws.max_inline_page_bytes,
+    ));
+    let settings = Settings {
+        system_bucket: aws.system_bucket.clone(),
+        max_inline_page_bytes: aws.max_inline_page_bytes,
+        // Deployed functions must not be pointed at the VPC or metadata by a connection.
+        allow_private_addresses,
+        ..Settings::default()
+    };
+    Ok(Arc::new(Sluice::new(
+        store,
+        queue,
+        blobs,
+        Arc::new(EnvSecrets),
+        Arc::new(SystemClock),
+        settings,
+    )))
+}
+
+/// Runs every message of the batch through `stage`; the response names only the messages
+/// that failed, so SQS redelivers those and deletes the rest (ReportBatchItemFailures).
+pub async fn sqs_stage_handler(sluice: &Sluice, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for message in event.records {
+        if let Err(e) = handle_sqs_message(sluice, stage, &message).await {
+            let id = message.message_id.clone().unwrap_or_default();
+            tracing::error!(stage = stage.name(), message_id = %id, error = %e, "message failed");
+            response.add_failure(id);
+        }
+    }
+    response
+}
+
+async fn handle_sqs_message(
+    sluice: &Sluice,
+    stage: Stage,
+    message: &SqsMessage,
+) -> anyhow::Result<()> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
+    if from_dead_letter_queue(message) {
+        dead_letter(sluice, stage, decoded, "failed every delivery attempt").await?;
+    } else {
+        sluice.handle(stage, decoded).await?;
+    }
+    Ok(())
+}
+
+/// Each function also reads its stage's dead-letter queue (logical id `<Stage>DeadLetterQueue`,
+/// which CloudFormation keeps inside the generated queue name): such a message becomes job
+/// errors instead of being lost.
+pub fn from_dead_letter_queue(message: &SqsMessage) -> bool {
+    message
+        .event_source_arn
+        .as_deref()
+        .and_then(|arn| arn.rsplit(':').next())
+        .is_some_and(|name| name.contains("DeadLetterQueue"))
+}
+
+/// An object created in S3, from an S3 event record (direct, or inside an SQS/SNS body).
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Object {
+    pub bucket: String,
+    pub key: String,
+}
+
+/// Reads bucket and key from S3 event records leniently: moto's notifications lack fields
+/// the strict `S3Event` type requires. Keys arrive URL-encoded (`+` for space).
+pub fn s3_objects(event: &Value) -> Vec<S3Object> {
+    let Some(records) = event.get("Records").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .filter(|r| {
+            r.get("eventSource").and_then(Value::as_str) == Some("aws:s3")
+                && r.get("eventName")
+                    .and_then(Value::as_str)
+                    .is_none_or(|n| n.starts_with("ObjectCreated"))
+        })
+        .filter_map(|r| {
+            let bucket = r.pointer("/s3/bucket/name")?.as_str()?.to_string();
+            let raw = r.pointer("/s3/object/key")?.as_str()?;
+            let key = url_decode(raw)?;
+            Some(S3Object { bucket, key })
+        })
+        .collect()
+}
+
+/// DynamoDB stream records as the trigger's table changes (NewImage made plain JSON).
+pub fn table_changes(event: &Value) -> Vec<events::TableChange> {
+    let Some(records) = event.get("Records").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    records
+        .iter()
+        .filter(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:dynamodb"))
+        .filter_map(|r| {
+            // arn:aws:dynamodb:region:acct:table/NAME/stream/TIME
+            let arn = r.get("eventSourceARN")?.as_str()?;
+            let table_name = arn.split('/').nth(1)?.to_string();
+            Some(events::TableChange {
+                table_name,
+                event_name: r.get("eventName")?.as_str()?.to_string(),
+                new_image: r
+                    .pointer("/dynamodb/NewImage")
+                    .map(events::from_attribute_values),
+            })
+        })
+        .collect()
+}
+
+/// What woke the trigger function.
+#[derive(Debug, PartialEq)]
+pub enum TriggerEvent {
+    Sqs,
+    S3,
+    Dynamodb,
+    Schedule,
+    Unknown,
+}
+
+pub fn classify(event: &Value) -> TriggerEvent {
+    if event.get("source").and_then(Value::as_str) == Some("aws.events")
+        || event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+    {
+        return TriggerEvent::Schedule;
+    }
+    let source = event
+        .pointer("/Records/0/eventSource")
+        .and_then(Value::as_str);
+    match source {
+        Some("aws:sqs") => TriggerEvent::Sqs,
+        Some("aws:s3") => TriggerEvent::S3,
+        Some("aws:dynamodb") => TriggerEvent::Dynamodb,
+        _ => TriggerEvent::Unknown,
+    }
+}
+
+/// The trigger function: run orders and S3 notifications from its queue, direct S3 events,
+/// DynamoDB stream batches and the EventBridge schedule tick. Returns the SQS batch response
+/// for queue events, a summary otherwise.
+pub async fn trigger_handler(sluice: &Sluice, event: Value) -> anyhow::Result<Value> {
+    match classify(&event) {
+        TriggerEvent::Sqs => {
+            let batch: SqsEvent = serde_json::from_value(event)?;
+            let mut response = SqsBatchResponse::default();
+            for message in batch.records {
+                if let Err(e) = trigger_sqs_message(sluice, &message).await {
+                    let id = message.message_id.clone().unwrap_or_default();
+                    tracing::error!(message_id = %id, error = %e, "trigger message failed");
+                    response.add_failure(id);
+                }
+            }
+            Ok(serde_json::to_value(response)?)
+        }
+        TriggerEvent::S3 => {
+            let mut started = Vec::new();
+            for o in s3_objects(&event) {
+                started.extend(events::on_s3_object(sluice, &o.bucket, &o.key).await?);
+            }
+            Ok(json!({ "started": started }))
+        }
+        TriggerEvent::Dynamodb => {
+            let started = events::on_table_changes(sluice, table_changes(&event)).await?;
+            Ok(json!({ "started": started }))
+        }
+        TriggerEvent::Schedule => {
+            let started = schedule::tick(sluice).await?;
+            Ok(json!({ "started": started }))
+        }
+        TriggerEvent::Unknown => anyhow::bail!("trigger: unrecognised event shape"),
+    }
+}
+
+/// One message of the trigger queue: an S3 notification (bucket notifications go to this
+/// queue; moto's test event `s3:TestEvent` is ignored) or a stage message (a run order).
+async fn trigger_sqs_message(sluice: &Sluice, message: &SqsMessage) -> anyhow::Result<()> {
+    let body = message.body.as_deref().unwrap_or_default();
+    let value: Value = serde_json::from_str(body)?;
+    if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(());
+    }
+    if value.get("Records").is_some() {
+        for o in s3_objects(&value) {
+            events::on_s3_object(sluice, &o.bucket, &o.key).await?;
+        }
+        return Ok(());
+    }
+    let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
+    if from_dead_letter_queue(message) {
+        dead_letter(
+            sluice,
+            Stage::Trigger,
+            decoded,
+            "failed every delivery attempt",
+        )
+        .await?;
+    } else {
+        sluice.handle(Stage::Trigger, decoded).await?;
+    }
+    Ok(())
+}
+
+/// Decodes an S3 event key: `+` is a space, `%XX` a byte; None when not valid UTF-8.
+pub fn url_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}

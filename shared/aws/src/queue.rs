@@ -1,0 +1,106 @@
+//! [`SqsQueue`]: the [`Queue`] port on one SQS queue per stage.
+//!
+//! A message larger than `max_inline_page_bytes` (SQS allows 256 KiB) is written to the system
+//! bucket under `messages/` and the queue carries a small envelope `{"messageRef": "<key>"}`;
+//! [`decode_message`] restores it on the receiving side.
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use sluice_core::ports::{Blobs, Queue};
+use sluice_core::Stage;
+use sluice_model::StageMessage;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub struct SqsQueue {
+    client: Client,
+    urls: HashMap<Stage, String>,
+    blobs: Arc<dyn Blobs>,
+    system_bucket: String,
+    max_inline_bytes: usize,
+}
+
+impl SqsQueue {
+    pub fn new(
+        client: Client,
+        urls: HashMap<Stage, String>,
+        blobs: Arc<dyn Blobs>,
+        system_bucket: impl Into<String>,
+        max_inline_bytes: usize,
+    ) -> Self {
+        SqsQueue {
+            client,
+            urls,
+            blobs,
+            system_bucket: system_bucket.into(),
+            max_inline_bytes,
+        }
+    }
+
+    pub fn url(&self, stage: Stage) -> anyhow::Result<&str> {
+        self.urls
+            .get(&stage)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("no queue URL for stage {}", stage.name()))
+    }
+
+    /// The body as it goes on the queue: the message itself, or a reference to it in S3.
+    pub async fn encode(&self, message: &StageMessage) -> anyhow::Result<String> {
+        let body = serde_json::to_string(message)?;
+        if body.len() <= self.max_inline_bytes {
+            return Ok(body);
+        }
+        let key = match message {
+            StageMessage::Page(p) => format!(
+                "messages/{}/{}-{}-{}.json",
+                p.job_id,
+                p.page_id,
+                p.processor_index,
+                uuid::Uuid::new_v4()
+            ),
+            StageMessage::Run(_) => format!("messages/run-{}.json", uuid::Uuid::new_v4()),
+        };
+        self.blobs
+            .put(&self.system_bucket, &key, Bytes::from(body))
+            .await?;
+        Ok(json!({"messageRef": {"bucket": self.system_bucket, "key": key}}).to_string())
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, stage: Stage, message: StageMessage) -> anyhow::Result<()> {
+        let body = self.encode(&message).await?;
+        self.client
+            .send_message()
+            .queue_url(self.url(stage)?)
+            .message_body(body)
+            .send()
+            .await
+            .with_context(|| format!("sqs SendMessage to the {} queue", stage.name()))?;
+        Ok(())
+    }
+}
+
+/// A queue body back to the message, fetching it from S3 when it travelled by reference.
+pub async fn decode_message(body: &str, blobs: &dyn Blobs) -> anyhow::Result<StageMessage> {
+    let value: Value = serde_json::from_str(body).context("queue message is not JSON")?;
+    if let Some(reference) = value.get("messageRef") {
+        let bucket = reference["bucket"]
+            .as_str()
+            .context("messageRef.bucket missing")?;
+        let key = reference["key"]
+            .as_str()
+            .context("messageRef.key missing")?;
+        let data = blobs
+            .get(bucket, key)
+            .await?
+            .ok_or_else(|| anyhow!("messageRef: s3://{bucket}/{key} does not exist"))?;
+        return serde_json::from_slice(&data)
+            .with_context(|| format!("messageRef s3://{bucket}/{key} is not a stage message"));
+    }
+    serde_json::from_value(value).context("queue message is not a stage message")
+}

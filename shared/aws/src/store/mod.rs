@@ -1,0 +1,763 @@
+//! [`DynamoStore`]: the [`Store`] port on one DynamoDB table with a string partition key `pk`
+//! and a string sort key `sk`.
+//!
+//! | what            | pk                    | sk                               | attributes                          |
+//! |-----------------|-----------------------|----------------------------------|-------------------------------------|
+//! | definition      | `def#<collection>`    | `<id>`                           | `doc` (map)                         |
+//! | audit entry     | `audit#<resourceId>`  | `<time>#<entry id>`              | `doc`                               |
+//! | job             | `job#<jobId>`         | `job`                            | the job's fields, counters as N     |
+//! | job by flow     | `flowjobs#<flowId>`   | `<createdAt>#<jobId>`            | `jobId`                             |
+//! | page outcome    | `job#<jobId>`         | `outcome#<pageId>#<processor>`   | (claim marker)                      |
+//! | job error       | `errors#<jobId>`      | `<error id>`                     | the error's fields                  |
+//! | ledger entry    | `ledger#<key>`        | `ledger`                         | `claimedAt`, `outcome`?, `ttl`      |
+//! | run lock        | `lock#<flowId>`       | `lock`                           | `owner`, `leaseUntil` (epoch ms)    |
+//! | queued run      | `queued#<flowId>`     | `queued`                         | `order`                             |
+//! | schedule entry  | `schedule`            | `<nextAt>#<flowId>`              | `flowId`, `at`                      |
+//! | schedule of flow| `schedule#<flowId>`   | `schedule`                       | `entry` (the sk above)              |
+//! | state           | `state#<key>`         | `state`                          | `value`                             |
+//!
+//! Times in sort keys are RFC 3339 UTC with milliseconds (fixed width, so they sort).
+//! Counters move with `UpdateItem ADD`; a page outcome is claimed by a conditional put in the
+//! same transaction as its counter update, so a redelivered outcome never counts twice. Locks
+//! compare their lease in the condition: TTL deletion lags on AWS and never happens on moto.
+
+mod attrs;
+#[cfg(test)]
+mod tests;
+
+pub use attrs::{from_av, to_av, Item};
+
+use anyhow::{anyhow, Context};
+use async_trait::async_trait;
+use attrs::{item_to_object, n, object_to_item, s};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use sluice_core::ports::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use sluice_model::{Job, JobError, JobStatus};
+use std::time::Duration;
+
+/// How long ledger entries are kept before DynamoDB's TTL may delete them.
+const LEDGER_TTL_DAYS: i64 = 30;
+
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
+    Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
+}
+
+fn is_condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    err.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    async fn get(&self, pk: String, sk: &str) -> anyhow::Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .context("dynamodb GetItem")?;
+        Ok(out.item)
+    }
+
+    /// Every item of a partition, ascending by sk (follows pagination).
+    async fn query_all(&self, pk: String, sk_at_most: Option<String>) -> anyhow::Result<Vec<Item>> {
+        let mut items = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .set_exclusive_start_key(start.take());
+            q = match &sk_at_most {
+                Some(max) => q
+                    .key_condition_expression("pk = :pk AND sk <= :max")
+                    .expression_attribute_values(":max", s(max.clone())),
+                None => q.key_condition_expression("pk = :pk"),
+            };
+            let out = q.send().await.context("dynamodb Query")?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(items),
+            }
+        }
+    }
+
+    async fn put(&self, item: Item) -> anyhow::Result<()> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .context("dynamodb PutItem")?;
+        Ok(())
+    }
+
+    fn job_from_item(item: &Item) -> anyhow::Result<Job> {
+        serde_json::from_value(item_to_object(item, &["pk", "sk"]))
+            .context("stored job is unreadable")
+    }
+
+    fn doc(item: &Item) -> Value {
+        item.get("doc").map(from_av).unwrap_or(Value::Null)
+    }
+
+    /// One attempt of `set_next_run`; false when another writer moved the schedule meanwhile.
+    async fn try_set_next_run(
+        &self,
+        flow_id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<bool> {
+        let pointer_pk = format!("schedule#{flow_id}");
+        let old = self.get(pointer_pk.clone(), "schedule").await?;
+        let old_sk = match old.as_ref().and_then(|i| i.get("entry")) {
+            Some(AttributeValue::S(sk)) => Some(sk.clone()),
+            _ => None,
+        };
+        let new_sk = at.map(|at| format!("{}#{flow_id}", stamp(at)));
+        if old_sk == new_sk {
+            return Ok(true);
+        }
+        let (condition, values): (&str, Item) = match &old_sk {
+            Some(sk) => ("entry = :old", Item::from([(":old".to_string(), s(sk))])),
+            None => ("attribute_not_exists(pk)", Item::new()),
+        };
+        let values = (!values.is_empty()).then_some(values);
+        let mut tx = self.client.transact_write_items();
+        if let Some(sk) = &old_sk {
+            tx = tx.transact_items(
+                TransactWriteItem::builder()
+                    .delete(
+                        Delete::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key("schedule", sk)))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        match (at, &new_sk) {
+            (Some(at), Some(entry_sk)) => {
+                let mut entry = key("schedule", entry_sk);
+                entry.insert("flowId".into(), s(flow_id));
+                entry.insert("at".into(), s(at.to_rfc3339()));
+                let mut pointer = key(pointer_pk, "schedule");
+                pointer.insert("entry".into(), s(entry_sk));
+                tx = tx
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.table)
+                                    .set_item(Some(entry))
+                                    .build()?,
+                            )
+                            .build(),
+                    )
+                    .transact_items(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.table)
+                                    .set_item(Some(pointer))
+                                    .condition_expression(condition)
+                                    .set_expression_attribute_values(values)
+                                    .build()?,
+                            )
+                            .build(),
+                    );
+            }
+            _ => {
+                tx = tx.transact_items(
+                    TransactWriteItem::builder()
+                        .delete(
+                            Delete::builder()
+                                .table_name(&self.table)
+                                .set_key(Some(key(pointer_pk, "schedule")))
+                                .condition_expression(condition)
+                                .set_expression_attribute_values(values)
+                                .build()?,
+                        )
+                        .build(),
+                );
+            }
+        }
+        match tx.send().await {
+            Ok(_) => Ok(true),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                _ => Err(anyhow::Error::new(err).context("dynamodb TransactWriteItems (schedule)")),
+            },
+        }
+    }
+}
+
+fn job_key(job_id: &str) -> Item {
+    key(format!("job#{job_id}"), "job")
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_definition(&self, kind: Kind, id: &str, doc: &Value) -> anyhow::Result<()> {
+        let mut item = key(format!("def#{}", kind.collection()), id);
+        item.insert("doc".into(), to_av(doc));
+        self.put(item).await
+    }
+
+    async fn get_definition(&self, kind: Kind, id: &str) -> anyhow::Result<Option<Value>> {
+        let item = self.get(format!("def#{}", kind.collection()), id).await?;
+        Ok(item.as_ref().map(Self::doc))
+    }
+
+    async fn list_definitions(&self, kind: Kind) -> anyhow::Result<Vec<Value>> {
+        let items = self
+            .query_all(format!("def#{}", kind.collection()), None)
+            .await?;
+        Ok(items.iter().map(Self::doc).collect())
+    }
+
+    async fn delete_definition(&self, kind: Kind, id: &str) -> anyhow::Result<bool> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("def#{}", kind.collection()), id)))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .context("dynamodb DeleteItem")?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> anyhow::Result<()> {
+        let mut item = key(
+            format!("audit#{}", entry.resource_id),
+            format!("{}#{}", stamp(entry.time), entry.id),
+        );
+        item.insert("doc".into(), to_av(&serde_json::to_value(entry)?));
+        self.put(item).await
+    }
+
+    async fn list_audit(&self, resource_id: &str) -> anyhow::Result<Vec<AuditEntry>> {
+        let items = self.query_all(format!("audit#{resource_id}"), None).await?;
+        items
+            .iter()
+            .map(|i| serde_json::from_value(Self::doc(i)).context("stored audit entry"))
+            .collect()
+    }
+
+    async fn create_job(&self, job: &Job) -> anyhow::Result<()> {
+        let mut item = object_to_item(&serde_json::to_value(job)?);
+        item.extend(job_key(&job.id));
+        let created = job.created_at.map(stamp).unwrap_or_default();
+        let mut index = key(
+            format!("flowjobs#{}", job.flow_id),
+            format!("{created}#{}", job.id),
+        );
+        index.insert("jobId".into(), s(&job.id));
+        self.client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(item))
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(index))
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .context("dynamodb TransactWriteItems (create job)")?;
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {
+        match self.get(format!("job#{id}"), "job").await? {
+            Some(item) => Ok(Some(Self::job_from_item(&item)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_jobs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut start = None;
+        // Newest first: query the flow's index backwards, then load each job.
+        'pages: loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(format!("flowjobs#{flow_id}")))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .context("dynamodb Query (jobs of flow)")?;
+            for item in out.items.unwrap_or_default() {
+                if jobs.len() >= limit {
+                    break 'pages;
+                }
+                if let Some(AttributeValue::S(id)) = item.get("jobId") {
+                    if let Some(job) = self.get_job(id).await? {
+                        jobs.push(job);
+                    }
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && jobs.len() < limit => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(jobs)
+    }
+
+    async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .update_expression("SET numPages = :n, pagingDone = :t")
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_values(":n", n(num_pages))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await
+            .with_context(|| format!("finish_paging: job {job_id}"))?;
+        Self::job_from_item(&out.attributes.unwrap_or_default())
+    }
+
+    async fn record_outcome(&self, o: &PageOutcome) -> anyhow::Result<Option<Job>> {
+        let claim = key(
+            format!("job#{}", o.job_id),
+            format!("outcome#{}#{}", o.page_id, o.processor_index),
+        );
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(claim))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(job_key(&o.job_id)))
+                            .update_expression(
+                                "ADD numSuccess :s, numError :e, numIgnore :i, numPagesDone :d",
+                            )
+                            .condition_expression("attribute_exists(pk)")
+                            .expression_attribute_values(":s", n(o.num_success))
+                            .expression_attribute_values(":e", n(o.num_error))
+                            .expression_attribute_values(":i", n(o.num_ignore))
+                            .expression_attribute_values(":d", n(u64::from(o.page_done)))
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => self.get_job(&o.job_id).await,
+            Err(err) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(e)) =
+                    err.as_service_error()
+                {
+                    let reasons = e.cancellation_reasons();
+                    let claim_taken = reasons
+                        .first()
+                        .and_then(|r| r.code())
+                        .is_some_and(|c| c == "ConditionalCheckFailed");
+                    if claim_taken {
+                        return Ok(None);
+                    }
+                    let no_job = reasons
+                        .get(1)
+                        .and_then(|r| r.code())
+                        .is_some_and(|c| c == "ConditionalCheckFailed");
+                    if no_job {
+                        return Err(anyhow!("record_outcome: job {} does not exist", o.job_id));
+                    }
+                }
+                Err(anyhow::Error::new(err).context("dynamodb TransactWriteItems (outcome)"))
+            }
+        }
+    }
+
+    async fn close_job(
+        &self,
+        job_id: &str,
+        status: JobStatus,
+        ended_at: DateTime<Utc>,
+        message: Option<String>,
+    ) -> anyhow::Result<bool> {
+        let status = serde_json::to_value(status)?;
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .condition_expression("attribute_exists(pk) AND #st IN (:queued, :running)")
+            .expression_attribute_names("#st", "status")
+            .expression_attribute_values(":status", to_av(&status))
+            .expression_attribute_values(":ended", s(ended_at.to_rfc3339()))
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":running", s("running"));
+        update = match message {
+            Some(m) => update
+                .update_expression("SET #st = :status, endedAt = :ended, message = :m")
+                .expression_attribute_values(":m", s(m)),
+            None => update.update_expression("SET #st = :status, endedAt = :ended"),
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb UpdateItem (close job)")),
+        }
+    }
+
+    async fn put_errors(&self, errors: &[JobError]) -> anyhow::Result<()> {
+        for error in errors {
+            let mut item = object_to_item(&serde_json::to_value(error)?);
+            item.extend(key(format!("errors#{}", error.job_id), &error.id));
+            // Idempotent on _id: a redelivered page must not undo a resolution.
+            let result = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_condition_failed(&e) => {}
+                Err(e) => return Err(anyhow::Error::new(e).context("dynamodb PutItem (error)")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn list_errors(&self, job_id: &str) -> anyhow::Result<Vec<JobError>> {
+        let items = self.query_all(format!("errors#{job_id}"), None).await?;
+        items
+            .iter()
+            .map(|i| {
+                serde_json::from_value(item_to_object(i, &["pk", "sk"]))
+                    .context("stored job error is unreadable")
+            })
+            .collect()
+    }
+
+    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()> {
+        for id in error_ids {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .set_key(Some(key(format!("errors#{job_id}"), id)))
+                .update_expression("SET resolved = :t")
+                .condition_expression("attribute_exists(pk)")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_condition_failed(&e) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("dynamodb UpdateItem (resolve)"))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ledger_claim(&self, k: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState> {
+        let mut item = key(format!("ledger#{k}"), "ledger");
+        item.insert("claimedAt".into(), s(stamp(now)));
+        item.insert(
+            "ttl".into(),
+            n((now + chrono::Duration::days(LEDGER_TTL_DAYS)).timestamp()),
+        );
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(LedgerState::Claimed),
+            Err(e) if is_condition_failed(&e) => {
+                let existing = self.get(format!("ledger#{k}"), "ledger").await?;
+                Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
+                    Some(outcome) => LedgerState::Done(from_av(outcome)),
+                    None => LedgerState::InFlight,
+                })
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
+        }
+    }
+
+    async fn ledger_complete(&self, k: &str, outcome: &Value) -> anyhow::Result<()> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("ledger#{k}"), "ledger")))
+            .update_expression("SET outcome = :o")
+            .expression_attribute_values(":o", to_av(outcome))
+            .send()
+            .await
+            .context("dynamodb UpdateItem (ledger complete)")?;
+        Ok(())
+    }
+
+    async fn acquire_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool> {
+        let until = now + chrono::Duration::from_std(lease)?;
+        let mut item = key(format!("lock#{flow_id}"), "lock");
+        item.insert("owner".into(), s(owner));
+        item.insert("leaseUntil".into(), n(until.timestamp_millis()));
+        // TTL only as housekeeping, a day after the lease: correctness is in the condition.
+        item.insert("ttl".into(), n(until.timestamp() + 86_400));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(
+                "attribute_not_exists(pk) OR leaseUntil <= :now OR #owner = :owner",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now.timestamp_millis()))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (acquire lock)")),
+        }
+    }
+
+    async fn renew_lock(
+        &self,
+        flow_id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<bool> {
+        let until = now + chrono::Duration::from_std(lease)?;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("lock#{flow_id}"), "lock")))
+            .update_expression("SET leaseUntil = :until, #ttl = :ttl")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until.timestamp_millis()))
+            .expression_attribute_values(":ttl", n(until.timestamp() + 86_400))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb UpdateItem (renew lock)")),
+        }
+    }
+
+    async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("lock#{flow_id}"), "lock")))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb DeleteItem (release lock)")),
+        }
+    }
+
+    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool> {
+        let mut item = key(format!("queued#{flow_id}"), "queued");
+        item.insert("order".into(), to_av(order));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (queued run)")),
+        }
+    }
+
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>> {
+        // Delete-and-return is atomic: two takers cannot both get the order.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("queued#{flow_id}"), "queued")))
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await
+            .context("dynamodb DeleteItem (take queued run)")?;
+        Ok(out.attributes.and_then(|a| a.get("order").map(from_av)))
+    }
+
+    async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+        // The per-flow pointer is written on the condition that it still names the entry we
+        // read, so two concurrent reschedules cannot leave a stale entry behind: the loser
+        // reads again and retries.
+        for _ in 0..8 {
+            if self.try_set_next_run(flow_id, at).await? {
+                return Ok(());
+            }
+        }
+        Err(anyhow!(
+            "set_next_run: flow {flow_id}: schedule kept changing concurrently"
+        ))
+    }
+
+    async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        // '$' sorts after '#', so every entry at exactly `now` is included.
+        let items = self
+            .query_all("schedule".into(), Some(format!("{}$", stamp(now))))
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let obj = item_to_object(i, &["pk", "sk"]);
+                let flow = obj["flowId"]
+                    .as_str()
+                    .context("schedule entry without flowId")?;
+                let at = obj["at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .context("schedule entry without a valid at")?;
+                Ok((flow.to_string(), at.with_timezone(&Utc)))
+            })
+            .collect()
+    }
+
+    async fn get_state(&self, k: &str) -> anyhow::Result<Option<Value>> {
+        let item = self.get(format!("state#{k}"), "state").await?;
+        Ok(item.and_then(|i| i.get("value").map(from_av)))
+    }
+
+    async fn put_state(&self, k: &str, value: &Value) -> anyhow::Result<()> {
+        let mut item = key(format!("state#{k}"), "state");
+        item.insert("value".into(), to_av(value));
+        self.put(item).await
+    }
+}
+
+/// Creates the table as the template declares it (harness and tests; on AWS the template does).
+pub async fn create_table(client: &Client, table: &str) -> anyhow::Result<()> {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let attr = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+    };
+    let key_el = |name: &str, kt| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kt)
+            .build()
+    };
+    client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr("pk")?)
+        .attribute_definitions(attr("sk")?)
+        .key_schema(key_el("pk", KeyType::Hash)?)
+        .key_schema(key_el("sk", KeyType::Range)?)
+        .send()
+        .await
+        .with_context(|| format!("creating table {table}"))?;
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! A whole flow through SQS, DynamoDB and S3 on moto, with the real handlers invoked the way
+//! event source mappings invoke them.
+
+mod common;
+
+use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
+use serde_json::{json, Value};
+use sluice_core::ports::Kind;
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_model::JobStatus;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+/// Accepts orders with `ok: true` (201) and refuses the others (422).
+async fn orders(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
+    seen.lock().unwrap().push(body.clone());
+    if body["ok"] == json!(true) || body["ok"] == json!("true") {
+        (
+            StatusCode::CREATED,
+            Json(json!({"id": format!("o-{}", body["n"])})),
+        )
+    } else {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"message": "refused"})),
+        )
+    }
+}
+
+/// Connection c1 (http, `base_uri`), webhook export e1 (pages of 10), http import i1 POSTing
+/// each record to /orders, flow f1 from e1 to i1.
+async fn define_flow(env: &common::Env, base_uri: &str) {
+    let store = &env.harness.sluice.store;
+    store
+        .put_definition(
+            Kind::Connection,
+            "c1",
+            &json!({"_id": "c1", "type": "http", "http": {"baseURI": base_uri}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Export,
+            "e1",
+            &json!({"_id": "e1", "type": "webhook", "pageSize": 10}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Import,
+            "i1",
+            &json!({"_id": "i1", "_connectionId": "c1", "type": "http",
+                    "http": {"method": "POST", "relativeURI": "/orders"}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Flow,
+            "f1",
+            &json!({"_id": "f1", "name": "orders",
+                    "pageGenerators": [{"_exportId": "e1"}],
+                    "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
+        )
+        .await
+        .unwrap();
+}
+
+async fn serve_orders() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/orders", post(orders))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test]
+async fn webhook_records_reach_an_http_target_through_every_queue() {
+    let Some(env) = common::env("webhook_records_reach_an_http_target_through_every_queue").await
+    else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    let sluice = env.harness.sluice.clone();
+    let store = &sluice.store;
+    define_flow(&env, &base_uri).await;
+
+    // 25 records in pages of 10: three pages; every fifth record is refused.
+    let records: Vec<Value> = (0..25).map(|n| json!({"n": n, "ok": n % 5 != 0})).collect();
+    let started = start_run(
+        &sluice,
+        "f1",
+        RunRequest {
+            records: Some(records),
+            ..Default::default()
+        },
+        RunKind::Webhook,
+    )
+    .await
+    .expect("run starts")
+    .expect("flow was idle");
+
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::CompletedWithErrors, "{job:?}");
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (20, 5, 0),
+        "records in = success + error + ignore"
+    );
+    assert_eq!(job.num_pages, 3);
+    let errors = store.list_errors(&job.id).await.unwrap();
+    assert_eq!(errors.len(), 5, "each refused record is a stored job error");
+
+    let mut received: Vec<i64> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b["n"].as_i64().unwrap())
+        .collect();
+    received.sort();
+    assert_eq!(
+        received,
+        (0..25).collect::<Vec<_>>(),
+        "each record sent exactly once"
+    );
+}
+
+#[tokio::test]
+async fn a_page_larger_than_an_sqs_message_travels_by_reference() {
+    let Some(env) = common::env("a_page_larger_than_an_sqs_message_travels_by_reference").await
+    else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    // 10 records of 30 KiB: one page of ~300 KiB, over SQS's 256 KiB limit.
+    let records: Vec<Value> = (0..10)
+        .map(|n| json!({"n": n, "ok": true, "blob": "z".repeat(30 * 1024)}))
+        .collect();
+    let started = start_run(
+        &sluice,
+        "f1",
+        RunRequest {
+            records: Some(records),
+            ..Default::default()
+        },
+        RunKind::Webhook,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!((job.num_success, job.num_error), (10, 0));
+    assert_eq!(seen.lock().unwrap().len(), 10);
+    let stored = sluice
+        .blobs
+        .list(&env.harness.settings.system_bucket, "messages/")
+        .await
+        .unwrap();
+    assert!(
+        !stored.is_empty(),
+        "the large page went through the system bucket"
+    );
+}
+
+#[tokio::test]
+async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_queue() {
+    let Some(env) = common::env("a_page_failing_every_delivery_ends_as_job_errors").await else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    let records: Vec<Value> = (0..3).map(|n| json!({"n": n, "ok": true})).collect();
+    let started = start_run(
+        &sluice,
+        "f1",
+        RunRequest {
+            records: Some(records),
+            ..Default::default()
+        },
+        RunKind::Webhook,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    // The import vanishes after the run started: translate fails on every delivery, SQS moves
+    // the page to the dead-letter queue after 5 receives, and the DLQ consumer settles it.
+    assert!(sluice
+        .store
+        .delete_definition(Kind::Import, "i1")
+        .await
+        .unwrap());
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::CompletedWithErrors, "{job:?}");
+    assert_eq!((job.num_success, job.num_error, job.num_ignore), (0, 3, 0));
+    let errors = sluice.store.list_errors(&job.id).await.unwrap();
+    assert_eq!(errors.len(), 3);
+    assert!(errors.iter().all(|e| e.code == "dead_letter"), "{errors:?}");
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
+    let Some(env) = common::env("an_object_dropped_in_s3_starts_a_run").await else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let h = &env.harness;
+    let store = &h.sluice.store;
+    store
+        .put_definition(
+            Kind::Export,
+            "e2",
+            &json!({"_id": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
+                    "suffix": ".csv"}, "file": {"type": "csv"}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Flow,
+            "f2",
+            &json!({"_id": "f2", "pageGenerators": [{"_exportId": "e2"}],
+                    "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
+        )
+        .await
+        .unwrap();
+
+    // The bucket notifies the trigger queue, as the template's queue policy allows.
+    h.s3.create_bucket()
+        .bucket("in-bucket")
+        .send()
+        .await
+        .unwrap();
+    let trigger_arn = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.settings.queue_urls[&sluice_core::Stage::Trigger])
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    h.s3.put_bucket_notification_configuration()
+        .bucket("in-bucket")
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(trigger_arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // Not matching the export (suffix): must not start anything.
+    h.sluice
+        .blobs
+        .put("in-bucket", "drop/readme.txt", "hello".into())
+        .await
+        .unwrap();
+    h.sluice
+        .blobs
+        .put(
+            "in-bucket",
+            "drop/new orders.csv",
+            "n,ok\n1,true\n2,true\n3,no\n".into(),
+        )
+        .await
+        .unwrap();
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let job = loop {
+        if let Some(job) = store.list_jobs("f2", 1).await.unwrap().pop() {
+            break job;
+        }
+        assert!(std::time::Instant::now() < deadline, "no run started");
+        if h.pump().await.unwrap() == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let job = h
+        .wait_for_job(&job.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (2, 1), "{job:?}");
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(
+        store.list_jobs("f2", 10).await.unwrap().len(),
+        1,
+        "one object, one run"
+    );
+}
+
+#[tokio::test]
+async fn the_eventbridge_tick_starts_due_flows_through_the_trigger_function() {
+    let Some(env) = common::env("the_eventbridge_tick_starts_due_flows").await else {
+        return;
+    };
+    let (base_uri, _seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
+    sluice.store.set_next_run("f1", Some(due)).await.unwrap();
+    // The event EventBridge sends for `rate(1 minute)`.
+    let tick = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event",
+        "source": "aws.events", "account": "123456789012", "time": "2026-11-22T10:00:00Z",
+        "region": "us-east-1", "resources": [], "detail": {}});
+    let answer = sluice_aws::trigger_handler(&sluice, tick).await.unwrap();
+    let started = answer["started"].as_array().expect("started runs listed");
+    assert_eq!(started.len(), 1, "{answer}");
+    let jobs = sluice.store.list_jobs("f1", 10).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0].trigger, "schedule");
+    assert!(
+        sluice
+            .store
+            .due_flows(chrono::Utc::now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the flow's due time moved on"
+    );
+}
