@@ -1,7 +1,5 @@
 //! AWS Lambda entry point for Sluice's API: API Gateway events -> the axum router.
 
-use std::sync::Arc;
-
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     tracing_subscriber::fmt()
@@ -10,7 +8,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         .without_time() // CloudWatch stamps each line
         .init();
     // Built once per Lambda INIT and shared by every request of this instance.
-    let sluice = Arc::new(sluice_aws::build_sluice_from_env().await?);
+    let sluice = sluice_aws::build_sluice_from_env().await?;
     let config = sluice_api::ApiConfig::from_env();
     if config.api_keys.is_empty() {
         tracing::warn!("SLUICE_API_KEYS is empty: every protected route answers 401");

@@ -4,7 +4,6 @@
 
 use super::evaluate::{self, completion};
 use super::Stage;
-use crate::ports::PageOutcome;
 use crate::{Result, Sluice};
 use sluice_model::{Page, RecordState, StageMessage};
 
@@ -52,19 +51,5 @@ async fn settle(sluice: &Sluice, page: Page) -> Result<()> {
         .records
         .iter()
         .all(|r| !matches!(r.state, RecordState::Active)));
-    let outcome = PageOutcome {
-        job_id: page.job_id.clone(),
-        page_id: page.page_id.clone(),
-        processor_index: page.processor_index,
-        num_success: v.success,
-        num_error: v.error,
-        num_ignore: v.ignore,
-        page_done: true,
-    };
-    if let Some(job) = sluice.store.record_outcome(&outcome).await? {
-        if job.all_pages_done() {
-            completion::complete_job(sluice, &job.id).await?;
-        }
-    }
-    Ok(())
+    evaluate::count_page(sluice, &page, &v, true).await
 }

@@ -3,7 +3,7 @@
 
 pub mod completion;
 
-use super::processor::Processor;
+use super::processor::{reply_documents, Processor};
 use crate::ports::PageOutcome;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
@@ -53,6 +53,22 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .send(Stage::Translate, StageMessage::Page(next))
             .await?;
     }
+    let now = sluice.clock.now();
+    let _ = sluice
+        .store
+        .renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease)
+        .await;
+    count_page(sluice, &page, &v, page_done).await
+}
+
+/// Adds a page's verdicts to its job (once per page and processor) and closes the job when
+/// this was its last page.
+pub(crate) async fn count_page(
+    sluice: &Sluice,
+    page: &Page,
+    v: &Verdicts,
+    page_done: bool,
+) -> Result<()> {
     let outcome = PageOutcome {
         job_id: page.job_id.clone(),
         page_id: page.page_id.clone(),
@@ -62,11 +78,6 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         num_ignore: v.ignore,
         page_done,
     };
-    let now = sluice.clock.now();
-    let _ = sluice
-        .store
-        .renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease)
-        .await;
     if let Some(job) = sluice.store.record_outcome(&outcome).await? {
         if job.all_pages_done() {
             completion::complete_job(sluice, &job.id).await?;
@@ -77,18 +88,13 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
 /// Runs the evaluator over every active record that has a reply.
 fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
-    let batch_doc = page
-        .batch
-        .as_ref()
-        .and_then(|b| b.reply.as_ref())
-        .map(|r| r.as_document());
-    for r in page.records.iter_mut().filter(|r| r.is_active()) {
-        let doc = r
-            .exchange
-            .as_ref()
-            .and_then(|e| e.reply.as_ref())
-            .map(|r| r.as_document())
-            .or_else(|| batch_doc.clone());
+    let docs = reply_documents(page);
+    for (r, doc) in page
+        .records
+        .iter_mut()
+        .zip(docs)
+        .filter(|(r, _)| r.is_active())
+    {
         let Some(doc) = doc else {
             r.fail("no_reply", "no reply was recorded for this record");
             continue;

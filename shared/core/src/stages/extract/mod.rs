@@ -1,6 +1,6 @@
 //! extract: responseMapping, RFC 9535 JSONPath selections from the reply into record fields.
 
-use super::processor::Processor;
+use super::processor::{reply_documents, Processor};
 use crate::{Result, Sluice, Stage};
 use serde_json::{Map, Value};
 use sluice_model::{extract_path, Page, PageRecord, ResponseMapping, StageMessage};
@@ -8,18 +8,13 @@ use sluice_model::{extract_path, Page, PageRecord, ResponseMapping, StageMessage
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     if let Some(mapping) = p.mapping() {
-        let batch_doc = page
-            .batch
-            .as_ref()
-            .and_then(|b| b.reply.as_ref())
-            .map(|r| r.as_document());
-        for r in page.records.iter_mut().filter(|r| r.is_active()) {
-            let doc = r
-                .exchange
-                .as_ref()
-                .and_then(|e| e.reply.as_ref())
-                .map(|r| r.as_document())
-                .or_else(|| batch_doc.clone());
+        let docs = reply_documents(&page);
+        for (r, doc) in page
+            .records
+            .iter_mut()
+            .zip(docs)
+            .filter(|(r, _)| r.is_active())
+        {
             if let Some(doc) = doc {
                 if let Err(e) = apply_mapping(mapping, &doc, r) {
                     r.fail("mapping", e);
