@@ -2,11 +2,7 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time() // CloudWatch stamps each line
-        .init();
+    sluice_aws::lambda::init_logging();
     // Built once per Lambda INIT and shared by every request of this instance.
     let sluice = sluice_aws::build_sluice_from_env().await?;
     let config = sluice_api::ApiConfig::from_env();

@@ -6,11 +6,7 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time() // CloudWatch stamps each line
-        .init();
+    sluice_aws::lambda::init_logging();
     // INIT: clients, caches and the TLS handshake, once per container.
     let sluice = sluice_aws::build_sluice_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {

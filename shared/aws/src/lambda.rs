@@ -269,3 +269,31 @@ pub fn url_decode(raw: &str) -> Option<String> {
     }
     String::from_utf8(out).ok()
 }
+
+/// JSON logs for CloudWatch (which stamps each line, so no time), filtered by `RUST_LOG`.
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .without_time()
+        .init();
+}
+
+/// The whole life of an SQS-fed stage function: INIT (clients, caches, the TLS handshake,
+/// once per container), then each `SqsEvent` batch to [`sqs_stage_handler`], answering with
+/// the partial batch failures (ReportBatchItemFailures).
+pub async fn run_sqs_stage(stage: sluice_core::Stage) -> Result<(), lambda_runtime::Error> {
+    init_logging();
+    let sluice = build_sluice_from_env().await?;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+            let sluice = sluice.clone();
+            async move {
+                Ok::<SqsBatchResponse, lambda_runtime::Error>(
+                    sqs_stage_handler(&sluice, stage, event.payload).await,
+                )
+            }
+        },
+    ))
+    .await
+}
