@@ -87,9 +87,10 @@ impl Harness {
         self.wait(&started.job_id).await
     }
 
+    /// Waits for the job, then for the runtime to go idle (late counters and after-run work
+    /// included), and returns the job as stored then.
     pub async fn wait(&self, job_id: &str) -> Job {
-        let job = self
-            .runtime
+        self.runtime
             .wait_for_job(job_id, Duration::from_secs(60), |_| {})
             .await
             .expect("job finishes");
@@ -102,8 +103,7 @@ impl Harness {
             .get_job(job_id)
             .await
             .unwrap()
-            .unwrap()
-            .clone_from_finished(job)
+            .expect("the job is stored")
     }
 
     pub async fn errors(&self, job_id: &str) -> Vec<JobError> {
@@ -114,20 +114,6 @@ impl Harness {
 impl Default for Harness {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-trait Latest {
-    fn clone_from_finished(self, finished: Job) -> Job;
-}
-impl Latest for Job {
-    /// The stored job after the runtime went idle (counters final), falling back to the one seen.
-    fn clone_from_finished(self, finished: Job) -> Job {
-        if self.status.is_finished() {
-            self
-        } else {
-            finished
-        }
     }
 }
 

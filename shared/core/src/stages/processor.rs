@@ -21,7 +21,12 @@ pub(crate) struct Processor {
 
 impl Processor {
     pub async fn load(sluice: &Sluice, flow_id: &str, index: usize) -> Result<Processor> {
-        let flow = sluice.flow(flow_id).await?;
+        Self::of(sluice, sluice.flow(flow_id).await?, index).await
+    }
+
+    /// The processor at `index` of an already loaded flow (no second read of the flow).
+    pub async fn of(sluice: &Sluice, flow: Flow, index: usize) -> Result<Processor> {
+        let flow_id = flow.id.as_str();
         let entry = flow.page_processors.get(index).ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
                 "flow {flow_id} has no page processor {index}"

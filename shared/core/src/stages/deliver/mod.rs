@@ -19,9 +19,7 @@ use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use sluice_model::{
-    Connection, Exchange, Flow, Page, RenderedRequest, Reply, RetryPolicy, StageMessage,
-};
+use sluice_model::{Connection, Exchange, Flow, Page, RenderedRequest, Reply, StageMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -407,9 +405,4 @@ async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
             }
         }
     }
-}
-
-/// Retry policy used when a connection gives none.
-pub fn default_policy() -> RetryPolicy {
-    RetryPolicy::default()
 }

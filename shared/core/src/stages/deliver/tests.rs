@@ -1,5 +1,6 @@
 use super::guard::refused;
 use super::*;
+use sluice_model::RetryPolicy;
 use std::net::IpAddr;
 
 #[test]

@@ -23,17 +23,16 @@ pub struct Verdicts {
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
     let processor = if page.processor_index < flow.page_processors.len() {
-        Some(Processor::load(sluice, &page.flow_id, page.processor_index).await?)
+        Some(Processor::of(sluice, flow, page.processor_index).await?)
     } else {
         None
     };
-    let evaluator = processor.as_ref().map(|p| p.evaluator().to_string());
     // A flow without processors has nothing to judge: its records are successes.
-    if let Some(expr) = &evaluator {
-        judge(sluice, &mut page, expr);
+    if let Some(p) = &processor {
+        judge(sluice, &mut page, p.evaluator());
     }
     let is_last = processor.as_ref().is_none_or(|p| p.is_last());
-    let v = tally(sluice, &page, processor.as_ref(), is_last);
+    let mut v = tally(sluice, &page, processor.as_ref(), is_last);
 
     if !v.errors.is_empty() {
         sluice.store.put_errors(&v.errors).await?;
@@ -41,12 +40,16 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let page_done = v.forward.is_empty();
     if !page_done {
         let next = Page {
+            job_id: page.job_id.clone(),
+            flow_id: page.flow_id.clone(),
+            page_id: page.page_id.clone(),
+            page_index: page.page_index,
             processor_index: page.processor_index + 1,
-            records: v.forward.clone(),
+            records: std::mem::take(&mut v.forward),
             batch: None,
             file: None,
             records_ref: None,
-            ..page.clone()
+            trace_id: page.trace_id.clone(),
         };
         sluice
             .queue

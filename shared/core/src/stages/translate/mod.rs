@@ -24,7 +24,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         // No page processors: nothing to render; evaluate counts the records.
         return send(sluice, Stage::Evaluate, page).await;
     }
-    let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
+    let p = Processor::of(sluice, flow, page.processor_index).await?;
     let job = sluice.store.get_job(&page.job_id).await?;
     let base = base_context(&page, &p, job.as_ref(), sluice);
 

@@ -1,7 +1,7 @@
 //! Handlebars templates, compiled once per process and rendered with a prebuilt context.
 
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+    handlebars_helper, Context, Handlebars, Helper, HelperResult, Output, RenderContext,
 };
 use serde_json::Value;
 use std::collections::hash_map::DefaultHasher;
@@ -72,22 +72,6 @@ fn describe(e: handlebars::RenderError) -> String {
     format!("template failed: {e}")
 }
 
-fn param<'a>(h: &'a Helper, name: &str) -> Result<&'a Value, RenderErrorReason> {
-    h.param(0)
-        .map(|p| p.value())
-        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(leak(name), 0))
-}
-
-fn leak(name: &str) -> &'static str {
-    match name {
-        "json" => "json",
-        "urlencode" => "urlencode",
-        "lowercase" => "lowercase",
-        "uppercase" => "uppercase",
-        _ => "helper",
-    }
-}
-
 /// `{{json value}}`: the value as JSON text. A string comes out quoted and escaped, so a value
 /// can never break out of a JSON body; a missing value is `null`.
 fn json_helper(
@@ -110,59 +94,15 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-/// `{{urlencode value}}`: percent-encodes for a path segment or query value.
-fn urlencode_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let v = param(h, "urlencode")?;
+// `{{urlencode value}}`: percent-encodes for a path segment or query value (form encoding
+// writes spaces as '+', which is wrong in paths).
+handlebars_helper!(urlencode_helper: |v: Json| {
     let encoded: String = url::form_urlencoded::byte_serialize(text_of(v).as_bytes()).collect();
-    // form encoding writes spaces as '+', which is wrong in paths
-    out.write(&encoded.replace('+', "%20"))?;
-    Ok(())
-}
-
-fn lowercase_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(&text_of(param(h, "lowercase")?).to_lowercase())?;
-    Ok(())
-}
-
-fn uppercase_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    out.write(&text_of(param(h, "uppercase")?).to_uppercase())?;
-    Ok(())
-}
-
-/// `{{default value "fallback"}}`: the value, or the fallback when missing, null or "".
-fn default_helper(
-    h: &Helper,
-    _: &Handlebars,
-    _: &Context,
-    _: &mut RenderContext,
-    out: &mut dyn Output,
-) -> HelperResult {
-    let v = h.param(0).map(|p| p.value().clone()).unwrap_or(Value::Null);
-    let chosen = match &v {
-        Value::Null => h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null),
-        Value::String(s) if s.is_empty() => {
-            h.param(1).map(|p| p.value().clone()).unwrap_or(Value::Null)
-        }
-        _ => v,
-    };
-    out.write(&text_of(&chosen))?;
-    Ok(())
-}
+    encoded.replace('+', "%20")
+});
+handlebars_helper!(lowercase_helper: |v: Json| text_of(v).to_lowercase());
+handlebars_helper!(uppercase_helper: |v: Json| text_of(v).to_uppercase());
+// `{{default value "fallback"}}`: the value, or the fallback when missing, null or "".
+handlebars_helper!(default_helper: |v: Json, fallback: Json| {
+    if v.is_null() || v.as_str() == Some("") { text_of(fallback) } else { text_of(v) }
+});
