@@ -31,6 +31,7 @@ use anyhow::{anyhow, Context};
 use async_trait::async_trait;
 use attrs::{item_to_object, n, object_to_item, s};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
@@ -67,6 +68,11 @@ where
 }
 
 impl DynamoStore {
+    /// A Put of `item` into the table, for a transaction (conditions added by the caller).
+    fn put_of(&self, item: Item) -> PutBuilder {
+        Put::builder().table_name(&self.table).set_item(Some(item))
+    }
+
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoStore {
             client,
@@ -180,28 +186,12 @@ impl DynamoStore {
                 let mut pointer = key(pointer_pk, "schedule");
                 pointer.insert("entry".into(), s(entry_sk));
                 tx = tx
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .put(
-                                Put::builder()
-                                    .table_name(&self.table)
-                                    .set_item(Some(entry))
-                                    .build()?,
-                            )
-                            .build(),
-                    )
-                    .transact_items(
-                        TransactWriteItem::builder()
-                            .put(
-                                Put::builder()
-                                    .table_name(&self.table)
-                                    .set_item(Some(pointer))
-                                    .condition_expression(condition)
-                                    .set_expression_attribute_values(values)
-                                    .build()?,
-                            )
-                            .build(),
-                    );
+                    .transact_items(tx_put(self.put_of(entry))?)
+                    .transact_items(tx_put(
+                        self.put_of(pointer)
+                            .condition_expression(condition)
+                            .set_expression_attribute_values(values),
+                    )?);
             }
             _ => {
                 tx = tx.transact_items(
@@ -226,6 +216,11 @@ impl DynamoStore {
             },
         }
     }
+}
+
+/// One Put of a TransactWriteItems.
+fn tx_put(put: PutBuilder) -> anyhow::Result<TransactWriteItem> {
+    Ok(TransactWriteItem::builder().put(put.build()?).build())
 }
 
 fn job_key(job_id: &str) -> Item {
@@ -293,26 +288,8 @@ impl Store for DynamoStore {
         index.insert("jobId".into(), s(&job.id));
         self.client
             .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(item))
-                            .build()?,
-                    )
-                    .build(),
-            )
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(index))
-                            .build()?,
-                    )
-                    .build(),
-            )
+            .transact_items(tx_put(self.put_of(item))?)
+            .transact_items(tx_put(self.put_of(index))?)
             .send()
             .await
             .context("dynamodb TransactWriteItems (create job)")?;
@@ -385,17 +362,10 @@ impl Store for DynamoStore {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(claim))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .build()?,
-                    )
-                    .build(),
-            )
+            .transact_items(tx_put(
+                self.put_of(claim)
+                    .condition_expression("attribute_not_exists(pk)"),
+            )?)
             .transact_items(
                 TransactWriteItem::builder()
                     .update(
