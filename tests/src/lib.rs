@@ -4,9 +4,10 @@
 use serde_json::{json, Value};
 use sluice_core::ports::{Kind, MapSecrets};
 use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
-use sluice_core::Sluice;
+use sluice_core::{Settings, Sluice};
 use sluice_embedded::LocalRuntime;
 use sluice_model::{Bundle, Job, JobError};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ pub use sluice_testkit::sshd::SshServer;
 
 pub struct Harness {
     pub runtime: LocalRuntime,
-    pub blob_dir: tempfile::TempDir,
+    /// Keeps an in-memory harness's blob directory alive.
+    _blob_dir: Option<tempfile::TempDir>,
 }
 
 impl Harness {
@@ -32,7 +34,19 @@ impl Harness {
                 .collect(),
         );
         let runtime = LocalRuntime::in_memory(blob_dir.path(), Arc::new(secrets)).unwrap();
-        Harness { runtime, blob_dir }
+        Harness {
+            runtime,
+            _blob_dir: Some(blob_dir),
+        }
+    }
+
+    /// A runtime over the database file in `data_dir`, as `sluice run` opens it. Two harnesses
+    /// on one directory are two processes sharing a store (each with its own queues and caches).
+    pub fn on_disk(data_dir: &Path) -> Harness {
+        Harness {
+            runtime: LocalRuntime::open(data_dir, Settings::default()).unwrap(),
+            _blob_dir: None,
+        }
     }
 
     pub fn sluice(&self) -> Arc<Sluice> {

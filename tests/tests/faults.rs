@@ -117,6 +117,73 @@ async fn rate_limit_spaces_requests_at_the_server() {
     );
 }
 
+/// Two `sluice` processes on one database file, each running its own flow over the same
+/// connection at once.
+async fn two_processes_run_one_connection(
+    connection: serde_json::Value,
+    each: usize,
+) -> TestServer {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: Duration::from_millis(60),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (Harness::on_disk(dir.path()), Harness::on_disk(dir.path()));
+    let mut bundle = http_bundle(&server.base_url, json!({}), connection);
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
+    a.load(bundle).await;
+    let start = |h: &Harness, flow: &'static str| {
+        let s = h.sluice();
+        async move {
+            let request = RunRequest {
+                records: Some(orders(each)),
+                ..Default::default()
+            };
+            start_run(&s, flow, request, RunKind::Manual)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let (ra, rb) = tokio::join!(start(&a, "f"), start(&b, "f2"));
+    let (ja, jb) = tokio::join!(a.wait(&ra.job_id), b.wait(&rb.job_id));
+    assert_eq!((ja.num_success, jb.num_success), (each as u64, each as u64));
+    assert_counts(&ja, each as u64);
+    assert_counts(&jb, each as u64);
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_is_shared_by_processes_sharing_a_store() {
+    let server = two_processes_run_one_connection(json!({"concurrencyLevel": 2}), 12).await;
+    assert_eq!(server.received().len(), 24);
+    // Each process alone may have 2 out; together they still may not have more.
+    assert!(
+        server.max_in_flight() <= 2,
+        "{} in flight at once across two processes",
+        server.max_in_flight()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_is_shared_by_processes_sharing_a_store() {
+    let server = two_processes_run_one_connection(
+        json!({"rateLimit": {"requestsPerSecond": 20, "burst": 1}}),
+        6,
+    )
+    .await;
+    let mut at: Vec<_> = server.received().iter().map(|r| r.at).collect();
+    at.sort();
+    let span = at.last().unwrap().duration_since(at[0]);
+    // 12 requests at 20/s overall: at least 11 gaps of 50 ms (each process alone would need
+    // only 5, so two separate limiters would finish in about half the time).
+    assert!(
+        span >= Duration::from_millis(500),
+        "12 requests spanned only {span:?}"
+    );
+}
+
 #[tokio::test]
 async fn after_process_callbacks_and_notifications_are_posted() {
     let hooks = TestServer::always(200, json!({})).await;

@@ -435,3 +435,38 @@ async fn secrets_never_appear_in_stored_errors() {
         "the target did get the token"
     );
 }
+
+#[tokio::test]
+async fn secret_references_in_import_headers_and_callbacks_are_resolved_only_when_sent() {
+    let server = TestServer::always(500, json!({"e": "no"})).await;
+    let hook = TestServer::always(200, json!({})).await;
+    let h = Harness::with_secrets(&[("partner", "pk-7781"), ("hook", "hk-5512")]);
+    let mut bundle = http_bundle(
+        &server.base_url,
+        // A record value that looks like a secret reference is sent as written.
+        json!({"http": {"headers": [{"name": "X-Api-Key", "value": "secret:partner"}, {"name": "X-Ref", "value": "{{record.name}}"}]}}),
+        json!({"http": {"retry": {"maxAttempts": 1}}}),
+    );
+    bundle["flows"][0]["afterProcess"] = json!([{"url": format!("{}/done", hook.base_url), "headers": [{"name": "Authorization", "value": "secret:hook"}]}]);
+    h.load(bundle).await;
+    let job = h
+        .run("f", vec![json!({"name": "secret:partner", "qty": 1})])
+        .await;
+    assert_eq!(job.num_error, 1);
+    let got = &server.received()[0];
+    assert_eq!(got.headers["x-api-key"], "pk-7781");
+    assert_eq!(
+        got.headers["x-ref"], "secret:partner",
+        "records cannot read secrets"
+    );
+    let errors = serde_json::to_string(&h.errors(&job.id).await).unwrap();
+    assert!(!errors.contains("pk-7781"), "{errors}");
+    // the after-process callback is posted once the job is closed
+    for _ in 0..100 {
+        if !hook.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(hook.received()[0].headers["authorization"], "hk-5512");
+}

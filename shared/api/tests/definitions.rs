@@ -180,3 +180,45 @@ async fn integrations_are_free_form() {
     assert_eq!(api.delete(&format!("/integrations/{id}")).await.status, 204);
     assert_eq!(api.get(&format!("/integrations/{id}")).await.status, 404);
 }
+
+#[tokio::test]
+async fn import_header_credentials_are_masked_everywhere_and_kept_on_update() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    let body = json!({"_connectionId": "conn1", "type": "http",
+        "http": {"method": "POST", "relativeURI": "/items", "headers": [
+            {"name": "X-Api-Key", "value": SECRET}, {"name": "X-Tenant", "value": "acme"}]}});
+    let r = api.put("/imports/imp1", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["http"]["headers"][0]["value"], sluice_model::MASK);
+    assert_eq!(
+        r.json["http"]["headers"][1]["value"], "acme",
+        "other headers are shown"
+    );
+    let mut texts = vec![r.text.clone()];
+    let shown = api.get("/imports/imp1").await;
+    texts.push(shown.text.clone());
+    texts.push(api.get("/imports").await.text);
+    texts.push(api.get("/flows/f1/template").await.text);
+
+    // sending back what was shown keeps the stored key
+    let r = api.put("/imports/imp1", shown.json.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    texts.push(r.text);
+    let stored = api.runtime.sluice().import("imp1").await.unwrap();
+    assert_eq!(stored.http.unwrap().headers[0].value, SECRET);
+    let audit = api.runtime.sluice().store.list_audit("imp1").await.unwrap();
+    texts.push(serde_json::to_string(&audit).unwrap());
+    for text in texts {
+        assert!(!text.contains(SECRET), "{text}");
+    }
+
+    // a mask with nothing stored behind it is refused, naming the field
+    let r = api
+        .post("/imports", json!({"_id": "imp2", "_connectionId": "conn1", "type": "http",
+            "http": {"relativeURI": "/x", "headers": [{"name": "Authorization", "value": sluice_model::MASK}]}}))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(r.text.contains("http.headers[0].value"), "{}", r.text);
+}

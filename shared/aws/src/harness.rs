@@ -140,17 +140,37 @@ impl Harness {
     /// One poll of one stage queue, like an event source mapping: up to 10 messages, handler,
     /// delete the ones not reported as failed. Returns how many messages were received.
     pub async fn poll(&self, stage: Stage) -> anyhow::Result<usize> {
-        let url = self.settings.queue_urls[&stage].clone();
-        self.poll_url(stage, &url).await
+        self.poll_batch(stage, 10).await
     }
 
-    async fn poll_url(&self, stage: Stage, url: &str) -> anyhow::Result<usize> {
+    /// One poll taking at most `max` messages (1 to 10): a smaller batch size.
+    pub async fn poll_batch(&self, stage: Stage, max: i32) -> anyhow::Result<usize> {
+        let url = self.settings.queue_urls[&stage].clone();
+        self.poll_url(stage, &url, max).await
+    }
+
+    /// Another Lambda instance of the same stack: the same table, queues and bucket, its own
+    /// caches (HTTP client, tokens, limiters), as a second concurrent INIT would build.
+    pub async fn another_instance(&self) -> anyhow::Result<Harness> {
+        Ok(Harness {
+            sluice: build_sluice_with(&self.settings, true).await?,
+            settings: self.settings.clone(),
+            sqs: self.sqs.clone(),
+            s3: self.s3.clone(),
+            dynamodb: self.dynamodb.clone(),
+            dead_letter_urls: self.dead_letter_urls.clone(),
+            visibility_timeout: self.visibility_timeout,
+            arns: self.arns.clone(),
+        })
+    }
+
+    async fn poll_url(&self, stage: Stage, url: &str, max: i32) -> anyhow::Result<usize> {
         let arn = self.arns.get(url).cloned().unwrap_or_default();
         let out = self
             .sqs
             .receive_message()
             .queue_url(url)
-            .max_number_of_messages(10)
+            .max_number_of_messages(max)
             .wait_time_seconds(0)
             .send()
             .await
@@ -225,7 +245,7 @@ impl Harness {
         let mut n = 0;
         for stage in Stage::ALL {
             n += self
-                .poll_url(stage, &self.dead_letter_urls[&stage].clone())
+                .poll_url(stage, &self.dead_letter_urls[&stage].clone(), 10)
                 .await?;
         }
         Ok(n)

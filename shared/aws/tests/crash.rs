@@ -5,8 +5,6 @@
 mod common;
 
 use serde_json::json;
-use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
 use sluice_core::Stage;
 use sluice_testkit::http::{Answer, TestServer};
 use std::collections::HashMap;
@@ -26,44 +24,16 @@ async fn a_deliver_crash_mid_batch_is_redelivered_without_sending_twice() {
     })
     .await;
     let store = &h.sluice.store;
-    let defs = [
-        (
-            Kind::Connection,
-            "c",
-            json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}}, "concurrencyLevel": 4}),
-        ),
-        (
-            Kind::Export,
-            "e",
-            json!({"_id": "e", "type": "webhook", "pageSize": 20}),
-        ),
-        (
-            Kind::Import,
-            "i",
-            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
-        ),
-        (
-            Kind::Flow,
-            "f",
-            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
-        ),
-    ];
-    for (kind, id, doc) in defs {
-        store.put_definition(kind, id, &doc).await.unwrap();
-    }
-    let records: Vec<_> = (0..20).map(|n| json!({"n": n})).collect();
-    let started = start_run(
+    // The killed deliver holds the connection's 4 slots until their leases (request timeout
+    // plus 5 s) run out: a short timeout keeps the redelivery quick.
+    common::define_flow(
         &h.sluice,
-        "f",
-        RunRequest {
-            records: Some(records),
-            ..Default::default()
-        },
-        RunKind::Manual,
+        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}, "requestTimeoutMs": 2000}, "concurrencyLevel": 4}),
+        json!({"_id": "e", "type": "webhook", "pageSize": 20}),
     )
-    .await
-    .unwrap()
-    .unwrap();
+    .await;
+    let records: Vec<_> = (0..20).map(|n| json!({"n": n})).collect();
+    let job_id = common::start(&h.sluice, "f", records).await;
     // Trigger and translate run normally: one page waits on the deliver queue.
     h.poll(Stage::Trigger).await.unwrap();
     assert_eq!(h.poll(Stage::Translate).await.unwrap(), 1);
@@ -87,7 +57,7 @@ async fn a_deliver_crash_mid_batch_is_redelivered_without_sending_twice() {
 
     // SQS redelivers the page after the visibility timeout; the run completes.
     let job = h
-        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .wait_for_job(&job_id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(

@@ -8,7 +8,6 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use serde_json::{json, Map, Value};
-use sluice_core::ports::Kind;
 use sluice_model::JobStatus;
 use sluice_testkit::http::TestServer;
 use std::collections::HashMap;
@@ -65,32 +64,12 @@ async fn stream_records_run_the_flows_watching_the_table() {
         .send()
         .await
         .unwrap();
-    let store = &h.sluice.store;
-    let defs = [
-        (
-            Kind::Connection,
-            "c",
-            json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
-        ),
-        (
-            Kind::Export,
-            "e",
-            json!({"_id": "e", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}, "filter": {"expression": "record.qty > 1"}}),
-        ),
-        (
-            Kind::Import,
-            "i",
-            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
-        ),
-        (
-            Kind::Flow,
-            "f",
-            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
-        ),
-    ];
-    for (kind, id, doc) in defs {
-        store.put_definition(kind, id, &doc).await.unwrap();
-    }
+    common::define_flow(
+        &h.sluice,
+        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
+        json!({"_id": "e", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}, "filter": {"expression": "record.qty > 1"}}),
+    )
+    .await;
 
     let mut records = Vec::new();
     for qty in 1..=3 {

@@ -487,6 +487,35 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn swap_state(
+        &self,
+        key: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> anyhow::Result<bool> {
+        let (key, expected, new) = (
+            key.to_string(),
+            expected.cloned(),
+            serde_json::to_string(new)?,
+        );
+        self.with(move |c| {
+            // IMMEDIATE: the write lock is taken before the read, so another process sharing
+            // the file cannot change the value between our compare and our write.
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let stored: Option<String> = tx
+                .query_row("SELECT value FROM state WHERE key = ?1", [&key], |r| r.get(0))
+                .optional()?;
+            let stored: Option<Value> = stored.map(|v| serde_json::from_str(&v)).transpose()?;
+            if stored != expected {
+                return Ok(false);
+            }
+            tx.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", params![key, new])?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

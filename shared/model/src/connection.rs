@@ -21,9 +21,11 @@ pub struct Connection {
     pub sftp: Option<SftpConnection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Connection>,
-    /// At most this many requests in flight over this connection, across all runs.
+    /// At most this many requests in flight over this connection, across all runs and every
+    /// process sharing the store. Unset: 5 per process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency_level: Option<u32>,
+    /// At most this many requests a second, across all runs and processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
     #[serde(

@@ -50,7 +50,8 @@ async fn exists(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<bool> {
     Ok(sluice.store.get_definition(kind, id).await?.is_some())
 }
 
-/// What a client may see: connections with every secret masked.
+/// What a client may see: connections with every secret masked, credential headers of
+/// flows, imports and exports masked.
 pub fn present(kind: Kind, doc: &Value) -> Value {
     if kind == Kind::Connection {
         if let Ok(c) = serde_json::from_value::<Connection>(doc.clone()) {
@@ -59,10 +60,7 @@ pub fn present(kind: Kind, doc: &Value) -> Value {
         // An unreadable stored connection is never shown raw: it may hold secrets.
         return serde_json::json!({ "_id": doc.get("_id") });
     }
-    if kind == Kind::Flow {
-        return super::flow_secrets::masked(doc);
-    }
-    doc.clone()
+    super::header_secrets::masked(kind, doc)
 }
 
 /// Checks a document of `kind` (already carrying `_id` and timestamps) and returns it in the
@@ -92,6 +90,10 @@ pub async fn normalize(
             to_value(&c)?
         }
         Kind::Export => {
+            let mut doc = doc;
+            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
+                e.0.extend(v.0);
+            }
             let x: Export = from_value(doc)?;
             if let Err(v) = x.validate() {
                 e.0.extend(v.0);
@@ -104,6 +106,10 @@ pub async fn normalize(
             to_value(&x)?
         }
         Kind::Import => {
+            let mut doc = doc;
+            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
+                e.0.extend(v.0);
+            }
             let x: Import = from_value(doc)?;
             if let Err(v) = x.validate() {
                 e.0.extend(v.0);
@@ -120,7 +126,7 @@ pub async fn normalize(
         }
         Kind::Flow => {
             let mut doc = doc;
-            if let Err(v) = super::flow_secrets::restore(&mut doc, stored) {
+            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
                 e.0.extend(v.0);
             }
             let f: Flow = from_value(doc)?;

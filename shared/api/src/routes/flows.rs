@@ -2,7 +2,7 @@
 //! delta watermark.
 
 use super::definitions::{self as defs, doc_id, load, present};
-use super::flow_secrets;
+use super::header_secrets;
 use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult, Body};
 use axum::extract::rejection::QueryRejection;
@@ -284,9 +284,11 @@ async fn bundle_of(s: &Sluice, id: &str) -> ApiResult<Bundle> {
     responses((status = 200, description = "A portable bundle of the flow and all it uses, secrets removed", body = serde_json::Value)))]
 pub async fn template(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
     let mut bundle = to_json(&bundle_of(&s, &id).await?)?;
-    if let Some(Value::Array(flows)) = bundle.get_mut("flows") {
-        for f in flows.iter_mut() {
-            *f = flow_secrets::masked(f);
+    for kind in [Kind::Export, Kind::Import, Kind::Flow] {
+        if let Some(Value::Array(docs)) = bundle.get_mut(kind.collection()) {
+            for d in docs.iter_mut() {
+                *d = header_secrets::masked(kind, d);
+            }
         }
     }
     Ok(Json(bundle))
@@ -303,14 +305,16 @@ pub async fn import_template(
     let mut raw: Value = body.parse()?;
     // Masked secrets mean "keep what is stored under that id".
     let mut e = sluice_model::ValidationErrors::new();
-    if let Some(Value::Array(flows)) = raw.get_mut("flows") {
-        for (i, f) in flows.iter_mut().enumerate() {
-            let stored = match f.get("_id").and_then(Value::as_str) {
-                Some(fid) => s.store.get_definition(Kind::Flow, fid).await?,
-                None => None,
-            };
-            if let Err(v) = flow_secrets::restore(f, stored.as_ref()) {
-                e.nest(&format!("flows[{i}]"), v);
+    for kind in [Kind::Export, Kind::Import, Kind::Flow] {
+        if let Some(Value::Array(docs)) = raw.get_mut(kind.collection()) {
+            for (i, d) in docs.iter_mut().enumerate() {
+                let stored = match d.get("_id").and_then(Value::as_str) {
+                    Some(id) => s.store.get_definition(kind, id).await?,
+                    None => None,
+                };
+                if let Err(v) = header_secrets::restore(kind, d, stored.as_ref()) {
+                    e.nest(&format!("{}[{i}]", kind.collection()), v);
+                }
             }
         }
     }

@@ -1,4 +1,4 @@
 pub mod definitions;
-pub mod flow_secrets;
 pub mod flows;
+pub mod header_secrets;
 pub mod jobs;

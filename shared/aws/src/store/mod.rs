@@ -16,6 +16,10 @@
 //! | schedule of flow| `schedule#<flowId>`   | `schedule`                       | `entry` (the sk above)              |
 //! | state           | `state#<key>`         | `state`                          | `value`                             |
 //!
+//! Connection limits reuse two rows: each concurrency slot is a run lock named
+//! `limit:<connectionId>:slot<i>`, and the rate state is the state `limit:<connectionId>:rate`
+//! (a number, swapped with a conditional put on its old value).
+//!
 //! Times in sort keys are RFC 3339 UTC with milliseconds (fixed width, so they sort).
 //! Counters move with `UpdateItem ADD`; a page outcome is claimed by a conditional put in the
 //! same transaction as its counter update, so a redelivered outcome never counts twice. Locks
@@ -698,6 +702,33 @@ impl Store for DynamoStore {
         let mut item = key(format!("state#{k}"), "state");
         item.insert("value".into(), to_av(value));
         self.put(item).await
+    }
+
+    async fn swap_state(
+        &self,
+        k: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> anyhow::Result<bool> {
+        let mut item = key(format!("state#{k}"), "state");
+        item.insert("value".into(), to_av(new));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(old) => put
+                .condition_expression("#value = :expected")
+                .expression_attribute_names("#value", "value")
+                .expression_attribute_values(":expected", to_av(old)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (swap state)")),
+        }
     }
 }
 

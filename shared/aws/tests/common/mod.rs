@@ -1,7 +1,13 @@
 //! Shared by the moto tests: one moto per test binary process is too shared (tests run in
 //! parallel), so each test starts its own moto; it is ready in under a second.
 
+#![allow(dead_code)] // each test binary uses a part of this
+
+use serde_json::{json, Value};
 use sluice_aws::harness::Harness;
+use sluice_core::ports::Kind;
+use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::Sluice;
 use sluice_testkit::moto::Moto;
 
 pub struct Env {
@@ -19,4 +25,39 @@ pub async fn env(test: &str) -> Option<Env> {
         harness,
         _moto: moto,
     })
+}
+
+/// Stores connection `c` (the given document), export `e` (the given document), import `i`
+/// POSTing each record to `/orders` over `c`, and flow `f` from `e` to `i`.
+pub async fn define_flow(sluice: &Sluice, connection: Value, export: Value) {
+    let defs = [
+        (Kind::Connection, "c", connection),
+        (Kind::Export, "e", export),
+        (
+            Kind::Import,
+            "i",
+            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
+        ),
+        (
+            Kind::Flow,
+            "f",
+            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+        ),
+    ];
+    for (kind, id, doc) in defs {
+        sluice.store.put_definition(kind, id, &doc).await.unwrap();
+    }
+}
+
+/// Starts a manual run of `flow` with `records`; returns the job id.
+pub async fn start(sluice: &Sluice, flow: &str, records: Vec<Value>) -> String {
+    let request = RunRequest {
+        records: Some(records),
+        ..Default::default()
+    };
+    start_run(sluice, flow, request, RunKind::Manual)
+        .await
+        .unwrap()
+        .expect("not queued")
+        .job_id
 }

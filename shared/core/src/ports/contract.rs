@@ -316,4 +316,49 @@ async fn state(store: &dyn Store) {
         store.get_state("w").await.unwrap(),
         Some(json!("2026-01-02T00:00:00Z"))
     );
+
+    // swap_state: a compare-and-set; of concurrent swappers from one value, exactly one wins.
+    assert!(
+        store.swap_state("n", None, &json!(1)).await.unwrap(),
+        "absent, expected absent"
+    );
+    assert!(
+        !store.swap_state("n", None, &json!(5)).await.unwrap(),
+        "present, expected absent"
+    );
+    assert!(
+        !store
+            .swap_state("n", Some(&json!(2)), &json!(5))
+            .await
+            .unwrap(),
+        "stale expectation"
+    );
+    assert_eq!(
+        store.get_state("n").await.unwrap(),
+        Some(json!(1)),
+        "a failed swap writes nothing"
+    );
+    assert!(store
+        .swap_state("n", Some(&json!(1)), &json!(1_700_000_000_123_456i64))
+        .await
+        .unwrap());
+    let big = json!(1_700_000_000_123_456i64);
+    let values: Vec<_> = (0..8).map(|i| json!(i)).collect();
+    let racers = values.iter().map(|v| store.swap_state("n", Some(&big), v));
+    let won = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter(|r| *r.as_ref().unwrap())
+        .count();
+    assert_eq!(
+        won, 1,
+        "exactly one concurrent swap from the same value wins"
+    );
+    assert!(
+        store
+            .swap_state("w", Some(&json!("2026-01-02T00:00:00Z")), &json!("x"))
+            .await
+            .unwrap(),
+        "strings compare too"
+    );
 }

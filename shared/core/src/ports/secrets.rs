@@ -49,3 +49,20 @@ pub fn resolve(secrets: &dyn Secrets, field: &str, value: &str) -> Result<String
         None => Ok(value.to_string()),
     }
 }
+
+/// Literal headers (callbacks: not templates) with their `secret:NAME` values resolved.
+/// `field` is the path of the header list, for the error.
+pub fn resolve_headers(
+    secrets: &dyn Secrets,
+    field: &str,
+    headers: &[sluice_model::NameValue],
+) -> Result<Vec<(String, String)>> {
+    headers
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let value = resolve(secrets, &format!("{field}[{i}].value"), &h.value)?;
+            Ok((h.name.clone(), value))
+        })
+        .collect()
+}

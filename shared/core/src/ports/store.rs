@@ -168,4 +168,13 @@ pub trait Store: Send + Sync + 'static {
     // --- small state: watermarks (lastExportDateTime), token caches
     async fn get_state(&self, key: &str) -> anyhow::Result<Option<Value>>;
     async fn put_state(&self, key: &str, value: &Value) -> anyhow::Result<()>;
+    /// Writes `new` under `key` only if the stored value is `expected` (`None`: no value yet).
+    /// True when written; false when someone else changed it first (read again and retry).
+    /// Compare scalars only (numbers, strings): the shared rate limiter keeps a number here.
+    async fn swap_state(
+        &self,
+        key: &str,
+        expected: Option<&Value>,
+        new: &Value,
+    ) -> anyhow::Result<bool>;
 }

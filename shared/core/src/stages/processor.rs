@@ -20,6 +20,16 @@ pub(crate) struct Processor {
 }
 
 impl Processor {
+    /// The import's (or lookup export's) own `http.headers`, as written: their `secret:NAME`
+    /// values are resolved only at send time, so no secret travels in a page.
+    pub fn definition_headers(&self) -> &[sluice_model::NameValue] {
+        match &self.target {
+            Target::Import(i) => i.http.as_ref().map(|h| h.headers.as_slice()),
+            Target::Lookup(e) => e.http.as_ref().map(|h| h.headers.as_slice()),
+        }
+        .unwrap_or(&[])
+    }
+
     pub async fn load(sluice: &Sluice, flow_id: &str, index: usize) -> Result<Processor> {
         Self::of(sluice, sluice.flow(flow_id).await?, index).await
     }

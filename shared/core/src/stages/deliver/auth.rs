@@ -4,7 +4,7 @@
 use crate::ports::secrets::resolve;
 use crate::{Error, Result, Sluice};
 use base64::Engine;
-use sluice_model::{ApiKeyLocation, AuthType, Connection};
+use sluice_model::{ApiKeyLocation, AuthType, Connection, NameValue};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -39,23 +39,29 @@ pub(crate) fn uses_oauth(c: &Connection) -> bool {
         .is_some_and(|a| a.kind == AuthType::Oauth2)
 }
 
-/// Adds the connection's credentials to a request.
+/// Adds the connection's credentials to a request, and resolves `secret:NAME` header values
+/// written in the definitions: the connection's headers and `refs` (the import's or export's
+/// own). Only a header whose name and value match such a definition is resolved, so a record
+/// value rendered into a header can never read a secret.
 pub(crate) async fn apply(
     sluice: &Sluice,
     c: &Connection,
+    refs: &[NameValue],
     url: &mut reqwest::Url,
     headers: &mut Vec<(String, String)>,
 ) -> Result<()> {
     let secrets = &*sluice.secrets;
-    if let Some(h) = &c.http {
-        for (i, hv) in h.headers.iter().enumerate() {
-            // connection headers were copied by translate; resolve secret references in them
-            if hv.value.starts_with("secret:") {
-                let v = resolve(secrets, &format!("http.headers[{i}].value"), &hv.value)?;
-                for (n, val) in headers.iter_mut() {
-                    if n == &hv.name && val == &hv.value {
-                        *val = v.clone();
-                    }
+    let connection_headers = c.http.as_ref().map(|h| h.headers.as_slice()).unwrap_or(&[]);
+    for (i, hv) in connection_headers.iter().chain(refs).enumerate() {
+        if hv.value.starts_with("secret:") {
+            let field = match i.checked_sub(connection_headers.len()) {
+                None => format!("connection http.headers[{i}].value"),
+                Some(j) => format!("http.headers[{j}].value"),
+            };
+            let v = resolve(secrets, &field, &hv.value)?;
+            for (n, val) in headers.iter_mut() {
+                if n == &hv.name && val == &hv.value {
+                    *val = v.clone();
                 }
             }
         }

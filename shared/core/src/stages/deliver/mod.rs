@@ -15,21 +15,24 @@ mod tests;
 pub use retry::{backoff_delay, parse_retry_after};
 
 use super::processor::Processor;
+use crate::ports::secrets::resolve_headers;
 use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use sluice_model::{Connection, Exchange, Flow, Page, RenderedRequest, Reply, StageMessage};
+use sluice_model::{
+    Connection, Exchange, Flow, NameValue, Page, RenderedRequest, Reply, StageMessage,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-const DEFAULT_CONCURRENCY: u32 = 5;
+use limits::DEFAULT_CONCURRENCY;
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
 /// HTTP client, OAuth2 token cache, per-connection limiters. Process-wide: concurrent runs in
-/// one process share a connection's limits. (On Lambda each instance has its own; the
-/// function's reserved concurrency bounds the rest.)
+/// one process share a connection's limiter, and limits the connection sets itself are also
+/// kept in the store, so every process (each Lambda instance) shares them (see `limits`).
 #[derive(Default)]
 pub struct HttpState {
     client: OnceLock<reqwest::Client>,
@@ -50,16 +53,8 @@ impl HttpState {
 
     fn limiter(&self, connection: &Connection) -> Arc<limits::Limiter> {
         let mut map = self.limiters.lock().unwrap();
-        map.entry(connection.id.clone())
-            .or_insert_with(|| {
-                Arc::new(limits::Limiter::new(
-                    connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY) as usize,
-                    connection
-                        .rate_limit
-                        .as_ref()
-                        .map(|r| (r.requests_per_second, r.burst.unwrap_or(1).max(1))),
-                ))
-            })
+        map.entry(limits::limiter_key(connection))
+            .or_insert_with(|| Arc::new(limits::Limiter::for_connection(connection)))
             .clone()
     }
 }
@@ -81,6 +76,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         page.job_id, page.page_id, page.processor_index
     );
     let limiter = sluice.caches.http.limiter(connection);
+    let refs = p.definition_headers();
     let concurrency = connection
         .concurrency_level
         .unwrap_or(DEFAULT_CONCURRENCY)
@@ -90,6 +86,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let outcome = deliver_once(
             sluice,
             connection,
+            refs,
             &limiter,
             &format!("{key_base}:batch"),
             batch.request.clone(),
@@ -127,7 +124,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                 async move {
                     (
                         i,
-                        deliver_once(sluice, connection, &limiter, &key, req).await,
+                        deliver_once(sluice, connection, refs, &limiter, &key, req).await,
                     )
                 }
             })
@@ -164,6 +161,7 @@ pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 async fn deliver_once(
     sluice: &Sluice,
     connection: &Connection,
+    refs: &[NameValue],
     limiter: &limits::Limiter,
     key: &str,
     request: RenderedRequest,
@@ -183,7 +181,7 @@ async fn deliver_once(
         }
         LedgerState::Claimed => {}
     }
-    let outcome = send_with_retries(sluice, connection, limiter, &request).await;
+    let outcome = send_with_retries(sluice, connection, refs, limiter, &request).await;
     let record = match &outcome {
         Ok(reply) => json!({"reply": reply}),
         Err((code, message)) => json!({"error": message, "code": code}),
@@ -193,10 +191,12 @@ async fn deliver_once(
 }
 
 /// Sends one request over `connection` with its auth, limits, timeout and retries, without
-/// the ledger: for reads (http exports), where sending again is harmless.
+/// the ledger: for reads (http exports), where sending again is harmless. `refs` are the
+/// export's own headers (their `secret:NAME` values are resolved here).
 pub(crate) async fn send_request(
     sluice: &Sluice,
     connection: &Connection,
+    refs: &[NameValue],
     request: &RenderedRequest,
 ) -> Outcome {
     if connection.http.is_none() {
@@ -206,13 +206,14 @@ pub(crate) async fn send_request(
         ));
     }
     let limiter = sluice.caches.http.limiter(connection);
-    send_with_retries(sluice, connection, &limiter, request).await
+    send_with_retries(sluice, connection, refs, &limiter, request).await
 }
 
 /// Sends with the connection's auth, timeout and retry policy.
 pub(crate) async fn send_with_retries(
     sluice: &Sluice,
     connection: &Connection,
+    refs: &[NameValue],
     limiter: &limits::Limiter,
     request: &RenderedRequest,
 ) -> Outcome {
@@ -233,10 +234,26 @@ pub(crate) async fn send_with_retries(
     let mut refreshed_token = false;
     loop {
         attempt += 1;
-        let result = {
-            let _permit = limiter.acquire().await;
-            send_one(sluice, connection, request, timeout).await
+        // A shared slot outlives its request only if the holder died (a killed Lambda): it
+        // frees itself once the request would have timed out anyway, plus clock-skew margin.
+        let lease = timeout + Duration::from_secs(5);
+        let permit = match limiter
+            .acquire(sluice.store.as_ref(), || sluice.clock.now(), lease)
+            .await
+        {
+            Ok(permit) => permit,
+            Err(e) => {
+                return Err((
+                    "limits",
+                    format!(
+                        "could not take a turn under connection {}'s limits: {e:#}",
+                        connection.id
+                    ),
+                ))
+            }
         };
+        let result = send_one(sluice, connection, refs, request, timeout).await;
+        permit.release(sluice.store.as_ref()).await;
         let retry_after = match &result {
             Ok(reply)
                 if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) =>
@@ -287,6 +304,7 @@ enum SendError {
 async fn send_one(
     sluice: &Sluice,
     connection: &Connection,
+    refs: &[NameValue],
     request: &RenderedRequest,
     timeout: Duration,
 ) -> std::result::Result<Reply, SendError> {
@@ -296,7 +314,7 @@ async fn send_one(
     let mut url = reqwest::Url::parse(&request.url)
         .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
     let mut headers = request.headers.clone();
-    auth::apply(sluice, connection, &mut url, &mut headers)
+    auth::apply(sluice, connection, refs, &mut url, &mut headers)
         .await
         .map_err(|e| SendError::Fatal(e.to_string()))?;
     let mut builder = client.request(method, url).timeout(timeout);
@@ -393,12 +411,19 @@ async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
         ];
         for (cb, body) in copies {
             let Some(cb) = cb else { continue };
+            let headers = match resolve_headers(&*sluice.secrets, "notify headers", &cb.headers) {
+                Ok(headers) => headers,
+                Err(e) => {
+                    tracing::warn!(url = %cb.url, error = %e, "notification not sent");
+                    continue;
+                }
+            };
             let mut req = client
                 .post(&cb.url)
                 .json(&body)
                 .timeout(Duration::from_secs(10));
-            for h in &cb.headers {
-                req = req.header(&h.name, &h.value);
+            for (name, value) in headers {
+                req = req.header(name, value);
             }
             if let Err(e) = req.send().await {
                 tracing::warn!(url = %cb.url, error = %e, "notification failed");

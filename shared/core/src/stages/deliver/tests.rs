@@ -62,7 +62,7 @@ async fn rate_limit_spaces_requests() {
     let limiter = limits::Limiter::new(10, Some((20.0, 1)));
     let start = Instant::now();
     for _ in 0..5 {
-        drop(limiter.acquire().await);
+        drop(limiter.local(true).await);
     }
     // 1 token up front, then 4 more at 20/s: at least 200 ms of waiting.
     assert!(

@@ -1,5 +1,6 @@
 //! The end of a run: close the job exactly once, then the after-run work.
 
+use crate::ports::secrets::resolve_headers;
 use crate::stages::trigger::{self, http_export::watermark_key, RunKind, RunRequest};
 use crate::{Error, Result, Sluice};
 use serde_json::json;
@@ -82,10 +83,18 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
             .timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| Error::Internal(e.into()))?;
-        for cb in &flow.after_process {
+        for (i, cb) in flow.after_process.iter().enumerate() {
+            let field = format!("afterProcess[{i}].headers");
+            let headers = match resolve_headers(&*sluice.secrets, &field, &cb.headers) {
+                Ok(headers) => headers,
+                Err(e) => {
+                    tracing::warn!(url = %cb.url, error = %e, "after-process callback not sent");
+                    continue;
+                }
+            };
             let mut req = client.post(&cb.url).json(job);
-            for h in &cb.headers {
-                req = req.header(&h.name, &h.value);
+            for (name, value) in headers {
+                req = req.header(name, value);
             }
             match req.send().await {
                 Ok(r) if r.status().is_success() => {}

@@ -217,9 +217,14 @@ fn render_request(
         }
     }
     for (i, hv) in t.headers.iter().enumerate() {
-        let v = cache
-            .render(&hv.value, &ctx)
-            .map_err(|e| format!("headers[{i}]: {e}"))?;
+        // `secret:NAME` stays as written; deliver resolves it when sending.
+        let v = if hv.value.starts_with("secret:") {
+            hv.value.clone()
+        } else {
+            cache
+                .render(&hv.value, &ctx)
+                .map_err(|e| format!("headers[{i}]: {e}"))?
+        };
         headers.push((hv.name.clone(), v));
     }
     let method = t.method.to_ascii_uppercase();

@@ -123,12 +123,15 @@ async fn next_page(
         })
         .unwrap_or_default();
     for hv in &http.headers {
-        headers.push((
-            hv.name.clone(),
+        // `secret:NAME` stays as written; deliver resolves it when sending.
+        let value = if hv.value.starts_with("secret:") {
+            hv.value.clone()
+        } else {
             templates
                 .render_value(&hv.value, &ctx)
-                .map_err(|e| Error::invalid("http.headers", e))?,
-        ));
+                .map_err(|e| Error::invalid("http.headers", e))?
+        };
+        headers.push((hv.name.clone(), value));
     }
     let body = http
         .body
@@ -142,7 +145,7 @@ async fn next_page(
         headers,
         body,
     };
-    let reply = deliver::send_request(sluice, connection, &request)
+    let reply = deliver::send_request(sluice, connection, &http.headers, &request)
         .await
         .map_err(|(_, m)| Error::Internal(anyhow::anyhow!("GET {url}: {m}")))?;
     c.n += 1;
