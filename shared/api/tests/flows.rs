@@ -150,6 +150,15 @@ async fn chained_flows_dependencies_descendants_and_delete() {
     assert_eq!(r.status, 409, "{}", r.text);
     assert!(r.error().2.contains("f1"), "{}", r.text);
 
+    // nor a flow another flow chains to, until the chain is cut
+    let r = api.delete("/flows/f2").await;
+    assert_eq!(r.status, 409, "{}", r.text);
+    assert_eq!(
+        r.error().2,
+        "Flow f2 is still used by flow f1 (_runNextFlowIds)"
+    );
+    let r = api.put("/flows/f1", json!({"_runNextFlowIds": []})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
     let r = api.delete("/flows/f2").await;
     assert_eq!(r.status, 204);
     assert_eq!(api.get("/flows/f2").await.status, 404);

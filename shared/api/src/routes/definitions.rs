@@ -330,7 +330,19 @@ async fn used_by(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<Option<Stri
                 }
             }
         }
-        Kind::Flow | Kind::Integration => {}
+        Kind::Flow => {
+            // A flow another flow chains to: deleting it would leave that chain pointing at
+            // nothing (the run after it would fail to start, silently but for a log line).
+            for d in sluice.store.list_definitions(Kind::Flow).await? {
+                let Ok(f) = serde_json::from_value::<Flow>(d.clone()) else {
+                    continue;
+                };
+                if f.id != id && f.run_next_flow_ids.iter().any(|n| n == id) {
+                    users.push(format!("flow {} (_runNextFlowIds)", f.id));
+                }
+            }
+        }
+        Kind::Integration => {}
     }
     Ok((!users.is_empty()).then(|| users.join(", ")))
 }

@@ -94,7 +94,8 @@ pub async fn update_flow(
 }
 
 #[utoipa::path(delete, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "not_found")))]
+    responses((status = 204, description = "Deleted"), (status = 404, description = "not_found"),
+              (status = 409, description = "conflict: another flow chains to it (_runNextFlowIds)")))]
 pub async fn delete_flow(
     State(s): St,
     Extension(caller): Extension<Caller>,
