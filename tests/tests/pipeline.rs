@@ -470,3 +470,24 @@ async fn secret_references_in_import_headers_and_callbacks_are_resolved_only_whe
     }
     assert_eq!(hook.received()[0].headers["authorization"], "hk-5512");
 }
+
+#[tokio::test]
+async fn a_quoted_value_in_a_json_body_cannot_add_keys_but_a_text_body_is_as_written() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    let sneaky = "x\", \"admin\": \"yes";
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({"http": {"body": "{\"name\": \"{{record.name}}\"}"}}),
+        json!({}),
+    );
+    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "text", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/notes", "headers": [{"name": "Content-Type", "value": "text/plain"}], "body": "note: {{record.name}}"}}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "text"}]}));
+    h.load(bundle).await;
+    let job = h.run("f", vec![json!({"name": sneaky})]).await;
+    assert_eq!(job.num_success, 1);
+    assert_eq!(server.received()[0].json(), json!({"name": sneaky}));
+    let job = h.run("f2", vec![json!({"name": sneaky})]).await;
+    assert_eq!(job.num_success, 1);
+    assert_eq!(server.received()[1].body, format!("note: {sneaky}"));
+}

@@ -5,7 +5,7 @@ use futures::StreamExt;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sluice_core::conditions::ConditionCache;
-use sluice_core::stages::translate::TemplateCache;
+use sluice_core::stages::translate::{Escape, TemplateCache};
 use sluice_core::stages::trigger::readers::stream_bytes;
 use sluice_model::{Bundle, FileFormat, FileType, Flow};
 
@@ -57,6 +57,17 @@ proptest! {
         let out = cache.render_value("{\"v\": {{json record}}}", &json!({"record": record})).unwrap();
         let parsed: Value = serde_json::from_str(&out).unwrap();
         prop_assert_eq!(&parsed["v"], &record);
+    }
+
+    #[test]
+    fn quoted_values_in_json_bodies_stay_inside_their_string(text in "\\PC{0,40}", control in "[\\x00-\\x1f\"\\\\]{0,5}") {
+        let cache = TemplateCache::default();
+        let value = format!("{text}{control}");
+        let out = cache
+            .render_value_escaped("{\"s\": \"{{record.s}}\"}", &json!({"record": {"s": value}}), Escape::JsonString)
+            .unwrap();
+        let parsed: Value = serde_json::from_str(&out).unwrap();
+        prop_assert_eq!(parsed, json!({"s": value}));
     }
 
     #[test]

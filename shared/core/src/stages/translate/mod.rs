@@ -8,7 +8,7 @@ mod templates;
 mod tests;
 
 pub use files::render_file;
-pub use templates::TemplateCache;
+pub use templates::{body_escape, Escape, TemplateCache};
 
 use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
@@ -229,8 +229,13 @@ fn render_request(
     }
     let method = t.method.to_ascii_uppercase();
     // GET and DELETE carry a body only when one was written for them (lookups).
+    let escape = templates::body_escape(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let body = match t.body {
-        Some(b) => Some(cache.render(b, &ctx).map_err(|e| format!("body: {e}"))?),
+        Some(b) => Some(
+            cache
+                .render_escaped(b, &ctx, escape)
+                .map_err(|e| format!("body: {e}"))?,
+        ),
         None => None,
     };
     Ok(RenderedRequest {

@@ -8,24 +8,72 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::RwLock;
 
-/// Compiled templates, keyed by their source text; compiled once per process.
-pub struct TemplateCache {
-    registry: RwLock<Handlebars<'static>>,
+/// Where a rendered value lands, which decides how `{{value}}` is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// URIs, headers, file names, CSV, non-JSON bodies: values as they are.
+    None,
+    /// JSON bodies: `{{value}}` is escaped as the inside of a JSON string, so a value placed in
+    /// quotes (`"{{record.name}}"`) cannot close them and add keys. `{{json value}}` writes
+    /// whole JSON values; `{{{value}}}` writes raw text on purpose.
+    JsonString,
 }
 
-impl Default for TemplateCache {
-    fn default() -> Self {
+/// Compiled templates, keyed by their source text; compiled once per process.
+pub struct TemplateCache {
+    plain: Registry,
+    json: Registry,
+}
+
+struct Registry(RwLock<Handlebars<'static>>);
+
+impl Registry {
+    fn new(escape: Escape) -> Self {
         let mut hb = Handlebars::new();
-        // Output is JSON, CSV and URLs, never HTML: no HTML escaping. JSON safety comes from
-        // the `json` helper, URL safety from `urlencode`.
-        hb.register_escape_fn(handlebars::no_escape);
+        // Output is JSON, CSV and URLs, never HTML: no HTML escaping.
+        match escape {
+            Escape::None => hb.register_escape_fn(handlebars::no_escape),
+            Escape::JsonString => hb.register_escape_fn(json_string_escape),
+        }
         hb.register_helper("json", Box::new(json_helper));
         hb.register_helper("urlencode", Box::new(urlencode_helper));
         hb.register_helper("lowercase", Box::new(lowercase_helper));
         hb.register_helper("uppercase", Box::new(uppercase_helper));
         hb.register_helper("default", Box::new(default_helper));
+        Registry(RwLock::new(hb))
+    }
+
+    fn render(&self, source: &str, context: &Context) -> Result<String, String> {
+        let name = name_of(source);
+        {
+            let hb = self.0.read().unwrap();
+            if hb.has_template(&name) {
+                return hb.render_with_context(&name, context).map_err(describe);
+            }
+        }
+        {
+            let mut hb = self.0.write().unwrap();
+            if !hb.has_template(&name) {
+                hb.register_template_string(&name, source)
+                    .map_err(|e| format!("invalid template: {e}"))?;
+            }
+        }
+        let hb = self.0.read().unwrap();
+        hb.render_with_context(&name, context).map_err(describe)
+    }
+}
+
+/// The inside of a JSON string literal: `"`, `\` and control characters escaped.
+fn json_string_escape(s: &str) -> String {
+    let quoted = serde_json::to_string(s).unwrap_or_default();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+impl Default for TemplateCache {
+    fn default() -> Self {
         TemplateCache {
-            registry: RwLock::new(hb),
+            plain: Registry::new(Escape::None),
+            json: Registry::new(Escape::JsonString),
         }
     }
 }
@@ -37,24 +85,22 @@ fn name_of(source: &str) -> String {
 }
 
 impl TemplateCache {
-    /// Renders `source` with `context`, compiling it on first use.
+    /// Renders `source` with `context` without escaping, compiling it on first use.
     pub fn render(&self, source: &str, context: &Context) -> Result<String, String> {
-        let name = name_of(source);
-        {
-            let hb = self.registry.read().unwrap();
-            if hb.has_template(&name) {
-                return hb.render_with_context(&name, context).map_err(describe);
-            }
+        self.plain.render(source, context)
+    }
+
+    /// Renders `source` with `context`, escaping `{{value}}` output as `escape` says.
+    pub fn render_escaped(
+        &self,
+        source: &str,
+        context: &Context,
+        escape: Escape,
+    ) -> Result<String, String> {
+        match escape {
+            Escape::None => self.plain.render(source, context),
+            Escape::JsonString => self.json.render(source, context),
         }
-        {
-            let mut hb = self.registry.write().unwrap();
-            if !hb.has_template(&name) {
-                hb.register_template_string(&name, source)
-                    .map_err(|e| format!("invalid template: {e}"))?;
-            }
-        }
-        let hb = self.registry.read().unwrap();
-        hb.render_with_context(&name, context).map_err(describe)
     }
 
     /// Renders with a JSON value as the context (builds the context once per call).
@@ -63,8 +109,31 @@ impl TemplateCache {
         self.render(source, &ctx)
     }
 
+    /// Like [`render_value`](Self::render_value), escaping as `escape` says.
+    pub fn render_value_escaped(
+        &self,
+        source: &str,
+        data: &Value,
+        escape: Escape,
+    ) -> Result<String, String> {
+        let ctx = Context::wraps(data).map_err(describe)?;
+        self.render_escaped(source, &ctx, escape)
+    }
+
     pub fn compiled(&self) -> usize {
-        self.registry.read().unwrap().get_templates().len()
+        [&self.plain, &self.json]
+            .iter()
+            .map(|r| r.0.read().unwrap().get_templates().len())
+            .sum()
+    }
+}
+
+/// The escaping a request body needs: JSON-string escaping unless the request says its body
+/// is something other than JSON (JSON is what Sluice sends when no Content-Type is given).
+pub fn body_escape<'a>(mut headers: impl Iterator<Item = (&'a str, &'a str)>) -> Escape {
+    match headers.find(|(name, _)| name.eq_ignore_ascii_case("content-type")) {
+        Some((_, value)) if !value.to_ascii_lowercase().contains("json") => Escape::None,
+        _ => Escape::JsonString,
     }
 }
 
@@ -73,7 +142,8 @@ fn describe(e: handlebars::RenderError) -> String {
 }
 
 /// `{{json value}}`: the value as JSON text. A string comes out quoted and escaped, so a value
-/// can never break out of a JSON body; a missing value is `null`.
+/// can never break out of a JSON body; a missing value is `null`. Written straight to the
+/// output, so the JSON-string escaping of `{{value}}` does not apply to it.
 fn json_helper(
     h: &Helper,
     _: &Handlebars,

@@ -128,3 +128,65 @@ fn files_as_csv_json_and_ndjson() {
     .unwrap();
     assert_eq!(js, json!([a, b]));
 }
+
+#[test]
+fn values_in_quoted_json_cannot_add_keys() {
+    let cache = TemplateCache::default();
+    let nasty = "x\", \"admin\": true, \"y\": \"\\\n";
+    let data = json!({"record": {"name": nasty, "qty": 3, "ok": true}});
+    let template = r#"{"name": "{{record.name}}", "qty": {{record.qty}}, "ok": {{record.ok}}, "raw": {{json record.name}}, "low": "{{lowercase record.name}}"}"#;
+    let body = cache
+        .render_value_escaped(template, &data, Escape::JsonString)
+        .unwrap();
+    let parsed: Value = serde_json::from_str(&body).expect("still valid JSON");
+    assert_eq!(
+        parsed,
+        json!({"name": nasty, "qty": 3, "ok": true, "raw": nasty, "low": nasty.to_lowercase()})
+    );
+    // Without JSON escaping the same template is injectable: this is what the escaping stops.
+    let sneaky = json!({"record": {"name": "x\", \"admin\": \"yes"}});
+    let plain = cache
+        .render_value(r#"{"name": "{{record.name}}"}"#, &sneaky)
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&plain).unwrap()["admin"],
+        "yes"
+    );
+    let escaped = cache
+        .render_value_escaped(
+            r#"{"name": "{{record.name}}"}"#,
+            &sneaky,
+            Escape::JsonString,
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&escaped).unwrap(),
+        json!({"name": "x\", \"admin\": \"yes"})
+    );
+    // Triple-stash is the explicit way to write raw text into a body.
+    let raw = cache
+        .render_value_escaped(
+            r#"{"inner": {{{record.payload}}}}"#,
+            &json!({"record": {"payload": "{\"a\": 1}"}}),
+            Escape::JsonString,
+        )
+        .unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&raw).unwrap(),
+        json!({"inner": {"a": 1}})
+    );
+}
+
+#[test]
+fn bodies_are_json_escaped_unless_declared_otherwise() {
+    let none: [(&str, &str); 0] = [];
+    assert_eq!(body_escape(none.into_iter()), Escape::JsonString);
+    assert_eq!(
+        body_escape([("Content-Type", "application/vnd.api+json")].into_iter()),
+        Escape::JsonString
+    );
+    assert_eq!(
+        body_escape([("X-A", "1"), ("content-type", "text/xml")].into_iter()),
+        Escape::None
+    );
+}

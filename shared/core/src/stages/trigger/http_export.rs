@@ -2,7 +2,7 @@
 //! `resourcePath` to the records, and delta windows.
 
 use crate::stages::deliver;
-use crate::stages::translate::join_url;
+use crate::stages::translate::{body_escape, join_url};
 use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -133,10 +133,11 @@ async fn next_page(
         };
         headers.push((hv.name.clone(), value));
     }
+    let escape = body_escape(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let body = http
         .body
         .as_deref()
-        .map(|b| templates.render_value(b, &ctx))
+        .map(|b| templates.render_value_escaped(b, &ctx, escape))
         .transpose()
         .map_err(|e| Error::invalid("http.body", e))?;
     let request = RenderedRequest {
