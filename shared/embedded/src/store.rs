@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS queued_runs (flow_id TEXT PRIMARY KEY, request TEXT N
 CREATE TABLE IF NOT EXISTS schedules (flow_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_at);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS slots (grp TEXT NOT NULL, idx INTEGER NOT NULL, owner TEXT NOT NULL, lease_until TEXT NOT NULL, PRIMARY KEY (grp, idx));
 "#;
 
 #[derive(Clone)]
@@ -406,6 +407,48 @@ impl Store for SqliteStore {
             c.execute(
                 "DELETE FROM locks WHERE flow_id = ?1 AND owner = ?2",
                 params![flow, owner],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_slot(
+        &self,
+        group: &str,
+        slots: u32,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Option<u32>> {
+        let (group, owner) = (group.to_string(), owner.to_string());
+        let until = ts(now + chrono::Duration::from_std(lease)?);
+        self.with(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let held: std::collections::HashSet<u32> = tx
+                .prepare("SELECT idx FROM slots WHERE grp = ?1 AND lease_until > ?2")?
+                .query_map(params![group, ts(now)], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let Some(free) = (0..slots).find(|i| !held.contains(i)) else {
+                return Ok(None);
+            };
+            tx.execute(
+                "INSERT INTO slots (grp, idx, owner, lease_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (grp, idx) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until",
+                params![group, free, owner, until],
+            )?;
+            tx.commit()?;
+            Ok(Some(free))
+        })
+        .await
+    }
+
+    async fn release_slot(&self, group: &str, index: u32, owner: &str) -> anyhow::Result<()> {
+        let (group, owner) = (group.to_string(), owner.to_string());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM slots WHERE grp = ?1 AND idx = ?2 AND owner = ?3",
+                params![group, index, owner],
             )?;
             Ok(())
         })

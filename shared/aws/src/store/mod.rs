@@ -15,10 +15,12 @@
 //! | schedule entry  | `schedule`            | `<nextAt>#<flowId>`              | `flowId`, `at`                      |
 //! | schedule of flow| `schedule#<flowId>`   | `schedule`                       | `entry` (the sk above)              |
 //! | state           | `state#<key>`         | `state`                          | `value`                             |
+//! | leased slot     | `slots#<group>`       | `slot#<index, 6 digits>`         | `index`, `owner`, `leaseUntil`, `ttl` |
 //!
-//! Connection limits reuse two rows: each concurrency slot is a run lock named
-//! `limit:<connectionId>:slot<i>`, and the rate state is the state `limit:<connectionId>:rate`
-//! (a number, swapped with a conditional put on its old value).
+//! A connection's concurrency slots are the group `limit:<connectionId>`: one Query reads them
+//! all, so a waiter polls with a read and writes only to take a slot it saw free. Its rate
+//! state is the state `limit:<connectionId>:rate` (a number, swapped with a conditional put
+//! on its old value).
 //!
 //! Times in sort keys are RFC 3339 UTC with milliseconds (fixed width, so they sort).
 //! Counters move with `UpdateItem ADD`; a page outcome is claimed by a conditional put in the
@@ -62,6 +64,15 @@ fn key(pk: impl Into<String>, sk: impl Into<String>) -> Item {
     Item::from([("pk".into(), s(pk)), ("sk".into(), s(sk))])
 }
 
+/// `item` held by `owner` until `until`. TTL only as housekeeping, a day after the lease:
+/// correctness is in the conditions that compare `leaseUntil`.
+fn leased(mut item: Item, owner: &str, until: DateTime<Utc>) -> Item {
+    item.insert("owner".into(), s(owner));
+    item.insert("leaseUntil".into(), n(until.timestamp_millis()));
+    item.insert("ttl".into(), n(until.timestamp() + 86_400));
+    item
+}
+
 fn is_condition_failed<E, R>(err: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
 where
     E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
@@ -75,6 +86,25 @@ impl DynamoStore {
     /// A Put of `item` into the table, for a transaction (conditions added by the caller).
     fn put_of(&self, item: Item) -> PutBuilder {
         Put::builder().table_name(&self.table).set_item(Some(item))
+    }
+
+    /// Deletes the item if `owner` still holds it; nothing if someone else does.
+    async fn delete_if_owner(&self, key: Item, owner: &str, what: &str) -> anyhow::Result<()> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("dynamodb DeleteItem ({what})"))),
+        }
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -554,11 +584,7 @@ impl Store for DynamoStore {
         lease: Duration,
     ) -> anyhow::Result<bool> {
         let until = now + chrono::Duration::from_std(lease)?;
-        let mut item = key(format!("lock#{flow_id}"), "lock");
-        item.insert("owner".into(), s(owner));
-        item.insert("leaseUntil".into(), n(until.timestamp_millis()));
-        // TTL only as housekeeping, a day after the lease: correctness is in the condition.
-        item.insert("ttl".into(), n(until.timestamp() + 86_400));
+        let item = leased(key(format!("lock#{flow_id}"), "lock"), owner, until);
         let result = self
             .client
             .put_item()
@@ -609,21 +635,73 @@ impl Store for DynamoStore {
     }
 
     async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("lock#{flow_id}"), "lock")))
-            .condition_expression("#owner = :owner")
-            .expression_attribute_names("#owner", "owner")
-            .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failed(&e) => Ok(()),
-            Err(e) => Err(anyhow::Error::new(e).context("dynamodb DeleteItem (release lock)")),
+        self.delete_if_owner(
+            key(format!("lock#{flow_id}"), "lock"),
+            owner,
+            "release lock",
+        )
+        .await
+    }
+
+    async fn take_slot(
+        &self,
+        group: &str,
+        slots: u32,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Option<u32>> {
+        let pk = format!("slots#{group}");
+        let now_ms = now.timestamp_millis();
+        let until = now + chrono::Duration::from_std(lease)?;
+        // A few rounds: another taker may win the slot we saw free; read again then.
+        for _ in 0..3 {
+            // One consistent read of the group; waiters poll this, not the writes below.
+            let held: std::collections::HashSet<u32> = self
+                .query_all(pk.clone(), None)
+                .await?
+                .iter()
+                .filter(|i| {
+                    i.get("leaseUntil")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|n| n.parse::<i64>().ok())
+                        .is_some_and(|until| until > now_ms)
+                })
+                .filter_map(|i| i.get("index")?.as_n().ok()?.parse().ok())
+                .collect();
+            let free: Vec<u32> = (0..slots).filter(|i| !held.contains(i)).collect();
+            if free.is_empty() {
+                return Ok(None);
+            }
+            // Start at a random free slot so concurrent takers spread out.
+            let start = rand::random_range(0..free.len());
+            for index in free.iter().cycle().skip(start).take(free.len().min(3)) {
+                let mut item = leased(key(pk.clone(), format!("slot#{index:06}")), owner, until);
+                item.insert("index".into(), n(*index as i64));
+                let result = self
+                    .client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk) OR leaseUntil <= :now")
+                    .expression_attribute_values(":now", n(now_ms))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => return Ok(Some(*index)),
+                    Err(e) if is_condition_failed(&e) => continue,
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e).context("dynamodb PutItem (take slot)"))
+                    }
+                }
+            }
         }
+        Ok(None)
+    }
+
+    async fn release_slot(&self, group: &str, index: u32, owner: &str) -> anyhow::Result<()> {
+        let slot = key(format!("slots#{group}"), format!("slot#{index:06}"));
+        self.delete_if_owner(slot, owner, "release slot").await
     }
 
     async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool> {

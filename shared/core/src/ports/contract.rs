@@ -14,6 +14,7 @@ pub async fn store_contract(store: &dyn Store) {
     errors(store).await;
     ledger(store).await;
     locks(store).await;
+    slots(store).await;
     schedules(store).await;
     state(store).await;
 }
@@ -221,6 +222,72 @@ async fn ledger(store: &dyn Store) {
         store.ledger_claim("k1", t0).await.unwrap(),
         LedgerState::Done(json!({"status": 201}))
     );
+}
+
+async fn slots(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let lease = Duration::from_secs(60);
+    let take = |owner: &'static str, at: i64| {
+        store.take_slot("g", 2, owner, t0 + ChronoDuration::seconds(at), lease)
+    };
+    let a = take("a", 0).await.unwrap().expect("a free slot");
+    let b = take("b", 1).await.unwrap().expect("the other free slot");
+    assert_ne!(a, b, "two holders, two slots");
+    assert!(a < 2 && b < 2, "indexes within the group's size");
+    assert_eq!(take("c", 2).await.unwrap(), None, "all held");
+    assert_eq!(
+        store
+            .take_slot("other", 2, "c", t0, lease)
+            .await
+            .unwrap()
+            .map(|_| ()),
+        Some(()),
+        "groups are apart"
+    );
+    store.release_slot("g", a, "not-a").await.unwrap();
+    assert_eq!(
+        take("c", 3).await.unwrap(),
+        None,
+        "release by a non-holder does nothing"
+    );
+    store.release_slot("g", a, "a").await.unwrap();
+    assert_eq!(
+        take("c", 4).await.unwrap(),
+        Some(a),
+        "a released slot is free"
+    );
+    assert_eq!(
+        take("d", 61).await.unwrap(),
+        Some(b),
+        "an expired lease is taken over"
+    );
+    store.release_slot("g", b, "b").await.unwrap();
+    assert_eq!(
+        take("e", 62).await.unwrap(),
+        None,
+        "the old holder cannot free it"
+    );
+    assert_eq!(
+        store
+            .take_slot("g", 3, "e", t0 + ChronoDuration::seconds(62), lease)
+            .await
+            .unwrap(),
+        Some(2),
+        "a larger group has room"
+    );
+
+    // Concurrent takers of a fresh group: exactly as many win as there are slots.
+    let owners: Vec<String> = (0..8).map(|i| format!("r{i}")).collect();
+    let racers = owners
+        .iter()
+        .map(|o| store.take_slot("race", 3, o, t0, lease));
+    let mut won: Vec<u32> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap())
+        .collect();
+    won.sort();
+    assert_eq!(won, vec![0, 1, 2], "each slot to one taker");
 }
 
 async fn locks(store: &dyn Store) {

@@ -160,6 +160,22 @@ pub trait Store: Send + Sync + 'static {
     async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool>;
     async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>>;
 
+    // --- leased slots: at most N holders of a group at once (a connection's concurrencyLevel,
+    // shared by every process); a holder that dies frees its slot when the lease runs out
+    /// Takes one of the `slots` slots of `group` (free, or its lease ran out) for `owner`.
+    /// `Some(index)` when taken; `None` when all are held. Waiters poll this, so it reads the
+    /// group once and writes only when a slot looks free.
+    async fn take_slot(
+        &self,
+        group: &str,
+        slots: u32,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> anyhow::Result<Option<u32>>;
+    /// Frees the slot if `owner` still holds it.
+    async fn release_slot(&self, group: &str, index: u32, owner: &str) -> anyhow::Result<()>;
+
     // --- schedules: the next due time per flow, so a tick reads only what is due
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()>;
     /// Flows whose next run is at or before `now`, with that time.

@@ -4,8 +4,9 @@
 //! free. When the connection sets `concurrencyLevel` or `rateLimit` itself, the limits are also
 //! kept in the store, so every process sharing it (each Lambda instance, or two `sluice`
 //! processes on one database file) counts against the same numbers:
-//! - concurrency: N leased slots (`limit:<connection>:slot<i>`, the store's run locks), one
-//!   held for each request; a process that dies holding one frees it when the lease runs out;
+//! - concurrency: N leased slots (the store's slot group `limit:<connection>`), one held for
+//!   each request; a process that dies holding one frees it when the lease runs out. Waiters
+//!   poll with one read of the group, writing only to take a slot they saw free;
 //! - rate: GCRA (a token bucket kept as one number, the theoretical arrival time), advanced
 //!   with the store's compare-and-set `swap_state`.
 
@@ -45,16 +46,16 @@ struct Shared {
 /// Held while one request is out; give it back with [`Permit::release`].
 pub(crate) struct Permit<'a> {
     _local: SemaphorePermit<'a>,
-    /// (lock name, owner) of the shared slot held.
-    slot: Option<(String, String)>,
+    /// (group, index, owner) of the shared slot held.
+    slot: Option<(String, u32, String)>,
 }
 
 impl Permit<'_> {
     /// Frees the shared slot. If that fails the slot's lease frees it later.
     pub async fn release(self, store: &dyn Store) {
-        if let Some((name, owner)) = &self.slot {
-            if let Err(e) = store.release_lock(name, owner).await {
-                tracing::warn!(slot = %name, "could not release a connection slot (its lease will): {e:#}");
+        if let Some((group, index, owner)) = &self.slot {
+            if let Err(e) = store.release_slot(group, *index, owner).await {
+                tracing::warn!(%group, index, "could not release a connection slot (its lease will): {e:#}");
             }
         }
     }
@@ -187,17 +188,13 @@ impl Shared {
         n: u32,
         now: &impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
-    ) -> anyhow::Result<(String, String)> {
+    ) -> anyhow::Result<(String, u32, String)> {
         let owner = sluice_model::new_id();
-        // Start at a random slot so concurrent takers do not all contend for slot 0.
-        let first = rand::rng().random_range(0..n);
+        let group = format!("limit:{}", self.connection_id);
         let mut delay = Duration::from_millis(10);
         loop {
-            for k in 0..n {
-                let name = format!("limit:{}:slot{}", self.connection_id, (first + k) % n);
-                if store.acquire_lock(&name, &owner, now(), lease).await? {
-                    return Ok((name, owner));
-                }
+            if let Some(index) = store.take_slot(&group, n, &owner, now(), lease).await? {
+                return Ok((group, index, owner));
             }
             let jittered = delay.mul_f64(rand::rng().random_range(0.5..1.0));
             tokio::time::sleep(jittered).await;
