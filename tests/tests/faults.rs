@@ -213,3 +213,36 @@ async fn after_process_callbacks_and_notifications_are_posted() {
     );
     assert_eq!(got.iter().filter(|r| r.path == "/resp").count(), 2);
 }
+
+#[tokio::test]
+async fn a_job_whose_process_died_is_closed_as_abandoned_by_the_next_run() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let s = h.sluice();
+    // What a killed process leaves behind: a running job holding the flow's run lock, which
+    // nobody renews.
+    let then = chrono::Utc::now() - chrono::Duration::minutes(20);
+    let dead = sluice_model::Job::new(sluice_model::new_id(), "f".into(), "manual", then);
+    s.store.create_job(&dead).await.unwrap();
+    assert!(s
+        .store
+        .acquire_lock("f", &dead.id, then, s.settings.lock_lease)
+        .await
+        .unwrap());
+
+    let job = h.run("f", orders(2)).await;
+    assert_eq!(
+        job.num_success, 2,
+        "the lapsed lock does not block the next run"
+    );
+    let old = s.store.get_job(&dead.id).await.unwrap().unwrap();
+    assert_eq!(old.status, JobStatus::Failed);
+    let message = old.message.unwrap_or_default();
+    assert!(
+        message.starts_with("abandoned: no progress for 15 min"),
+        "{message}"
+    );
+    assert!(old.ended_at.is_some());
+}

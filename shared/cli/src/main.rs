@@ -44,7 +44,7 @@ enum Command {
         /// Print the finished job as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Give up waiting after this many seconds.
+        /// Cancel the job if it has not finished after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
     },

@@ -1,7 +1,9 @@
 //! The `sluice` binary as a user runs it.
 
 use serde_json::json;
+use sluice_testkit::http::{Answer, TestServer};
 use std::process::Command;
+use std::time::Duration;
 
 fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -132,4 +134,116 @@ fn run_prints_a_summary_and_exits_by_status() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flow 'nope'"));
+}
+
+/// A flow posting 6 records one at a time (concurrencyLevel 1) to a sink that takes 700 ms
+/// per request, and the `sluice run` command for it.
+struct SlowRun {
+    sink: TestServer,
+    dir: tempfile::TempDir,
+}
+
+impl SlowRun {
+    async fn new() -> SlowRun {
+        let sink = TestServer::start(|_, _| Answer::Slow {
+            delay: Duration::from_millis(700),
+            then: Box::new(Answer::json(200, json!({}))),
+        })
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "slow.json",
+            &json!({
+                "connections": [{"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}],
+                "exports": [{"_id": "e", "type": "webhook", "pageSize": 2}],
+                "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
+                "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+            }),
+        );
+        let records: String = (0..6).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+        std::fs::write(dir.path().join("r.ndjson"), records).unwrap();
+        SlowRun { sink, dir }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = sluice();
+        cmd.arg("run")
+            .arg(self.dir.path().join("slow.json"))
+            .arg("--records")
+            .arg(self.dir.path().join("r.ndjson"))
+            .arg("--data")
+            .arg(self.dir.path().join("data"));
+        cmd
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
+    let slow = SlowRun::new().await;
+    for attempt in 0..2 {
+        let sent_before = slow.sink.received().len();
+        let mut cmd = slow.command();
+        cmd.args(["--timeout", "1"]);
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The second run starts: the first one's cancel released the flow's lock.
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "run {attempt}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("status canceled"),
+            "run {attempt}: {stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("canceled: job") && stdout.contains("did not finish within 1s"),
+            "run {attempt}: {stdout}"
+        );
+        // Nor is it held up by the connection slot the canceled run's request was holding.
+        assert!(
+            slow.sink.received().len() > sent_before,
+            "run {attempt} sent nothing"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_the_run() {
+    let slow = SlowRun::new().await;
+    let sink = &slow.sink;
+    let child = slow
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the first request reaches the sink the run is under way: interrupt it.
+    for _ in 0..200 {
+        if !sink.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(!sink.received().is_empty(), "the run never started sending");
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("status canceled"), "{stdout}");
+    assert!(stdout.contains("canceled: stopped by Ctrl-C"), "{stdout}");
+    assert!(
+        sink.received().len() < 6,
+        "the run stopped before sending everything"
+    );
 }

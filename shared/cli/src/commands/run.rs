@@ -4,6 +4,7 @@ use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::ports::Kind;
+use sluice_core::stages::evaluate::completion::cancel_job;
 use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
 use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
@@ -80,19 +81,36 @@ pub async fn run(
         .context("the run was queued behind a running one")?;
     eprintln!("running flow {flow_id}: job {}", started.job_id);
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let job = runtime
-        .wait_for_job(&started.job_id, Duration::from_secs(timeout), |j| {
-            let line = progress_line(j);
-            if interactive {
-                eprint!("\r{line}   ");
-            } else {
-                eprintln!("{line}");
-            }
-            let _ = std::io::stderr().flush();
-        })
-        .await?;
-    runtime.wait_idle(Duration::from_secs(60)).await?;
-    let job = sluice.store.get_job(&job.id).await?.unwrap_or(job);
+    let progress = |j: &Job| {
+        let line = progress_line(j);
+        if interactive {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let finished = tokio::select! {
+        waited = runtime.wait_for_job(&started.job_id, Duration::from_secs(timeout), progress) => waited,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("stopped by Ctrl-C")),
+    };
+    match finished {
+        Ok(_) => runtime.wait_idle(Duration::from_secs(60)).await?,
+        // Interrupted or out of time: close the job as canceled, which releases the flow's
+        // run lock, so the next `sluice run` can start at once instead of finding the flow
+        // "currently running" until the lock's lease runs out.
+        Err(e) => {
+            let message = format!(
+                "{e:#}; records still in flight were not counted and may or may not have been delivered"
+            );
+            cancel_job(&sluice, &started.job_id, message).await?;
+        }
+    }
+    let job = sluice
+        .store
+        .get_job(&started.job_id)
+        .await?
+        .context("the job is stored")?;
     if interactive {
         eprintln!();
     }
@@ -121,6 +139,10 @@ pub async fn run(
         }
     }
     runtime.shutdown();
+    if job.status == JobStatus::Canceled {
+        // Aborted deliveries free their connection slots in the background: let them.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
         JobStatus::CompletedWithErrors => ExitCode::from(2),
@@ -155,6 +177,6 @@ fn print_summary(job: &Job, elapsed: Duration) {
         rate
     );
     if let Some(m) = &job.message {
-        println!("  failed: {m}");
+        println!("  {}: {m}", job.status.as_str());
     }
 }

@@ -14,7 +14,7 @@ use crate::ports::Store;
 use rand::Rng;
 use serde_json::json;
 use sluice_model::Connection;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
@@ -46,16 +46,46 @@ struct Shared {
 /// Held while one request is out; give it back with [`Permit::release`].
 pub(crate) struct Permit<'a> {
     _local: SemaphorePermit<'a>,
-    /// (group, index, owner) of the shared slot held.
-    slot: Option<(String, u32, String)>,
+    slot: Option<HeldSlot>,
+}
+
+/// A shared slot held in the store.
+struct HeldSlot {
+    store: Arc<dyn Store>,
+    group: String,
+    index: u32,
+    owner: String,
+}
+
+impl HeldSlot {
+    async fn release(self) {
+        if let Err(e) = self
+            .store
+            .release_slot(&self.group, self.index, &self.owner)
+            .await
+        {
+            let (group, index) = (&self.group, self.index);
+            tracing::warn!(%group, index, "could not release a connection slot (its lease will): {e:#}");
+        }
+    }
 }
 
 impl Permit<'_> {
     /// Frees the shared slot. If that fails the slot's lease frees it later.
-    pub async fn release(self, store: &dyn Store) {
-        if let Some((group, index, owner)) = &self.slot {
-            if let Err(e) = store.release_slot(group, *index, owner).await {
-                tracing::warn!(%group, index, "could not release a connection slot (its lease will): {e:#}");
+    pub async fn release(mut self) {
+        if let Some(slot) = self.slot.take() {
+            slot.release().await;
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    /// A permit dropped unreleased (its task was aborted: `sluice run` canceled, a stage
+    /// shut down) frees its slot in the background rather than leaving it to the lease.
+    fn drop(&mut self) {
+        if let Some(slot) = self.slot.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(slot.release());
             }
         }
     }
@@ -114,7 +144,7 @@ impl Limiter {
     /// rate token in the store. `lease` bounds how long a dead holder keeps its shared slot.
     pub async fn acquire(
         &self,
-        store: &dyn Store,
+        store: &Arc<dyn Store>,
         now: impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
     ) -> anyhow::Result<Permit<'_>> {
@@ -137,8 +167,11 @@ impl Limiter {
             slot,
         };
         if let Some((interval, burst)) = shared.rate {
-            if let Err(e) = shared.take_rate_token(store, interval, burst).await {
-                permit.release(store).await;
+            if let Err(e) = shared
+                .take_rate_token(store.as_ref(), interval, burst)
+                .await
+            {
+                permit.release().await;
                 return Err(e);
             }
         }
@@ -184,17 +217,22 @@ impl Shared {
     /// Takes one of `n` leased slots, polling with capped, jittered backoff while all are held.
     async fn take_slot(
         &self,
-        store: &dyn Store,
+        store: &Arc<dyn Store>,
         n: u32,
         now: &impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
-    ) -> anyhow::Result<(String, u32, String)> {
+    ) -> anyhow::Result<HeldSlot> {
         let owner = sluice_model::new_id();
         let group = format!("limit:{}", self.connection_id);
         let mut delay = Duration::from_millis(10);
         loop {
             if let Some(index) = store.take_slot(&group, n, &owner, now(), lease).await? {
-                return Ok((group, index, owner));
+                return Ok(HeldSlot {
+                    store: store.clone(),
+                    group,
+                    index,
+                    owner,
+                });
             }
             let jittered = delay.mul_f64(rand::rng().random_range(0.5..1.0));
             tokio::time::sleep(jittered).await;

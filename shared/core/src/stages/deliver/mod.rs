@@ -238,7 +238,7 @@ pub(crate) async fn send_with_retries(
         // frees itself once the request would have timed out anyway, plus clock-skew margin.
         let lease = timeout + Duration::from_secs(5);
         let permit = match limiter
-            .acquire(sluice.store.as_ref(), || sluice.clock.now(), lease)
+            .acquire(&sluice.store, || sluice.clock.now(), lease)
             .await
         {
             Ok(permit) => permit,
@@ -253,7 +253,7 @@ pub(crate) async fn send_with_retries(
             }
         };
         let result = send_one(sluice, connection, refs, request, timeout).await;
-        permit.release(sluice.store.as_ref()).await;
+        permit.release().await;
         let retry_after = match &result {
             Ok(reply)
                 if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) =>

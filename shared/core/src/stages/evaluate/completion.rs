@@ -30,9 +30,20 @@ pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
 
 /// Closes a job as failed (the export could not be read) and does the after-run work.
 pub async fn fail_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
+    end_job(sluice, job_id, JobStatus::Failed, message).await
+}
+
+/// Closes a job that was stopped before it finished (`sluice run` interrupted or out of
+/// time): its lock is released, so the flow can run again at once. Records still in flight
+/// are not counted; the message says so.
+pub async fn cancel_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
+    end_job(sluice, job_id, JobStatus::Canceled, message).await
+}
+
+async fn end_job(sluice: &Sluice, job_id: &str, status: JobStatus, message: String) -> Result<()> {
     if sluice
         .store
-        .close_job(job_id, JobStatus::Failed, sluice.clock.now(), Some(message))
+        .close_job(job_id, status, sluice.clock.now(), Some(message))
         .await?
     {
         if let Some(job) = sluice.store.get_job(job_id).await? {
@@ -69,7 +80,10 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
         Err(Error::NotFound { .. }) => return Ok(()),
         Err(e) => return Err(e),
     };
-    if job.status != JobStatus::Failed {
+    if matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::CompletedWithErrors
+    ) {
         for next in &flow.run_next_flow_ids {
             if let Err(e) =
                 trigger::start_run(sluice, next, RunRequest::default(), RunKind::Chain).await

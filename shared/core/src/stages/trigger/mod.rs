@@ -12,8 +12,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_model::{
-    new_id, Export, ExportType, FileFormat, Job, JobError, Page, PageRecord, RecordState,
-    RetryItem, RunOrder, RunSource, StageMessage,
+    new_id, Export, ExportType, FileFormat, Job, JobError, JobStatus, Page, PageRecord,
+    RecordState, RetryItem, RunOrder, RunSource, StageMessage,
 };
 use std::collections::BTreeMap;
 
@@ -84,6 +84,40 @@ pub struct RunStarted {
     pub flow_execution_group_id: String,
 }
 
+/// How many of a flow's newest jobs are checked for abandoned ones when a run starts.
+const ABANDONED_SCAN: usize = 20;
+
+/// Called holding the flow's run lock. A job is only opened under that lock and its lock is
+/// released only after the job is closed, so an unfinished job found now lost its lock: its
+/// lease ran out without progress (the process running it was killed). It is closed as
+/// failed, saying so, rather than left `running` for ever.
+async fn close_abandoned_jobs(sluice: &Sluice, flow_id: &str) -> Result<()> {
+    for job in sluice.store.list_jobs(flow_id, ABANDONED_SCAN).await? {
+        if job.status.is_finished() {
+            continue;
+        }
+        let message = format!(
+            "abandoned: no progress for {} min and its run lock ran out (the process running it stopped); {} of {} pages were done, records not counted may or may not have been delivered",
+            sluice.settings.lock_lease.as_secs() / 60,
+            job.num_pages_done,
+            if job.paging_done { job.num_pages.to_string() } else { "?".into() }
+        );
+        if sluice
+            .store
+            .close_job(
+                &job.id,
+                JobStatus::Failed,
+                sluice.clock.now(),
+                Some(message),
+            )
+            .await?
+        {
+            tracing::warn!(job = %job.id, flow = %flow_id, "closed an abandoned job");
+        }
+    }
+    Ok(())
+}
+
 /// Starts a run of `flow_id`: lock, job, run order to the trigger queue.
 /// Manual runs of a running flow fail with `Error::Conflict("Flow is currently running")`;
 /// scheduled and event runs queue behind it (at most one), returning `Ok(None)` when queued.
@@ -126,6 +160,7 @@ pub async fn start_run(
         }
         return Err(Error::Conflict("Flow is currently running".into()));
     }
+    close_abandoned_jobs(sluice, flow_id).await?;
     let watermark = sluice
         .store
         .get_state(&http_export::watermark_key(flow_id))
