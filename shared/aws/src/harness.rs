@@ -35,6 +35,8 @@ pub struct Harness {
     pub visibility_timeout: u32,
     /// Queue URL -> ARN (event source records carry the ARN).
     arns: HashMap<String, String>,
+    /// Each invocation's time limit, as a function timeout sets it (`None`: unlimited).
+    pub invocation_budget: Option<Duration>,
 }
 
 /// What the harness created, by kind, as logical ids (compared with the template).
@@ -114,6 +116,7 @@ impl Harness {
             dead_letter_urls,
             visibility_timeout,
             arns,
+            invocation_budget: None,
         })
     }
 
@@ -161,6 +164,7 @@ impl Harness {
             dead_letter_urls: self.dead_letter_urls.clone(),
             visibility_timeout: self.visibility_timeout,
             arns: self.arns.clone(),
+            invocation_budget: self.invocation_budget,
         })
     }
 
@@ -217,7 +221,13 @@ impl Harness {
     /// Invokes the stage's function with an SQS batch, as Lambda would.
     pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
         if stage != Stage::Trigger {
-            return sqs_stage_handler(&self.sluice, stage, event).await;
+            let handled = sqs_stage_handler(&self.sluice, stage, event);
+            return match self.invocation_budget {
+                Some(budget) => {
+                    sluice_core::budget::with_deadline(Instant::now() + budget, handled).await
+                }
+                None => handled.await,
+            };
         }
         let ids: Vec<String> = event
             .records

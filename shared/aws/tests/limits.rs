@@ -52,3 +52,58 @@ async fn concurrency_holds_across_lambda_instances() {
     assert_eq!((job.num_success, job.num_error), (12, 0), "{job:?}");
     assert_eq!(sink.received().len(), 12, "nothing sent twice");
 }
+
+/// A page slower than one invocation (a tight rateLimit): deliver stops starting requests
+/// when the invocation's time runs short and re-queues the rest of the page, so it finishes
+/// over several invocations with nothing lost, nothing sent twice and no `delivery_unknown`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_slower_than_an_invocation_continues_in_the_next() {
+    let Some(mut env) = common::env("a_page_slower_than_an_invocation_continues_in_the_next").await
+    else {
+        return;
+    };
+    // A request needs its 1 s timeout plus 3 s of reserve: a 5 s invocation may start
+    // requests during its first second only, and 4 a second are allowed.
+    env.harness.invocation_budget = Some(Duration::from_secs(5));
+    let h = &env.harness;
+    let sink = TestServer::always(200, json!({})).await;
+    common::define_flow(
+        &h.sluice,
+        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "rateLimit": {"requestsPerSecond": 4, "burst": 1}}),
+        json!({"_id": "e", "type": "webhook", "pageSize": 12}),
+    )
+    .await;
+    let records: Vec<_> = (0..12).map(|n| json!({"n": n})).collect();
+    let job_id = common::start(&h.sluice, "f", records).await;
+    h.poll(Stage::Trigger).await.unwrap();
+    assert_eq!(h.poll(Stage::Translate).await.unwrap(), 1, "one page of 12");
+
+    let mut deliver_invocations = 0;
+    for _ in 0..20 {
+        let handled = h.poll(Stage::Deliver).await.unwrap();
+        if handled == 0 {
+            break;
+        }
+        deliver_invocations += handled;
+    }
+    assert!(
+        deliver_invocations >= 2,
+        "the page took {deliver_invocations} invocation(s)"
+    );
+    let job = h
+        .wait_for_job(&job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (12, 0), "{job:?}");
+    let mut seen: Vec<i64> = sink
+        .received()
+        .iter()
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        (0..12).collect::<Vec<_>>(),
+        "each record sent exactly once"
+    );
+}

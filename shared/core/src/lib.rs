@@ -5,6 +5,7 @@
 //! functions plug in the AWS adapters (`sluice-aws`), the local runtime plugs in the embedded
 //! ones (`sluice-embedded`); the contract tests in [`ports::contract`] run against both.
 
+pub mod budget;
 pub mod conditions;
 pub mod error;
 pub mod ports;

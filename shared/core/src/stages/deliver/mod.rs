@@ -15,6 +15,7 @@ mod tests;
 pub use retry::{backoff_delay, parse_retry_after};
 
 use super::processor::Processor;
+use crate::budget;
 use crate::ports::secrets::resolve_headers;
 use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
@@ -82,7 +83,12 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         .unwrap_or(DEFAULT_CONCURRENCY)
         .max(1) as usize;
 
+    let needed = time_to_send(connection);
     if let Some(batch) = page.batch.take() {
+        if budget::running_out(needed) {
+            page.batch = Some(batch);
+            return continue_later(sluice, page, 0).await;
+        }
         let outcome = deliver_once(
             sluice,
             connection,
@@ -93,20 +99,25 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         )
         .await?;
         match outcome {
-            Ok(reply) => {
+            Some(Ok(reply)) => {
                 page.batch = Some(Exchange {
                     request: batch.request,
                     reply: Some(reply),
                 })
             }
-            Err((code, message)) => {
+            Some(Err((code, message))) => {
                 for r in page.records.iter_mut().filter(|r| r.is_active()) {
                     r.fail(code, message.clone());
                 }
                 page.batch = Some(batch);
             }
+            None => {
+                page.batch = Some(batch);
+                return continue_later(sluice, page, 0).await;
+            }
         }
     } else {
+        // Records that already have a reply were sent by an earlier pass over this page.
         let work: Vec<(usize, RenderedRequest, String)> = page
             .records
             .iter()
@@ -115,13 +126,17 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .filter_map(|(i, r)| {
                 r.exchange
                     .as_ref()
+                    .filter(|e| e.reply.is_none())
                     .map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key)))
             })
             .collect();
-        let results: Vec<(usize, Result<Outcome>)> = futures::stream::iter(work)
+        let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
                 let limiter = limiter.clone();
                 async move {
+                    if budget::running_out(needed) {
+                        return (i, Ok(None));
+                    }
                     (
                         i,
                         deliver_once(sluice, connection, refs, &limiter, &key, req).await,
@@ -131,20 +146,36 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .buffer_unordered(concurrency)
             .collect()
             .await;
+        let mut deferred = 0;
         for (i, result) in results {
             let r = &mut page.records[i];
             match result? {
-                Ok(reply) => {
+                Some(Ok(reply)) => {
                     if let Some(e) = r.exchange.as_mut() {
                         e.reply = Some(reply);
                     }
                 }
-                Err((code, message)) => r.fail(code, message),
+                Some(Err((code, message))) => r.fail(code, message),
+                None => deferred += 1,
             }
+        }
+        if deferred > 0 {
+            return continue_later(sluice, page, deferred).await;
         }
         notify(sluice, &p, &page).await;
     }
     forward(sluice, page).await
+}
+
+/// The invocation is running out of time: the page goes back on the deliver queue with what
+/// this pass did (replies and failures recorded in it), and the next pass sends the rest.
+async fn continue_later(sluice: &Sluice, page: Page, deferred: usize) -> Result<()> {
+    tracing::info!(job = %page.job_id, page = %page.page_id, deferred, "deliver ran short of time; the rest of the page continues in the next invocation");
+    sluice
+        .queue
+        .send(Stage::Deliver, StageMessage::Page(page))
+        .await?;
+    Ok(())
 }
 
 async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
@@ -158,6 +189,10 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
 /// A reply, or a record-level failure (code, message).
 pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 
+/// Sends one record's request at most once. Its turn under the connection's limits comes
+/// first and the ledger claim second, so a record still waiting for its turn when the
+/// invocation ends is not claimed (and so not reported `delivery_unknown`).
+/// `None`: the deadline came while waiting for that turn; nothing was claimed or sent.
 async fn deliver_once(
     sluice: &Sluice,
     connection: &Connection,
@@ -165,29 +200,85 @@ async fn deliver_once(
     limiter: &limits::Limiter,
     key: &str,
     request: RenderedRequest,
-) -> Result<Outcome> {
-    match sluice.store.ledger_claim(key, sluice.clock.now()).await? {
-        LedgerState::Done(v) => {
-            return Ok(match v.get("reply") {
-                Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| ("ledger", e.to_string())),
-                None => Err(("network", v["error"].as_str().unwrap_or("failed before").to_string())),
-            })
-        }
-        LedgerState::InFlight => {
-            return Ok(Err((
-                "delivery_unknown",
-                "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it".into(),
-            )))
-        }
-        LedgerState::Claimed => {}
+) -> Result<Option<Outcome>> {
+    let timeout = request_timeout(connection);
+    let permit = match take_turn(sluice, connection, limiter, timeout).await {
+        Ok(permit) => permit,
+        Err(failure) => return Ok(Some(Err(failure))),
+    };
+    if budget::running_out(time_to_send(connection)) {
+        permit.release().await;
+        return Ok(None);
     }
-    let outcome = send_with_retries(sluice, connection, refs, limiter, &request).await;
+    let claim = sluice.store.ledger_claim(key, sluice.clock.now()).await;
+    let earlier = match claim {
+        Ok(LedgerState::Claimed) => None,
+        Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
+            Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| ("ledger", e.to_string())),
+            None => Err(("network", v["error"].as_str().unwrap_or("failed before").to_string())),
+        }),
+        Ok(LedgerState::InFlight) => Some(Err((
+            "delivery_unknown",
+            "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it".into(),
+        ))),
+        Err(e) => {
+            permit.release().await;
+            return Err(e.into());
+        }
+    };
+    if let Some(outcome) = earlier {
+        permit.release().await;
+        return Ok(Some(outcome));
+    }
+    let outcome =
+        send_with_retries(sluice, connection, refs, limiter, Some(permit), &request).await;
     let record = match &outcome {
         Ok(reply) => json!({"reply": reply}),
         Err((code, message)) => json!({"error": message, "code": code}),
     };
     sluice.store.ledger_complete(key, &record).await?;
-    Ok(outcome)
+    Ok(Some(outcome))
+}
+
+/// The time a request needs once started: its timeout, plus a margin for the ledger writes,
+/// re-queueing the page and answering the invocation. Less than this left in the invocation
+/// and the request is not started.
+fn time_to_send(connection: &Connection) -> Duration {
+    request_timeout(connection) + Duration::from_secs(3)
+}
+
+fn request_timeout(connection: &Connection) -> Duration {
+    let ms = connection
+        .http
+        .as_ref()
+        .and_then(|h| h.request_timeout_ms)
+        .unwrap_or(DEFAULT_TIMEOUT_MS);
+    Duration::from_millis(ms)
+}
+
+/// Waits for a turn under the connection's limits (a local slot, and the shared slot and
+/// rate token when the connection sets limits).
+async fn take_turn<'l>(
+    sluice: &Sluice,
+    connection: &Connection,
+    limiter: &'l limits::Limiter,
+    timeout: Duration,
+) -> std::result::Result<limits::Permit<'l>, (&'static str, String)> {
+    // A shared slot outlives its request only if the holder died (a killed Lambda): it frees
+    // itself once the request would have timed out anyway, plus clock-skew margin.
+    let lease = timeout + Duration::from_secs(5);
+    limiter
+        .acquire(&sluice.store, || sluice.clock.now(), lease)
+        .await
+        .map_err(|e| {
+            (
+                "limits",
+                format!(
+                    "could not take a turn under connection {}'s limits: {e:#}",
+                    connection.id
+                ),
+            )
+        })
 }
 
 /// Sends one request over `connection` with its auth, limits, timeout and retries, without
@@ -206,20 +297,22 @@ pub(crate) async fn send_request(
         ));
     }
     let limiter = sluice.caches.http.limiter(connection);
-    send_with_retries(sluice, connection, refs, &limiter, request).await
+    send_with_retries(sluice, connection, refs, &limiter, None, request).await
 }
 
-/// Sends with the connection's auth, timeout and retry policy.
+/// Sends with the connection's auth, timeout and retry policy. `first` is a turn already
+/// taken for the first attempt; each later attempt takes its own.
 pub(crate) async fn send_with_retries(
     sluice: &Sluice,
     connection: &Connection,
     refs: &[NameValue],
     limiter: &limits::Limiter,
+    mut first: Option<limits::Permit<'_>>,
     request: &RenderedRequest,
 ) -> Outcome {
     let http = connection.http.as_ref().expect("checked by the caller");
     let policy = http.retry.clone().unwrap_or_default();
-    let timeout = Duration::from_millis(http.request_timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+    let timeout = request_timeout(connection);
     if let Err(e) = guard::check(
         &request.url,
         http.allow_metadata_addresses,
@@ -234,23 +327,9 @@ pub(crate) async fn send_with_retries(
     let mut refreshed_token = false;
     loop {
         attempt += 1;
-        // A shared slot outlives its request only if the holder died (a killed Lambda): it
-        // frees itself once the request would have timed out anyway, plus clock-skew margin.
-        let lease = timeout + Duration::from_secs(5);
-        let permit = match limiter
-            .acquire(&sluice.store, || sluice.clock.now(), lease)
-            .await
-        {
-            Ok(permit) => permit,
-            Err(e) => {
-                return Err((
-                    "limits",
-                    format!(
-                        "could not take a turn under connection {}'s limits: {e:#}",
-                        connection.id
-                    ),
-                ))
-            }
+        let permit = match first.take() {
+            Some(permit) => permit,
+            None => take_turn(sluice, connection, limiter, timeout).await?,
         };
         let result = send_one(sluice, connection, refs, request, timeout).await;
         permit.release().await;
