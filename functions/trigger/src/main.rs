@@ -11,7 +11,12 @@ async fn main() -> Result<(), Error> {
     let sluice = sluice_aws::build_sluice_from_env().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let sluice = sluice.clone();
-        async move { Ok::<_, Error>(sluice_aws::trigger_handler(&sluice, event.payload).await?) }
+        // A long http export stops reading before the deadline and continues in a new message.
+        let deadline = sluice_aws::lambda::invocation_deadline(event.context.deadline);
+        async move {
+            let handled = sluice_aws::trigger_handler(&sluice, event.payload);
+            Ok::<_, Error>(sluice_core::budget::with_deadline(deadline, handled).await?)
+        }
     }))
     .await
 }

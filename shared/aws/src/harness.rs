@@ -146,6 +146,19 @@ impl Harness {
         self.poll_batch(stage, 10).await
     }
 
+    /// Polls the stage's queue until a poll finds it empty (at most 20 polls); returns how
+    /// many messages were handled, continuations the stage queued to itself included.
+    pub async fn drain(&self, stage: Stage) -> anyhow::Result<usize> {
+        let mut handled = 0;
+        for _ in 0..20 {
+            match self.poll(stage).await? {
+                0 => break,
+                n => handled += n,
+            }
+        }
+        Ok(handled)
+    }
+
     /// One poll taking at most `max` messages (1 to 10): a smaller batch size.
     pub async fn poll_batch(&self, stage: Stage, max: i32) -> anyhow::Result<usize> {
         let url = self.settings.queue_urls[&stage].clone();
@@ -235,7 +248,14 @@ impl Harness {
             .map(|m| m.message_id.clone().unwrap_or_default())
             .collect();
         let value = serde_json::to_value(&event).unwrap_or_default();
-        match trigger_handler(&self.sluice, value).await {
+        let handled = trigger_handler(&self.sluice, value);
+        let result = match self.invocation_budget {
+            Some(budget) => {
+                sluice_core::budget::with_deadline(Instant::now() + budget, handled).await
+            }
+            None => handled.await,
+        };
+        match result {
             Ok(v) => serde_json::from_value(v).unwrap_or_default(),
             Err(e) => {
                 // A failed invocation fails the whole batch.

@@ -148,6 +148,26 @@ pub struct RunOrder {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub export_ids: Option<Vec<String>>,
     pub source: RunSource,
+    /// Set on the continuation a trigger sends itself when its invocation runs short of time
+    /// in a long http export: where reading picks up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Resume>,
+}
+
+/// Where a continued run order picks up reading.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resume {
+    /// The page generator being read (generators before it are done).
+    pub generator_index: usize,
+    /// Pages cut so far: the next page's index.
+    pub pages_cut: u64,
+    /// Records read but fewer than a page, so pages cut later hold the same records as an
+    /// uninterrupted read would (their ids stay stable under redelivery).
+    #[serde(default)]
+    pub carried: Vec<Value>,
+    /// The http export's paging position after the last reply read.
+    pub cursor: Value,
 }
 
 /// Where the records of a run come from.

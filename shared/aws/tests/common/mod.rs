@@ -61,3 +61,12 @@ pub async fn start(sluice: &Sluice, flow: &str, records: Vec<Value>) -> String {
         .expect("not queued")
         .job_id
 }
+
+/// Starts a manual run of `flow` reading its export; returns the job id.
+pub async fn start_export(sluice: &Sluice, flow: &str) -> String {
+    start_run(sluice, flow, RunRequest::default(), RunKind::Manual)
+        .await
+        .unwrap()
+        .expect("not queued")
+        .job_id
+}

@@ -243,7 +243,7 @@ async fn deliver_once(
 /// The time a request needs once started: its timeout, plus a margin for the ledger writes,
 /// re-queueing the page and answering the invocation. Less than this left in the invocation
 /// and the request is not started.
-fn time_to_send(connection: &Connection) -> Duration {
+pub(crate) fn time_to_send(connection: &Connection) -> Duration {
     request_timeout(connection) + Duration::from_secs(3)
 }
 

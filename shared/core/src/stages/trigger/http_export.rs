@@ -6,6 +6,7 @@ use crate::stages::translate::{body_escape, join_url};
 use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_model::validate::normalize_json_path;
 use sluice_model::{Connection, Export, PagingMethod, RenderedRequest, Reply};
@@ -25,7 +26,11 @@ pub fn watermark_key(flow_id: &str) -> String {
 /// Guard against servers that never stop paging.
 const DEFAULT_MAX_PAGES: u64 = 10_000;
 
-struct Cursor {
+/// Where paging stands: what the next request asks for. Serializable, so a trigger that
+/// runs short of time can hand it to its continuation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Replies read so far.
     n: u64,
     page: u64,
     skip: u64,
@@ -34,23 +39,35 @@ struct Cursor {
     done: bool,
 }
 
-/// Fetches the export page by page; each item is the records of one reply. A wrong
-/// `resourcePath` is an error, not zero records.
+impl Cursor {
+    /// The start of the export's paging.
+    pub fn start(export: &Export) -> Cursor {
+        let paging = export.http.as_ref().and_then(|h| h.paging.as_ref());
+        Cursor {
+            n: 0,
+            page: paging.and_then(|p| p.page).unwrap_or(1),
+            skip: paging.and_then(|p| p.skip).unwrap_or(0),
+            token: None,
+            next_url: None,
+            done: false,
+        }
+    }
+
+    /// True when no request is left to make.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+/// Fetches the export page by page from `cursor`; each item is the records of one reply
+/// and the cursor after it. A wrong `resourcePath` is an error, not zero records.
 pub fn fetch_pages<'a>(
     sluice: &'a Sluice,
     export: &'a Export,
     connection: &'a Connection,
     window: DeltaWindow,
-) -> BoxStream<'a, Result<Vec<Value>>> {
-    let paging = export.http.as_ref().and_then(|h| h.paging.clone());
-    let cursor = Cursor {
-        n: 0,
-        page: paging.as_ref().and_then(|p| p.page).unwrap_or(1),
-        skip: paging.as_ref().and_then(|p| p.skip).unwrap_or(0),
-        token: None,
-        next_url: None,
-        done: false,
-    };
+    cursor: Cursor,
+) -> BoxStream<'a, Result<(Vec<Value>, Cursor)>> {
     Box::pin(futures::stream::unfold(cursor, move |mut c| {
         let window = window.clone();
         async move {
@@ -58,7 +75,7 @@ pub fn fetch_pages<'a>(
                 return None;
             }
             match next_page(sluice, export, connection, &window, &mut c).await {
-                Ok(Some(records)) => Some((Ok(records), c)),
+                Ok(Some(records)) => Some((Ok((records, c.clone())), c)),
                 Ok(None) => None,
                 Err(e) => {
                     c.done = true;

@@ -6,6 +6,8 @@ pub mod http_export;
 pub mod readers;
 pub mod schedule;
 
+use crate::budget;
+use crate::stages::deliver;
 use crate::stages::evaluate::completion;
 use crate::{Error, Result, Sluice, Stage};
 use futures::StreamExt;
@@ -13,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_model::{
     new_id, Export, ExportType, FileFormat, Job, JobError, JobStatus, Page, PageRecord,
-    RecordState, RetryItem, RunOrder, RunSource, StageMessage,
+    RecordState, Resume, RetryItem, RunOrder, RunSource, StageMessage,
 };
 use std::collections::BTreeMap;
 
@@ -193,6 +195,7 @@ pub async fn start_run(
         },
         export_ids: request.export_ids,
         source,
+        resume: None,
     };
     sluice
         .queue
@@ -287,13 +290,19 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             })
             .collect(),
     };
+    let resume = order.resume.as_ref();
     let mut cutter = PageCutter {
         sluice,
         order: &order,
-        pages: 0,
+        pages: resume.map_or(0, |r| r.pages_cut),
+        continued: false,
     };
     let mut failure: Option<(String, Option<String>)> = None;
     for gi in generators {
+        // A continuation picks up at the generator it was reading.
+        if resume.is_some_and(|r| gi < r.generator_index) {
+            continue;
+        }
         let export_id = flow.page_generators[gi].export_id.clone();
         let export = match sluice.export(&export_id).await {
             Ok(e) => e,
@@ -302,9 +311,14 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
                 break;
             }
         };
-        if let Err(message) = read_generator(&mut cutter, gi, &export, &job).await? {
+        let resume_here = resume.filter(|r| r.generator_index == gi);
+        if let Err(message) = read_generator(&mut cutter, gi, &export, &job, resume_here).await? {
             failure = Some((message, Some(export.id.clone())));
             break;
+        }
+        if cutter.continued {
+            // The rest is read by the continuation this invocation queued.
+            return Ok(());
         }
     }
     let job = sluice
@@ -345,11 +359,15 @@ async fn read_generator(
     gi: usize,
     export: &Export,
     job: &Job,
+    resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
     let size = export.page_size();
     let filter = export.filter.as_ref().map(|f| f.expression.clone());
     let mut batch = Batch::new(gi, 0, size, filter);
-    let outcome = read_source(cutter, &mut batch, gi, export, job).await?;
+    if let Some(r) = resume {
+        batch.records.extend(r.carried.iter().cloned());
+    }
+    let outcome = read_source(cutter, &mut batch, gi, export, job, resume).await?;
     // Whatever was read before a failure still goes on: nothing read is dropped.
     batch.flush(cutter).await?;
     Ok(outcome)
@@ -361,6 +379,7 @@ async fn read_source(
     gi: usize,
     export: &Export,
     job: &Job,
+    resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
     let sluice = cutter.sluice;
     let size = export.page_size();
@@ -401,12 +420,24 @@ async fn read_source(
                     last_export_date_time: job.start_date,
                     current_export_date_time: job.end_date,
                 };
-                let mut pages = http_export::fetch_pages(sluice, export, &connection, window);
+                let start = match resume {
+                    Some(r) => serde_json::from_value(r.cursor.clone()).map_err(|e| {
+                        Error::Internal(anyhow::anyhow!("unreadable paging cursor: {e}"))
+                    })?,
+                    None => http_export::Cursor::start(export),
+                };
+                let needed = deliver::time_to_send(&connection);
+                let mut pages =
+                    http_export::fetch_pages(sluice, export, &connection, window, start);
                 while let Some(page) = pages.next().await {
                     match page {
-                        Ok(records) => {
+                        Ok((records, cursor)) => {
                             for r in records {
                                 batch.push(cutter, r).await?;
+                            }
+                            if !cursor.is_done() && budget::running_out(needed) {
+                                continue_later(cutter, batch, gi, &cursor).await?;
+                                return Ok(Ok(()));
                             }
                         }
                         Err(e) => return Ok(Err(e.to_string())),
@@ -485,6 +516,34 @@ struct PageCutter<'a> {
     sluice: &'a Sluice,
     order: &'a RunOrder,
     pages: u64,
+    /// This invocation ran short of time and queued a continuation for the rest.
+    continued: bool,
+}
+
+/// The invocation is running out of time in a long http export: the rest is read by a
+/// continuation of the run order, queued to the trigger with the paging cursor, the page
+/// count and the records not yet cut into a page.
+async fn continue_later(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    gi: usize,
+    cursor: &http_export::Cursor,
+) -> Result<()> {
+    let mut order = cutter.order.clone();
+    order.resume = Some(Resume {
+        generator_index: gi,
+        pages_cut: cutter.pages,
+        carried: std::mem::take(&mut batch.records),
+        cursor: serde_json::to_value(cursor).map_err(|e| Error::Internal(e.into()))?,
+    });
+    tracing::info!(job = %order.job_id, pages = cutter.pages, "trigger ran short of time; the export continues in the next invocation");
+    cutter
+        .sluice
+        .queue
+        .send(Stage::Trigger, StageMessage::Run(order))
+        .await?;
+    cutter.continued = true;
+    Ok(())
 }
 
 /// Records collecting into the next page of one generator.

@@ -1,6 +1,7 @@
-//! Two Lambda instances deliver pages over one connection at once: the connection's
-//! concurrencyLevel holds across them, because its slots live in DynamoDB, not in either
-//! instance's memory.
+//! Limits and deadlines across Lambda instances and invocations: a connection's
+//! concurrencyLevel holds across two instances (its slots live in DynamoDB, not in either
+//! instance's memory), and deliver and trigger work within the invocation's deadline,
+//! continuing in a new message instead of timing out.
 
 mod common;
 
@@ -78,14 +79,7 @@ async fn a_page_slower_than_an_invocation_continues_in_the_next() {
     h.poll(Stage::Trigger).await.unwrap();
     assert_eq!(h.poll(Stage::Translate).await.unwrap(), 1, "one page of 12");
 
-    let mut deliver_invocations = 0;
-    for _ in 0..20 {
-        let handled = h.poll(Stage::Deliver).await.unwrap();
-        if handled == 0 {
-            break;
-        }
-        deliver_invocations += handled;
-    }
+    let deliver_invocations = h.drain(Stage::Deliver).await.unwrap();
     assert!(
         deliver_invocations >= 2,
         "the page took {deliver_invocations} invocation(s)"
@@ -105,5 +99,78 @@ async fn a_page_slower_than_an_invocation_continues_in_the_next() {
         seen,
         (0..12).collect::<Vec<_>>(),
         "each record sent exactly once"
+    );
+}
+
+/// A paged http export longer than one trigger invocation: the trigger stops reading before
+/// its deadline and queues a continuation with the paging cursor and the records not yet cut
+/// into a page, so the run reads every record once and cuts the same pages as in one go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_longer_than_an_invocation_continues_in_the_next() {
+    let Some(mut env) =
+        common::env("an_export_longer_than_an_invocation_continues_in_the_next").await
+    else {
+        return;
+    };
+    // 1 s request timeout + 3 s reserve: a 5 s invocation reads for about a second, and each
+    // of the 10 source pages takes 250 ms.
+    env.harness.invocation_budget = Some(Duration::from_secs(5));
+    let h = &env.harness;
+    let server = TestServer::start(|_, r| {
+        if r.method == "POST" {
+            return Answer::json(200, json!({}));
+        }
+        let page: i64 = r.query.trim_start_matches("page=").parse().unwrap_or(0);
+        let records: Vec<_> = if (1..=10).contains(&page) {
+            (0..5).map(|i| json!({"n": (page - 1) * 5 + i})).collect()
+        } else {
+            vec![]
+        };
+        Answer::Slow {
+            delay: Duration::from_millis(250),
+            then: Box::new(Answer::json(200, json!(records))),
+        }
+    })
+    .await;
+    common::define_flow(
+        &h.sluice,
+        json!({"_id": "c", "type": "http", "http": {"baseURI": server.base_url, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "type": "http", "_connectionId": "c", "pageSize": 7,
+               "http": {"relativeURI": "/items?page={{export.http.paging.page}}", "paging": {"method": "page"}}}),
+    )
+    .await;
+    let job_id = common::start_export(&h.sluice, "f").await;
+
+    let trigger_invocations = h.drain(Stage::Trigger).await.unwrap();
+    assert!(
+        trigger_invocations >= 2,
+        "the export took {trigger_invocations} invocation(s)"
+    );
+    let job = h
+        .wait_for_job(&job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (50, 0), "{job:?}");
+    assert_eq!(job.num_pages, 8, "50 records in pages of 7, as in one go");
+    let mut sent: Vec<i64> = server
+        .received()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(
+        sent,
+        (0..50).collect::<Vec<_>>(),
+        "each record read and sent once"
+    );
+    let gets = server
+        .received()
+        .iter()
+        .filter(|r| r.method == "GET")
+        .count();
+    assert_eq!(
+        gets, 11,
+        "each source page read once (and the empty one that ends it)"
     );
 }
