@@ -2,10 +2,10 @@
 //! loaded into its store, runs started and awaited.
 
 use serde_json::{json, Value};
-use sluice_core::ports::{Kind, MapSecrets};
+use sluice_core::ports::{Kind, MapSecrets, SystemClock};
 use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
 use sluice_core::{Settings, Sluice};
-use sluice_embedded::LocalRuntime;
+use sluice_embedded::{FsBlobs, LocalRuntime, SqliteStore};
 use sluice_model::{Bundle, Job, JobError};
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +23,22 @@ pub struct Harness {
 impl Harness {
     pub fn new() -> Harness {
         Self::with_secrets(&[])
+    }
+
+    /// An in-memory harness with these settings (a short lock lease, say).
+    pub fn with_settings(settings: Settings) -> Harness {
+        let blob_dir = tempfile::tempdir().unwrap();
+        let runtime = LocalRuntime::build(
+            Arc::new(SqliteStore::open_in_memory().unwrap()),
+            Arc::new(FsBlobs::new(blob_dir.path())),
+            Arc::new(MapSecrets(Default::default())),
+            Arc::new(SystemClock),
+            settings,
+        );
+        Harness {
+            runtime,
+            _blob_dir: Some(blob_dir),
+        }
     }
 
     pub fn with_secrets(secrets: &[(&str, &str)]) -> Harness {

@@ -246,3 +246,39 @@ async fn a_job_whose_process_died_is_closed_as_abandoned_by_the_next_run() {
     );
     assert!(old.ended_at.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_slower_than_the_lock_lease_keeps_its_lock() {
+    // A 2 s lease and a page that takes about 4 s to deliver under its rate limit.
+    let h = Harness::with_settings(sluice_core::Settings {
+        lock_lease: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let server = TestServer::always(200, json!({})).await;
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"rateLimit": {"requestsPerSecond": 5, "burst": 1}}),
+    );
+    bundle["exports"][0]["pageSize"] = json!(20);
+    h.load(bundle).await;
+    let s = h.sluice();
+    let request = RunRequest {
+        records: Some(orders(20)),
+        ..Default::default()
+    };
+    let first = start_run(&s, "f", request, RunKind::Manual)
+        .await
+        .unwrap()
+        .unwrap();
+    // Past the first lease, a scheduled run of the same flow finds the flow still running
+    // and queues behind it, rather than taking a lapsed lock and closing the first job.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = start_run(&s, "f", RunRequest::default(), RunKind::Schedule)
+        .await
+        .unwrap();
+    assert!(second.is_none(), "the first run still holds its lock");
+    let job = h.wait(&first.job_id).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(job.num_success, 20);
+}

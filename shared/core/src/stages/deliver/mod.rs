@@ -130,17 +130,17 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                     .map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key)))
             })
             .collect();
+        let lock = LockKeeper::new(&page);
         let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let limiter = limiter.clone();
+                let (limiter, lock) = (limiter.clone(), &lock);
                 async move {
                     if budget::running_out(needed) {
                         return (i, Ok(None));
                     }
-                    (
-                        i,
-                        deliver_once(sluice, connection, refs, &limiter, &key, req).await,
-                    )
+                    let outcome = deliver_once(sluice, connection, refs, &limiter, &key, req).await;
+                    lock.keep(sluice).await;
+                    (i, outcome)
                 }
             })
             .buffer_unordered(concurrency)
@@ -165,6 +165,43 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         notify(sluice, &p, &page).await;
     }
     forward(sluice, page).await
+}
+
+/// Renews the job's run lock while a slow page is delivered (a tight rateLimit can keep one
+/// page here for longer than the lease), every quarter lease at most. Evaluate renews it per
+/// page; without this a lapsed lease would let the next run close this job as abandoned.
+struct LockKeeper {
+    flow_id: String,
+    job_id: String,
+    last: Mutex<Instant>,
+}
+
+impl LockKeeper {
+    fn new(page: &Page) -> Self {
+        LockKeeper {
+            flow_id: page.flow_id.clone(),
+            job_id: page.job_id.clone(),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    async fn keep(&self, sluice: &Sluice) {
+        {
+            let mut last = self.last.lock().unwrap();
+            if last.elapsed() < sluice.settings.lock_lease / 4 {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let (now, lease) = (sluice.clock.now(), sluice.settings.lock_lease);
+        if let Err(e) = sluice
+            .store
+            .renew_lock(&self.flow_id, &self.job_id, now, lease)
+            .await
+        {
+            tracing::warn!(job = %self.job_id, "could not renew the run lock: {e:#}");
+        }
+    }
 }
 
 /// The invocation is running out of time: the page goes back on the deliver queue with what
