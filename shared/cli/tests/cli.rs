@@ -247,3 +247,108 @@ async fn ctrl_c_cancels_the_run() {
         "the run stopped before sending everything"
     );
 }
+
+/// `sluice dev` on a free port over `data`; waits until it answers.
+async fn start_dev(data: &std::path::Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = sluice()
+        .args([
+            "dev",
+            "--port",
+            &port.to_string(),
+            "--api-key",
+            "k",
+            "--data",
+        ])
+        .arg(data)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..200 {
+        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut child = child;
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("sluice dev did not start on {base}");
+}
+
+fn interrupt(child: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_sluice_dev_cancels_its_unfinished_jobs() {
+    let slow = SlowRun::new().await;
+    let data = slow.dir.path().join("dev-data");
+    let http = reqwest::Client::new();
+    let (dev, base) = start_dev(&data).await;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(slow.dir.path().join("slow.json")).unwrap()).unwrap();
+    let loaded = http
+        .post(format!("{base}/flows/import-template"))
+        .bearer_auth("k")
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
+    let records: Vec<_> = (0..6).map(|n| json!({"n": n})).collect();
+    let run = || {
+        http.post(format!("{base}/flows/f/run"))
+            .bearer_auth("k")
+            .json(&json!({ "records": records }))
+            .send()
+    };
+    let started: serde_json::Value = run().await.unwrap().json().await.unwrap();
+    let job_id = started["_jobId"].as_str().unwrap().to_string();
+    for _ in 0..200 {
+        if !slow.sink.received().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    interrupt(&dev);
+    let out = tokio::task::spawn_blocking(move || dev.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("canceled 1 unfinished job(s)"), "{stderr}");
+
+    // Back up: the job reads canceled, and the flow runs again at once.
+    let (dev, base) = start_dev(&data).await;
+    let job: serde_json::Value = http
+        .get(format!("{base}/jobs/{job_id}"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["status"], "canceled", "{job}");
+    let again = http
+        .post(format!("{base}/flows/f/run"))
+        .bearer_auth("k")
+        .json(&json!({ "records": [] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201, "{}", again.text().await.unwrap());
+    interrupt(&dev);
+    tokio::task::spawn_blocking(move || dev.wait_with_output().unwrap())
+        .await
+        .unwrap();
+}

@@ -26,6 +26,9 @@ pub struct LocalQueue {
     pending: Arc<AtomicUsize>,
     /// Messages sent and not yet finished, per stage.
     depth: HashMap<Stage, AtomicUsize>,
+    /// Jobs with messages on these queues: they die with this process, so its shutdown
+    /// cancels those still unfinished (see `LocalRuntime::cancel_unfinished`).
+    jobs: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl LocalQueue {
@@ -46,6 +49,7 @@ impl LocalQueue {
             senders,
             pending: Arc::new(AtomicUsize::new(0)),
             depth,
+            jobs: Default::default(),
         };
         (Arc::new(queue), receivers)
     }
@@ -66,6 +70,11 @@ impl LocalQueue {
         .sum()
     }
 
+    /// The jobs that have had messages on these queues, forgetting them.
+    pub(crate) fn take_jobs(&self) -> Vec<String> {
+        self.jobs.lock().unwrap().drain().collect()
+    }
+
     fn finished(&self, stage: Stage) {
         self.depth[&stage].fetch_sub(1, Ordering::SeqCst);
         self.pending.fetch_sub(1, Ordering::SeqCst);
@@ -81,6 +90,16 @@ impl Queue for LocalQueue {
         {
             while self.pages_before_evaluate() >= MAX_PAGES_IN_FLIGHT {
                 tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        let job_id = match &message {
+            StageMessage::Run(order) => &order.job_id,
+            StageMessage::Page(page) => &page.job_id,
+        };
+        {
+            let mut jobs = self.jobs.lock().unwrap();
+            if !jobs.contains(job_id) {
+                jobs.insert(job_id.clone());
             }
         }
         self.pending.fetch_add(1, Ordering::SeqCst);

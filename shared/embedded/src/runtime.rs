@@ -4,6 +4,7 @@ use crate::queue::{spawn_workers, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
+use sluice_core::stages::evaluate::completion::cancel_job;
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
 use std::path::Path;
@@ -171,6 +172,44 @@ impl LocalRuntime {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         Ok(())
+    }
+
+    /// Cancels every job this runtime's queues carried that has not finished, with
+    /// `reason`: their in-flight pages live only in this process, so when it stops they can
+    /// never finish, and cancelling frees their flows to run again at once (instead of after
+    /// the run lock's lease). Returns how many were cancelled. Call after [`stop`], so no
+    /// worker sends another record of a canceled job.
+    ///
+    /// [`stop`]: LocalRuntime::stop
+    pub async fn cancel_unfinished(&self, reason: &str) -> anyhow::Result<usize> {
+        let mut cancelled = 0;
+        for job_id in self.queue.take_jobs() {
+            let Some(job) = self.sluice.store.get_job(&job_id).await? else {
+                continue;
+            };
+            if job.status.is_finished() {
+                continue;
+            }
+            let message = format!(
+                "{reason} before the job finished; records still in flight were not counted and may or may not have been delivered"
+            );
+            cancel_job(&self.sluice, &job_id, message).await?;
+            cancelled += 1;
+        }
+        Ok(cancelled)
+    }
+
+    /// Stops the workers and waits until they are gone, and until deliveries they were in
+    /// the middle of have freed their connection slots.
+    pub async fn stop(&mut self) {
+        let workers = std::mem::take(&mut self.workers);
+        for w in &workers {
+            w.abort();
+        }
+        for w in workers {
+            let _ = w.await;
+        }
+        sluice_core::stages::deliver::settle_slot_releases(Duration::from_secs(5)).await;
     }
 
     pub fn shutdown(self) {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::Result<ExitCode> {
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+    let mut runtime = LocalRuntime::open(data, Settings::default())?;
     let sluice = runtime.sluice();
     let key = api_key
         .or_else(|| std::env::var("SLUICE_API_KEY").ok())
@@ -44,6 +44,12 @@ pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::R
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    runtime.shutdown();
+    // Pages in flight live in this process only: cancel their jobs so their flows can run
+    // again as soon as `sluice dev` is back; stopping lets aborted deliveries free their slots.
+    runtime.stop().await;
+    let cancelled = runtime.cancel_unfinished("sluice dev stopped").await?;
+    if cancelled > 0 {
+        eprintln!("canceled {cancelled} unfinished job(s)");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,7 +44,7 @@ pub async fn run(
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", bundle_path.display()))?,
     };
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+    let mut runtime = LocalRuntime::open(data, Settings::default())?;
     let sluice = runtime.sluice();
     for c in &bundle.connections {
         sluice
@@ -100,6 +100,8 @@ pub async fn run(
         // run lock, so the next `sluice run` can start at once instead of finding the flow
         // "currently running" until the lock's lease runs out.
         Err(e) => {
+            // Workers first, so none sends another record of the canceled job.
+            runtime.stop().await;
             let message = format!(
                 "{e:#}; records still in flight were not counted and may or may not have been delivered"
             );
@@ -138,11 +140,8 @@ pub async fn run(
             );
         }
     }
-    runtime.shutdown();
-    if job.status == JobStatus::Canceled {
-        // Aborted deliveries free their connection slots in the background: let them.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    // Waits for aborted deliveries (a canceled run) to free their connection slots.
+    runtime.stop().await;
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
         JobStatus::CompletedWithErrors => ExitCode::from(2),

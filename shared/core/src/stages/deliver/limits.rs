@@ -14,6 +14,7 @@ use crate::ports::Store;
 use rand::Rng;
 use serde_json::json;
 use sluice_model::Connection;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -79,15 +80,31 @@ impl Permit<'_> {
     }
 }
 
+/// Slot releases running in the background (from dropped permits).
+static RELEASES_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
 impl Drop for Permit<'_> {
     /// A permit dropped unreleased (its task was aborted: `sluice run` canceled, a stage
     /// shut down) frees its slot in the background rather than leaving it to the lease.
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                handle.spawn(slot.release());
+                RELEASES_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
+                handle.spawn(async move {
+                    slot.release().await;
+                    RELEASES_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
+                });
             }
         }
+    }
+}
+
+/// Waits (up to `max`) until the background slot releases of dropped permits are done: a
+/// process about to exit calls this so its slots are free for the next one at once.
+pub async fn settle_slot_releases(max: Duration) {
+    let deadline = Instant::now() + max;
+    while RELEASES_IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -12,6 +12,7 @@ mod retry;
 #[cfg(test)]
 mod tests;
 
+pub use limits::settle_slot_releases;
 pub use retry::{backoff_delay, parse_retry_after};
 
 use super::processor::Processor;

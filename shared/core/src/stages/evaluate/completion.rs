@@ -69,7 +69,13 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
     }
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
 
-    if let Some(order) = sluice.store.take_queued_run(&job.flow_id).await? {
+    // A canceled run (its process is stopping) starts nothing: a run queued behind it stays
+    // queued until the flow's next run ends.
+    let queued = match job.status {
+        JobStatus::Canceled => None,
+        _ => sluice.store.take_queued_run(&job.flow_id).await?,
+    };
+    if let Some(order) = queued {
         let request: RunRequest = serde_json::from_value(order).unwrap_or_default();
         if let Err(e) = trigger::start_run(sluice, &job.flow_id, request, RunKind::Schedule).await {
             tracing::warn!(flow = %job.flow_id, error = %e, "queued run could not start");
