@@ -6,9 +6,30 @@
 mod common;
 
 use serde_json::json;
+use sluice_aws::harness::Harness;
 use sluice_core::Stage;
+use sluice_model::Job;
 use sluice_testkit::http::{Answer, TestServer};
 use std::time::Duration;
+
+/// Waits for the job, then checks records `0..n` were each POSTed to `sink` exactly once and
+/// all succeeded.
+async fn assert_each_sent_once(h: &Harness, job_id: &str, sink: &TestServer, n: i64) -> Job {
+    let job = h
+        .wait_for_job(job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (n as u64, 0), "{job:?}");
+    let mut sent: Vec<i64> = sink
+        .received()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.json()["n"].as_i64().unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, (0..n).collect::<Vec<_>>(), "each record sent once");
+    job
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_holds_across_lambda_instances() {
@@ -46,12 +67,7 @@ async fn concurrency_holds_across_lambda_instances() {
         sink.max_in_flight()
     );
 
-    let job = a
-        .wait_for_job(&job_id, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!((job.num_success, job.num_error), (12, 0), "{job:?}");
-    assert_eq!(sink.received().len(), 12, "nothing sent twice");
+    assert_each_sent_once(a, &job_id, &sink, 12).await;
 }
 
 /// A page slower than one invocation (a tight rateLimit): deliver stops starting requests
@@ -84,22 +100,7 @@ async fn a_page_slower_than_an_invocation_continues_in_the_next() {
         deliver_invocations >= 2,
         "the page took {deliver_invocations} invocation(s)"
     );
-    let job = h
-        .wait_for_job(&job_id, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!((job.num_success, job.num_error), (12, 0), "{job:?}");
-    let mut seen: Vec<i64> = sink
-        .received()
-        .iter()
-        .map(|r| r.json()["n"].as_i64().unwrap())
-        .collect();
-    seen.sort();
-    assert_eq!(
-        seen,
-        (0..12).collect::<Vec<_>>(),
-        "each record sent exactly once"
-    );
+    assert_each_sent_once(h, &job_id, &sink, 12).await;
 }
 
 /// A paged http export longer than one trigger invocation: the trigger stops reading before
@@ -146,24 +147,8 @@ async fn an_export_longer_than_an_invocation_continues_in_the_next() {
         trigger_invocations >= 2,
         "the export took {trigger_invocations} invocation(s)"
     );
-    let job = h
-        .wait_for_job(&job_id, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!((job.num_success, job.num_error), (50, 0), "{job:?}");
+    let job = assert_each_sent_once(h, &job_id, &server, 50).await;
     assert_eq!(job.num_pages, 8, "50 records in pages of 7, as in one go");
-    let mut sent: Vec<i64> = server
-        .received()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .map(|r| r.json()["n"].as_i64().unwrap())
-        .collect();
-    sent.sort();
-    assert_eq!(
-        sent,
-        (0..50).collect::<Vec<_>>(),
-        "each record read and sent once"
-    );
     let gets = server
         .received()
         .iter()
@@ -173,4 +158,77 @@ async fn an_export_longer_than_an_invocation_continues_in_the_next() {
         gets, 11,
         "each source page read once (and the empty one that ends it)"
     );
+}
+
+/// Many objects under an s3 prefix: with less time left than reading another object may
+/// take, the trigger queues a continuation after each object, picking up after the last key
+/// it read; pages still hold 4 records each across objects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_under_a_prefix_continue_in_the_next_invocation() {
+    let Some(mut env) = common::env("objects_under_a_prefix_continue_in_the_next_invocation").await
+    else {
+        return;
+    };
+    // Shorter than the 30 s kept back per object: one object per invocation.
+    env.harness.invocation_budget = Some(Duration::from_secs(10));
+    let h = &env.harness;
+    h.s3.create_bucket().bucket("data").send().await.unwrap();
+    for part in 0..6 {
+        let body: String = (0..3)
+            .map(|i| format!("{{\"n\": {}}}\n", part * 3 + i))
+            .collect();
+        h.s3.put_object()
+            .bucket("data")
+            .key(format!("in/part-{part}.ndjson"))
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let sink = TestServer::always(200, json!({})).await;
+    common::define_flow(
+        &h.sluice,
+        // (a 1 s request timeout leaves deliver room in the 10 s invocations)
+        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "type": "s3", "s3": {"bucket": "data", "prefix": "in/"}, "pageSize": 4}),
+    )
+    .await;
+    let job_id = common::start_export(&h.sluice, "f").await;
+
+    assert_eq!(
+        h.drain(Stage::Trigger).await.unwrap(),
+        6,
+        "one object per invocation"
+    );
+    let job = assert_each_sent_once(h, &job_id, &sink, 18).await;
+    assert_eq!(job.num_pages, 5, "18 records in pages of 4, as in one go");
+}
+
+/// However short an invocation, each deliver pass sends at least one record: a page never
+/// bounces between invocations without progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_deliver_pass_makes_progress() {
+    let Some(mut env) = common::env("every_deliver_pass_makes_progress").await else {
+        return;
+    };
+    // 2 s invocations, though a request needs 1 s + 3 s kept back.
+    env.harness.invocation_budget = Some(Duration::from_secs(2));
+    let h = &env.harness;
+    let sink = TestServer::always(200, json!({})).await;
+    common::define_flow(
+        &h.sluice,
+        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "concurrencyLevel": 1}),
+        json!({"_id": "e", "type": "webhook", "pageSize": 3}),
+    )
+    .await;
+    let records: Vec<_> = (0..3).map(|n| json!({"n": n})).collect();
+    let job_id = common::start(&h.sluice, "f", records).await;
+    h.poll(Stage::Trigger).await.unwrap();
+    h.poll(Stage::Translate).await.unwrap();
+    assert_eq!(
+        h.drain(Stage::Deliver).await.unwrap(),
+        3,
+        "one record per pass"
+    );
+    assert_each_sent_once(h, &job_id, &sink, 3).await;
 }

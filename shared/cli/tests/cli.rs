@@ -40,7 +40,7 @@ fn validate_names_each_bad_field() {
         dir.path(),
         "bad.json",
         &json!({
-            "connections": [{"_id": "c", "type": "http", "http": {"baseURI": "ftp://x"}}],
+            "connections": [{"_id": "c", "type": "http", "http": {"baseURI": "ftp://x", "requestTimeoutMs": 600000}}],
             "exports": [{"_id": "e", "type": "webhook", "pageSize": 0}],
             "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{#if}}"}, "evaluator": "response.status ==="}],
             "flows": [{"_id": "f", "schedule": "61 * * * *", "timezone": "Mars/Base", "pageGenerators": [{"_exportId": "exp123"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
@@ -51,6 +51,7 @@ fn validate_names_each_bad_field() {
     let text = String::from_utf8_lossy(&out.stdout);
     for expected in [
         "connections[0].http.baseURI: scheme must be http or https",
+        "connections[0].http.requestTimeoutMs: must be between 1 and 100000",
         "exports[0].pageSize: must be between 1 and",
         "imports[0].http.relativeURI: Invalid template",
         "imports[0].evaluator: Invalid condition",

@@ -2,6 +2,10 @@ use crate::{validate, ValidationErrors, MASK};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+/// The longest `http.requestTimeoutMs`: a request, plus what deliver keeps back, must fit in
+/// one invocation of the deliver function (120 s in infra/template.yaml).
+pub const MAX_REQUEST_TIMEOUT_MS: u64 = 100_000;
+
 /// How to reach one system, with its credentials.
 ///
 /// A credential field may hold the secret itself or `secret:NAME`, which the secrets port
@@ -63,7 +67,7 @@ pub struct HttpConnection {
     pub headers: Vec<NameValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuth>,
-    /// Per-request timeout in milliseconds (default 30000).
+    /// Per-request timeout in milliseconds (default 30000, at most 100000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -253,6 +257,14 @@ impl Connection {
                     if let Some(r) = &h.retry {
                         if r.max_attempts == 0 {
                             e.add("http.retry.maxAttempts", "must be at least 1");
+                        }
+                    }
+                    if let Some(ms) = h.request_timeout_ms {
+                        if !(1..=MAX_REQUEST_TIMEOUT_MS).contains(&ms) {
+                            e.add(
+                                "http.requestTimeoutMs",
+                                format!("must be between 1 and {MAX_REQUEST_TIMEOUT_MS} (a request must fit in one 120 s deliver invocation)"),
+                            );
                         }
                     }
                 }

@@ -149,7 +149,7 @@ pub struct RunOrder {
     pub export_ids: Option<Vec<String>>,
     pub source: RunSource,
     /// Set on the continuation a trigger sends itself when its invocation runs short of time
-    /// in a long http export: where reading picks up.
+    /// in a long export: where reading picks up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resume: Option<Resume>,
 }
@@ -166,7 +166,8 @@ pub struct Resume {
     /// uninterrupted read would (their ids stay stable under redelivery).
     #[serde(default)]
     pub carried: Vec<Value>,
-    /// The http export's paging position after the last reply read.
+    /// Where reading stands: an http export's paging position after the last reply, or
+    /// `{"afterKey": ...}`, the last object read under an s3 prefix.
     pub cursor: Value,
 }
 

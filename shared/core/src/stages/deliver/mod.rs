@@ -86,10 +86,10 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
     let needed = time_to_send(connection);
     if let Some(batch) = page.batch.take() {
-        if budget::running_out(needed) {
+        let Some(first) = budget::start(needed) else {
             page.batch = Some(batch);
             return continue_later(sluice, page, 0).await;
-        }
+        };
         let outcome = deliver_once(
             sluice,
             connection,
@@ -97,6 +97,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             &limiter,
             &format!("{key_base}:batch"),
             batch.request.clone(),
+            !first,
         )
         .await?;
         match outcome {
@@ -136,10 +137,12 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .map(|(i, req, key)| {
                 let (limiter, lock) = (limiter.clone(), &lock);
                 async move {
-                    if budget::running_out(needed) {
+                    // The invocation's first send always goes: every pass makes progress.
+                    let Some(first) = budget::start(needed) else {
                         return (i, Ok(None));
-                    }
-                    let outcome = deliver_once(sluice, connection, refs, &limiter, &key, req).await;
+                    };
+                    let outcome =
+                        deliver_once(sluice, connection, refs, &limiter, &key, req, !first).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -230,7 +233,8 @@ pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 /// Sends one record's request at most once. Its turn under the connection's limits comes
 /// first and the ledger claim second, so a record still waiting for its turn when the
 /// invocation ends is not claimed (and so not reported `delivery_unknown`).
-/// `None`: the deadline came while waiting for that turn; nothing was claimed or sent.
+/// `None`: the deadline came while waiting for that turn (checked when `deferrable`);
+/// nothing was claimed or sent.
 async fn deliver_once(
     sluice: &Sluice,
     connection: &Connection,
@@ -238,13 +242,14 @@ async fn deliver_once(
     limiter: &limits::Limiter,
     key: &str,
     request: RenderedRequest,
+    deferrable: bool,
 ) -> Result<Option<Outcome>> {
     let timeout = request_timeout(connection);
     let permit = match take_turn(sluice, connection, limiter, timeout).await {
         Ok(permit) => permit,
         Err(failure) => return Ok(Some(Err(failure))),
     };
-    if budget::running_out(time_to_send(connection)) {
+    if deferrable && budget::running_out(time_to_send(connection)) {
         permit.release().await;
         return Ok(None);
     }

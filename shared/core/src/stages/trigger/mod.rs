@@ -436,7 +436,9 @@ async fn read_source(
                                 batch.push(cutter, r).await?;
                             }
                             if !cursor.is_done() && budget::running_out(needed) {
-                                continue_later(cutter, batch, gi, &cursor).await?;
+                                let cursor = serde_json::to_value(&cursor)
+                                    .map_err(|e| Error::Internal(e.into()))?;
+                                continue_later(cutter, batch, gi, cursor).await?;
                                 return Ok(Ok(()));
                             }
                         }
@@ -446,19 +448,31 @@ async fn read_source(
             }
             ExportType::S3 => {
                 let (bucket, prefix) = s3_location(sluice, export).await?;
-                let keys = sluice.blobs.list(&bucket, &prefix).await?;
+                let mut keys = sluice.blobs.list(&bucket, &prefix).await?;
+                // In key order, so a continuation can pick up after the last key it read.
+                keys.sort();
+                let after = resume.and_then(|r| r.cursor.get("afterKey")?.as_str());
                 let suffix = export
                     .s3
                     .as_ref()
                     .and_then(|s| s.suffix.clone())
                     .unwrap_or_default();
-                for key in keys.iter().filter(|k| k.ends_with(&suffix)) {
+                let todo: Vec<&String> = keys
+                    .iter()
+                    .filter(|k| k.ends_with(&suffix))
+                    .filter(|k| after.is_none_or(|a| k.as_str() > a))
+                    .collect();
+                for (i, key) in todo.iter().enumerate() {
                     let format = export
                         .file
                         .clone()
                         .unwrap_or_else(|| readers::format_for_name(key));
                     if let Err(e) = read_object(cutter, batch, &bucket, key, &format).await? {
                         return Ok(Err(e));
+                    }
+                    if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
+                        continue_later(cutter, batch, gi, json!({ "afterKey": key })).await?;
+                        return Ok(Ok(()));
                     }
                 }
             }
@@ -520,21 +534,26 @@ struct PageCutter<'a> {
     continued: bool,
 }
 
-/// The invocation is running out of time in a long http export: the rest is read by a
-/// continuation of the run order, queued to the trigger with the paging cursor, the page
-/// count and the records not yet cut into a page.
+/// Time kept back when reading the objects under an s3 prefix: another object is started
+/// only with more than this left in the invocation.
+const OBJECT_RESERVE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The invocation is running out of time in a long export (http paging, or many objects
+/// under an s3 prefix): the rest is read by a continuation of the run order, queued to the
+/// trigger with where reading stands (`cursor`), the page count and the records not yet cut
+/// into a page.
 async fn continue_later(
     cutter: &mut PageCutter<'_>,
     batch: &mut Batch,
     gi: usize,
-    cursor: &http_export::Cursor,
+    cursor: Value,
 ) -> Result<()> {
     let mut order = cutter.order.clone();
     order.resume = Some(Resume {
         generator_index: gi,
         pages_cut: cutter.pages,
         carried: std::mem::take(&mut batch.records),
-        cursor: serde_json::to_value(cursor).map_err(|e| Error::Internal(e.into()))?,
+        cursor,
     });
     tracing::info!(job = %order.job_id, pages = cutter.pages, "trigger ran short of time; the export continues in the next invocation");
     cutter
