@@ -65,7 +65,7 @@ fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let dir = tempfile::tempdir().unwrap();
-        let runtime = LocalRuntime::open(dir.path(), Settings::default()).unwrap();
+        let mut runtime = LocalRuntime::open(dir.path(), Settings::default()).unwrap();
         let s = runtime.sluice();
         let defs = [
             (Kind::Connection, "c", json!({"_id": "c", "type": "http", "http": {"baseURI": base}, "concurrencyLevel": 32})),
@@ -89,6 +89,6 @@ fn main() {
             job.num_error,
             peak_rss_mib()
         );
-        runtime.shutdown();
+        runtime.stop().await;
     });
 }

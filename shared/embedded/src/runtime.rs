@@ -211,10 +211,4 @@ impl LocalRuntime {
         }
         sluice_core::stages::deliver::settle_slot_releases(Duration::from_secs(5)).await;
     }
-
-    pub fn shutdown(self) {
-        for w in self.workers {
-            w.abort();
-        }
-    }
 }
