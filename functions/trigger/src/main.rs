@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
         let sluice = sluice.clone();
         // A long http export stops reading before the deadline and continues in a new message.
-        let deadline = sluice_aws::lambda::invocation_deadline(event.context.deadline);
+        let deadline = sluice_aws::lambda::invocation_deadline(&event.context);
         async move {
             let handled = sluice_aws::trigger_handler(&sluice, event.payload);
             Ok::<_, Error>(sluice_core::budget::with_deadline(deadline, handled).await?)

@@ -234,13 +234,9 @@ impl Harness {
     /// Invokes the stage's function with an SQS batch, as Lambda would.
     pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
         if stage != Stage::Trigger {
-            let handled = sqs_stage_handler(&self.sluice, stage, event);
-            return match self.invocation_budget {
-                Some(budget) => {
-                    sluice_core::budget::with_deadline(Instant::now() + budget, handled).await
-                }
-                None => handled.await,
-            };
+            return self
+                .within_budget(sqs_stage_handler(&self.sluice, stage, event))
+                .await;
         }
         let ids: Vec<String> = event
             .records
@@ -248,14 +244,10 @@ impl Harness {
             .map(|m| m.message_id.clone().unwrap_or_default())
             .collect();
         let value = serde_json::to_value(&event).unwrap_or_default();
-        let handled = trigger_handler(&self.sluice, value);
-        let result = match self.invocation_budget {
-            Some(budget) => {
-                sluice_core::budget::with_deadline(Instant::now() + budget, handled).await
-            }
-            None => handled.await,
-        };
-        match result {
+        match self
+            .within_budget(trigger_handler(&self.sluice, value))
+            .await
+        {
             Ok(v) => serde_json::from_value(v).unwrap_or_default(),
             Err(e) => {
                 // A failed invocation fails the whole batch.
@@ -266,6 +258,14 @@ impl Harness {
                 }
                 response
             }
+        }
+    }
+
+    /// Runs one invocation's work under `invocation_budget`, as a function timeout would.
+    async fn within_budget<F: std::future::Future>(&self, work: F) -> F::Output {
+        match self.invocation_budget {
+            Some(budget) => sluice_core::budget::with_deadline(Instant::now() + budget, work).await,
+            None => work.await,
         }
     }
 

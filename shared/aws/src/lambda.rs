@@ -279,19 +279,20 @@ pub fn init_logging() {
         .init();
 }
 
-/// The whole life of an SQS-fed stage function: INIT (clients, caches, the TLS handshake,
-/// once per container), then each `SqsEvent` batch to [`sqs_stage_handler`], answering with
-/// the partial batch failures (ReportBatchItemFailures).
-/// The invocation's deadline (milliseconds since the epoch, from the runtime API) as an
-/// `Instant` on this process's monotonic clock.
-pub fn invocation_deadline(deadline_ms: u64) -> std::time::Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    std::time::Instant::now() + std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+/// The invocation's deadline as an `Instant` on this process's monotonic clock, for
+/// [`sluice_core::budget`].
+pub fn invocation_deadline(context: &lambda_runtime::Context) -> std::time::Instant {
+    let left = context
+        .deadline()
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    std::time::Instant::now() + left
 }
 
+/// The whole life of an SQS-fed stage function: INIT (clients, caches, the TLS handshake,
+/// once per container), then each `SqsEvent` batch to [`sqs_stage_handler`] within the
+/// invocation's deadline, answering with the partial batch failures
+/// (ReportBatchItemFailures).
 pub async fn run_sqs_stage(stage: sluice_core::Stage) -> Result<(), lambda_runtime::Error> {
     init_logging();
     let sluice = build_sluice_from_env().await?;
@@ -299,7 +300,7 @@ pub async fn run_sqs_stage(stage: sluice_core::Stage) -> Result<(), lambda_runti
         |event: lambda_runtime::LambdaEvent<SqsEvent>| {
             let sluice = sluice.clone();
             async move {
-                let deadline = invocation_deadline(event.context.deadline);
+                let deadline = invocation_deadline(&event.context);
                 let handled = sluice_core::budget::with_deadline(
                     deadline,
                     sqs_stage_handler(&sluice, stage, event.payload),

@@ -304,7 +304,7 @@ impl Connection {
     pub fn masked(&self) -> Connection {
         let mut c = self.clone();
         c.for_each_secret(|s| {
-            if !s.starts_with("secret:") && !s.is_empty() {
+            if !crate::is_secret_reference(s) && !s.is_empty() {
                 *s = MASK.to_string();
             }
         });

@@ -29,6 +29,12 @@ pub use page::*;
 /// Sending it back on an update means "keep the stored secret".
 pub const MASK: &str = "********";
 
+/// Is this credential or header value a reference (`secret:NAME`) rather than a secret?
+/// References are resolved from the secrets port only when a request is sent.
+pub fn is_secret_reference(value: &str) -> bool {
+    value.starts_with("secret:")
+}
+
 /// A fresh identifier: 24 lowercase hex characters, the shape integrator.io ids have.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..24].to_string()

@@ -72,7 +72,7 @@ pub fn masked(kind: Kind, doc: &Value) -> Value {
     let mut doc = doc.clone();
     for_each_secret(kind, &mut doc, |_, v| {
         if let Some(s) = v.as_str() {
-            if !s.is_empty() && !s.starts_with("secret:") {
+            if !s.is_empty() && !sluice_model::is_secret_reference(s) {
                 *v = Value::String(MASK.into());
             }
         }

@@ -349,6 +349,7 @@ impl Store for DynamoStore {
                 .key_condition_expression("pk = :pk")
                 .expression_attribute_values(":pk", s(format!("flowjobs#{flow_id}")))
                 .scan_index_forward(false)
+                .limit(i32::try_from(limit).unwrap_or(i32::MAX).max(1))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await

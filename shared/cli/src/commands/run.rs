@@ -94,19 +94,20 @@ pub async fn run(
         waited = runtime.wait_for_job(&started.job_id, Duration::from_secs(timeout), progress) => waited,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("stopped by Ctrl-C")),
     };
-    match finished {
-        Ok(_) => runtime.wait_idle(Duration::from_secs(60)).await?,
-        // Interrupted or out of time: close the job as canceled, which releases the flow's
-        // run lock, so the next `sluice run` can start at once instead of finding the flow
-        // "currently running" until the lock's lease runs out.
-        Err(e) => {
-            // Workers first, so none sends another record of the canceled job.
-            runtime.stop().await;
-            let message = format!(
-                "{e:#}; records still in flight were not counted and may or may not have been delivered"
-            );
-            cancel_job(&sluice, &started.job_id, message).await?;
-        }
+    if finished.is_ok() {
+        runtime.wait_idle(Duration::from_secs(60)).await?;
+    }
+    // Stopping waits for the workers, and for deliveries aborted by a cancel to free their
+    // connection slots; it comes before the cancel, so no record of it goes out afterwards.
+    runtime.stop().await;
+    // Interrupted or out of time: close the job as canceled, which releases the flow's run
+    // lock, so the next `sluice run` can start at once instead of finding the flow "currently
+    // running" until the lock's lease runs out.
+    if let Err(e) = finished {
+        let message = format!(
+            "{e:#}; records still in flight were not counted and may or may not have been delivered"
+        );
+        cancel_job(&sluice, &started.job_id, message).await?;
     }
     let job = sluice
         .store
@@ -140,8 +141,6 @@ pub async fn run(
             );
         }
     }
-    // Waits for aborted deliveries (a canceled run) to free their connection slots.
-    runtime.stop().await;
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
         JobStatus::CompletedWithErrors => ExitCode::from(2),

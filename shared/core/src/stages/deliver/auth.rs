@@ -53,7 +53,7 @@ pub(crate) async fn apply(
     let secrets = &*sluice.secrets;
     let connection_headers = c.http.as_ref().map(|h| h.headers.as_slice()).unwrap_or(&[]);
     for (i, hv) in connection_headers.iter().chain(refs).enumerate() {
-        if hv.value.starts_with("secret:") {
+        if sluice_model::is_secret_reference(&hv.value) {
             let field = match i.checked_sub(connection_headers.len()) {
                 None => format!("connection http.headers[{i}].value"),
                 Some(j) => format!("http.headers[{j}].value"),

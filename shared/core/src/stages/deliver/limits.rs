@@ -133,12 +133,11 @@ impl Limiter {
             slots: connection.concurrency_level.map(|n| n.max(1)),
             rate: rate.map(|(per_second, burst)| ((1e6 / per_second).ceil() as i64, burst)),
         });
-        let mut limiter = Self::new(
-            connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY) as usize,
-            rate,
-        );
-        limiter.shared = shared;
-        limiter
+        let concurrency = connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY);
+        Limiter {
+            shared,
+            ..Self::new(concurrency as usize, rate)
+        }
     }
 
     /// Process-local limits only.

@@ -22,9 +22,7 @@ use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
-use sluice_model::{
-    Connection, Exchange, Flow, NameValue, Page, RenderedRequest, Reply, StageMessage,
-};
+use sluice_model::{Connection, Flow, NameValue, Page, RenderedRequest, Reply, StageMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -84,39 +82,30 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         .unwrap_or(DEFAULT_CONCURRENCY)
         .max(1) as usize;
 
-    let needed = time_to_send(connection);
-    if let Some(batch) = page.batch.take() {
-        let Some(first) = budget::start(needed) else {
-            page.batch = Some(batch);
-            return continue_later(sluice, page, 0).await;
-        };
+    if let Some(mut batch) = page.batch.take() {
+        let key = format!("{key_base}:batch");
         let outcome = deliver_once(
             sluice,
             connection,
             refs,
             &limiter,
-            &format!("{key_base}:batch"),
+            &key,
             batch.request.clone(),
-            !first,
         )
         .await?;
+        let deferred = outcome.is_none();
         match outcome {
-            Some(Ok(reply)) => {
-                page.batch = Some(Exchange {
-                    request: batch.request,
-                    reply: Some(reply),
-                })
-            }
+            Some(Ok(reply)) => batch.reply = Some(reply),
             Some(Err((code, message))) => {
                 for r in page.records.iter_mut().filter(|r| r.is_active()) {
                     r.fail(code, message.clone());
                 }
-                page.batch = Some(batch);
             }
-            None => {
-                page.batch = Some(batch);
-                return continue_later(sluice, page, 0).await;
-            }
+            None => {}
+        }
+        page.batch = Some(batch);
+        if deferred {
+            return continue_later(sluice, page, 0).await;
         }
     } else {
         // Records that already have a reply were sent by an earlier pass over this page.
@@ -137,12 +126,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .map(|(i, req, key)| {
                 let (limiter, lock) = (limiter.clone(), &lock);
                 async move {
-                    // The invocation's first send always goes: every pass makes progress.
-                    let Some(first) = budget::start(needed) else {
-                        return (i, Ok(None));
-                    };
-                    let outcome =
-                        deliver_once(sluice, connection, refs, &limiter, &key, req, !first).await;
+                    let outcome = deliver_once(sluice, connection, refs, &limiter, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -230,11 +214,12 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
 /// A reply, or a record-level failure (code, message).
 pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 
-/// Sends one record's request at most once. Its turn under the connection's limits comes
-/// first and the ledger claim second, so a record still waiting for its turn when the
-/// invocation ends is not claimed (and so not reported `delivery_unknown`).
-/// `None`: the deadline came while waiting for that turn (checked when `deferrable`);
-/// nothing was claimed or sent.
+/// Sends one request (a record's, or a page's batch) at most once, within the invocation's
+/// time: `None` when too little time is left to send it (nothing claimed or sent; the page
+/// continues in the next invocation). The invocation's first send always goes, so every
+/// pass makes progress. Its turn under the connection's limits comes before the ledger
+/// claim, so a record still waiting for its turn when time runs out is not claimed (and so
+/// not reported `delivery_unknown`).
 async fn deliver_once(
     sluice: &Sluice,
     connection: &Connection,
@@ -242,14 +227,17 @@ async fn deliver_once(
     limiter: &limits::Limiter,
     key: &str,
     request: RenderedRequest,
-    deferrable: bool,
 ) -> Result<Option<Outcome>> {
-    let timeout = request_timeout(connection);
-    let permit = match take_turn(sluice, connection, limiter, timeout).await {
+    let needed = time_to_send(connection);
+    let Some(first) = budget::start(needed) else {
+        return Ok(None);
+    };
+    let permit = match take_turn(sluice, connection, limiter).await {
         Ok(permit) => permit,
         Err(failure) => return Ok(Some(Err(failure))),
     };
-    if deferrable && budget::running_out(time_to_send(connection)) {
+    // Waiting for the turn took time: check again, unless this is the one send that must go.
+    if !first && budget::running_out(needed) {
         permit.release().await;
         return Ok(None);
     }
@@ -305,11 +293,10 @@ async fn take_turn<'l>(
     sluice: &Sluice,
     connection: &Connection,
     limiter: &'l limits::Limiter,
-    timeout: Duration,
 ) -> std::result::Result<limits::Permit<'l>, (&'static str, String)> {
     // A shared slot outlives its request only if the holder died (a killed Lambda): it frees
     // itself once the request would have timed out anyway, plus clock-skew margin.
-    let lease = timeout + Duration::from_secs(5);
+    let lease = request_timeout(connection) + Duration::from_secs(5);
     limiter
         .acquire(&sluice.store, || sluice.clock.now(), lease)
         .await
@@ -372,7 +359,7 @@ pub(crate) async fn send_with_retries(
         attempt += 1;
         let permit = match first.take() {
             Some(permit) => permit,
-            None => take_turn(sluice, connection, limiter, timeout).await?,
+            None => take_turn(sluice, connection, limiter).await?,
         };
         let result = send_one(sluice, connection, refs, request, timeout).await;
         permit.release().await;

@@ -218,7 +218,7 @@ fn render_request(
     }
     for (i, hv) in t.headers.iter().enumerate() {
         // `secret:NAME` stays as written; deliver resolves it when sending.
-        let v = if hv.value.starts_with("secret:") {
+        let v = if sluice_model::is_secret_reference(&hv.value) {
             hv.value.clone()
         } else {
             cache

@@ -87,7 +87,7 @@ fn name_of(source: &str) -> String {
 impl TemplateCache {
     /// Renders `source` with `context` without escaping, compiling it on first use.
     pub fn render(&self, source: &str, context: &Context) -> Result<String, String> {
-        self.plain.render(source, context)
+        self.render_escaped(source, context, Escape::None)
     }
 
     /// Renders `source` with `context`, escaping `{{value}}` output as `escape` says.
@@ -105,8 +105,7 @@ impl TemplateCache {
 
     /// Renders with a JSON value as the context (builds the context once per call).
     pub fn render_value(&self, source: &str, data: &Value) -> Result<String, String> {
-        let ctx = Context::wraps(data).map_err(describe)?;
-        self.render(source, &ctx)
+        self.render_value_escaped(source, data, Escape::None)
     }
 
     /// Like [`render_value`](Self::render_value), escaping as `escape` says.

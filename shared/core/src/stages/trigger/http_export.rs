@@ -141,7 +141,7 @@ async fn next_page(
         .unwrap_or_default();
     for hv in &http.headers {
         // `secret:NAME` stays as written; deliver resolves it when sending.
-        let value = if hv.value.starts_with("secret:") {
+        let value = if sluice_model::is_secret_reference(&hv.value) {
             hv.value.clone()
         } else {
             templates

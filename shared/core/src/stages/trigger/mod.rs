@@ -86,15 +86,14 @@ pub struct RunStarted {
     pub flow_execution_group_id: String,
 }
 
-/// How many of a flow's newest jobs are checked for abandoned ones when a run starts.
-const ABANDONED_SCAN: usize = 20;
-
 /// Called holding the flow's run lock. A job is only opened under that lock and its lock is
 /// released only after the job is closed, so an unfinished job found now lost its lock: its
 /// lease ran out without progress (the process running it was killed). It is closed as
-/// failed, saying so, rather than left `running` for ever.
+/// failed, saying so, rather than left `running` for ever. Only the flow's newest job can be
+/// such a job (every older one was closed before the lock passed on, or by this check when
+/// the next run started), so one job is read: this runs on every run's start.
 async fn close_abandoned_jobs(sluice: &Sluice, flow_id: &str) -> Result<()> {
-    for job in sluice.store.list_jobs(flow_id, ABANDONED_SCAN).await? {
+    for job in sluice.store.list_jobs(flow_id, 1).await? {
         if job.status.is_finished() {
             continue;
         }
@@ -438,7 +437,7 @@ async fn read_source(
                             if !cursor.is_done() && budget::running_out(needed) {
                                 let cursor = serde_json::to_value(&cursor)
                                     .map_err(|e| Error::Internal(e.into()))?;
-                                continue_later(cutter, batch, gi, cursor).await?;
+                                continue_later(cutter, batch, cursor).await?;
                                 return Ok(Ok(()));
                             }
                         }
@@ -471,7 +470,7 @@ async fn read_source(
                         return Ok(Err(e));
                     }
                     if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
-                        continue_later(cutter, batch, gi, json!({ "afterKey": key })).await?;
+                        continue_later(cutter, batch, json!({ "afterKey": key })).await?;
                         return Ok(Ok(()));
                     }
                 }
@@ -545,12 +544,11 @@ const OBJECT_RESERVE: std::time::Duration = std::time::Duration::from_secs(30);
 async fn continue_later(
     cutter: &mut PageCutter<'_>,
     batch: &mut Batch,
-    gi: usize,
     cursor: Value,
 ) -> Result<()> {
     let mut order = cutter.order.clone();
     order.resume = Some(Resume {
-        generator_index: gi,
+        generator_index: batch.generator,
         pages_cut: cutter.pages,
         carried: std::mem::take(&mut batch.records),
         cursor,
