@@ -68,10 +68,14 @@ pub fn present(kind: Kind, doc: &Value) -> Value {
 pub async fn normalize(
     sluice: &Sluice,
     kind: Kind,
-    doc: Value,
+    mut doc: Value,
     stored: Option<&Value>,
 ) -> ApiResult<Value> {
     let mut e = ValidationErrors::new();
+    // Masked credential headers (flows, imports, exports) mean "keep the stored value".
+    if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
+        e.0.extend(v.0);
+    }
     let out = match kind {
         Kind::Connection => {
             let mut c: Connection = from_value(doc)?;
@@ -90,10 +94,6 @@ pub async fn normalize(
             to_value(&c)?
         }
         Kind::Export => {
-            let mut doc = doc;
-            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
-                e.0.extend(v.0);
-            }
             let x: Export = from_value(doc)?;
             if let Err(v) = x.validate() {
                 e.0.extend(v.0);
@@ -106,10 +106,6 @@ pub async fn normalize(
             to_value(&x)?
         }
         Kind::Import => {
-            let mut doc = doc;
-            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
-                e.0.extend(v.0);
-            }
             let x: Import = from_value(doc)?;
             if let Err(v) = x.validate() {
                 e.0.extend(v.0);
@@ -125,10 +121,6 @@ pub async fn normalize(
             to_value(&x)?
         }
         Kind::Flow => {
-            let mut doc = doc;
-            if let Err(v) = super::header_secrets::restore(kind, &mut doc, stored) {
-                e.0.extend(v.0);
-            }
             let f: Flow = from_value(doc)?;
             if let Err(v) = f.validate() {
                 e.0.extend(v.0);
