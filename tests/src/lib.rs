@@ -27,29 +27,26 @@ impl Harness {
 
     /// An in-memory harness with these settings (a short lock lease, say).
     pub fn with_settings(settings: Settings) -> Harness {
-        let blob_dir = tempfile::tempdir().unwrap();
-        let runtime = LocalRuntime::build(
-            Arc::new(SqliteStore::open_in_memory().unwrap()),
-            Arc::new(FsBlobs::new(blob_dir.path())),
-            Arc::new(MapSecrets(Default::default())),
-            Arc::new(SystemClock),
-            settings,
-        );
-        Harness {
-            runtime,
-            _blob_dir: Some(blob_dir),
-        }
+        Self::in_memory(settings, &[])
     }
 
     pub fn with_secrets(secrets: &[(&str, &str)]) -> Harness {
+        Self::in_memory(Settings::default(), secrets)
+    }
+
+    fn in_memory(settings: Settings, secrets: &[(&str, &str)]) -> Harness {
         let blob_dir = tempfile::tempdir().unwrap();
-        let secrets = MapSecrets(
-            secrets
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+        let secrets = secrets
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let runtime = LocalRuntime::build(
+            Arc::new(SqliteStore::open_in_memory().unwrap()),
+            Arc::new(FsBlobs::new(blob_dir.path())),
+            Arc::new(MapSecrets(secrets)),
+            Arc::new(SystemClock),
+            settings,
         );
-        let runtime = LocalRuntime::in_memory(blob_dir.path(), Arc::new(secrets)).unwrap();
         Harness {
             runtime,
             _blob_dir: Some(blob_dir),
