@@ -3,11 +3,12 @@
 
 use serde_json::{json, Value};
 use sluice_core::ports::{Kind, MapSecrets, SystemClock};
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
 pub use sluice_embedded::local_settings;
 use sluice_embedded::{FsBlobs, LocalRuntime, SqliteStore};
 use sluice_model::{Bundle, Job, JobError, Page, PageRecord};
+use sluice_model::{RunKind, RunRequest};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -149,7 +150,12 @@ impl Default for Harness {
 /// Job `job_id` of flow `f`, running, its one page cut: as the trigger leaves a job whose
 /// page a test then hands to a stage itself.
 pub async fn open_job(sluice: &Sluice, job_id: &str) {
-    let mut job = Job::new(job_id.into(), "f".into(), "manual", chrono::Utc::now());
+    let mut job = Job::new(
+        job_id.into(),
+        "f".into(),
+        RunKind::Manual,
+        chrono::Utc::now(),
+    );
     job.paging_done = true;
     job.num_pages = 1;
     sluice.store.create_job(&job).await.unwrap();

@@ -3,9 +3,9 @@
 //! defaults refuse private addresses.
 
 use serde_json::{json, Value};
-use sluice_core::stages::trigger::RunRequest;
 use sluice_core::{Settings, Stage};
 use sluice_e2e::*;
+use sluice_model::RunRequest;
 use sluice_model::{JobStatus, PageRecord, StageMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -124,6 +124,42 @@ async fn a_redirect_to_a_metadata_address_is_refused_without_connecting() {
     let e = &h.errors(&job.id).await[0];
     assert_eq!(e.code, "address_refused", "{e:?}");
     assert!(e.message.contains("169.254.169.254"), "{}", e.message);
+}
+
+#[tokio::test]
+async fn callbacks_follow_no_redirects_so_their_credentials_stay_put() {
+    let elsewhere = TestServer::always(200, json!({})).await;
+    let hooks = redirecting_to(&elsewhere).await;
+    let target = TestServer::always(201, json!({})).await;
+    let h = Harness::with_secrets(&[("hook", "hk-5512")]);
+    let mut bundle = http_bundle(&target.base_url, json!({}), json!({}));
+    let callback = json!({"url": format!("{}/done", hooks.base_url), "headers": [{"name": "X-Api-Key", "value": "secret:hook"}]});
+    bundle["flows"][0]["afterProcess"] = json!([callback]);
+    bundle["flows"][0]["notifyResponse"] = callback;
+    h.load(bundle).await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(job.num_success, 1);
+    for _ in 0..100 {
+        if hooks.received().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        hooks.received().len(),
+        2,
+        "the notification and the after-process call"
+    );
+    assert!(hooks
+        .received()
+        .iter()
+        .all(|r| r.headers["x-api-key"] == "hk-5512"));
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(
+        elsewhere.received().is_empty(),
+        "{:?}",
+        elsewhere.received()
+    );
 }
 
 // 2. URI templates -----------------------------------------------------------------------

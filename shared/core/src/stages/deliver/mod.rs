@@ -431,6 +431,16 @@ pub(crate) async fn send_with_retries(
     }
 }
 
+/// The client for a flow's callbacks (notifications, after-process): the deployment's address
+/// policy, no redirects followed (a callback's credential headers stay where they were
+/// written), no Referer.
+pub(crate) fn callback_client(sluice: &Sluice) -> reqwest::Client {
+    sluice
+        .caches
+        .http
+        .client(AddressPolicy::of_deployment(&sluice.settings))
+}
+
 /// notifyRequest / notifyResponse: copies of each exchange, credentials masked. Best effort.
 async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
     let Flow {
@@ -441,10 +451,7 @@ async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
     if notify_request.is_none() && notify_response.is_none() {
         return;
     }
-    let client = sluice
-        .caches
-        .http
-        .client(AddressPolicy::of_deployment(&sluice.settings));
+    let client = callback_client(sluice);
     for r in &page.records {
         let Some(ex) = &r.exchange else { continue };
         let mut request = ex.request.clone();
