@@ -10,6 +10,7 @@
 //! ([`Ambiguous`]).
 
 mod auth;
+mod callbacks;
 mod guard;
 mod limits;
 mod retry;
@@ -17,19 +18,19 @@ mod send;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use callbacks::post_callback;
 pub use limits::settle_slot_releases;
 pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
 use super::processor::Processor;
 use crate::budget;
-use crate::ports::secrets::resolve_headers;
 use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use guard::AddressPolicy;
 use send::{SendError, Sender};
 use serde_json::json;
-use sluice_model::{Connection, Flow, NameValue, Page, RenderedRequest, Reply, StageMessage};
+use sluice_model::{Connection, NameValue, Page, RenderedRequest, Reply, StageMessage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -168,7 +169,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         if deferred > 0 {
             return continue_later(sluice, page, deferred).await;
         }
-        notify(sluice, &p, &page).await;
+        callbacks::notify(sluice, &p, &page).await;
     }
     forward(sluice, page).await
 }
@@ -428,67 +429,5 @@ pub(crate) async fn send_with_retries(
                 Err(("network", format!("{m} ({tries})")))
             }
         };
-    }
-}
-
-/// The client for a flow's callbacks (notifications, after-process): the deployment's address
-/// policy, no redirects followed (a callback's credential headers stay where they were
-/// written), no Referer.
-pub(crate) fn callback_client(sluice: &Sluice) -> reqwest::Client {
-    sluice
-        .caches
-        .http
-        .client(AddressPolicy::of_deployment(&sluice.settings))
-}
-
-/// notifyRequest / notifyResponse: copies of each exchange, credentials masked. Best effort.
-async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
-    let Flow {
-        notify_request,
-        notify_response,
-        ..
-    } = &p.flow;
-    if notify_request.is_none() && notify_response.is_none() {
-        return;
-    }
-    let client = callback_client(sluice);
-    for r in &page.records {
-        let Some(ex) = &r.exchange else { continue };
-        let mut request = ex.request.clone();
-        for (name, value) in request.headers.iter_mut() {
-            if sluice_model::is_secret_header(name) {
-                *value = sluice_model::MASK.into();
-            }
-        }
-        let copies = [
-            (
-                notify_request,
-                json!({"jobId": page.job_id, "recordKey": r.key, "request": request}),
-            ),
-            (
-                notify_response,
-                json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply}),
-            ),
-        ];
-        for (cb, body) in copies {
-            let Some(cb) = cb else { continue };
-            let headers = match resolve_headers(&*sluice.secrets, "notify headers", &cb.headers) {
-                Ok(headers) => headers,
-                Err(e) => {
-                    tracing::warn!(url = %cb.url, error = %e, "notification not sent");
-                    continue;
-                }
-            };
-            let mut req = client
-                .post(&cb.url)
-                .json(&body)
-                .timeout(Duration::from_secs(10));
-            for (name, value) in headers {
-                req = req.header(name, value);
-            }
-            if let Err(e) = req.send().await {
-                tracing::warn!(url = %cb.url, error = %e, "notification failed");
-            }
-        }
     }
 }
