@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 use sluice_core::ports::{EnvSecrets, SystemClock};
 use sluice_core::stages::dead_letter::dead_letter;
 use sluice_core::stages::trigger::{events, schedule};
-use sluice_core::{Settings, Sluice, Stage};
+use sluice_core::{PrivateAddresses, Settings, Sluice, Stage};
 use std::sync::Arc;
 
 /// Builds the ports from the environment. Called once per Lambda INIT: the SDK clients, HTTP
 /// connections and the stage caches then live for the container's life.
 pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     let aws = AwsSettings::from_env()?;
-    let sluice = build_sluice_with(&aws, false).await?;
+    let sluice = build_sluice(&aws).await?;
     // Pay the TLS handshake (and credential lookup) during INIT, not on the first message.
     if let Err(e) = sluice.store.get_state("warmup").await {
         tracing::warn!(error = %e, "warm-up call to DynamoDB failed");
@@ -24,15 +24,22 @@ pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     Ok(sluice)
 }
 
-/// The ports for these settings (the harness calls this with moto's endpoint).
+/// The ports for these settings (the harness calls this with moto's endpoint). Deployed
+/// functions refuse loopback and private targets unless the deployment allows them
+/// (`SLUICE_ALLOW_PRIVATE_ADDRESSES`) or the connection does (`http.allowPrivateAddresses`).
 pub async fn build_sluice(aws: &AwsSettings) -> anyhow::Result<Arc<Sluice>> {
-    build_sluice_with(aws, false).await
+    let private_addresses = if aws.allow_private_addresses {
+        PrivateAddresses::Allowed
+    } else {
+        PrivateAddresses::Refused
+    };
+    build_sluice_with(aws, private_addresses).await
 }
 
-/// As [`build_sluice`]; `allow_private_addresses` only for tests whose targets are on loopback.
+/// As [`build_sluice`] with the private-address policy given (tests on loopback).
 pub async fn build_sluice_with(
     aws: &AwsSettings,
-    allow_private_addresses: bool,
+    private_addresses: PrivateAddresses,
 ) -> anyhow::Result<Arc<Sluice>> {
     let endpoint = aws.endpoint.as_deref();
     let config = sdk_config(endpoint).await;
@@ -51,8 +58,7 @@ pub async fn build_sluice_with(
     let settings = Settings {
         system_bucket: aws.system_bucket.clone(),
         max_inline_page_bytes: aws.max_inline_page_bytes,
-        // Deployed functions must not be pointed at the VPC or metadata by a connection.
-        allow_private_addresses,
+        private_addresses,
         ..Settings::default()
     };
     Ok(Arc::new(Sluice::new(

@@ -76,6 +76,36 @@ pub struct HttpConnection {
     /// Off by default: a template must not be able to reach instance credentials.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_metadata_addresses: bool,
+    /// Allow requests to loopback and private addresses (127.0.0.0/8, 10/8, 172.16/12,
+    /// 192.168/16, fc00::/7) where the deployment refuses them (on AWS, by default): a
+    /// template must not be able to reach the VPC's services unless the connection says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_addresses: bool,
+    /// Which redirects are followed (default `sameOrigin`). A redirect that is not followed
+    /// is the reply, judged like any other.
+    #[serde(default, skip_serializing_if = "FollowRedirects::is_default")]
+    pub follow_redirects: FollowRedirects,
+}
+
+/// Which redirects (301, 302, 303, 307, 308) a connection follows, at most 5 in a row.
+/// Whatever is allowed, the connection's credentials (its auth, its headers and credential
+/// headers such as `X-Api-Key`) go only to its own origin, and no request carries a Referer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum FollowRedirects {
+    /// Only to the baseURI's scheme, host and port.
+    #[default]
+    SameOrigin,
+    /// Anywhere; on another origin without credentials.
+    AnyOrigin,
+    /// None: every 3xx is the reply.
+    Never,
+}
+
+impl FollowRedirects {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -29,6 +29,21 @@ pub struct Page {
     pub trace_id: String,
 }
 
+impl Page {
+    /// Names one send of this page at its processor: `{job}:{page}:{processor}:{record}`
+    /// (`batch` for the page's one request). The same on every retry and redelivery: the
+    /// delivery ledger's key and the `Idempotency-Key` header are both built from it.
+    pub fn send_id(&self, record_key: Option<&str>) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.job_id,
+            self.page_id,
+            self.processor_index,
+            record_key.unwrap_or("batch")
+        )
+    }
+}
+
 /// One record and what the stages learned about it at the current processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -81,3 +81,14 @@ pub fn required(errors: &mut ValidationErrors, field: &str, value: &str) {
         errors.add(field, "is required");
     }
 }
+
+/// Is `name` an HTTP header name (an RFC 9110 token)?
+pub fn header_name(errors: &mut ValidationErrors, field: &str, name: &str) {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        errors.add(
+            field,
+            format!("'{name}' is not a header name (letters, digits and -, no spaces)"),
+        );
+    }
+}

@@ -8,8 +8,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut runtime = LocalRuntime::open(data, Settings::default())?;
+pub async fn serve(
+    port: u16,
+    data: &Path,
+    api_key: Option<String>,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    let mut runtime = LocalRuntime::open(data, settings)?;
     let sluice = runtime.sluice();
     let key = api_key
         .or_else(|| std::env::var("SLUICE_API_KEY").ok())

@@ -2,10 +2,9 @@
 //! callbacks.
 
 use super::start::start_run;
-use crate::ports::secrets::resolve_headers;
-use crate::{Error, Result, Sluice};
+use crate::stages::deliver::post_callback;
+use crate::{Result, Sluice};
 use sluice_model::{Flow, Job, RunKind, RunRequest};
-use std::time::Duration;
 
 /// Starts the flows this one chains to. A chained flow that cannot start is logged: the run
 /// that chained it is over either way.
@@ -20,35 +19,8 @@ pub(super) async fn chain(sluice: &Sluice, flow: &Flow) {
 /// Posts the finished job to each of the flow's after-process callbacks. A refused or
 /// failed callback is logged; it does not change the job.
 pub(super) async fn callbacks(sluice: &Sluice, flow: &Flow, job: &Job) -> Result<()> {
-    if flow.after_process.is_empty() {
-        return Ok(());
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::Internal(e.into()))?;
     for (i, cb) in flow.after_process.iter().enumerate() {
-        let field = format!("afterProcess[{i}].headers");
-        let headers = match resolve_headers(&*sluice.secrets, &field, &cb.headers) {
-            Ok(headers) => headers,
-            Err(e) => {
-                tracing::warn!(url = %cb.url, error = %e, "after-process callback not sent");
-                continue;
-            }
-        };
-        let mut req = client.post(&cb.url).json(job);
-        for (name, value) in headers {
-            req = req.header(name, value);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => {}
-            Ok(r) => {
-                tracing::warn!(url = %cb.url, status = r.status().as_u16(), "after-process callback refused")
-            }
-            Err(e) => {
-                tracing::warn!(url = %cb.url, error = %e, "after-process callback failed")
-            }
-        }
+        post_callback(sluice, &format!("afterProcess[{i}]"), cb, job).await;
     }
     Ok(())
 }

@@ -69,25 +69,6 @@ fn templates_compile_once() {
 }
 
 #[test]
-fn urls_join_and_stay_under_the_base() {
-    assert_eq!(
-        join_url("http://h:1/api/", "/orders").unwrap(),
-        "http://h:1/api/orders"
-    );
-    assert_eq!(
-        join_url("http://h:1/api", "orders?x=1").unwrap(),
-        "http://h:1/api/orders?x=1"
-    );
-    assert_eq!(
-        join_url("http://h:1/api", "http://h:1/api/x").unwrap(),
-        "http://h:1/api/x"
-    );
-    assert!(join_url("http://h:1/api", "http://evil.example/x")
-        .unwrap_err()
-        .contains("outside"));
-}
-
-#[test]
 fn files_as_csv_json_and_ndjson() {
     let a = json!({"id": 1, "name": "Smith, J", "customer": {"tier": "gold"}});
     let b = json!({"id": 2, "name": "Q \"uote\"", "customer": {"tier": "blue"}});
