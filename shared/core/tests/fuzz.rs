@@ -130,4 +130,26 @@ proptest! {
             prop_assert!(url.path() == "/api" || url.path().starts_with("/api/"), "{} -> {}", rendered, url);
         }
     }
+
+    #[test]
+    fn validation_finds_exactly_the_helpers_a_render_would_miss(
+        shape in 0usize..4,
+        name in prop_oneof![prop::sample::select(sluice_model::validate::TEMPLATE_HELPERS.to_vec()).prop_map(String::from), "[a-z][a-zA-Z]{0,8}"],
+    ) {
+        let template = match shape {
+            0 => format!("{{{{{name} record.x}}}}"),
+            1 => format!("{{{{#{name} record.x}}}}a{{{{/{name}}}}}"),
+            2 => format!("{{{{json ({name} record.x)}}}}"),
+            _ => format!("{{{{{name}}}}}"),
+        };
+        let mut errors = sluice_model::ValidationErrors::new();
+        sluice_model::validate::template(&mut errors, "t", &template);
+        let refused = errors.0.iter().any(|e| e.message.contains("Unknown helper"));
+        let cache = TemplateCache::default();
+        let missing = matches!(
+            cache.render_value(&template, &json!({"record": {"x": [1]}})),
+            Err(e) if e.contains("Helper not found")
+        );
+        prop_assert_eq!(refused, missing, "{}: {:?}", template, errors);
+    }
 }

@@ -27,7 +27,11 @@ pub struct Connection {
     pub s3: Option<S3Connection>,
     /// At most this many requests in flight over this connection, across all runs and every
     /// process sharing the store. Unset: 5 per process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub concurrency_level: Option<u32>,
     /// At most this many requests a second, across all runs and processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -68,7 +72,11 @@ pub struct HttpConnection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuth>,
     /// Per-request timeout in milliseconds (default 30000, at most 100000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
@@ -112,7 +120,10 @@ impl FollowRedirects {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3). 1 means no retry.
-    #[serde(default = "default_attempts")]
+    #[serde(
+        default = "default_attempts",
+        deserialize_with = "crate::parse::required_count"
+    )]
     pub max_attempts: u32,
     #[serde(default = "default_base_delay")]
     pub base_delay_ms: u64,
@@ -142,7 +153,11 @@ impl Default for RetryPolicy {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RateLimit {
     pub requests_per_second: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burst: Option<u32>,
 }
 
@@ -324,6 +339,9 @@ impl Connection {
         if let Some(r) = &self.rate_limit {
             if !(r.requests_per_second > 0.0 && r.requests_per_second.is_finite()) {
                 e.add("rateLimit.requestsPerSecond", "must be a positive number");
+            }
+            if r.burst == Some(0) {
+                e.add("rateLimit.burst", "must be at least 1");
             }
         }
         e.into_result()

@@ -14,6 +14,7 @@ pub mod flow;
 pub mod import;
 pub mod job;
 pub mod page;
+pub mod parse;
 pub mod run;
 pub mod validate;
 

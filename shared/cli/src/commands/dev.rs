@@ -38,7 +38,7 @@ pub async fn serve(
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = super::listen(port).await?;
     eprintln!(
         "flows API on http://{}  (store: {})",
         listener.local_addr()?,

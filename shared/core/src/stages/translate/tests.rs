@@ -171,3 +171,19 @@ fn bodies_are_json_escaped_unless_declared_otherwise() {
         Escape::None
     );
 }
+
+#[test]
+fn the_helpers_validation_allows_are_the_helpers_templates_have() {
+    let cache = TemplateCache::default();
+    let render = |t: &str| cache.render_value(t, &json!({"x": [1], "y": "a"}));
+    for name in sluice_model::validate::TEMPLATE_HELPERS {
+        let outcome = render(&format!("{{{{{name} x y}}}}"));
+        assert!(
+            !matches!(&outcome, Err(e) if e.contains("Helper not found")),
+            "{name}: {outcome:?}"
+        );
+    }
+    assert!(render("{{formatDate y}}")
+        .unwrap_err()
+        .contains("Helper not found"));
+}
