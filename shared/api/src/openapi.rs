@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
         d::imports::update_one, d::imports::delete_one,
         d::integrations::list_all, d::integrations::create_one, d::integrations::get_one,
         d::integrations::update_one, d::integrations::delete_one,
-        jobs::get_job, jobs::job_errors, jobs::retry_job,
+        jobs::get_job, jobs::job_errors, jobs::retry_job, jobs::cancel_job,
     ),
     modifiers(&BearerAuth),
     security(("bearer" = []))

@@ -49,14 +49,7 @@ async fn define(env: &common::Env, sink: &TestServer) {
             json!({"_id": "f", "pageGenerators": [{"_exportId": "exp"}, {"_exportId": "objects"}, {"_exportId": "table"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
-    for (kind, id, doc) in defs {
-        env.harness
-            .sluice
-            .store
-            .put_definition(kind, id, &doc)
-            .await
-            .unwrap();
-    }
+    env.harness.define(defs).await;
 }
 
 /// The manual run that holds the flow while the events arrive (its run order waits in the

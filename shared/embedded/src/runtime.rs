@@ -4,7 +4,7 @@ use crate::queue::{spawn_workers, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
-use sluice_core::runs::cancel_job;
+use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
 use std::path::Path;
@@ -193,7 +193,7 @@ impl LocalRuntime {
             let message = format!(
                 "{reason} before the job finished; records still in flight were not counted and may or may not have been delivered"
             );
-            cancel_job(&self.sluice, &job_id, message).await?;
+            cancel_job(&self.sluice, &job_id, message, Then::StartNothing).await?;
             cancelled += 1;
         }
         Ok(cancelled)

@@ -41,7 +41,7 @@ use attrs::{item_to_object, n, object_to_item, s};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -566,31 +566,63 @@ impl Store for DynamoStore {
         Ok(())
     }
 
-    async fn ledger_claim(&self, k: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState> {
+    async fn ledger_claim(
+        &self,
+        job_id: &str,
+        k: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<LedgerState> {
         let mut item = key(format!("ledger#{k}"), "ledger");
         item.insert("claimedAt".into(), s(stamp(now)));
         item.insert(
             "ttl".into(),
             n((now + chrono::Duration::days(LEDGER_TTL_DAYS)).timestamp()),
         );
+        // One transaction: the job is not canceled, and the key was not claimed before.
+        let not_canceled = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(job_key(job_id)))
+            .condition_expression("attribute_not_exists(#status) OR #status <> :canceled")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":canceled", s(JobStatus::Canceled.as_str()))
+            .build()?;
+        let claim = self
+            .put_of(item)
+            .condition_expression("attribute_not_exists(pk)");
         let result = self
             .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(not_canceled)
+                    .build(),
+            )
+            .transact_items(tx_put(claim)?)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(LedgerState::Claimed),
-            Err(e) if is_condition_failed(&e) => {
+        let failed = match &result {
+            Ok(_) => return Ok(LedgerState::Claimed),
+            Err(err) => match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
+                    .collect::<Vec<_>>(),
+                _ => Vec::new(),
+            },
+        };
+        match failed.as_slice() {
+            // Claimed before: it answers as it stands, whatever the job's status.
+            [_, true] => {
                 let existing = self.get(format!("ledger#{k}"), "ledger").await?;
                 Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
                     Some(outcome) => LedgerState::Done(from_av(outcome)),
                     None => LedgerState::InFlight,
                 })
             }
-            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
+            [true, false] => Ok(LedgerState::JobCanceled),
+            _ => Err(anyhow::Error::new(result.unwrap_err())
+                .context("dynamodb TransactWriteItems (ledger claim)")),
         }
     }
 

@@ -4,8 +4,8 @@ use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::runs::cancel_job;
 use sluice_core::runs::start_run;
+use sluice_core::runs::{cancel_job, Then};
 use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
 use sluice_model::{Job, JobStatus, RunSource};
@@ -109,7 +109,7 @@ pub async fn run(
         let message = format!(
             "{e:#}; records still in flight were not counted and may or may not have been delivered"
         );
-        cancel_job(&sluice, &started.job_id, message).await?;
+        cancel_job(&sluice, &started.job_id, message, Then::StartNothing).await?;
     }
     let job = sluice
         .store

@@ -89,6 +89,8 @@ pub enum LedgerState {
     InFlight,
     /// Sent before; here is the recorded outcome.
     Done(Value),
+    /// Not claimed, and not to be sent: the job was canceled.
+    JobCanceled,
 }
 
 /// Definitions, jobs, errors, the delivery ledger, run locks and small state.
@@ -137,7 +139,15 @@ pub trait Store: Send + Sync + 'static {
     async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()>;
 
     // --- delivery ledger: what was already sent, so a redelivered page never sends twice
-    async fn ledger_claim(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState>;
+    /// Claims `key` for a send of job `job_id`, atomically with a look at the job: a job that
+    /// was canceled gets no new claim (`JobCanceled`), so nothing of it is sent after the
+    /// cancel. A key claimed before answers as it stands whatever the job's status.
+    async fn ledger_claim(
+        &self,
+        job_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<LedgerState>;
     async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()>;
 
     // --- run locks: one run of a flow at a time; a lease so a crashed run cannot hold it forever

@@ -14,8 +14,8 @@ use crate::{Error, Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_model::{
-    Export, ExportType, FileFormat, FileType, Job, JobError, Page, PageRecord, RecordState, Resume,
-    RetryItem, RunOrder, RunSource, StageMessage,
+    Export, ExportType, FileFormat, FileType, Job, JobError, JobStatus, Page, PageRecord,
+    RecordState, Resume, RetryItem, RunOrder, RunSource, StageMessage,
 };
 use std::collections::BTreeMap;
 
@@ -46,6 +46,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         order: &order,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
+        canceled: false,
     };
     let mut failure: Option<(String, Option<String>)> = None;
     for gi in generators {
@@ -62,7 +63,12 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
-        if let Err(message) = read_generator(&mut cutter, gi, &export, &job, resume_here).await? {
+        let read = read_generator(&mut cutter, gi, &export, &job, resume_here).await;
+        if cutter.canceled {
+            // Canceled while reading: nothing more of it is read or sent.
+            return Ok(());
+        }
+        if let Err(message) = read? {
             failure = Some((message, Some(export.id.clone())));
             break;
         }
@@ -294,6 +300,24 @@ struct PageCutter<'a> {
     pages: u64,
     /// This invocation ran short of time and queued a continuation for the rest.
     continued: bool,
+    /// The job was canceled while it was read: reading stopped.
+    canceled: bool,
+}
+
+impl PageCutter<'_> {
+    /// Before each page goes out: a job canceled meanwhile stops its reading (an error that
+    /// unwinds the read, after `canceled` is set).
+    async fn check_not_canceled(&mut self) -> Result<()> {
+        let job = self.sluice.store.get_job(&self.order.job_id).await?;
+        if job.is_some_and(|j| j.status == JobStatus::Canceled) {
+            self.canceled = true;
+            return Err(Error::Conflict(format!(
+                "job {} was canceled",
+                self.order.job_id
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Time kept back when reading the objects under an s3 prefix: another object is started
@@ -358,6 +382,7 @@ impl Batch {
         if self.records.is_empty() {
             return Ok(());
         }
+        cutter.check_not_canceled().await?;
         let index = cutter.pages;
         let page_id = if self.processor == 0 {
             format!("g{}-p{index:06}", self.generator)
