@@ -18,7 +18,7 @@ pub use retry::{backoff_delay, parse_retry_after};
 use super::processor::Processor;
 use crate::budget;
 use crate::ports::secrets::resolve_headers;
-use crate::ports::LedgerState;
+use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -59,6 +59,12 @@ impl HttpState {
     }
 }
 
+/// The deliver stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Deliver, |sluice, page| {
+        Box::pin(handle(sluice, page))
+    });
+
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     let connection = &p.connection;
@@ -76,7 +82,6 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         page.job_id, page.page_id, page.processor_index
     );
     let limiter = sluice.caches.http.limiter(connection);
-    let refs = p.definition_headers();
     let concurrency = connection
         .concurrency_level
         .unwrap_or(DEFAULT_CONCURRENCY)
@@ -84,15 +89,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
     if let Some(mut batch) = page.batch.take() {
         let key = format!("{key_base}:batch");
-        let outcome = deliver_once(
-            sluice,
-            connection,
-            refs,
-            &limiter,
-            &key,
-            batch.request.clone(),
-        )
-        .await?;
+        let outcome = deliver_once(sluice, &p, &limiter, &key, batch.request.clone()).await?;
         let deferred = outcome.is_none();
         match outcome {
             Some(Ok(reply)) => batch.reply = Some(reply),
@@ -124,9 +121,9 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let lock = LockKeeper::new(&page);
         let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let (limiter, lock) = (limiter.clone(), &lock);
+                let (limiter, lock, p) = (limiter.clone(), &lock, &p);
                 async move {
-                    let outcome = deliver_once(sluice, connection, refs, &limiter, &key, req).await;
+                    let outcome = deliver_once(sluice, p, &limiter, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -195,7 +192,14 @@ impl LockKeeper {
 /// The invocation is running out of time: the page goes back on the deliver queue with what
 /// this pass did (replies and failures recorded in it), and the next pass sends the rest.
 async fn continue_later(sluice: &Sluice, page: Page, deferred: usize) -> Result<()> {
-    tracing::info!(job = %page.job_id, page = %page.page_id, deferred, "deliver ran short of time; the rest of the page continues in the next invocation");
+    tracing::info!(
+        deferred,
+        "deliver ran short of time; the rest of the page continues in the next invocation"
+    );
+    sluice.measure(Measurement::Continued {
+        flow: page.flow_id.clone(),
+        stage: Stage::Deliver,
+    });
     sluice
         .queue
         .send(Stage::Deliver, StageMessage::Page(page))
@@ -222,12 +226,12 @@ pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 /// not reported `delivery_unknown`).
 async fn deliver_once(
     sluice: &Sluice,
-    connection: &Connection,
-    refs: &[NameValue],
+    p: &Processor,
     limiter: &limits::Limiter,
     key: &str,
     request: RenderedRequest,
 ) -> Result<Option<Outcome>> {
+    let (connection, refs) = (&p.connection, p.definition_headers());
     let needed = time_to_send(connection);
     let Some(first) = budget::start(needed) else {
         return Ok(None);
@@ -264,7 +268,13 @@ async fn deliver_once(
     let outcome =
         send_with_retries(sluice, connection, refs, limiter, Some(permit), &request).await;
     let record = match &outcome {
-        Ok(reply) => json!({"reply": reply}),
+        Ok(reply) => {
+            sluice.measure(Measurement::Delivery {
+                flow: p.flow.id.clone(),
+                latency: Duration::from_millis(reply.elapsed_ms),
+            });
+            json!({"reply": reply})
+        }
         Err((code, message)) => json!({"error": message, "code": code}),
     };
     sluice.store.ledger_complete(key, &record).await?;
