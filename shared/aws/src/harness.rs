@@ -16,7 +16,7 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use sluice_core::ports::{Metrics, NoMetrics};
-use sluice_core::{Sluice, Stage};
+use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -116,8 +116,10 @@ impl Harness {
             system_bucket: bucket,
             endpoint: Some(endpoint.to_string()),
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
+            allow_private_addresses: false,
         };
-        let sluice = build_sluice_with(&settings, true, metrics.clone()).await?;
+        let sluice =
+            build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;
         Ok(Harness {
             sluice,
             settings,
@@ -181,7 +183,12 @@ impl Harness {
     /// caches (HTTP client, tokens, limiters), as a second concurrent INIT would build.
     pub async fn another_instance(&self) -> anyhow::Result<Harness> {
         Ok(Harness {
-            sluice: build_sluice_with(&self.settings, true, self.metrics.clone()).await?,
+            sluice: build_sluice_with(
+                &self.settings,
+                PrivateAddresses::Loopback,
+                self.metrics.clone(),
+            )
+            .await?,
             settings: self.settings.clone(),
             sqs: self.sqs.clone(),
             s3: self.s3.clone(),

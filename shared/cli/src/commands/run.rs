@@ -4,11 +4,12 @@ use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::stages::evaluate::completion::cancel_job;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::cancel_job;
+use sluice_core::runs::start_run;
 use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
 use sluice_model::{Job, JobStatus, RunSource};
+use sluice_model::{RunKind, RunRequest};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ pub async fn run(
     data: &Path,
     as_json: bool,
     timeout: u64,
+    settings: Settings,
 ) -> anyhow::Result<ExitCode> {
     let bundle = parse_bundle(bundle_path)?;
     if let Err(errors) = bundle.validate() {
@@ -44,7 +46,7 @@ pub async fn run(
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", bundle_path.display()))?,
     };
-    let mut runtime = LocalRuntime::open(data, Settings::default())?;
+    let mut runtime = LocalRuntime::open(data, settings)?;
     let sluice = runtime.sluice();
     for c in &bundle.connections {
         sluice

@@ -2,9 +2,9 @@
 //! retry, never a silent loss: a page's unfinished records become job errors (code
 //! `dead_letter`) and count as errors so the job still completes; a run order fails its job.
 
-use super::evaluate::{self, completion};
+use super::evaluate;
 use super::Stage;
-use crate::{Result, Sluice};
+use crate::{runs, Result, Sluice};
 use sluice_model::{Page, RecordState, StageMessage};
 use tracing::Instrument;
 
@@ -29,7 +29,7 @@ async fn settle_message(
     tracing::error!(reason, "message dead-lettered");
     match message {
         StageMessage::Run(order) => {
-            completion::fail_job(
+            runs::fail_job(
                 sluice,
                 &order.job_id,
                 format!(
