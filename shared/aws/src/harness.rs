@@ -16,7 +16,7 @@ use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
-use sluice_core::ports::Kind;
+use sluice_core::ports::{Kind, Metrics, NoMetrics};
 use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
@@ -39,6 +39,8 @@ pub struct Harness {
     arns: HashMap<String, String>,
     /// Each invocation's time limit, as a function timeout sets it (`None`: unlimited).
     pub invocation_budget: Option<Duration>,
+    /// Where every instance's measurements go.
+    metrics: Arc<dyn Metrics>,
 }
 
 /// What the harness created, by kind, as logical ids (compared with the template).
@@ -53,6 +55,14 @@ impl Harness {
     /// Creates every resource on the emulator at `endpoint` and builds a Sluice on them.
     /// Loopback targets are allowed (test HTTP servers run there).
     pub async fn create(endpoint: &str) -> anyhow::Result<Harness> {
+        Self::create_with_metrics(endpoint, Arc::new(NoMetrics)).await
+    }
+
+    /// As [`Harness::create`], the Sluice reporting to `metrics`.
+    pub async fn create_with_metrics(
+        endpoint: &str,
+        metrics: Arc<dyn Metrics>,
+    ) -> anyhow::Result<Harness> {
         let config = sdk_config(Some(endpoint)).await;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let s3 = s3_client(&config, Some(endpoint));
@@ -109,7 +119,8 @@ impl Harness {
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
             allow_private_addresses: false,
         };
-        let sluice = build_sluice_with(&settings, PrivateAddresses::Loopback).await?;
+        let sluice =
+            build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;
         Ok(Harness {
             sluice,
             settings,
@@ -120,6 +131,7 @@ impl Harness {
             visibility_timeout,
             arns,
             invocation_budget: None,
+            metrics,
         })
     }
 
@@ -172,7 +184,12 @@ impl Harness {
     /// caches (HTTP client, tokens, limiters), as a second concurrent INIT would build.
     pub async fn another_instance(&self) -> anyhow::Result<Harness> {
         Ok(Harness {
-            sluice: build_sluice_with(&self.settings, PrivateAddresses::Loopback).await?,
+            sluice: build_sluice_with(
+                &self.settings,
+                PrivateAddresses::Loopback,
+                self.metrics.clone(),
+            )
+            .await?,
             settings: self.settings.clone(),
             sqs: self.sqs.clone(),
             s3: self.s3.clone(),
@@ -181,6 +198,7 @@ impl Harness {
             visibility_timeout: self.visibility_timeout,
             arns: self.arns.clone(),
             invocation_budget: self.invocation_budget,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -238,7 +256,7 @@ impl Harness {
     pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
         if stage != Stage::Trigger {
             return self
-                .within_budget(sqs_stage_handler(&self.sluice, stage, event))
+                .within_budget(sqs_stage_handler(&self.sluice, stage.handler(), event))
                 .await;
         }
         let ids: Vec<String> = event
