@@ -38,6 +38,9 @@ enum Command {
         /// Records for the flow's export: .ndjson/.jsonl, .csv (header row) or .json; streamed.
         #[arg(long)]
         records: Option<PathBuf>,
+        /// The records file's format when its name does not say: ndjson, csv or json.
+        #[arg(long, value_parser = parse_format, requires = "records")]
+        format: Option<sluice_model::FileType>,
         /// Where the local store and blobs live.
         #[arg(long, default_value = ".sluice")]
         data: PathBuf,
@@ -47,6 +50,10 @@ enum Command {
         /// Cancel the job if it has not finished after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Start a fresh job even if a job of the flow was interrupted (killed) on this
+        /// data; that job is canceled. Without it, the interrupted job is resumed.
+        #[arg(long)]
+        new: bool,
     },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
@@ -73,6 +80,11 @@ enum DevCommand {
     },
 }
 
+fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("'{s}' is not a records format: ndjson, csv or json"))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -93,18 +105,22 @@ fn main() -> ExitCode {
                 bundle,
                 flow,
                 records,
+                format,
                 data,
                 json,
                 timeout,
+                new,
             } => {
-                commands::run::run(
-                    &bundle,
-                    flow.as_deref(),
-                    records.as_deref(),
-                    &data,
-                    json,
+                commands::run::run(commands::run::RunArgs {
+                    bundle: &bundle,
+                    flow: flow.as_deref(),
+                    records: records.as_deref(),
+                    format,
+                    data: &data,
+                    as_json: json,
                     timeout,
-                )
+                    new,
+                })
                 .await
             }
             Command::Dev {

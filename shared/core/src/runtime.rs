@@ -20,6 +20,10 @@ pub struct Settings {
     /// Let http connections reach loopback and private addresses (tests, local sinks).
     /// Link-local metadata addresses stay refused unless the connection allows them.
     pub allow_private_addresses: bool,
+    /// Who this process is in what it holds in the store (connection slots are owned by
+    /// `<instance>:<id>`): the local runtime sets its queue runner's id, so a runtime taking
+    /// over the work of a killed one frees that one's slots at once. Default: a fresh id.
+    pub instance: String,
 }
 
 impl Default for Settings {
@@ -29,6 +33,7 @@ impl Default for Settings {
             lock_lease: Duration::from_secs(15 * 60),
             max_inline_page_bytes: 200 * 1024,
             allow_private_addresses: true,
+            instance: sluice_model::new_id(),
         }
     }
 }
