@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::json;
+use sluice_core::runs::start_run;
 use sluice_core::stages::trigger::events::{on_s3_object, on_table_changes, TableChange};
 use sluice_core::stages::trigger::schedule::{reschedule, tick};
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
 use sluice_e2e::*;
 use sluice_model::{Flow, JobStatus};
+use sluice_model::{RunKind, RunRequest};
 
 fn sink_flow(base: &str, export: serde_json::Value) -> serde_json::Value {
     let mut b = http_bundle(
@@ -32,20 +33,20 @@ async fn an_s3_object_starts_matching_flows_and_is_read_as_a_stream() {
         .await
         .unwrap();
     assert!(
-        on_s3_object(&h.sluice(), "in", "other/today.csv")
+        on_s3_object(&h.sluice(), "in", "other/today.csv", None)
             .await
             .unwrap()
             .is_empty(),
         "prefix must match"
     );
     assert!(
-        on_s3_object(&h.sluice(), "in", "orders/today.json")
+        on_s3_object(&h.sluice(), "in", "orders/today.json", None)
             .await
             .unwrap()
             .is_empty(),
         "suffix must match"
     );
-    let started = on_s3_object(&h.sluice(), "in", "orders/today.csv")
+    let started = on_s3_object(&h.sluice(), "in", "orders/today.csv", None)
         .await
         .unwrap();
     assert_eq!(started.len(), 1);
@@ -93,7 +94,7 @@ async fn a_bad_line_is_an_error_record_and_the_lines_after_it_are_read() {
             .put("in", &key, Bytes::from(file_with_a_bad_line_500(format)))
             .await
             .unwrap();
-        let started = on_s3_object(&h.sluice(), "in", &key).await.unwrap();
+        let started = on_s3_object(&h.sluice(), "in", &key, None).await.unwrap();
         let job = h.wait(&started[0].job_id).await;
         assert_eq!(
             job.status,
@@ -137,7 +138,9 @@ async fn a_file_unreadable_as_a_whole_fails_the_job_saying_so() {
         .put("in", "x.ndjson", Bytes::from("id,name\n1,a\n2,b\n"))
         .await
         .unwrap();
-    let started = on_s3_object(&h.sluice(), "in", "x.ndjson").await.unwrap();
+    let started = on_s3_object(&h.sluice(), "in", "x.ndjson", None)
+        .await
+        .unwrap();
     let job = h.wait(&started[0].job_id).await;
     assert_eq!(job.status, JobStatus::Failed);
     let message = job.message.as_deref().unwrap();
@@ -161,6 +164,60 @@ async fn a_file_unreadable_as_a_whole_fails_the_job_saying_so() {
 }
 
 #[tokio::test]
+async fn an_s3_event_queued_behind_a_running_job_runs_as_an_s3_run_of_its_object() {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: std::time::Duration::from_millis(200),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(sink_flow(
+        &server.base_url,
+        json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
+    ))
+    .await;
+    let s = h.sluice();
+    s.blobs
+        .put("in", "late.ndjson", Bytes::from("{\"n\":1}\n{\"n\":2}\n"))
+        .await
+        .unwrap();
+    let first = start_run(
+        &s,
+        "f",
+        RunRequest {
+            records: Some(orders(2)),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        on_s3_object(&s, "in", "late.ndjson", None)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the flow is busy: the object's run waits"
+    );
+    h.wait(&first.job_id).await;
+    h.runtime
+        .wait_idle(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let jobs = s.store.list_jobs("f", 10).await.unwrap();
+    let queued = jobs
+        .iter()
+        .find(|j| j.id != first.job_id)
+        .expect("the queued run ran");
+    assert_eq!(
+        (queued.trigger, queued.status, queued.num_success),
+        (RunKind::S3, JobStatus::Completed, 2),
+        "it started as the s3 run it was queued as, and read its object"
+    );
+}
+
+#[tokio::test]
 async fn dynamodb_changes_run_flows_with_plain_records() {
     let server = TestServer::always(200, json!({})).await;
     let h = Harness::new();
@@ -175,16 +232,19 @@ async fn dynamodb_changes_run_flows_with_plain_records() {
             table_name: "orders".into(),
             event_name: "INSERT".into(),
             new_image: Some(image("a")),
+            event_id: None,
         },
         TableChange {
             table_name: "orders".into(),
             event_name: "MODIFY".into(),
             new_image: Some(image("b")),
+            event_id: None,
         },
         TableChange {
             table_name: "other".into(),
             event_name: "INSERT".into(),
             new_image: Some(image("c")),
+            event_id: None,
         },
     ];
     let started = on_table_changes(&h.sluice(), changes).await.unwrap();
@@ -250,9 +310,7 @@ async fn http_exports_page_and_use_the_delta_window() {
     let wm = h
         .sluice()
         .store
-        .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
-            "f",
-        ))
+        .get_state(&sluice_core::runs::watermark::key("f"))
         .await
         .unwrap()
         .unwrap();
@@ -283,9 +341,7 @@ async fn a_wrong_resource_path_fails_instead_of_finding_nothing() {
     assert!(
         h.sluice()
             .store
-            .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
-                "f"
-            ))
+            .get_state(&sluice_core::runs::watermark::key("f"))
             .await
             .unwrap()
             .is_none(),

@@ -3,7 +3,8 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use sluice_core::{PrivateAddresses, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,6 +31,11 @@ enum Command {
         kind: Option<String>,
     },
     /// Run a flow of a bundle on the local runtime and print a job summary.
+    ///
+    /// Locally, http connections may reach loopback addresses (127.0.0.1, ::1: a sink or an
+    /// API on this machine); deployed on AWS they may not unless the connection sets
+    /// http.allowPrivateAddresses. Metadata addresses (169.254.0.0/16) are always refused
+    /// unless the connection sets http.allowMetadataAddresses.
     Run {
         bundle: PathBuf,
         /// Which flow (default: the bundle's only or first flow).
@@ -54,9 +60,14 @@ enum Command {
         /// data; that job is canceled. Without it, the interrupted job is resumed.
         #[arg(long)]
         new: bool,
+        #[command(flatten)]
+        network: Network,
     },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
+    ///
+    /// Locally, http connections may reach loopback addresses (127.0.0.1, ::1); see
+    /// --allow-private-addresses for private ranges.
     Dev {
         #[command(subcommand)]
         what: Option<DevCommand>,
@@ -68,7 +79,29 @@ enum Command {
         /// and printed).
         #[arg(long)]
         api_key: Option<String>,
+        #[command(flatten)]
+        network: Network,
     },
+}
+
+/// Where the local runtime's http connections may go.
+#[derive(Args)]
+struct Network {
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
+    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
+    /// locally anyway, for development; deployed functions refuse both by default.
+    #[arg(long)]
+    allow_private_addresses: bool,
+}
+
+impl Network {
+    fn settings(&self) -> Settings {
+        let mut settings = sluice_embedded::local_settings();
+        if self.allow_private_addresses {
+            settings.private_addresses = PrivateAddresses::Allowed;
+        }
+        settings
+    }
 }
 
 #[derive(Subcommand)]
@@ -86,12 +119,16 @@ fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
 }
 
 fn main() -> ExitCode {
+    // Colours only for a person at a terminal: piped or redirected logs stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +147,7 @@ fn main() -> ExitCode {
                 json,
                 timeout,
                 new,
+                network,
             } => {
                 commands::run::run(commands::run::RunArgs {
                     bundle: &bundle,
@@ -120,6 +158,7 @@ fn main() -> ExitCode {
                     as_json: json,
                     timeout,
                     new,
+                    settings: network.settings(),
                 })
                 .await
             }
@@ -132,7 +171,8 @@ fn main() -> ExitCode {
                 port,
                 data,
                 api_key,
-            } => commands::dev::serve(port, &data, api_key).await,
+                network,
+            } => commands::dev::serve(port, &data, api_key, network.settings()).await,
         }
     });
     match result {

@@ -9,9 +9,10 @@ pub mod budget;
 pub mod conditions;
 pub mod error;
 pub mod ports;
+pub mod runs;
 pub mod runtime;
 pub mod stages;
 
 pub use error::{Error, Result};
-pub use runtime::{Settings, Sluice};
+pub use runtime::{PrivateAddresses, Settings, Sluice};
 pub use stages::Stage;

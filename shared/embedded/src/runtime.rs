@@ -5,7 +5,7 @@ use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
-use sluice_core::stages::evaluate::completion::cancel_job;
+use sluice_core::runs::cancel_job;
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::BTreeMap;
@@ -63,7 +63,7 @@ impl LocalRuntime {
             Arc::new(FsBlobs::new(blob_dir)),
             secrets,
             Arc::new(SystemClock),
-            Settings::default(),
+            crate::local_settings(),
         );
         rt.blob_root = Some(blob_dir.to_path_buf());
         Ok(rt)

@@ -2,6 +2,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::run::RunKind;
+
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -17,9 +19,8 @@ pub struct Job {
     #[serde(rename = "type", default = "flow_type")]
     pub kind: String,
     pub status: JobStatus,
-    /// What started the run: manual, schedule, s3, dynamodb, webhook, retry, chain.
-    #[serde(default)]
-    pub trigger: String,
+    /// What started the run.
+    pub trigger: RunKind,
     #[serde(default)]
     pub num_success: u64,
     #[serde(default)]
@@ -85,7 +86,7 @@ impl JobStatus {
 }
 
 impl Job {
-    pub fn new(id: String, flow_id: String, trigger: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(id: String, flow_id: String, trigger: RunKind, now: DateTime<Utc>) -> Self {
         Job {
             id,
             flow_id,
@@ -93,7 +94,7 @@ impl Job {
             flow_execution_group_id: None,
             kind: flow_type(),
             status: JobStatus::Running,
-            trigger: trigger.into(),
+            trigger,
             num_success: 0,
             num_error: 0,
             num_ignore: 0,

@@ -12,9 +12,12 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{self, http_export, schedule, RunKind, RunRequest, RunStarted};
+use sluice_core::runs::{self, watermark};
+use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
-use sluice_model::{Bundle, Connection, Export, Flow, Import, ProcessorType};
+use sluice_model::{
+    Bundle, Connection, Export, Flow, Import, ProcessorType, RunKind, RunRequest, RunStarted,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -120,7 +123,7 @@ pub async fn run_flow(
     } else {
         body.parse()?
     };
-    let started = trigger::start_run(&s, &id, request, RunKind::Manual)
+    let started = runs::start_run(&s, &id, request, RunKind::Manual)
         .await?
         .ok_or_else(|| ApiError::conflict("Flow is currently running"))?;
     let entry = sluice_core::ports::AuditEntry {
@@ -386,7 +389,7 @@ pub async fn last_export_date_time(State(s): St, Path(id): Path<String>) -> ApiR
     load(&s, Kind::Flow, &id).await?;
     let value = s
         .store
-        .get_state(&http_export::watermark_key(&id))
+        .get_state(&watermark::key(&id))
         .await?
         .unwrap_or(Value::Null);
     Ok(Json(json!({ "lastExportDateTime": value })))

@@ -6,8 +6,9 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::stages::trigger::{self, RunStarted};
+use sluice_core::runs;
 use sluice_core::Sluice;
+use sluice_model::RunStarted;
 use std::sync::Arc;
 
 type St = State<Arc<Sluice>>;
@@ -61,7 +62,7 @@ pub async fn retry_job(
         body.parse()?
     };
     job_exists(&s, &id).await?;
-    let started = trigger::retry_errors(&s, &id, request.error_ids).await?;
+    let started = runs::retry_errors(&s, &id, request.error_ids).await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
 

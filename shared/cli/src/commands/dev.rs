@@ -14,11 +14,13 @@ use std::time::Duration;
 /// How long stopping waits for the messages being handled to finish.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::Result<ExitCode> {
-    let runtime = Arc::new(tokio::sync::Mutex::new(LocalRuntime::open(
-        data,
-        Settings::default(),
-    )?));
+pub async fn serve(
+    port: u16,
+    data: &Path,
+    api_key: Option<String>,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    let runtime = Arc::new(tokio::sync::Mutex::new(LocalRuntime::open(data, settings)?));
     let sluice = runtime.lock().await.sluice();
     resume(&*runtime.lock().await).await;
     let key = api_key
@@ -49,7 +51,7 @@ pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::R
     if let Err(e) = tick(&sluice).await {
         tracing::warn!(error = %e, "schedule tick failed");
     }
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = super::listen(port).await?;
     eprintln!(
         "flows API on http://{}  (store: {})",
         listener.local_addr()?,

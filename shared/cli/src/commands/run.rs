@@ -5,10 +5,10 @@ use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
 use sluice_embedded::LocalRuntime;
-use sluice_model::{Bundle, FileType, Job, JobStatus, RunSource};
+use sluice_model::{Bundle, FileType, Job, JobStatus, RunKind, RunRequest, RunSource};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -26,6 +26,7 @@ pub struct RunArgs<'a> {
     pub timeout: u64,
     /// Start a fresh job even if one of the flow was interrupted (it is canceled).
     pub new: bool,
+    pub settings: Settings,
 }
 
 pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
@@ -51,7 +52,7 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", args.bundle.display()))?,
     };
-    let mut runtime = LocalRuntime::open(args.data, Settings::default())?;
+    let mut runtime = LocalRuntime::open(args.data, args.settings.clone())?;
     let sluice = runtime.sluice();
     store_bundle(&sluice, &bundle).await?;
     let started_at = Instant::now();

@@ -1,0 +1,230 @@
+//! Starting a run: the flow's run lock, the job, the run order to the trigger queue. A run a
+//! person asked for is refused when the flow is busy; the others wait in [`super::queue`].
+
+use super::{queue, watermark};
+use crate::{Error, Result, Sluice, Stage};
+use sluice_model::{
+    new_id, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest, RunSource,
+    RunStarted, StageMessage,
+};
+
+/// Starts a run of `flow_id`. A run a person asked for (manual, retry, webhook) starts now or
+/// fails with `Error::Conflict("Flow is currently running")`; runs started by events, the
+/// schedule or a chain are kept in the store and start in turn ([`super::queue`]): `Ok(None)`
+/// when this one waits.
+pub async fn start_run(
+    sluice: &Sluice,
+    flow_id: &str,
+    request: RunRequest,
+    kind: RunKind,
+) -> Result<Option<RunStarted>> {
+    if kind.queues_when_busy() {
+        let run = QueuedRun {
+            id: new_id(),
+            kind,
+            request,
+            queued_at: sluice.clock.now(),
+        };
+        return queue::keep(sluice, flow_id, run).await;
+    }
+    match start_as(sluice, flow_id, &new_id(), request, kind).await? {
+        Start::Started(started) => Ok(Some(started)),
+        Start::Busy | Start::Ran => Err(Error::Conflict("Flow is currently running".into())),
+    }
+}
+
+/// What [`start_as`] did.
+pub(super) enum Start {
+    Started(RunStarted),
+    /// The flow's run lock is held: by its running job, or by an edit of what it uses.
+    Busy,
+    /// A job with this id exists already: this run started before.
+    Ran,
+}
+
+/// The generators a request runs (all, or those of `_exportIds`), checked against the flow
+/// and the store, so a run that cannot start says so before it is kept or started.
+pub(super) async fn check(
+    sluice: &Sluice,
+    flow_id: &str,
+    request: &RunRequest,
+) -> Result<(Flow, Vec<usize>)> {
+    let flow = sluice.flow(flow_id).await?;
+    if flow.disabled {
+        return Err(Error::invalid("disabled", "Flow is disabled"));
+    }
+    let mut generators: Vec<usize> = (0..flow.page_generators.len()).collect();
+    if let Some(ids) = &request.export_ids {
+        for (i, id) in ids.iter().enumerate() {
+            if !flow.page_generators.iter().any(|g| &g.export_id == id) {
+                return Err(Error::invalid(
+                    format!("_exportIds[{i}]"),
+                    format!("Export not found in this flow: {id}"),
+                ));
+            }
+        }
+        generators.retain(|&i| ids.contains(&flow.page_generators[i].export_id));
+    }
+    for &i in &generators {
+        sluice.export(&flow.page_generators[i].export_id).await?;
+    }
+    Ok((flow, generators))
+}
+
+/// Starts the run as job `job_id` if the flow's run lock is free: lock, job, run order to the
+/// trigger queue.
+pub(super) async fn start_as(
+    sluice: &Sluice,
+    flow_id: &str,
+    job_id: &str,
+    request: RunRequest,
+    kind: RunKind,
+) -> Result<Start> {
+    let (flow, generators) = check(sluice, flow_id, &request).await?;
+    let now = sluice.clock.now();
+    if !sluice
+        .store
+        .acquire_lock(flow_id, job_id, now, sluice.settings.lock_lease)
+        .await?
+    {
+        return Ok(Start::Busy);
+    }
+    close_abandoned_jobs(sluice, flow_id).await?;
+    let mut job = Job::new(job_id.to_string(), flow_id.to_string(), kind, now);
+    job.export_id = generators
+        .first()
+        .map(|&i| flow.page_generators[i].export_id.clone());
+    job.flow_execution_group_id = Some(new_id());
+    job.start_date = match request.start_date {
+        Some(start) => Some(start),
+        None => watermark::read(sluice, flow_id).await?,
+    };
+    job.end_date = Some(request.end_date.unwrap_or(now));
+    let created = sluice.store.create_job(&job).await;
+    if !matches!(created, Ok(true)) {
+        sluice.store.release_lock(flow_id, job_id).await?;
+        // A waiting run whose job exists started before (its removal from the waiting runs
+        // did not happen): it is not run twice.
+        return created.map(|_| Start::Ran).map_err(Into::into);
+    }
+    let source = match (request.source, request.records) {
+        (Some(s), _) => s,
+        (None, Some(records)) => RunSource::Records { records },
+        (None, None) => RunSource::Export,
+    };
+    let order = RunOrder {
+        job_id: job_id.to_string(),
+        flow_id: flow_id.to_string(),
+        generator_index: if generators.len() == 1 {
+            generators.first().copied()
+        } else {
+            None
+        },
+        export_ids: request.export_ids,
+        source,
+        resume: None,
+    };
+    sluice
+        .queue
+        .send(Stage::Trigger, StageMessage::Run(order))
+        .await?;
+    Ok(Start::Started(RunStarted {
+        job_id: job_id.to_string(),
+        export_id: job.export_id,
+        flow_execution_group_id: job.flow_execution_group_id.unwrap_or_default(),
+    }))
+}
+
+/// Called holding the flow's run lock. A job is only opened under that lock and its lock is
+/// released only after the job is closed, so an unfinished job found now lost its lock: its
+/// lease ran out without progress (the process running it was killed). It is closed as
+/// failed, saying so, rather than left `running` for ever. Only the flow's newest job can be
+/// such a job (every older one was closed before the lock passed on, or by this check when
+/// the next run started), so one job is read: this runs on every run's start.
+async fn close_abandoned_jobs(sluice: &Sluice, flow_id: &str) -> Result<()> {
+    for job in sluice.store.list_jobs(flow_id, 1).await? {
+        if job.status.is_finished() {
+            continue;
+        }
+        let message = format!(
+            "abandoned: no progress for {} min and its run lock ran out (the process running it stopped); {} of {} pages were done, records not counted may or may not have been delivered",
+            sluice.settings.lock_lease.as_secs() / 60,
+            job.num_pages_done,
+            if job.paging_done { job.num_pages.to_string() } else { "?".into() }
+        );
+        if sluice
+            .store
+            .close_job(
+                &job.id,
+                JobStatus::Failed,
+                sluice.clock.now(),
+                Some(message),
+            )
+            .await?
+        {
+            tracing::warn!(job = %job.id, flow = %flow_id, "closed an abandoned job");
+        }
+    }
+    Ok(())
+}
+
+/// Re-runs the failed records of a job (all unresolved errors, or those named), each from the
+/// processor where it failed, as a new job; the errors are marked resolved.
+pub async fn retry_errors(
+    sluice: &Sluice,
+    job_id: &str,
+    error_ids: Option<Vec<String>>,
+) -> Result<RunStarted> {
+    let job = sluice
+        .store
+        .get_job(job_id)
+        .await?
+        .ok_or_else(|| Error::not_found("Job", job_id))?;
+    let errors = sluice.store.list_errors(job_id).await?;
+    let chosen: Vec<_> = match &error_ids {
+        Some(ids) => {
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(
+                    errors
+                        .iter()
+                        .find(|e| &e.id == id)
+                        .ok_or_else(|| Error::not_found("Error", id))?
+                        .clone(),
+                );
+            }
+            out
+        }
+        None => errors.into_iter().filter(|e| !e.resolved).collect(),
+    };
+    // Export-level errors (processor -1) have no record to retry: run the export again.
+    let items: Vec<RetryItem> = chosen
+        .iter()
+        .filter(|e| e.processor_index >= 0)
+        .map(|e| RetryItem {
+            processor_index: e.processor_index as usize,
+            record: e.record.clone(),
+        })
+        .collect();
+    if items.is_empty() && !chosen.iter().any(|e| e.processor_index < 0) {
+        return Err(Error::invalid(
+            "errorIds",
+            "this job has no unresolved errors to retry",
+        ));
+    }
+    let request = RunRequest {
+        export_ids: job.export_id.clone().map(|e| vec![e]),
+        source: if items.is_empty() {
+            None
+        } else {
+            Some(RunSource::Retry { items })
+        },
+        ..Default::default()
+    };
+    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry)
+        .await?
+        .ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
+    let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
+    sluice.store.resolve_errors(job_id, &ids).await?;
+    Ok(started)
+}
