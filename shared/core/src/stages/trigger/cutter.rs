@@ -11,6 +11,7 @@
 //! queue keeps checkpoints (the local runtime), a run order picked up again after its process
 //! died goes on from its last page instead of reading the source again.
 
+use crate::ports::Measurement;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::Value;
 use sluice_model::{Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage};
@@ -75,7 +76,14 @@ impl PageCutter<'_> {
             cursor,
             skip: 0,
         });
-        tracing::info!(job = %order.job_id, pages = self.pages, "trigger ran short of time; the export continues in the next invocation");
+        tracing::info!(
+            pages = self.pages,
+            "trigger ran short of time; the export continues in the next invocation"
+        );
+        self.sluice.measure(Measurement::Continued {
+            flow: order.flow_id.clone(),
+            stage: Stage::Trigger,
+        });
         self.sluice
             .queue
             .send(Stage::Trigger, StageMessage::Run(order))

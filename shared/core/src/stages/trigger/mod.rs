@@ -11,7 +11,7 @@ pub mod schedule;
 use crate::budget;
 use crate::runs;
 use crate::stages::deliver;
-use crate::{Error, Result, Sluice};
+use crate::{Error, Result, Sluice, Stage};
 use cutter::{Batch, PageCutter};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -20,6 +20,12 @@ use sluice_model::{
     RunSource, SourceRecord,
 };
 use std::collections::BTreeMap;
+
+/// The trigger stage's entry point for run orders (what its queue carries).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::runs(Stage::Trigger, |sluice, order| {
+        Box::pin(handle_run(sluice, order))
+    });
 
 /// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
 /// ids are the same each time, and every later stage is idempotent on them; a redelivered
