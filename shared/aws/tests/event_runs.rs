@@ -95,9 +95,12 @@ async fn all_jobs(env: &common::Env, n: usize) -> Vec<Job> {
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {n} jobs, {} finished",
+            "{} of {n} jobs, {} finished; unfinished: {:?}",
             jobs.len(),
-            jobs.iter().filter(|j| j.status.is_finished()).count()
+            jobs.iter().filter(|j| j.status.is_finished()).count(),
+            jobs.iter()
+                .filter(|j| !j.status.is_finished())
+                .collect::<Vec<_>>()
         );
         if h.pump().await.unwrap() == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -41,7 +41,7 @@ use attrs::{item_to_object, n, object_to_item, s};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::PutBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -578,52 +578,47 @@ impl Store for DynamoStore {
             "ttl".into(),
             n((now + chrono::Duration::days(LEDGER_TTL_DAYS)).timestamp()),
         );
-        // One transaction: the job is not canceled, and the key was not claimed before.
-        let not_canceled = ConditionCheck::builder()
-            .table_name(&self.table)
-            .set_key(Some(job_key(job_id)))
-            .condition_expression("attribute_not_exists(#status) OR #status <> :canceled")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":canceled", s(JobStatus::Canceled.as_str()))
-            .build()?;
-        let claim = self
-            .put_of(item)
-            .condition_expression("attribute_not_exists(pk)");
         let result = self
             .client
-            .transact_write_items()
-            .transact_items(
-                TransactWriteItem::builder()
-                    .condition_check(not_canceled)
-                    .build(),
-            )
-            .transact_items(tx_put(claim)?)
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        let failed = match &result {
-            Ok(_) => return Ok(LedgerState::Claimed),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(e)) => e
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                    .collect::<Vec<_>>(),
-                _ => Vec::new(),
-            },
-        };
-        match failed.as_slice() {
-            // Claimed before: it answers as it stands, whatever the job's status.
-            [_, true] => {
+        match result {
+            Ok(_) => {}
+            Err(e) if is_condition_failed(&e) => {
+                // Claimed before: it answers as it stands, whatever the job's status.
                 let existing = self.get(format!("ledger#{k}"), "ledger").await?;
-                Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
+                return Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
                     Some(outcome) => LedgerState::Done(from_av(outcome)),
                     None => LedgerState::InFlight,
-                })
+                });
             }
-            [true, false] => Ok(LedgerState::JobCanceled),
-            _ => Err(anyhow::Error::new(result.unwrap_err())
-                .context("dynamodb TransactWriteItems (ledger claim)")),
+            Err(e) => return Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
         }
+        // The job is read after the claim, consistently: a cancel that committed before this
+        // read is seen, and a send only starts after the read. Not one transaction with the
+        // claim: every concurrent send of a job would then contend for the job item
+        // (TransactionConflict), on the path each record takes.
+        let job = self.get(format!("job#{job_id}"), "job").await?;
+        let canceled = job
+            .as_ref()
+            .and_then(|i| i.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|st| st == JobStatus::Canceled.as_str());
+        if !canceled {
+            return Ok(LedgerState::Claimed);
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("ledger#{k}"), "ledger")))
+            .send()
+            .await
+            .context("dynamodb DeleteItem (claim of a canceled job)")?;
+        Ok(LedgerState::JobCanceled)
     }
 
     async fn ledger_complete(&self, k: &str, outcome: &Value) -> anyhow::Result<()> {

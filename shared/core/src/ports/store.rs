@@ -139,9 +139,10 @@ pub trait Store: Send + Sync + 'static {
     async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()>;
 
     // --- delivery ledger: what was already sent, so a redelivered page never sends twice
-    /// Claims `key` for a send of job `job_id`, atomically with a look at the job: a job that
-    /// was canceled gets no new claim (`JobCanceled`), so nothing of it is sent after the
-    /// cancel. A key claimed before answers as it stands whatever the job's status.
+    /// Claims `key` for a send of job `job_id`, and looks at the job once the claim is made: a
+    /// job canceled by then gets no claim (`JobCanceled`, none left behind), so nothing of it
+    /// is sent after the cancel. A key claimed before answers as it stands whatever the job's
+    /// status.
     async fn ledger_claim(
         &self,
         job_id: &str,
