@@ -1,12 +1,14 @@
 use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use utoipa::ToSchema;
 
 /// A set of definitions that belong together: what `sluice run` and `sluice validate` read,
 /// and what `GET /flows/{id}/template` returns (with secrets removed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Bundle {
+    /// Every definition in a bundle needs its `_id`: the others refer to it.
     #[serde(default)]
     pub connections: Vec<Connection>,
     #[serde(default)]

@@ -14,4 +14,4 @@ pub use blobs::{BlobReader, Blobs};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
-pub use store::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+pub use store::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};

@@ -105,6 +105,14 @@ impl Processor {
         }
     }
 
+    /// The import's or lookup export's name, for the errors of this step.
+    pub fn name(&self) -> &str {
+        match &self.target {
+            Target::Import(i) => &i.name,
+            Target::Lookup(e) => &e.name,
+        }
+    }
+
     /// File imports go to upload; http imports and lookups to deliver.
     pub fn writes_files(&self) -> bool {
         matches!(&self.target, Target::Import(i) if matches!(i.kind, ImportType::Sftp | ImportType::S3))

@@ -167,6 +167,7 @@ pub(crate) fn tally(
                     processor_index: page.processor_index as i64,
                     import_id: processor.and_then(|p| p.import_id()),
                     export_id: processor.and_then(|p| p.export_id()),
+                    step_name: processor.map(|p| p.name().to_string()),
                     page_id: page.page_id.clone(),
                     record_key: r.key.clone(),
                     record: r.data.clone(),
@@ -177,6 +178,7 @@ pub(crate) fn tally(
                     retry_data_key: format!("{}/{}", page.job_id, r.key),
                     occurred_at: now,
                     resolved: false,
+                    tags: Vec::new(),
                 });
             }
             RecordState::Active if is_last => v.success += 1,

@@ -69,6 +69,10 @@ impl RunKind {
             RunKind::Webhook => "webhook",
         }
     }
+    /// Runs a person asked for: they run even when the flow is disabled ("manual only").
+    fn is_by_hand(self) -> bool {
+        matches!(self, RunKind::Manual | RunKind::Retry | RunKind::Webhook)
+    }
     /// Runs a person asked for answer 409 when the flow is busy; event-driven runs queue.
     fn queues_when_busy(self) -> bool {
         matches!(self, RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb)
@@ -129,8 +133,11 @@ pub async fn start_run(
     kind: RunKind,
 ) -> Result<Option<RunStarted>> {
     let flow = sluice.flow(flow_id).await?;
-    if flow.disabled {
-        return Err(Error::invalid("disabled", "Flow is disabled"));
+    if flow.disabled && !kind.is_by_hand() {
+        return Err(Error::invalid(
+            "disabled",
+            "Flow is disabled: it runs only by hand (POST /flows/{id}/run, sluice run)",
+        ));
     }
     let mut generators: Vec<usize> = (0..flow.page_generators.len()).collect();
     if let Some(ids) = &request.export_ids {
@@ -296,7 +303,8 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
     };
-    let mut failure: Option<(String, Option<String>)> = None;
+    // Why reading failed, with the export (id and name) it failed at.
+    let mut failure: Option<(String, Option<String>, Option<String>)> = None;
     for gi in generators {
         // A continuation picks up at the generator it was reading.
         if resume.is_some_and(|r| gi < r.generator_index) {
@@ -306,13 +314,13 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         let export = match sluice.export(&export_id).await {
             Ok(e) => e,
             Err(e) => {
-                failure = Some((e.to_string(), Some(export_id)));
+                failure = Some((e.to_string(), Some(export_id), None));
                 break;
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
         if let Err(message) = read_generator(&mut cutter, gi, &export, &job, resume_here).await? {
-            failure = Some((message, Some(export.id.clone())));
+            failure = Some((message, Some(export.id.clone()), Some(export.name.clone())));
             break;
         }
         if cutter.continued {
@@ -324,7 +332,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         .store
         .finish_paging(&order.job_id, cutter.pages)
         .await?;
-    if let Some((message, export_id)) = failure {
+    if let Some((message, export_id, step_name)) = failure {
         let error = JobError {
             id: format!("{}-export", order.job_id),
             job_id: order.job_id.clone(),
@@ -332,6 +340,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             processor_index: -1,
             import_id: None,
             export_id,
+            step_name,
             page_id: String::new(),
             record_key: String::new(),
             record: Value::Null,
@@ -342,6 +351,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             retry_data_key: order.job_id.clone(),
             occurred_at: sluice.clock.now(),
             resolved: false,
+            tags: Vec::new(),
         };
         sluice.store.put_errors(&[error]).await?;
         completion::fail_job(sluice, &order.job_id, message).await?;
