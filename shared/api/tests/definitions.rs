@@ -101,7 +101,7 @@ async fn references_are_checked_and_used_definitions_are_not_deleted() {
     let r = api
         .post(
             "/imports",
-            json!({"type": "http", "_connectionId": "nope", "http": {"relativeURI": "/x"}}),
+            json!({"name": "i", "type": "http", "_connectionId": "nope", "http": {"relativeURI": "/x"}}),
         )
         .await;
     assert_eq!(r.status, 400);

@@ -23,7 +23,9 @@ pub struct Connection {
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     /// Which system this reaches; the settings sit under the field of the same name.
     #[serde(rename = "type")]

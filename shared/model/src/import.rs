@@ -18,7 +18,9 @@ pub struct Import {
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     /// The connection it writes over.
     #[serde(rename = "_connectionId")]

@@ -16,7 +16,9 @@ pub struct Integration {
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
     /// Shown in lists; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,

@@ -116,6 +116,12 @@ pub fn id(errors: &mut ValidationErrors, field: &str, id: &str) {
     }
 }
 
+/// What every definition checks about itself: a safe `_id` (when given) and a `name`.
+pub fn identity(errors: &mut ValidationErrors, id_value: &str, name: &str) {
+    id(errors, "_id", id_value);
+    required(errors, "name", name);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,10 +142,4 @@ mod tests {
         assert!(id_problem(&"x".repeat(5000)).unwrap().contains("5000"));
         assert_eq!(id_problem(&"x".repeat(MAX_ID_LEN)), None);
     }
-}
-
-/// What every definition checks about itself: a safe `_id` (when given) and a `name`.
-pub fn identity(errors: &mut ValidationErrors, id_value: &str, name: &str) {
-    id(errors, "_id", id_value);
-    required(errors, "name", name);
 }

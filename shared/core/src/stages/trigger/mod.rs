@@ -80,7 +80,7 @@ impl RunKind {
 }
 
 /// The run endpoint's 201 answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RunStarted {
     #[serde(rename = "_jobId")]
