@@ -3,10 +3,11 @@
 
 use serde_json::{json, Value};
 use sluice_core::ports::{Kind, MapSecrets, SystemClock};
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
 use sluice_embedded::{FsBlobs, LocalRuntime, SqliteStore};
 use sluice_model::{Bundle, Job, JobError};
+use sluice_model::{RunKind, RunRequest};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

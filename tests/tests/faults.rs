@@ -2,9 +2,10 @@
 
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_e2e::*;
 use sluice_model::JobStatus;
+use sluice_model::{RunKind, RunRequest};
 use std::time::Duration;
 
 #[tokio::test]
@@ -43,7 +44,7 @@ async fn a_page_that_fails_every_attempt_becomes_dead_letter_errors() {
         )
         .await
         .unwrap();
-    let retry = sluice_core::stages::trigger::retry_errors(&h.sluice(), &job.id, None)
+    let retry = sluice_core::runs::retry_errors(&h.sluice(), &job.id, None)
         .await
         .unwrap();
     let again = h.wait(&retry.job_id).await;
@@ -226,7 +227,12 @@ async fn a_job_whose_process_died_is_closed_as_abandoned_by_the_next_run() {
     // What a killed process leaves behind: a running job holding the flow's run lock, which
     // nobody renews.
     let then = chrono::Utc::now() - chrono::Duration::minutes(20);
-    let dead = sluice_model::Job::new(sluice_model::new_id(), "f".into(), "manual", then);
+    let dead = sluice_model::Job::new(
+        sluice_model::new_id(),
+        "f".into(),
+        sluice_model::RunKind::Manual,
+        then,
+    );
     s.store.create_job(&dead).await.unwrap();
     assert!(s
         .store

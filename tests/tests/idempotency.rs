@@ -17,7 +17,12 @@ async fn a_redelivered_page_reuses_the_recorded_reply() {
     ))
     .await;
     let s = h.sluice();
-    let mut job = Job::new("j1".into(), "f".into(), "manual", chrono::Utc::now());
+    let mut job = Job::new(
+        "j1".into(),
+        "f".into(),
+        sluice_model::RunKind::Manual,
+        chrono::Utc::now(),
+    );
     job.paging_done = true;
     job.num_pages = 1;
     s.store.create_job(&job).await.unwrap();
@@ -74,7 +79,12 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
     h.load(http_bundle(&server.base_url, json!({}), json!({})))
         .await;
     let s = h.sluice();
-    let mut job = Job::new("j2".into(), "f".into(), "manual", chrono::Utc::now());
+    let mut job = Job::new(
+        "j2".into(),
+        "f".into(),
+        sluice_model::RunKind::Manual,
+        chrono::Utc::now(),
+    );
     job.paging_done = true;
     job.num_pages = 1;
     s.store.create_job(&job).await.unwrap();

@@ -280,7 +280,8 @@ async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
     h.load(http_bundle(&server.base_url, json!({}), json!({})))
         .await;
     let s = h.sluice();
-    use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+    use sluice_core::runs::start_run;
+    use sluice_model::{RunKind, RunRequest};
     let first = start_run(
         &s,
         "f",
@@ -354,7 +355,7 @@ async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
     assert_eq!(tiers, vec!["tier-0", "tier-1", "tier-2", "tier-3"]);
     let chained = h.sluice().store.list_jobs("g", 5).await.unwrap();
     assert_eq!(chained.len(), 1, "g ran after f");
-    assert_eq!(chained[0].trigger, "chain");
+    assert_eq!(chained[0].trigger, sluice_model::RunKind::Chain);
 }
 
 #[tokio::test]
@@ -377,7 +378,7 @@ async fn failed_records_can_be_retried_alone() {
     let job = h.run("f", orders(3)).await;
     assert_eq!((job.num_success, job.num_error), (2, 1));
     healthy.store(true, Ordering::SeqCst);
-    let retry = sluice_core::stages::trigger::retry_errors(&h.sluice(), &job.id, None)
+    let retry = sluice_core::runs::retry_errors(&h.sluice(), &job.id, None)
         .await
         .unwrap();
     let again = h.wait(&retry.job_id).await;

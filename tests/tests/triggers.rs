@@ -4,11 +4,12 @@
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
 use serde_json::json;
+use sluice_core::runs::start_run;
 use sluice_core::stages::trigger::events::{on_s3_object, on_table_changes, TableChange};
 use sluice_core::stages::trigger::schedule::{reschedule, tick};
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
 use sluice_e2e::*;
 use sluice_model::{Flow, JobStatus};
+use sluice_model::{RunKind, RunRequest};
 
 fn sink_flow(base: &str, export: serde_json::Value) -> serde_json::Value {
     let mut b = http_bundle(
@@ -93,6 +94,60 @@ async fn a_bad_file_fails_the_job_with_a_readable_error() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+#[tokio::test]
+async fn an_s3_event_queued_behind_a_running_job_runs_as_an_s3_run_of_its_object() {
+    let server = TestServer::start(|_, _| Answer::Slow {
+        delay: std::time::Duration::from_millis(200),
+        then: Box::new(Answer::json(200, json!({}))),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(sink_flow(
+        &server.base_url,
+        json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
+    ))
+    .await;
+    let s = h.sluice();
+    s.blobs
+        .put("in", "late.ndjson", Bytes::from("{\"n\":1}\n{\"n\":2}\n"))
+        .await
+        .unwrap();
+    let first = start_run(
+        &s,
+        "f",
+        RunRequest {
+            records: Some(orders(2)),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        on_s3_object(&s, "in", "late.ndjson")
+            .await
+            .unwrap()
+            .is_empty(),
+        "the flow is busy: the object's run waits"
+    );
+    h.wait(&first.job_id).await;
+    h.runtime
+        .wait_idle(std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    let jobs = s.store.list_jobs("f", 10).await.unwrap();
+    let queued = jobs
+        .iter()
+        .find(|j| j.id != first.job_id)
+        .expect("the queued run ran");
+    assert_eq!(
+        (queued.trigger, queued.status, queued.num_success),
+        (RunKind::S3, JobStatus::Completed, 2),
+        "it started as the s3 run it was queued as, and read its object"
     );
 }
 
@@ -186,9 +241,7 @@ async fn http_exports_page_and_use_the_delta_window() {
     let wm = h
         .sluice()
         .store
-        .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
-            "f",
-        ))
+        .get_state(&sluice_core::runs::watermark::key("f"))
         .await
         .unwrap()
         .unwrap();
@@ -219,9 +272,7 @@ async fn a_wrong_resource_path_fails_instead_of_finding_nothing() {
     assert!(
         h.sluice()
             .store
-            .get_state(&sluice_core::stages::trigger::http_export::watermark_key(
-                "f"
-            ))
+            .get_state(&sluice_core::runs::watermark::key("f"))
             .await
             .unwrap()
             .is_none(),

@@ -163,7 +163,7 @@ async fn last_export_date_time_reads_the_watermark() {
     let r = api.get("/flows/f1/lastExportDateTime").await;
     assert_eq!(r.status, 200);
     assert_eq!(r.json, json!({"lastExportDateTime": null}));
-    let key = sluice_core::stages::trigger::http_export::watermark_key("f1");
+    let key = sluice_core::runs::watermark::key("f1");
     api.runtime
         .sluice()
         .store

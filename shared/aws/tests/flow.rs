@@ -6,8 +6,9 @@ mod common;
 use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use serde_json::{json, Value};
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_model::JobStatus;
+use sluice_model::{RunKind, RunRequest};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -341,7 +342,7 @@ async fn the_eventbridge_tick_starts_due_flows_through_the_trigger_function() {
     assert_eq!(started.len(), 1, "{answer}");
     let jobs = sluice.store.list_jobs("f1", 10).await.unwrap();
     assert_eq!(jobs.len(), 1);
-    assert_eq!(jobs[0].trigger, "schedule");
+    assert_eq!(jobs[0].trigger, sluice_model::RunKind::Schedule);
     assert!(
         sluice
             .store

@@ -30,7 +30,12 @@ async fn redelivered_writes_apply_once() {
     let store = DynamoStore::new(env.harness.dynamodb.clone(), &env.harness.settings.table);
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     store
-        .create_job(&Job::new("jc".into(), "fc".into(), "manual", t0))
+        .create_job(&Job::new(
+            "jc".into(),
+            "fc".into(),
+            sluice_model::RunKind::Manual,
+            t0,
+        ))
         .await
         .unwrap();
     store.finish_paging("jc", 1).await.unwrap();

@@ -7,9 +7,10 @@
 use axum::routing::post;
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
+use sluice_model::{RunKind, RunRequest};
 use std::time::{Duration, Instant};
 
 fn peak_rss_mib() -> f64 {

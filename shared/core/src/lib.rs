@@ -9,6 +9,7 @@ pub mod budget;
 pub mod conditions;
 pub mod error;
 pub mod ports;
+pub mod runs;
 pub mod runtime;
 pub mod stages;
 

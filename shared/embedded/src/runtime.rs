@@ -4,7 +4,7 @@ use crate::queue::{spawn_workers, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
-use sluice_core::stages::evaluate::completion::cancel_job;
+use sluice_core::runs::cancel_job;
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
 use std::path::Path;

@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
 use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
 use sluice_model::api::Listing;
-use sluice_model::{Job, JobError, JobStatus};
+use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -549,8 +549,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool> {
-        let (flow, order) = (flow_id.to_string(), serde_json::to_string(order)?);
+    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
+        let (flow, order) = (flow_id.to_string(), serde_json::to_string(run)?);
         self.with(move |c| {
             Ok(c.execute(
                 "INSERT OR IGNORE INTO queued_runs (flow_id, request) VALUES (?1, ?2)",
@@ -560,7 +560,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>> {
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>> {
         let flow = flow_id.to_string();
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -684,7 +684,12 @@ mod tests {
     async fn concurrent_outcomes_for_one_page_count_once() {
         let store = SqliteStore::open_in_memory().unwrap();
         store
-            .create_job(&Job::new("j".into(), "f".into(), "manual", Utc::now()))
+            .create_job(&Job::new(
+                "j".into(),
+                "f".into(),
+                sluice_model::RunKind::Manual,
+                Utc::now(),
+            ))
             .await
             .unwrap();
         let o = PageOutcome {

@@ -3,6 +3,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::run::RunKind;
+
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -27,9 +29,8 @@ pub struct Job {
     #[serde(rename = "type", default = "flow_type")]
     pub kind: String,
     pub status: JobStatus,
-    /// What started the run: manual, schedule, s3, dynamodb, webhook, retry, chain.
-    #[serde(default)]
-    pub trigger: String,
+    /// What started the run.
+    pub trigger: RunKind,
     /// Records that reached the end of the flow.
     #[serde(default)]
     pub num_success: u64,
@@ -123,7 +124,7 @@ impl JobStatus {
 }
 
 impl Job {
-    pub fn new(id: String, flow_id: String, trigger: &str, now: DateTime<Utc>) -> Self {
+    pub fn new(id: String, flow_id: String, trigger: RunKind, now: DateTime<Utc>) -> Self {
         Job {
             id,
             flow_id,
@@ -131,7 +132,7 @@ impl Job {
             flow_execution_group_id: None,
             kind: flow_type(),
             status: JobStatus::Running,
-            trigger: trigger.into(),
+            trigger,
             num_success: 0,
             num_error: 0,
             num_ignore: 0,

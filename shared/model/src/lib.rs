@@ -1,5 +1,5 @@
 //! Sluice's vocabulary: the definitions users write (connections, exports, imports, flows),
-//! the records of work (jobs, errors) and the page that travels between stages.
+//! the records of work (runs, jobs, errors) and the page that travels between stages.
 //!
 //! Field names follow the integrator.io flows API (`_id`, `pageGenerators`, `relativeURI`, ...)
 //! so users' JSON carries over. Every definition has a `validate()` that names the field and
@@ -16,6 +16,7 @@ pub mod import;
 pub mod integration;
 pub mod job;
 pub mod page;
+pub mod run;
 pub mod time;
 pub mod validate;
 
@@ -28,6 +29,7 @@ pub use import::*;
 pub use integration::Integration;
 pub use job::*;
 pub use page::*;
+pub use run::*;
 
 /// The value shown in place of a secret in every API response, log line and template bundle.
 /// Sending it back on an update means "keep the stored secret".

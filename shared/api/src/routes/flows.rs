@@ -13,9 +13,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sluice_core::ports::{AuditEntry, Kind};
-use sluice_core::stages::trigger::{self, http_export, schedule, RunKind, RunRequest, RunStarted};
+use sluice_core::runs::{self, watermark};
+use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
-use sluice_model::{Bundle, Connection, Export, Flow, Import, Job, ProcessorType};
+use sluice_model::{
+    Bundle, Connection, Export, Flow, Import, Job, ProcessorType, RunKind, RunRequest, RunStarted,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
@@ -139,7 +142,7 @@ pub async fn run_flow(
     body: Body,
 ) -> ApiResult<(StatusCode, Json<RunStarted>)> {
     let request: RunBody = body.json_or_default()?;
-    let started = trigger::start_run(&s, &id, request.into(), RunKind::Manual)
+    let started = runs::start_run(&s, &id, request.into(), RunKind::Manual)
         .await?
         .ok_or_else(|| ApiError::conflict("Flow is currently running"))?;
     let entry = sluice_core::ports::AuditEntry {
@@ -470,7 +473,7 @@ pub async fn last_export_date_time(
     Ids(id): Ids<String>,
 ) -> ApiResult<Json<LastExportDateTime>> {
     load(&s, Kind::Flow, &id).await?;
-    let stored = s.store.get_state(&http_export::watermark_key(&id)).await?;
+    let stored = s.store.get_state(&watermark::key(&id)).await?;
     let last_export_date_time = stored
         .as_ref()
         .and_then(Value::as_str)

@@ -11,10 +11,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_core::ports::{ErrorQuery, JobQuery};
-use sluice_core::stages::trigger::{self, RunStarted};
+use sluice_core::runs;
 use sluice_core::Sluice;
 use sluice_model::api::Listing;
-use sluice_model::{Job, JobError, JobStatus};
+use sluice_model::{Job, JobError, JobStatus, RunStarted};
 use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 
@@ -298,7 +298,7 @@ pub async fn retry_job(
 ) -> ApiResult<(StatusCode, Json<RunStarted>)> {
     let selection: ErrorSelection = body.json_or_default()?;
     load_job(&s, &id).await?;
-    let started = trigger::retry_errors(&s, &id, selection.error_ids).await?;
+    let started = runs::retry_errors(&s, &id, selection.error_ids).await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
 

@@ -47,7 +47,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
 use sluice_model::api::Listing;
-use sluice_model::{Job, JobError, JobStatus};
+use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
 
 /// How long ledger entries are kept before DynamoDB's TTL may delete them.
@@ -835,9 +835,9 @@ impl Store for DynamoStore {
         self.delete_if_owner(slot, owner, "release slot").await
     }
 
-    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool> {
+    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
         let mut item = key(format!("queued#{flow_id}"), "queued");
-        item.insert("order".into(), to_av(order));
+        item.insert("order".into(), to_av(&serde_json::to_value(run)?));
         let result = self
             .client
             .put_item()
@@ -853,7 +853,7 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>> {
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>> {
         // Delete-and-return is atomic: two takers cannot both get the order.
         let out = self
             .client
@@ -864,7 +864,12 @@ impl Store for DynamoStore {
             .send()
             .await
             .context("dynamodb DeleteItem (take queued run)")?;
-        Ok(out.attributes.and_then(|a| a.get("order").map(from_av)))
+        let Some(order) = out.attributes.as_ref().and_then(|a| a.get("order")) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            serde_json::from_value(from_av(order)).context("stored queued run is unreadable")?,
+        ))
     }
 
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {

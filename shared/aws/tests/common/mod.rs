@@ -6,8 +6,9 @@
 use serde_json::{json, Value};
 use sluice_aws::harness::Harness;
 use sluice_core::ports::Kind;
-use sluice_core::stages::trigger::{start_run, RunKind, RunRequest};
+use sluice_core::runs::start_run;
 use sluice_core::Sluice;
+use sluice_model::{RunKind, RunRequest};
 use sluice_testkit::moto::Moto;
 
 pub struct Env {

@@ -4,7 +4,7 @@
 use super::store::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::json;
-use sluice_model::{Job, JobError, JobStatus};
+use sluice_model::{Job, JobError, JobStatus, QueuedRun, RunKind, RunRequest, RunSource};
 use std::time::Duration;
 
 /// Runs every check; panics with a message naming the broken rule.
@@ -82,7 +82,7 @@ async fn definitions(store: &dyn Store) {
 }
 
 fn job(id: &str, flow: &str, at: chrono::DateTime<Utc>) -> Job {
-    Job::new(id.into(), flow.into(), "manual", at)
+    Job::new(id.into(), flow.into(), RunKind::Manual, at)
 }
 
 async fn jobs_and_outcomes(store: &dyn Store) {
@@ -535,14 +535,31 @@ async fn locks(store: &dyn Store) {
         .await
         .unwrap());
 
-    assert!(store.set_queued_run("fl", &json!({"n": 1})).await.unwrap());
+    // A queued run comes back as it was stored, its kind included.
+    let s3_run = QueuedRun {
+        kind: RunKind::S3,
+        request: RunRequest {
+            export_ids: Some(vec!["e1".into()]),
+            source: Some(RunSource::S3Object {
+                bucket: "in".into(),
+                key: "a b.csv".into(),
+            }),
+            ..Default::default()
+        },
+    };
+    assert!(store.set_queued_run("fl", &s3_run).await.unwrap());
+    let other = QueuedRun {
+        kind: RunKind::Schedule,
+        request: RunRequest::default(),
+    };
     assert!(
-        !store.set_queued_run("fl", &json!({"n": 2})).await.unwrap(),
+        !store.set_queued_run("fl", &other).await.unwrap(),
         "at most one queued run"
     );
     assert_eq!(
         store.take_queued_run("fl").await.unwrap(),
-        Some(json!({"n": 1}))
+        Some(s3_run),
+        "the queued run comes back typed, kind and source included"
     );
     assert_eq!(store.take_queued_run("fl").await.unwrap(), None);
 }

@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sluice_model::api::Listing;
-use sluice_model::{Job, JobError, JobStatus};
+use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
 
 /// Which jobs `Store::find_jobs` returns: newest first (by createdAt), all conditions met.
@@ -244,8 +244,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> anyhow::Result<bool>;
     async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()>;
     /// Queues one run behind the running one. False when one is queued already.
-    async fn set_queued_run(&self, flow_id: &str, order: &Value) -> anyhow::Result<bool>;
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<Value>>;
+    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool>;
+    /// Takes the queued run, if any: of two takers only one gets it.
+    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>>;
 
     // --- leased slots: at most N holders of a group at once (a connection's concurrencyLevel,
     // shared by every process); a holder that dies frees its slot when the lease runs out

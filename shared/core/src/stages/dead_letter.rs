@@ -2,9 +2,9 @@
 //! retry, never a silent loss: a page's unfinished records become job errors (code
 //! `dead_letter`) and count as errors so the job still completes; a run order fails its job.
 
-use super::evaluate::{self, completion};
+use super::evaluate;
 use super::Stage;
-use crate::{Result, Sluice};
+use crate::{runs, Result, Sluice};
 use sluice_model::{Page, RecordState, StageMessage};
 
 pub async fn dead_letter(
@@ -16,7 +16,7 @@ pub async fn dead_letter(
     tracing::error!(stage = stage.name(), reason, "message dead-lettered");
     match message {
         StageMessage::Run(order) => {
-            completion::fail_job(
+            runs::fail_job(
                 sluice,
                 &order.job_id,
                 format!(

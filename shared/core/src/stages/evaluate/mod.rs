@@ -1,10 +1,9 @@
 //! evaluate: the import's CEL evaluator judges each record; counts, stores errors, sends the
-//! page to the next processor or finishes it; the last page closes the job.
-
-pub mod completion;
+//! page to the next processor or finishes it; the last page closes the job ([`crate::runs`]).
 
 use super::processor::{reply_documents, Processor};
 use crate::ports::PageOutcome;
+use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
 use sluice_model::{JobError, Page, PageRecord, RecordState, StageMessage};
@@ -83,7 +82,7 @@ pub(crate) async fn count_page(
     };
     if let Some(job) = sluice.store.record_outcome(&outcome).await? {
         if job.all_pages_done() {
-            completion::complete_job(sluice, &job.id).await?;
+            runs::complete_job(sluice, &job.id).await?;
         }
     }
     Ok(())

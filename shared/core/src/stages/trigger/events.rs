@@ -1,10 +1,11 @@
 //! Events into runs: an S3 object created, DynamoDB stream records.
 
-use super::{s3_location, start_run, RunKind, RunRequest, RunStarted};
+use super::s3_location;
 use crate::ports::Kind;
+use crate::runs::start_run;
 use crate::{Result, Sluice};
 use serde_json::{Map, Number, Value};
-use sluice_model::{Export, ExportType, Flow, RunSource};
+use sluice_model::{Export, ExportType, Flow, RunKind, RunRequest, RunSource, RunStarted};
 
 /// Every enabled flow whose page generator reads this export kind, with the export.
 async fn flows_reading(sluice: &Sluice, kind: ExportType) -> Result<Vec<(Flow, Export)>> {

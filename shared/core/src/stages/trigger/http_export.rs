@@ -18,11 +18,6 @@ pub struct DeltaWindow {
     pub current_export_date_time: Option<DateTime<Utc>>,
 }
 
-/// The state key of a flow's watermark (`GET /flows/{id}/lastExportDateTime`).
-pub fn watermark_key(flow_id: &str) -> String {
-    format!("flow:{flow_id}:lastExportDateTime")
-}
-
 /// Guard against servers that never stop paging.
 const DEFAULT_MAX_PAGES: u64 = 10_000;
 

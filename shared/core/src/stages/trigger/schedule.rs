@@ -7,11 +7,11 @@
 //! Runs missed while nothing ticked are not replayed one by one: the flow runs once, and its
 //! next due time moves to the first one after now.
 
-use super::{start_run, RunKind, RunRequest, RunStarted};
+use crate::runs::start_run;
 use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
 use sluice_model::validate::parse_schedule;
-use sluice_model::Flow;
+use sluice_model::{Flow, RunKind, RunRequest, RunStarted};
 
 /// The first time strictly after `after` at which `flow` is due; None without a schedule
 /// or when disabled.

@@ -1,0 +1,75 @@
+//! The end of a run: close the job exactly once, then the after-run work, in order.
+
+use super::{after, watermark};
+use crate::{Error, Result, Sluice};
+use sluice_model::{Job, JobStatus};
+
+/// Closes the job with the status its counters give. Only the caller whose close wins does
+/// the after-run work, so it happens once however many evaluates race here.
+pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
+    let Some(job) = sluice.store.get_job(job_id).await? else {
+        return Err(Error::not_found("Job", job_id));
+    };
+    if job.status.is_finished() {
+        return Ok(());
+    }
+    let status = job.final_status();
+    if sluice
+        .store
+        .close_job(job_id, status, sluice.clock.now(), None)
+        .await?
+    {
+        let job = sluice.store.get_job(job_id).await?.unwrap_or(job);
+        after_run(sluice, &job).await?;
+    }
+    Ok(())
+}
+
+/// Closes a job as failed (the export could not be read) and does the after-run work.
+pub async fn fail_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
+    end_job(sluice, job_id, JobStatus::Failed, message).await
+}
+
+/// Closes a job that was stopped before it finished (`sluice run` interrupted or out of
+/// time): its lock is released, so the flow can run again at once. Records still in flight
+/// are not counted; the message says so.
+pub async fn cancel_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
+    end_job(sluice, job_id, JobStatus::Canceled, message).await
+}
+
+async fn end_job(sluice: &Sluice, job_id: &str, status: JobStatus, message: String) -> Result<()> {
+    if sluice
+        .store
+        .close_job(job_id, status, sluice.clock.now(), Some(message))
+        .await?
+    {
+        if let Some(job) = sluice.store.get_job(job_id).await? {
+            after_run(sluice, &job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The work after a job closed, done once by the caller whose close won.
+async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
+    tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");
+    watermark::advance(sluice, job).await?;
+    sluice.store.release_lock(&job.flow_id, &job.id).await?;
+    // A canceled run (its process is stopping) starts nothing: a run queued behind it stays
+    // queued until the flow's next run ends.
+    if job.status != JobStatus::Canceled {
+        after::start_queued(sluice, &job.flow_id).await?;
+    }
+    let flow = match sluice.flow(&job.flow_id).await {
+        Ok(f) => f,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::CompletedWithErrors
+    ) {
+        after::chain(sluice, &flow).await;
+    }
+    after::callbacks(sluice, &flow, job).await
+}

@@ -1,0 +1,22 @@
+//! The run lifecycle, in one place: a run starts under its flow's run lock (or waits in the
+//! store behind the running one), its job is closed exactly once, and the one caller whose
+//! close wins does the after-run work: the watermark, the lock's release, the next queued
+//! run, chained flows and the after-process callbacks.
+//!
+//! Invariants kept here:
+//! - a job is only opened under its flow's run lock, and the lock is released only after the
+//!   job is closed (so an unfinished job found by the next lock holder was abandoned);
+//! - `Store::close_job` lets one caller win, so after-run work happens once per job;
+//! - a queued run starts as the kind it was asked as;
+//! - a canceled job starts nothing after it.
+//!
+//! The stages call in here (trigger when paging ends or the export fails, evaluate when the
+//! last page is done, dead letter when a run order gave up); nothing here calls a stage.
+
+mod after;
+mod finish;
+mod start;
+pub mod watermark;
+
+pub use finish::{cancel_job, complete_job, fail_job};
+pub use start::{retry_errors, start_run};

@@ -1,0 +1,91 @@
+//! What starts a run of a flow: the caller's request, how it was started, and a run waiting
+//! behind a running one. The lifecycle itself (lock, job, queue, close) is
+//! `sluice_core::runs`.
+
+use crate::page::RunSource;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How a run was started. Decides what happens when the flow is already running: a run a
+/// person asked for answers 409, the others wait their turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Manual,
+    Schedule,
+    Chain,
+    Retry,
+    S3,
+    Dynamodb,
+    Webhook,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Manual => "manual",
+            RunKind::Schedule => "schedule",
+            RunKind::Chain => "chain",
+            RunKind::Retry => "retry",
+            RunKind::S3 => "s3",
+            RunKind::Dynamodb => "dynamodb",
+            RunKind::Webhook => "webhook",
+        }
+    }
+
+    /// Runs a person asked for: they run even when the flow is disabled ("manual only").
+    pub fn is_by_hand(self) -> bool {
+        matches!(self, RunKind::Manual | RunKind::Retry | RunKind::Webhook)
+    }
+
+    /// Runs a person asked for answer 409 when the flow is busy; event-driven runs queue.
+    pub fn queues_when_busy(self) -> bool {
+        matches!(self, RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb)
+    }
+}
+
+/// What a caller asks of a run (the run endpoint's body, the CLI's flags).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunRequest {
+    /// Only these page generators (default: all).
+    #[serde(
+        rename = "_exportIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub export_ids: Option<Vec<String>>,
+    /// Delta window override: `{{lastExportDateTime}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_date: Option<DateTime<Utc>>,
+    /// Delta window override: `{{currentExportDateTime}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_date: Option<DateTime<Utc>>,
+    /// Records for a webhook export (run endpoint body, `sluice run --records`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<Value>>,
+    /// Where the records come from when an event started the run (S3 object, retry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<RunSource>,
+}
+
+/// The run endpoint's 201 answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStarted {
+    #[serde(rename = "_jobId")]
+    pub job_id: String,
+    #[serde(rename = "_exportId", default, skip_serializing_if = "Option::is_none")]
+    pub export_id: Option<String>,
+    pub flow_execution_group_id: String,
+}
+
+/// A run waiting for its flow's running job to end, kept in the store as it was asked for:
+/// when it starts, it starts as the kind it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueuedRun {
+    pub kind: RunKind,
+    pub request: RunRequest,
+}
