@@ -1,7 +1,9 @@
 //! What the published schemas say about a request: every field a body carries that its
-//! schema (the OpenAPI components, derived from the model's serde types) does not have.
-//! Serde stops at the first unknown field; this lists them all, so an integrator.io export
-//! is refused once with the complete list of what Sluice does not support.
+//! schema (the OpenAPI components, derived from the model's serde types) does not have, a
+//! list where one value is taken (integrator.io writes `"method": ["POST"]`), and a value
+//! outside an enum (`"type": "ftp"`). Serde stops at the first problem; this lists them
+//! all, so an integrator.io export is refused once with the complete list of what Sluice
+//! does not support.
 
 use serde_json::Value;
 use sluice_model::ValidationErrors;
@@ -66,12 +68,30 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// The JSON types a schema names (`"string"`, `["string", "null"]`); empty for any.
+fn types(schema: &Value) -> Vec<&str> {
+    match schema.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn walk(schema: &Value, value: &Value, path: &str, found: &mut ValidationErrors) {
     let mut options = Vec::new();
     branches(schema, &mut options);
     match value {
         Value::Array(items) => {
             let Some(item_schema) = options.iter().find_map(|s| s.get("items")) else {
+                let typed = options
+                    .iter()
+                    .all(|s| !types(s).is_empty() || s.get("enum").is_some());
+                if typed && !options.is_empty() {
+                    found.add(
+                        path,
+                        "a list is not supported here: Sluice takes one value (write \"POST\", not [\"POST\"])",
+                    );
+                }
                 return;
             };
             for (i, item) in items.iter().enumerate() {
@@ -79,6 +99,20 @@ fn walk(schema: &Value, value: &Value, path: &str, found: &mut ValidationErrors)
             }
         }
         Value::Object(fields) => {
+            let scalar = !options.is_empty()
+                && options.iter().all(|s| {
+                    let t = types(s);
+                    (!t.is_empty() || s.get("enum").is_some())
+                        && !t.contains(&"object")
+                        && s.get("properties").is_none()
+                });
+            if scalar {
+                found.add(
+                    path,
+                    "an object is not supported here: Sluice takes a single value",
+                );
+                return;
+            }
             let objects: Vec<&Value> = options
                 .into_iter()
                 .filter(|s| s.get("properties").is_some())
@@ -101,6 +135,23 @@ fn walk(schema: &Value, value: &Value, path: &str, found: &mut ValidationErrors)
                     ),
                     None => {}
                 }
+            }
+        }
+        Value::String(text) => {
+            let allowed: Vec<&str> = options
+                .iter()
+                .filter_map(|s| s.get("enum").and_then(Value::as_array))
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            let free = options.iter().any(|s| {
+                s.get("enum").is_none() && (types(s).is_empty() || types(s).contains(&"string"))
+            });
+            if !allowed.is_empty() && !free && !allowed.contains(&text.as_str()) {
+                found.add(
+                    path,
+                    format!("'{text}' is not supported: one of {}", allowed.join(", ")),
+                );
             }
         }
         _ => {}
@@ -136,5 +187,15 @@ mod tests {
         );
         let record = json!({"name": "f", "pageGenerators": [{"_exportId": "e"}]});
         assert!(unknown_fields("Flow", &record).is_empty());
+        let import = json!({"name": "i", "type": "ftp", "_connectionId": "c",
+            "http": {"method": ["POST"], "relativeURI": "/x"}});
+        let found = unknown_fields("Import", &import).0;
+        let fields: Vec<&str> = found.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["type", "http.method"]);
+        assert!(
+            found[0].message.contains("one of http, sftp, s3"),
+            "{}",
+            found[0].message
+        );
     }
 }

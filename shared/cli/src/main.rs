@@ -4,6 +4,7 @@
 mod commands;
 
 use clap::{Parser, Subcommand};
+use sluice_model::JobStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ enum Command {
     },
     /// Run a flow of a bundle on the local runtime and print a job summary.
     Run {
+        /// The bundle JSON file with the flow and everything it uses.
         bundle: PathBuf,
         /// Which flow (default: the bundle's only or first flow).
         #[arg(long)]
@@ -38,23 +40,18 @@ enum Command {
         /// Records for the flow's export: .ndjson/.jsonl, .csv (header row) or .json; streamed.
         #[arg(long)]
         records: Option<PathBuf>,
-        /// Where the local store and blobs live.
-        #[arg(long, default_value = ".sluice")]
-        data: PathBuf,
-        /// Print the finished job as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Cancel the job if it has not finished after this many seconds.
-        #[arg(long, default_value_t = 3600)]
-        timeout: u64,
+        #[command(flatten)]
+        follow: Follow,
     },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
     Dev {
         #[command(subcommand)]
         what: Option<DevCommand>,
+        /// The port on 127.0.0.1 to serve the API on.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Where the local store and blobs live.
         #[arg(long, default_value = ".sluice")]
         data: PathBuf,
         /// API key for `Authorization: Bearer` (default: $SLUICE_API_KEY, else one is generated
@@ -62,12 +59,88 @@ enum Command {
         #[arg(long)]
         api_key: Option<String>,
     },
+    /// List the jobs of the local store, newest first.
+    Jobs {
+        /// Only jobs of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only jobs in this status: queued, running, completed, completed_with_errors,
+        /// failed, canceled.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Where the local store lives.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// Print the jobs as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the errors of a job: the step, the code and why, each with its id.
+    Errors {
+        /// The job's id (see `sluice jobs`).
+        job: String,
+        /// Only errors of this page processor (-1: the export).
+        #[arg(long, allow_hyphen_values = true)]
+        processor: Option<i64>,
+        /// Only errors with this code (evaluator, template, delivery_unknown, ...).
+        #[arg(long)]
+        code: Option<String>,
+        /// Only resolved (true) or unresolved (false) errors.
+        #[arg(long)]
+        resolved: Option<bool>,
+        /// Print CSV (the columns of GET /jobs/{id}/errors?format=csv).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print the errors as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the local store lives.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+    },
+    /// Retry the failed records of a job on the local runtime, each from the step where it
+    /// failed; prints the retry job's summary like `sluice run`.
+    Retry {
+        /// The job's id (see `sluice jobs`).
+        job: String,
+        /// Only this error (repeat for more); default: every unresolved error.
+        #[arg(long = "error")]
+        errors: Vec<String>,
+        #[command(flatten)]
+        follow: Follow,
+    },
+}
+
+/// How `sluice run` and `sluice retry` run a job on the local runtime and report it.
+#[derive(clap::Args)]
+struct Follow {
+    /// Where the local store and blobs live.
+    #[arg(long, default_value = ".sluice")]
+    data: PathBuf,
+    /// Print the finished job (and its errors) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Cancel the job if it has not finished after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+}
+
+fn parse_status(s: &str) -> Result<JobStatus, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!(
+            "'{s}' is not queued, running, completed, completed_with_errors, failed or canceled"
+        )
+    })
 }
 
 #[derive(Subcommand)]
 enum DevCommand {
     /// A demo REST API on 127.0.0.1: POST /orders answers 201 {"id": "ord-N"}.
     Sink {
+        /// The port on 127.0.0.1 to serve the demo API on.
         #[arg(long, default_value_t = 8090)]
         port: u16,
     },
@@ -93,17 +166,15 @@ fn main() -> ExitCode {
                 bundle,
                 flow,
                 records,
-                data,
-                json,
-                timeout,
+                follow,
             } => {
                 commands::run::run(
                     &bundle,
                     flow.as_deref(),
                     records.as_deref(),
-                    &data,
-                    json,
-                    timeout,
+                    &follow.data,
+                    follow.json,
+                    follow.timeout,
                 )
                 .await
             }
@@ -117,6 +188,49 @@ fn main() -> ExitCode {
                 data,
                 api_key,
             } => commands::dev::serve(port, &data, api_key).await,
+            Command::Jobs {
+                flow,
+                status,
+                limit,
+                data,
+                json,
+            } => {
+                let filter = commands::jobs::JobsFilter {
+                    flow,
+                    status,
+                    limit,
+                };
+                commands::jobs::jobs(&data, filter, json).await
+            }
+            Command::Errors {
+                job,
+                processor,
+                code,
+                resolved,
+                csv,
+                json,
+                data,
+            } => {
+                let query = sluice_core::ports::ErrorQuery {
+                    processor_index: processor,
+                    code,
+                    resolved,
+                    ..Default::default()
+                };
+                let output = match (csv, json) {
+                    (true, _) => commands::jobs::ErrorsOutput::Csv,
+                    (_, true) => commands::jobs::ErrorsOutput::Json,
+                    _ => commands::jobs::ErrorsOutput::Text,
+                };
+                commands::jobs::errors(&data, &job, query, output).await
+            }
+            Command::Retry {
+                job,
+                errors,
+                follow,
+            } => {
+                commands::jobs::retry(&follow.data, &job, errors, follow.json, follow.timeout).await
+            }
         }
     });
     match result {
@@ -125,5 +239,37 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let at = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                missing.push(at.clone());
+            }
+            walk(sub, &at, missing);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_option_has_a_description() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "sluice", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
     }
 }

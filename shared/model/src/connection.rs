@@ -164,6 +164,7 @@ pub struct RateLimit {
 /// How requests authenticate: `type` picks one, whose settings sit under the field of that name.
 pub struct HttpAuth {
     #[serde(rename = "type")]
+    #[schema(schema_with = auth_type_schema)]
     pub kind: AuthType,
     /// Required when `type` is basic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +178,18 @@ pub struct HttpAuth {
     /// Required when `type` is oauth2 (or its alias oauth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Auth>,
+}
+
+/// The spellings `AuthType` reads, its serde aliases (`bearer`, `oauth`) included, so the
+/// published schema accepts what the API accepts.
+fn auth_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["basic", "token", "bearer", "apikey", "oauth2", "oauth"]))
+        .description(Some(
+            "basic, token (alias bearer), apikey or oauth2 (alias oauth); answers use the first spelling",
+        ))
+        .build()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -248,13 +248,18 @@ impl Default for CsvOptions {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
     /// Only `cel` (the default).
-    #[serde(rename = "type", default = "cel_type")]
-    pub kind: String,
+    #[serde(rename = "type", default)]
+    pub kind: FilterType,
     /// The CEL expression, e.g. `record.total > 100`.
     pub expression: String,
 }
-fn cel_type() -> String {
-    "cel".into()
+
+/// The language of a filter: CEL only (integrator.io's `expression` rule arrays are not read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterType {
+    #[default]
+    Cel,
 }
 
 impl Export {
@@ -347,12 +352,6 @@ impl Export {
 }
 
 pub(crate) fn filter(e: &mut ValidationErrors, field: &str, f: &Filter) {
-    if f.kind != "cel" {
-        e.add(
-            format!("{field}.type"),
-            format!("'{}' is not a supported filter type (cel)", f.kind),
-        );
-    }
     validate::condition(e, &format!("{field}.expression"), &f.expression);
 }
 

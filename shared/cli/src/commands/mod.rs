@@ -1,4 +1,5 @@
 pub mod dev;
+pub mod jobs;
 pub mod run;
 pub mod sink;
 pub mod validate;

@@ -9,7 +9,7 @@ use sluice_core::runs::start_run;
 use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
 use sluice_model::{Job, JobStatus, RunSource};
-use sluice_model::{RunKind, RunRequest};
+use sluice_model::{RunKind, RunRequest, RunStarted};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -45,7 +45,7 @@ pub async fn run(
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", bundle_path.display()))?,
     };
-    let mut runtime = LocalRuntime::open(data, Settings::default())?;
+    let runtime = LocalRuntime::open(data, Settings::default())?;
     let sluice = runtime.sluice();
     for c in &bundle.connections {
         sluice
@@ -81,6 +81,20 @@ pub async fn run(
         .await?
         .context("the run was queued behind a running one")?;
     eprintln!("running flow {flow_id}: job {}", started.job_id);
+    follow(runtime, &started, started_at, as_json, timeout).await
+}
+
+/// Waits for a started job with progress on stderr, cancels it on Ctrl-C or `timeout`,
+/// prints its summary and first errors (or both as JSON) and answers the exit code:
+/// 0 completed, 2 completed with errors, 1 otherwise.
+pub async fn follow(
+    mut runtime: LocalRuntime,
+    started: &RunStarted,
+    started_at: Instant,
+    as_json: bool,
+    timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let sluice = runtime.sluice();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = |j: &Job| {
         let line = progress_line(j);

@@ -28,7 +28,7 @@ pub(super) async fn advance(sluice: &Sluice, job: &Job) -> Result<()> {
     if let Some(end) = job.end_date {
         sluice
             .store
-            .put_state(&key(&job.flow_id), &json!(end.to_rfc3339()))
+            .put_state(&key(&job.flow_id), &json!(sluice_model::time::format(&end)))
             .await?;
     }
     Ok(())
