@@ -5,8 +5,9 @@ use serde_json::{json, Value};
 use sluice_core::ports::{Kind, MapSecrets, SystemClock};
 use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
+pub use sluice_embedded::local_settings;
 use sluice_embedded::{FsBlobs, LocalRuntime, SqliteStore};
-use sluice_model::{Bundle, Job, JobError};
+use sluice_model::{Bundle, Job, JobError, Page, PageRecord};
 use sluice_model::{RunKind, RunRequest};
 use std::path::Path;
 use std::sync::Arc;
@@ -26,13 +27,14 @@ impl Harness {
         Self::with_secrets(&[])
     }
 
-    /// An in-memory harness with these settings (a short lock lease, say).
+    /// An in-memory harness with these settings (a short lock lease, say; start from
+    /// [`local_settings`] to reach the test servers on loopback).
     pub fn with_settings(settings: Settings) -> Harness {
         Self::in_memory(settings, &[])
     }
 
     pub fn with_secrets(secrets: &[(&str, &str)]) -> Harness {
-        Self::in_memory(Settings::default(), secrets)
+        Self::in_memory(local_settings(), secrets)
     }
 
     fn in_memory(settings: Settings, secrets: &[(&str, &str)]) -> Harness {
@@ -58,7 +60,7 @@ impl Harness {
     /// on one directory are two processes sharing a store (each with its own queues and caches).
     pub fn on_disk(data_dir: &Path) -> Harness {
         Harness {
-            runtime: LocalRuntime::open(data_dir, Settings::default()).unwrap(),
+            runtime: LocalRuntime::open(data_dir, local_settings()).unwrap(),
             _blob_dir: None,
         }
     }
@@ -142,6 +144,36 @@ impl Harness {
 impl Default for Harness {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Job `job_id` of flow `f`, running, its one page cut: as the trigger leaves a job whose
+/// page a test then hands to a stage itself.
+pub async fn open_job(sluice: &Sluice, job_id: &str) {
+    let mut job = Job::new(
+        job_id.into(),
+        "f".into(),
+        RunKind::Manual,
+        chrono::Utc::now(),
+    );
+    job.paging_done = true;
+    job.num_pages = 1;
+    sluice.store.create_job(&job).await.unwrap();
+}
+
+/// The first page (`g0-p000000`) of `job_id` at processor 0, holding `records`.
+pub fn first_page(job_id: &str, records: Vec<PageRecord>) -> Page {
+    Page {
+        job_id: job_id.into(),
+        flow_id: "f".into(),
+        page_id: "g0-p000000".into(),
+        page_index: 0,
+        processor_index: 0,
+        records,
+        batch: None,
+        file: None,
+        records_ref: None,
+        trace_id: String::new(),
     }
 }
 

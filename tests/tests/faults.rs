@@ -260,7 +260,7 @@ async fn a_page_slower_than_the_lock_lease_keeps_its_lock() {
     // A 2 s lease and a page that takes about 4 s to deliver under its rate limit.
     let h = Harness::with_settings(sluice_core::Settings {
         lock_lease: Duration::from_secs(2),
-        ..Default::default()
+        ..local_settings()
     });
     let server = TestServer::always(200, json!({})).await;
     let mut bundle = http_bundle(

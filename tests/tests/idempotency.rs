@@ -4,7 +4,7 @@ use serde_json::json;
 use sluice_core::ports::Kind;
 use sluice_core::Stage;
 use sluice_e2e::*;
-use sluice_model::{Exchange, Job, Page, PageRecord, RenderedRequest, StageMessage};
+use sluice_model::{Exchange, PageRecord, RenderedRequest, StageMessage};
 
 #[tokio::test]
 async fn a_redelivered_page_reuses_the_recorded_reply() {
@@ -17,15 +17,7 @@ async fn a_redelivered_page_reuses_the_recorded_reply() {
     ))
     .await;
     let s = h.sluice();
-    let mut job = Job::new(
-        "j1".into(),
-        "f".into(),
-        sluice_model::RunKind::Manual,
-        chrono::Utc::now(),
-    );
-    job.paging_done = true;
-    job.num_pages = 1;
-    s.store.create_job(&job).await.unwrap();
+    open_job(&s, "j1").await;
     let record = |k: &str| {
         let mut r = PageRecord::new(k.into(), json!({"name": k}));
         r.exchange = Some(Exchange {
@@ -39,18 +31,7 @@ async fn a_redelivered_page_reuses_the_recorded_reply() {
         });
         r
     };
-    let page = Page {
-        job_id: "j1".into(),
-        flow_id: "f".into(),
-        page_id: "g0-p000000".into(),
-        page_index: 0,
-        processor_index: 0,
-        records: vec![record("a"), record("b")],
-        batch: None,
-        file: None,
-        records_ref: None,
-        trace_id: String::new(),
-    };
+    let page = first_page("j1", vec![record("a"), record("b")]);
     // The deliver stage handles the same page three times (a queue redelivering it).
     for _ in 0..3 {
         s.handle(Stage::Deliver, StageMessage::Page(page.clone()))
@@ -79,15 +60,7 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
     h.load(http_bundle(&server.base_url, json!({}), json!({})))
         .await;
     let s = h.sluice();
-    let mut job = Job::new(
-        "j2".into(),
-        "f".into(),
-        sluice_model::RunKind::Manual,
-        chrono::Utc::now(),
-    );
-    job.paging_done = true;
-    job.num_pages = 1;
-    s.store.create_job(&job).await.unwrap();
+    open_job(&s, "j2").await;
     // A process claimed the record and died before recording the reply.
     s.store
         .ledger_claim("deliver:j2:g0-p000000:0:r1", chrono::Utc::now())
@@ -103,18 +76,7 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
         },
         reply: None,
     });
-    let page = Page {
-        job_id: "j2".into(),
-        flow_id: "f".into(),
-        page_id: "g0-p000000".into(),
-        page_index: 0,
-        processor_index: 0,
-        records: vec![r],
-        batch: None,
-        file: None,
-        records_ref: None,
-        trace_id: String::new(),
-    };
+    let page = first_page("j2", vec![r]);
     s.handle(Stage::Deliver, StageMessage::Page(page))
         .await
         .unwrap();

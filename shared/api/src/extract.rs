@@ -120,32 +120,12 @@ pub fn from_value<T: DeserializeOwned + ToSchema>(value: Value) -> ApiResult<T> 
 }
 
 fn path_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = e.path().to_string();
     let inner = e.inner();
     if inner.is_syntax() || inner.is_eof() {
         return ApiError::validation(None, format!("Malformed JSON: {inner}"));
     }
-    let message = inner.to_string();
-    let field = match unknown_field(&message) {
-        Some(name) => {
-            // The path may end at the parent object or at the field itself.
-            if path == "." || path.is_empty() {
-                Some(name.to_string())
-            } else if path.ends_with(name) {
-                Some(path.clone())
-            } else {
-                Some(format!("{path}.{name}"))
-            }
-        }
-        None => (path != "." && !path.is_empty()).then(|| path.clone()),
-    };
-    ApiError::validation(field, message)
-}
-
-/// `unknown field `x`, expected ...` -> `x`.
-fn unknown_field(message: &str) -> Option<&str> {
-    let rest = message.strip_prefix("unknown field `")?;
-    rest.split('`').next()
+    let e = sluice_model::parse::field_error(e);
+    ApiError::validation(Some(e.field).filter(|f| !f.is_empty()), e.message)
 }
 
 /// A query string read as `T`; a bad one is a validation_error.

@@ -208,3 +208,34 @@ async fn bad_query_and_method_use_the_error_shape() {
     assert_eq!(r.status, 405, "{}", r.text);
     assert_eq!(r.error().0, "method_not_allowed");
 }
+
+#[tokio::test]
+async fn wrong_types_name_the_field_in_words() {
+    let api = Api::start().await;
+    let r = api
+        .post(
+            "/exports",
+            json!({"_id": "e1", "name": "e", "type": "webhook", "pageSize": "10"}),
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let (code, field, message) = r.error();
+    assert_eq!(code, "validation_error");
+    assert_eq!(field.as_deref(), Some("pageSize"));
+    assert_eq!(
+        message,
+        "invalid type: string \"10\", expected a whole number ≥ 1"
+    );
+    let r = api
+        .post(
+            "/connections",
+            json!({"name": "c", "type": "http", "http": {"baseURI": "http://h", "retry": {"baseDelayMs": -5}}}),
+        )
+        .await;
+    let (_, field, message) = r.error();
+    assert_eq!(field.as_deref(), Some("http.retry.baseDelayMs"));
+    assert!(
+        message.ends_with("expected a whole number (0 or more)"),
+        "{message}"
+    );
+}

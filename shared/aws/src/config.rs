@@ -9,6 +9,9 @@ pub const ENV_TABLE: &str = "SLUICE_TABLE";
 pub const ENV_BUCKET: &str = "SLUICE_SYSTEM_BUCKET";
 pub const ENV_ENDPOINT: &str = "SLUICE_AWS_ENDPOINT";
 pub const ENV_MAX_INLINE: &str = "SLUICE_MAX_INLINE_PAGE_BYTES";
+/// `true`: http connections may reach loopback and private addresses (targets inside the
+/// VPC) without each opting in. Unset or `false`: refused.
+pub const ENV_ALLOW_PRIVATE: &str = "SLUICE_ALLOW_PRIVATE_ADDRESSES";
 
 /// `SLUICE_QUEUE_TRANSLATE`, ... : the queue URL of each stage.
 pub fn queue_env(stage: Stage) -> String {
@@ -50,6 +53,8 @@ pub struct AwsSettings {
     /// moto or another emulator; when set, S3 uses path-style addressing.
     pub endpoint: Option<String>,
     pub max_inline_page_bytes: usize,
+    /// The deployment lets connections reach loopback and private addresses.
+    pub allow_private_addresses: bool,
 }
 
 impl AwsSettings {
@@ -84,12 +89,18 @@ impl AwsSettings {
                 .map_err(|e| anyhow::anyhow!("{ENV_MAX_INLINE}: not a byte count: {e}"))?,
             None => sluice_core::Settings::default().max_inline_page_bytes,
         };
+        let allow_private_addresses = match var(ENV_ALLOW_PRIVATE).as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => anyhow::bail!("{ENV_ALLOW_PRIVATE}: '{other}' is not true or false"),
+        };
         Ok(AwsSettings {
             table,
             queue_urls,
             system_bucket,
             endpoint: var(ENV_ENDPOINT),
             max_inline_page_bytes,
+            allow_private_addresses,
         })
     }
 }
@@ -141,9 +152,14 @@ mod tests {
         let s = AwsSettings::from_vars(|name| match name {
             ENV_ENDPOINT => Some("http://127.0.0.1:5000".into()),
             ENV_MAX_INLINE => Some("1000".into()),
+            ENV_ALLOW_PRIVATE => None,
             other => Some(format!("v-{other}")),
         })
         .unwrap();
+        assert!(
+            !s.allow_private_addresses,
+            "refused unless the deployment says so"
+        );
         assert_eq!(s.table, "v-SLUICE_TABLE");
         assert_eq!(s.queue_urls[&Stage::Upload], "v-SLUICE_QUEUE_UPLOAD");
         assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:5000"));
@@ -153,6 +169,21 @@ mod tests {
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
+        let private = |value: &str| {
+            let value = value.to_string();
+            AwsSettings::from_vars(move |name| match name {
+                ENV_ALLOW_PRIVATE => Some(value.clone()),
+                ENV_MAX_INLINE => None,
+                other => Some(other.into()),
+            })
+        };
+        assert!(private("true").unwrap().allow_private_addresses);
+        assert!(!private("false").unwrap().allow_private_addresses);
+        let typo = private("yes").unwrap_err().to_string();
+        assert!(
+            typo.contains(ENV_ALLOW_PRIVATE) && typo.contains("yes"),
+            "{typo}"
+        );
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::store::create_table;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sluice_core::{Sluice, Stage};
+use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -105,8 +105,9 @@ impl Harness {
             system_bucket: bucket,
             endpoint: Some(endpoint.to_string()),
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
+            allow_private_addresses: false,
         };
-        let sluice = build_sluice_with(&settings, true).await?;
+        let sluice = build_sluice_with(&settings, PrivateAddresses::Loopback).await?;
         Ok(Harness {
             sluice,
             settings,
@@ -169,7 +170,7 @@ impl Harness {
     /// caches (HTTP client, tokens, limiters), as a second concurrent INIT would build.
     pub async fn another_instance(&self) -> anyhow::Result<Harness> {
         Ok(Harness {
-            sluice: build_sluice_with(&self.settings, true).await?,
+            sluice: build_sluice_with(&self.settings, PrivateAddresses::Loopback).await?,
             settings: self.settings.clone(),
             sqs: self.sqs.clone(),
             s3: self.s3.clone(),

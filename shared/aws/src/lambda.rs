@@ -9,14 +9,14 @@ use serde_json::{json, Value};
 use sluice_core::ports::{EnvSecrets, SystemClock};
 use sluice_core::stages::dead_letter::dead_letter;
 use sluice_core::stages::trigger::{events, schedule};
-use sluice_core::{Settings, Sluice, Stage};
+use sluice_core::{PrivateAddresses, Settings, Sluice, Stage};
 use std::sync::Arc;
 
 /// Builds the ports from the environment. Called once per Lambda INIT: the SDK clients, HTTP
 /// connections and the stage caches then live for the container's life.
 pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     let aws = AwsSettings::from_env()?;
-    let sluice = build_sluice_with(&aws, false).await?;
+    let sluice = build_sluice(&aws).await?;
     // Pay the TLS handshake (and credential lookup) during INIT, not on the first message.
     if let Err(e) = sluice.store.get_state("warmup").await {
         tracing::warn!(error = %e, "warm-up call to DynamoDB failed");
@@ -24,15 +24,22 @@ pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     Ok(sluice)
 }
 
-/// The ports for these settings (the harness calls this with moto's endpoint).
+/// The ports for these settings (the harness calls this with moto's endpoint). Deployed
+/// functions refuse loopback and private targets unless the deployment allows them
+/// (`SLUICE_ALLOW_PRIVATE_ADDRESSES`) or the connection does (`http.allowPrivateAddresses`).
 pub async fn build_sluice(aws: &AwsSettings) -> anyhow::Result<Arc<Sluice>> {
-    build_sluice_with(aws, false).await
+    let private_addresses = if aws.allow_private_addresses {
+        PrivateAddresses::Allowed
+    } else {
+        PrivateAddresses::Refused
+    };
+    build_sluice_with(aws, private_addresses).await
 }
 
-/// As [`build_sluice`]; `allow_private_addresses` only for tests whose targets are on loopback.
+/// As [`build_sluice`] with the private-address policy given (tests on loopback).
 pub async fn build_sluice_with(
     aws: &AwsSettings,
-    allow_private_addresses: bool,
+    private_addresses: PrivateAddresses,
 ) -> anyhow::Result<Arc<Sluice>> {
     let endpoint = aws.endpoint.as_deref();
     let config = sdk_config(endpoint).await;
@@ -51,8 +58,7 @@ pub async fn build_sluice_with(
     let settings = Settings {
         system_bucket: aws.system_bucket.clone(),
         max_inline_page_bytes: aws.max_inline_page_bytes,
-        // Deployed functions must not be pointed at the VPC or metadata by a connection.
-        allow_private_addresses,
+        private_addresses,
         ..Settings::default()
     };
     Ok(Arc::new(Sluice::new(
@@ -110,6 +116,9 @@ pub fn from_dead_letter_queue(message: &SqsMessage) -> bool {
 pub struct S3Object {
     pub bucket: String,
     pub key: String,
+    /// Tells this upload from another of the same key: S3's `sequencer` (moto sends none:
+    /// then the ETag and the event time).
+    pub event_id: Option<String>,
 }
 
 /// Reads bucket and key from S3 event records leniently: moto's notifications lack fields
@@ -130,7 +139,21 @@ pub fn s3_objects(event: &Value) -> Vec<S3Object> {
             let bucket = r.pointer("/s3/bucket/name")?.as_str()?.to_string();
             let raw = r.pointer("/s3/object/key")?.as_str()?;
             let key = url_decode(raw)?;
-            Some(S3Object { bucket, key })
+            let text = |p: &str| r.pointer(p).and_then(Value::as_str);
+            let event_id = text("/s3/object/sequencer")
+                .map(str::to_string)
+                .or_else(|| {
+                    Some(format!(
+                        "{}@{}",
+                        text("/s3/object/eTag")?,
+                        text("/eventTime")?
+                    ))
+                });
+            Some(S3Object {
+                bucket,
+                key,
+                event_id,
+            })
         })
         .collect()
 }
@@ -153,6 +176,7 @@ pub fn table_changes(event: &Value) -> Vec<events::TableChange> {
                 new_image: r
                     .pointer("/dynamodb/NewImage")
                     .map(events::from_attribute_values),
+                event_id: r.get("eventID").and_then(Value::as_str).map(str::to_string),
             })
         })
         .collect()
@@ -187,7 +211,10 @@ pub fn classify(event: &Value) -> TriggerEvent {
 
 /// The trigger function: run orders and S3 notifications from its queue, direct S3 events,
 /// DynamoDB stream batches and the EventBridge schedule tick. Returns the SQS batch response
-/// for queue events, a summary otherwise.
+/// for queue events, a summary otherwise. An event is answered as handled only once every
+/// flow it concerns has kept its run in the store (or started it); otherwise the message is
+/// reported failed, or the invocation fails, and the event is delivered again (each run's id
+/// comes from the event, so the flows that kept it do not run it twice).
 pub async fn trigger_handler(sluice: &Sluice, event: Value) -> anyhow::Result<Value> {
     match classify(&event) {
         TriggerEvent::Sqs => {
@@ -205,7 +232,8 @@ pub async fn trigger_handler(sluice: &Sluice, event: Value) -> anyhow::Result<Va
         TriggerEvent::S3 => {
             let mut started = Vec::new();
             for o in s3_objects(&event) {
-                started.extend(events::on_s3_object(sluice, &o.bucket, &o.key).await?);
+                let event = o.event_id.as_deref();
+                started.extend(events::on_s3_object(sluice, &o.bucket, &o.key, event).await?);
             }
             Ok(json!({ "started": started }))
         }
@@ -231,7 +259,7 @@ async fn trigger_sqs_message(sluice: &Sluice, message: &SqsMessage) -> anyhow::R
     }
     if value.get("Records").is_some() {
         for o in s3_objects(&value) {
-            events::on_s3_object(sluice, &o.bucket, &o.key).await?;
+            events::on_s3_object(sluice, &o.bucket, &o.key, o.event_id.as_deref()).await?;
         }
         return Ok(());
     }

@@ -38,7 +38,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Connection,
             "c1",
-            &json!({"_id": "c1", "type": "http", "http": {"baseURI": base_uri}}),
+            &json!({"_id": "c1", "name": "c1", "type": "http", "http": {"baseURI": base_uri}}),
         )
         .await
         .unwrap();
@@ -46,7 +46,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Export,
             "e1",
-            &json!({"_id": "e1", "type": "webhook", "pageSize": 10}),
+            &json!({"_id": "e1", "name": "e1", "type": "webhook", "pageSize": 10}),
         )
         .await
         .unwrap();
@@ -54,7 +54,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Import,
             "i1",
-            &json!({"_id": "i1", "_connectionId": "c1", "type": "http",
+            &json!({"_id": "i1", "name": "i1", "_connectionId": "c1", "type": "http",
                     "http": {"method": "POST", "relativeURI": "/orders"}}),
         )
         .await
@@ -235,7 +235,7 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         .put_definition(
             Kind::Export,
             "e2",
-            &json!({"_id": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
+            &json!({"_id": "e2", "name": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
                     "suffix": ".csv"}, "file": {"type": "csv"}}),
         )
         .await
@@ -244,46 +244,13 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         .put_definition(
             Kind::Flow,
             "f2",
-            &json!({"_id": "f2", "pageGenerators": [{"_exportId": "e2"}],
+            &json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "e2"}],
                     "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
         )
         .await
         .unwrap();
 
-    // The bucket notifies the trigger queue, as the template's queue policy allows.
-    h.s3.create_bucket()
-        .bucket("in-bucket")
-        .send()
-        .await
-        .unwrap();
-    let trigger_arn = h
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&h.settings.queue_urls[&sluice_core::Stage::Trigger])
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-    h.s3.put_bucket_notification_configuration()
-        .bucket("in-bucket")
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(trigger_arn)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::notify_trigger_queue(&env, "in-bucket").await;
     // Not matching the export (suffix): must not start anything.
     h.sluice
         .blobs

@@ -8,7 +8,6 @@ use axum::routing::post;
 use serde_json::json;
 use sluice_core::ports::Kind;
 use sluice_core::runs::start_run;
-use sluice_core::Settings;
 use sluice_embedded::LocalRuntime;
 use sluice_model::{RunKind, RunRequest};
 use std::time::{Duration, Instant};
@@ -66,7 +65,7 @@ fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
         let dir = tempfile::tempdir().unwrap();
-        let mut runtime = LocalRuntime::open(dir.path(), Settings::default()).unwrap();
+        let mut runtime = LocalRuntime::open(dir.path(), sluice_embedded::local_settings()).unwrap();
         let s = runtime.sluice();
         let defs = [
             (Kind::Connection, "c", json!({"_id": "c", "type": "http", "http": {"baseURI": base}, "concurrencyLevel": 32})),

@@ -3,7 +3,8 @@
 
 mod commands;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use sluice_core::{PrivateAddresses, Settings};
 use sluice_model::JobStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,11 @@ enum Command {
         kind: Option<String>,
     },
     /// Run a flow of a bundle on the local runtime and print a job summary.
+    ///
+    /// Locally, http connections may reach loopback addresses (127.0.0.1, ::1: a sink or an
+    /// API on this machine); deployed on AWS they may not unless the connection sets
+    /// http.allowPrivateAddresses. Metadata addresses (169.254.0.0/16) are always refused
+    /// unless the connection sets http.allowMetadataAddresses.
     Run {
         /// The bundle JSON file with the flow and everything it uses.
         bundle: PathBuf,
@@ -42,9 +48,14 @@ enum Command {
         records: Option<PathBuf>,
         #[command(flatten)]
         follow: Follow,
+        #[command(flatten)]
+        network: Network,
     },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
+    ///
+    /// Locally, http connections may reach loopback addresses (127.0.0.1, ::1); see
+    /// --allow-private-addresses for private ranges.
     Dev {
         #[command(subcommand)]
         what: Option<DevCommand>,
@@ -58,6 +69,8 @@ enum Command {
         /// and printed).
         #[arg(long)]
         api_key: Option<String>,
+        #[command(flatten)]
+        network: Network,
     },
     /// List the jobs of the local store, newest first.
     Jobs {
@@ -111,11 +124,13 @@ enum Command {
         errors: Vec<String>,
         #[command(flatten)]
         follow: Follow,
+        #[command(flatten)]
+        network: Network,
     },
 }
 
 /// How `sluice run` and `sluice retry` run a job on the local runtime and report it.
-#[derive(clap::Args)]
+#[derive(Args)]
 struct Follow {
     /// Where the local store and blobs live.
     #[arg(long, default_value = ".sluice")]
@@ -136,6 +151,26 @@ fn parse_status(s: &str) -> Result<JobStatus, String> {
     })
 }
 
+/// Where the local runtime's http connections may go.
+#[derive(Args)]
+struct Network {
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
+    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
+    /// locally anyway, for development; deployed functions refuse both by default.
+    #[arg(long)]
+    allow_private_addresses: bool,
+}
+
+impl Network {
+    fn settings(&self) -> Settings {
+        let mut settings = sluice_embedded::local_settings();
+        if self.allow_private_addresses {
+            settings.private_addresses = PrivateAddresses::Allowed;
+        }
+        settings
+    }
+}
+
 #[derive(Subcommand)]
 enum DevCommand {
     /// A demo REST API on 127.0.0.1: POST /orders answers 201 {"id": "ord-N"}.
@@ -147,12 +182,16 @@ enum DevCommand {
 }
 
 fn main() -> ExitCode {
+    // Colours only for a person at a terminal: piped or redirected logs stay plain text.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     let cli = Cli::parse();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -167,6 +206,7 @@ fn main() -> ExitCode {
                 flow,
                 records,
                 follow,
+                network,
             } => {
                 commands::run::run(
                     &bundle,
@@ -175,6 +215,7 @@ fn main() -> ExitCode {
                     &follow.data,
                     follow.json,
                     follow.timeout,
+                    network.settings(),
                 )
                 .await
             }
@@ -187,7 +228,9 @@ fn main() -> ExitCode {
                 port,
                 data,
                 api_key,
-            } => commands::dev::serve(port, &data, api_key).await,
+                network,
+            } => commands::dev::serve(port, &data, api_key, network.settings()).await,
+
             Command::Jobs {
                 flow,
                 status,
@@ -228,8 +271,15 @@ fn main() -> ExitCode {
                 job,
                 errors,
                 follow,
+                network,
             } => {
-                commands::jobs::retry(&follow.data, &job, errors, follow.json, follow.timeout).await
+                let retry = commands::jobs::Retry {
+                    job,
+                    errors,
+                    as_json: follow.json,
+                    timeout: follow.timeout,
+                };
+                commands::jobs::retry(&follow.data, retry, network.settings()).await
             }
         }
     });

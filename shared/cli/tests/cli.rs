@@ -354,6 +354,197 @@ async fn stopping_sluice_dev_cancels_its_unfinished_jobs() {
         .unwrap();
 }
 
+fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn validate_catches_unknown_helpers_and_duplicate_ids_and_warns_on_unset_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write(
+        dir.path(),
+        "b.json",
+        &json!({
+            "connections": [
+                {"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h", "auth": {"type": "token", "token": {"token": "secret:partner-token"}}}},
+                {"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://other"}}
+            ],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook"}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{formatDate record.at}}", "body": "{{#each records}}{{upper name}}{{/each}}"}}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+        }),
+    );
+    let out = sluice()
+        .arg("validate")
+        .arg(&bundle)
+        .env_remove("SLUICE_SECRET_PARTNER_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "imports[0].http.relativeURI: Unknown helper 'formatDate'",
+        "imports[0].http.body: Unknown helper 'upper'",
+        "connections[1]._id: 'c' is already the _id of connections[0]",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(
+        stderr_of(&out).contains("warning: connections[0].http.auth.token.token: secret:partner-token is not set here (SLUICE_SECRET_PARTNER_TOKEN"),
+        "{}",
+        stderr_of(&out)
+    );
+    // Set, the warning goes; a valid bundle with an unset secret still validates (exit 0).
+    let fine = write(
+        dir.path(),
+        "fine.json",
+        &json!({"connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h", "headers": [{"name": "X-Api-Key", "value": "secret:k"}]}}]}),
+    );
+    let out = sluice()
+        .arg("validate")
+        .arg(&fine)
+        .env_remove("SLUICE_SECRET_K")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(stderr_of(&out).contains("connections[0].http.headers[0].value: secret:k is not set"));
+    let out = sluice()
+        .arg("validate")
+        .arg(&fine)
+        .env("SLUICE_SECRET_K", "x")
+        .output()
+        .unwrap();
+    assert!(!stderr_of(&out).contains("warning"), "{}", stderr_of(&out));
+}
+
+#[test]
+fn wrong_shapes_name_the_field_and_say_what_was_expected_in_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            json!({"exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": "10"}]}),
+            "exports[0].pageSize: invalid type: string \"10\", expected a whole number ≥ 1",
+        ),
+        (
+            json!({"connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h"}, "rateLimit": {"requestsPerSecond": "5"}}]}),
+            "connections[0].rateLimit.requestsPerSecond: invalid type: string \"5\", expected a number",
+        ),
+        (json!([]), "a bundle must be a JSON object, not a list"),
+        (
+            json!({"flows": {"_id": "f", "name": "f"}}),
+            "flows: invalid type: an object, expected a list",
+        ),
+    ];
+    for (i, (doc, expected)) in cases.into_iter().enumerate() {
+        let p = write(dir.path(), &format!("b{i}.json"), &doc);
+        let out = sluice().arg("validate").arg(&p).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(err.contains(expected), "missing `{expected}` in:\n{err}");
+        for rust in ["usize", "u32", "f64", "struct", "sequence"] {
+            assert!(!err.contains(rust), "`{rust}` in:\n{err}");
+        }
+    }
+}
+
+#[test]
+fn a_bundle_with_a_utf8_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bom.json");
+    std::fs::write(
+        &p,
+        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"type\": \"webhook\"}]}",
+    )
+    .unwrap();
+    let out = sluice().arg("validate").arg(&p).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr_of(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 exports"));
+}
+
+#[test]
+fn a_port_in_use_is_named() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec![
+            "dev".to_string(),
+            "sink".into(),
+            "--port".into(),
+            port.to_string(),
+        ],
+        vec![
+            "dev".to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--api-key".into(),
+            "k".into(),
+            "--data".into(),
+            dir.path().join("d").display().to_string(),
+        ],
+    ] {
+        let out = sluice().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr_of(&out);
+        assert!(
+            err.contains(&format!("cannot listen on 127.0.0.1:{port}")) && err.contains("--port"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_are_plain_text_when_not_on_a_terminal() {
+    let sink = TestServer::always(200, json!({})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write(
+        dir.path(),
+        "b.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}}],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook"}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+        }),
+    );
+    std::fs::write(dir.path().join("r.ndjson"), "{\"n\": 1}\n").unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        sluice()
+            .arg("run")
+            .arg(&bundle)
+            .arg("--records")
+            .arg(dir.path().join("r.ndjson"))
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .env("SLUICE_LOG", "debug")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let err = stderr_of(&out);
+    assert!(err.contains("DEBUG"), "debug logs were written: {err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "escape codes in piped logs:\n{err}"
+    );
+    assert_eq!(sink.received().len(), 1, "loopback is allowed locally");
+}
+
+#[test]
+fn help_says_where_local_connections_may_go() {
+    for command in ["run", "dev"] {
+        let out = sluice().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("loopback") && help.contains("--allow-private-addresses"),
+            "{command}: {help}"
+        );
+    }
+}
+
 /// `sluice jobs`, `sluice errors JOB` and `sluice retry JOB` over a run whose target failed
 /// its first two requests.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

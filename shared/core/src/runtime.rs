@@ -17,9 +17,23 @@ pub struct Settings {
     pub lock_lease: Duration,
     /// Pages whose JSON is larger than this travel by reference (SQS allows 256 KiB).
     pub max_inline_page_bytes: usize,
-    /// Let http connections reach loopback and private addresses (tests, local sinks).
-    /// Link-local metadata addresses stay refused unless the connection allows them.
-    pub allow_private_addresses: bool,
+    /// Which loopback and private addresses http connections may reach without opting in
+    /// themselves (`http.allowPrivateAddresses`). Refused by default, as on AWS; the local
+    /// CLI allows loopback for development. Link-local metadata addresses stay refused
+    /// unless the connection allows them (`http.allowMetadataAddresses`).
+    pub private_addresses: PrivateAddresses,
+}
+
+/// Which non-public addresses a deployment lets its http connections reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PrivateAddresses {
+    /// Neither loopback nor private ranges (deployed functions).
+    #[default]
+    Refused,
+    /// Loopback (127.0.0.0/8, ::1) only: a local sink or API during development.
+    Loopback,
+    /// Loopback and private ranges.
+    Allowed,
 }
 
 impl Default for Settings {
@@ -28,7 +42,7 @@ impl Default for Settings {
             system_bucket: "sluice-system".into(),
             lock_lease: Duration::from_secs(15 * 60),
             max_inline_page_bytes: 200 * 1024,
-            allow_private_addresses: true,
+            private_addresses: PrivateAddresses::Refused,
         }
     }
 }

@@ -2,9 +2,11 @@
 //! Sluice answers with a value or a clear error, never a panic.
 
 use futures::StreamExt;
+use percent_encoding::percent_decode_str;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use sluice_core::conditions::ConditionCache;
+use sluice_core::stages::base_uri::BaseUri;
 use sluice_core::stages::translate::{Escape, TemplateCache};
 use sluice_core::stages::trigger::readers::stream_bytes;
 use sluice_model::{Bundle, FileFormat, FileType, Flow};
@@ -91,5 +93,63 @@ proptest! {
                 prop_assert!(!e.at.is_empty());
             }
         }
+    }
+
+    #[test]
+    fn a_value_in_a_uri_is_one_segment_or_one_query_value(id in "\\PC{0,24}", q in "\\PC{0,24}", raw in "[./?#&=%a-z\\\\]{0,12}") {
+        let cache = TemplateCache::default();
+        let base = BaseUri::parse("http://h:8080/api").unwrap();
+        let id = format!("{raw}{id}");
+        let rendered = cache
+            .render_value_escaped("/orders/{{record.id}}?q={{record.q}}", &json!({"record": {"id": id, "q": q}}), Escape::UriComponent)
+            .unwrap();
+        match base.join(&rendered) {
+            // Only a value that is itself a dot segment is refused.
+            Err(e) => prop_assert!(id == "." || id == "..", "{id:?} -> {rendered}: {e}"),
+            Ok(url) => {
+                let segments: Vec<&str> = url.path_segments().unwrap().collect();
+                prop_assert_eq!(segments.len(), 3, "{}", url);
+                prop_assert_eq!(&segments[..2], &["api", "orders"]);
+                let decoded = percent_decode_str(segments[2]).decode_utf8().unwrap();
+                prop_assert_eq!(decoded.as_ref(), id.as_str());
+                let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                prop_assert_eq!(pairs, vec![("q".to_string(), q.clone())]);
+                prop_assert!(url.fragment().is_none());
+            }
+        }
+    }
+
+    #[test]
+    fn a_joined_url_never_leaves_the_base(rendered in "(https?://)?[a-z0-9.:@/\\\\%?#]{0,30}") {
+        let base = BaseUri::parse("http://h:8080/api").unwrap();
+        if let Ok(url) = base.join(&rendered) {
+            prop_assert_eq!(url.scheme(), "http");
+            prop_assert_eq!(url.host_str(), Some("h"));
+            prop_assert_eq!(url.port_or_known_default(), Some(8080));
+            prop_assert_eq!(url.username(), "");
+            prop_assert!(url.path() == "/api" || url.path().starts_with("/api/"), "{} -> {}", rendered, url);
+        }
+    }
+
+    #[test]
+    fn validation_finds_exactly_the_helpers_a_render_would_miss(
+        shape in 0usize..4,
+        name in prop_oneof![prop::sample::select(sluice_model::validate::TEMPLATE_HELPERS.to_vec()).prop_map(String::from), "[a-z][a-zA-Z]{0,8}"],
+    ) {
+        let template = match shape {
+            0 => format!("{{{{{name} record.x}}}}"),
+            1 => format!("{{{{#{name} record.x}}}}a{{{{/{name}}}}}"),
+            2 => format!("{{{{json ({name} record.x)}}}}"),
+            _ => format!("{{{{{name}}}}}"),
+        };
+        let mut errors = sluice_model::ValidationErrors::new();
+        sluice_model::validate::template(&mut errors, "t", &template);
+        let refused = errors.0.iter().any(|e| e.message.contains("Unknown helper"));
+        let cache = TemplateCache::default();
+        let missing = matches!(
+            cache.render_value(&template, &json!({"record": {"x": [1]}})),
+            Err(e) if e.contains("Helper not found")
+        );
+        prop_assert_eq!(refused, missing, "{}: {:?}", template, errors);
     }
 }

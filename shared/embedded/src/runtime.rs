@@ -52,7 +52,7 @@ impl LocalRuntime {
             Arc::new(FsBlobs::new(blob_dir)),
             secrets,
             Arc::new(SystemClock),
-            Settings::default(),
+            crate::local_settings(),
         );
         rt.blob_root = Some(blob_dir.to_path_buf());
         Ok(rt)

@@ -1,6 +1,7 @@
 use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use utoipa::ToSchema;
 
 /// A set of definitions that belong together: what `sluice run` and `sluice validate` read,
@@ -23,6 +24,14 @@ impl Bundle {
     /// Checks every definition and every reference between them.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
+        unique_ids(
+            &mut e,
+            "connections",
+            self.connections.iter().map(|x| &x.id),
+        );
+        unique_ids(&mut e, "exports", self.exports.iter().map(|x| &x.id));
+        unique_ids(&mut e, "imports", self.imports.iter().map(|x| &x.id));
+        unique_ids(&mut e, "flows", self.flows.iter().map(|x| &x.id));
         let conns: HashSet<&str> = self.connections.iter().map(|c| c.id.as_str()).collect();
         let exports: HashSet<&str> = self.exports.iter().map(|x| x.id.as_str()).collect();
         let imports: HashSet<&str> = self.imports.iter().map(|x| x.id.as_str()).collect();
@@ -119,5 +128,57 @@ impl Bundle {
 
     pub fn flow(&self, id: &str) -> Option<&Flow> {
         self.flows.iter().find(|f| f.id == id)
+    }
+
+    /// Every `secret:NAME` written in the bundle, with the field it is in
+    /// (`connections[0].http.auth.token.token`), in order.
+    pub fn secret_references(&self) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let doc = serde_json::to_value(self).unwrap_or(Value::Null);
+        collect_secret_references(&doc, String::new(), &mut found);
+        found
+    }
+}
+
+/// Two definitions of one kind with the same `_id`: storing the bundle would keep only the
+/// last, silently.
+fn unique_ids<'a>(e: &mut ValidationErrors, kind: &str, ids: impl Iterator<Item = &'a String>) {
+    let mut first: HashMap<&str, usize> = HashMap::new();
+    for (i, id) in ids.enumerate() {
+        if id.is_empty() {
+            continue;
+        }
+        if let Some(j) = first.get(id.as_str()) {
+            e.add(
+                format!("{kind}[{i}]._id"),
+                format!("'{id}' is already the _id of {kind}[{j}]; ids must be unique"),
+            );
+        } else {
+            first.insert(id, i);
+        }
+    }
+}
+
+fn collect_secret_references(v: &Value, at: String, found: &mut Vec<(String, String)>) {
+    match v {
+        Value::String(s) if crate::is_secret_reference(s) => {
+            found.push((at, s["secret:".len()..].to_string()));
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_secret_references(item, format!("{at}[{i}]"), found);
+            }
+        }
+        Value::Object(fields) => {
+            for (k, item) in fields {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                collect_secret_references(item, path, found);
+            }
+        }
+        _ => {}
     }
 }

@@ -41,7 +41,11 @@ pub struct Connection {
     pub s3: Option<S3Connection>,
     /// At most this many requests in flight over this connection, across all runs and every
     /// process sharing the store. Unset: 5 per process.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub concurrency_level: Option<u32>,
     /// At most this many requests a second, across all runs and processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,7 +107,11 @@ pub struct HttpConnection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuth>,
     /// Per-request timeout in milliseconds (default 30000, at most 100000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_timeout_ms: Option<u64>,
     /// Retries of 429, 5xx and network failures, with backoff and jitter that honour
     /// `Retry-After` (3 attempts when absent).
@@ -113,6 +121,36 @@ pub struct HttpConnection {
     /// Off by default: a template must not be able to reach instance credentials.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_metadata_addresses: bool,
+    /// Allow requests to loopback and private addresses (127.0.0.0/8, 10/8, 172.16/12,
+    /// 192.168/16, fc00::/7) where the deployment refuses them (on AWS, by default): a
+    /// template must not be able to reach the VPC's services unless the connection says so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_private_addresses: bool,
+    /// Which redirects are followed (default `sameOrigin`). A redirect that is not followed
+    /// is the reply, judged like any other.
+    #[serde(default, skip_serializing_if = "FollowRedirects::is_default")]
+    pub follow_redirects: FollowRedirects,
+}
+
+/// Which redirects (301, 302, 303, 307, 308) a connection follows, at most 5 in a row.
+/// Whatever is allowed, the connection's credentials (its auth, its headers and credential
+/// headers such as `X-Api-Key`) go only to its own origin, and no request carries a Referer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FollowRedirects {
+    /// Only to the baseURI's scheme, host and port.
+    #[default]
+    SameOrigin,
+    /// Anywhere; on another origin without credentials.
+    AnyOrigin,
+    /// None: every 3xx is the reply.
+    Never,
+}
+
+impl FollowRedirects {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -120,7 +158,10 @@ pub struct HttpConnection {
 /// How failed requests are retried.
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3). 1 means no retry.
-    #[serde(default = "default_attempts")]
+    #[serde(
+        default = "default_attempts",
+        deserialize_with = "crate::parse::required_count"
+    )]
     pub max_attempts: u32,
     /// The first backoff in milliseconds (default 200); it doubles per attempt.
     #[serde(default = "default_base_delay")]
@@ -155,7 +196,11 @@ pub struct RateLimit {
     /// Requests a second (a positive number; 0.5 is one every two seconds).
     pub requests_per_second: f64,
     /// Requests that may go at once after a quiet spell (default 1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burst: Option<u32>,
 }
 
@@ -380,6 +425,9 @@ impl Connection {
         if let Some(r) = &self.rate_limit {
             if !(r.requests_per_second > 0.0 && r.requests_per_second.is_finite()) {
                 e.add("rateLimit.requestsPerSecond", "must be a positive number");
+            }
+            if r.burst == Some(0) {
+                e.add("rateLimit.burst", "must be at least 1");
             }
         }
         e.into_result()

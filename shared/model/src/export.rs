@@ -43,8 +43,12 @@ pub struct Export {
     /// How a file source is parsed (s3 exports); json when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileFormat>,
-    /// Records per page (default 100).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Records per page (default 100, at most 10000).
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub page_size: Option<usize>,
     /// Output filter: records for which the condition is false are ignored (counted in numIgnore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,7 +158,11 @@ pub struct Paging {
     )]
     pub relative_uri: Option<String>,
     /// Stop after this many pages (a guard against servers that never stop).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_pages: Option<u64>,
     /// A reply with this status ends paging (e.g. 404 past the last page).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,6 +315,9 @@ impl Export {
                             }
                             if let Some(u) = &p.relative_uri {
                                 validate::template(&mut e, "http.paging.relativeURI", u);
+                            }
+                            if p.max_pages == Some(0) {
+                                e.add("http.paging.maxPages", "must be at least 1");
                             }
                         }
                     }

@@ -117,9 +117,45 @@ pub struct HttpImport {
     /// One request per record (the default) or one per page.
     #[serde(default)]
     pub request_mode: RequestMode,
+    /// The header that carries each request's idempotency key (default `Idempotency-Key`),
+    /// the same on every retry and redelivery of a record, so targets that honour it
+    /// (Stripe-style APIs) act on a record once. `null` sends none.
+    #[serde(
+        default = "default_idempotency_header",
+        skip_serializing_if = "is_default_idempotency_header"
+    )]
+    pub idempotency_key_header: Option<String>,
+    /// For POST and PATCH: retry failures after which the target may have acted on the
+    /// request (a timeout or a connection dropped after the request went out, a 5xx other
+    /// than 503). Default: yes while an idempotency key is sent, no without one. Failures
+    /// where it cannot have (no connection, 429, 503) are always retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_ambiguous: Option<bool>,
 }
 fn default_post() -> String {
     "POST".into()
+}
+pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+fn default_idempotency_header() -> Option<String> {
+    Some(DEFAULT_IDEMPOTENCY_HEADER.into())
+}
+fn is_default_idempotency_header(h: &Option<String>) -> bool {
+    h.as_deref() == Some(DEFAULT_IDEMPOTENCY_HEADER)
+}
+
+impl HttpImport {
+    /// POST and PATCH are not idempotent: sending one twice may act twice.
+    pub fn is_idempotent_method(&self) -> bool {
+        !matches!(self.method.to_ascii_uppercase().as_str(), "POST" | "PATCH")
+    }
+
+    /// Whether a failure after which the target may have acted on the request is retried.
+    pub fn retries_ambiguous(&self) -> bool {
+        self.is_idempotent_method()
+            || self
+                .retry_ambiguous
+                .unwrap_or(self.idempotency_key_header.is_some())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
@@ -221,6 +257,9 @@ impl Import {
                     }
                     for (i, hv) in h.headers.iter().enumerate() {
                         validate::template(&mut e, &format!("http.headers[{i}].value"), &hv.value);
+                    }
+                    if let Some(name) = &h.idempotency_key_header {
+                        validate::header_name(&mut e, "http.idempotencyKeyHeader", name);
                     }
                     if !matches!(
                         h.method.to_ascii_uppercase().as_str(),

@@ -16,6 +16,7 @@ pub mod import;
 pub mod integration;
 pub mod job;
 pub mod page;
+pub mod parse;
 pub mod run;
 pub mod time;
 pub mod validate;

@@ -29,6 +29,21 @@ pub struct Page {
     pub trace_id: String,
 }
 
+impl Page {
+    /// Names one send of this page at its processor: `{job}:{page}:{processor}:{record}`
+    /// (`batch` for the page's one request). The same on every retry and redelivery: the
+    /// delivery ledger's key and the `Idempotency-Key` header are both built from it.
+    pub fn send_id(&self, record_key: Option<&str>) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.job_id,
+            self.page_id,
+            self.processor_index,
+            record_key.unwrap_or("batch")
+        )
+    }
+}
+
 /// One record and what the stages learned about it at the current processor.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -181,6 +196,9 @@ pub enum RunSource {
     S3Object { bucket: String, key: String },
     /// Records given inline: webhook posts, DynamoDB stream images.
     Records { records: Vec<Value> },
+    /// Records given inline that were too large to keep in the store while their run waited
+    /// for its flow: NDJSON, one record a line, in Sluice's system bucket.
+    StoredRecords { bucket: String, key: String },
     /// Failed records of an earlier job, each re-entering at the processor where it failed.
     Retry { items: Vec<RetryItem> },
 }

@@ -3,10 +3,102 @@
 
 use crate::ValidationErrors;
 
-/// Does `template` parse as a handlebars template?
+/// The helpers a template may call: handlebars' own and Sluice's. The template cache
+/// (`sluice_core::stages::translate::TemplateCache`) registers Sluice's; a test there checks
+/// that every name here renders and one not here does not.
+pub const TEMPLATE_HELPERS: &[&str] = &[
+    "json",
+    "urlencode",
+    "lowercase",
+    "uppercase",
+    "default",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+];
+
+/// Does `template` parse as a handlebars template, calling only helpers that exist? (An
+/// unknown helper parses, then fails every record at run time with "Helper not found".)
 pub fn template(errors: &mut ValidationErrors, field: &str, template: &str) {
-    if let Err(e) = handlebars::Template::compile(template) {
-        errors.add(field, format!("Invalid template: {e}"));
+    match handlebars::Template::compile(template) {
+        Err(e) => errors.add(field, format!("Invalid template: {e}")),
+        Ok(t) => {
+            let mut unknown = Vec::new();
+            unknown_helpers(&t, &mut unknown);
+            unknown.dedup();
+            for name in unknown {
+                errors.add(
+                    field,
+                    format!(
+                        "Unknown helper '{name}' (templates can use {})",
+                        TEMPLATE_HELPERS.join(", ")
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// The names called as helpers in `t` that are not [`TEMPLATE_HELPERS`]. A name alone
+/// (`{{record.id}}`) is a value unless it names a helper; with parameters, as a block
+/// (`{{#x}}`) or as a subexpression (`(x y)`) it must be a helper.
+fn unknown_helpers(t: &handlebars::template::Template, out: &mut Vec<String>) {
+    use handlebars::template::TemplateElement as E;
+    for element in &t.elements {
+        match element {
+            E::Expression(ht) | E::HtmlExpression(ht) | E::HelperBlock(ht) => {
+                let called = ht.block || !ht.params.is_empty() || !ht.hash.is_empty();
+                if called {
+                    check_helper_name(&ht.name, out);
+                }
+                for p in ht.params.iter().chain(ht.hash.values()) {
+                    check_parameter(p, out);
+                }
+                for inner in [&ht.template, &ht.inverse].into_iter().flatten() {
+                    unknown_helpers(inner, out);
+                }
+            }
+            E::DecoratorBlock(dt) | E::PartialBlock(dt) => {
+                if let Some(inner) = &dt.template {
+                    unknown_helpers(inner, out);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn check_parameter(p: &handlebars::template::Parameter, out: &mut Vec<String>) {
+    use handlebars::template::{Parameter, TemplateElement as E};
+    if let Parameter::Subexpression(sub) = p {
+        if let E::Expression(ht) = sub.as_element() {
+            check_helper_name(&ht.name, out);
+            for p in ht.params.iter().chain(ht.hash.values()) {
+                check_parameter(p, out);
+            }
+        }
+    }
+}
+
+fn check_helper_name(name: &handlebars::template::Parameter, out: &mut Vec<String>) {
+    if let Some(name) = name.as_name() {
+        if !TEMPLATE_HELPERS.contains(&name) {
+            out.push(name.to_string());
+        }
     }
 }
 
@@ -79,6 +171,17 @@ pub fn timezone(errors: &mut ValidationErrors, field: &str, tz: &str) {
 pub fn required(errors: &mut ValidationErrors, field: &str, value: &str) {
     if value.trim().is_empty() {
         errors.add(field, "is required");
+    }
+}
+
+/// Is `name` an HTTP header name (an RFC 9110 token)?
+pub fn header_name(errors: &mut ValidationErrors, field: &str, name: &str) {
+    let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        errors.add(
+            field,
+            format!("'{name}' is not a header name (letters, digits and -, no spaces)"),
+        );
     }
 }
 

@@ -1,5 +1,6 @@
 //! A scriptable HTTP target on 127.0.0.1: records what it receives and answers as told —
-//! normally, slowly, with 429/500, or by dropping the connection.
+//! normally, slowly, with 429/500, by dropping the connection before answering or in the
+//! middle of the reply.
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -23,6 +24,9 @@ pub enum Answer {
     Slow { delay: Duration, then: Box<Answer> },
     /// Close the connection without answering.
     Drop,
+    /// Answer 200 with headers and the start of a body, then close the connection: the
+    /// target has the request, the client gets no whole reply.
+    DropMidReply,
 }
 
 impl Answer {
@@ -177,6 +181,21 @@ async fn handle(State(s): State<Arc<Shared>>, req: Request) -> Response {
                         v.parse().unwrap(),
                     );
                 }
+                break r;
+            }
+            Answer::DropMidReply => {
+                let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                    Ok(Bytes::from_static(b"{\"id\": \"")),
+                    Err(std::io::Error::other(
+                        "dropping the connection mid-reply on purpose",
+                    )),
+                ];
+                let mut r =
+                    Response::new(axum::body::Body::from_stream(futures::stream::iter(chunks)));
+                r.headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                r.headers_mut()
+                    .insert("content-length", "100".parse().unwrap());
                 break r;
             }
             Answer::Drop => {

@@ -8,8 +8,13 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut runtime = LocalRuntime::open(data, Settings::default())?;
+pub async fn serve(
+    port: u16,
+    data: &Path,
+    api_key: Option<String>,
+    settings: Settings,
+) -> anyhow::Result<ExitCode> {
+    let mut runtime = LocalRuntime::open(data, settings)?;
     let sluice = runtime.sluice();
     let key = api_key
         .or_else(|| std::env::var("SLUICE_API_KEY").ok())
@@ -33,7 +38,7 @@ pub async fn serve(port: u16, data: &Path, api_key: Option<String>) -> anyhow::R
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = super::listen(port).await?;
     eprintln!(
         "flows API on http://{}  (store: {})",
         listener.local_addr()?,

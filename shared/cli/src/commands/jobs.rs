@@ -20,7 +20,7 @@ pub struct JobsFilter {
 }
 
 pub async fn jobs(data: &Path, filter: JobsFilter, as_json: bool) -> anyhow::Result<ExitCode> {
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+    let runtime = LocalRuntime::open(data, sluice_embedded::local_settings())?;
     let query = JobQuery {
         flow_id: filter.flow,
         status: filter.status,
@@ -70,7 +70,7 @@ pub async fn errors(
     mut query: ErrorQuery,
     output: ErrorsOutput,
 ) -> anyhow::Result<ExitCode> {
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+    let runtime = LocalRuntime::open(data, sluice_embedded::local_settings())?;
     let store = runtime.sluice().store.clone();
     store
         .get_job(job_id)
@@ -116,21 +116,24 @@ pub async fn errors(
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry(
-    data: &Path,
-    job_id: &str,
-    error_ids: Vec<String>,
-    as_json: bool,
-    timeout: u64,
-) -> anyhow::Result<ExitCode> {
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+/// What `sluice retry` retries and how it reports.
+pub struct Retry {
+    pub job: String,
+    /// Only these errors; every unresolved one when empty.
+    pub errors: Vec<String>,
+    pub as_json: bool,
+    pub timeout: u64,
+}
+
+pub async fn retry(data: &Path, retry: Retry, settings: Settings) -> anyhow::Result<ExitCode> {
+    let runtime = LocalRuntime::open(data, settings)?;
     let sluice = runtime.sluice();
-    let chosen = (!error_ids.is_empty()).then_some(error_ids);
+    let chosen = (!retry.errors.is_empty()).then_some(retry.errors);
     let started_at = Instant::now();
-    let started = runs::retry_errors(&sluice, job_id, chosen).await?;
+    let started = runs::retry_errors(&sluice, &retry.job, chosen).await?;
     eprintln!(
-        "retrying the errors of job {job_id}: job {}",
-        started.job_id
+        "retrying the errors of job {}: job {}",
+        retry.job, started.job_id
     );
-    super::run::follow(runtime, &started, started_at, as_json, timeout).await
+    super::run::follow(runtime, &started, started_at, retry.as_json, retry.timeout).await
 }

@@ -22,6 +22,7 @@ pub async fn run(
     data: &Path,
     as_json: bool,
     timeout: u64,
+    settings: Settings,
 ) -> anyhow::Result<ExitCode> {
     let bundle = parse_bundle(bundle_path)?;
     if let Err(errors) = bundle.validate() {
@@ -45,7 +46,7 @@ pub async fn run(
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", bundle_path.display()))?,
     };
-    let runtime = LocalRuntime::open(data, Settings::default())?;
+    let runtime = LocalRuntime::open(data, settings)?;
     let sluice = runtime.sluice();
     for c in &bundle.connections {
         sluice

@@ -17,7 +17,7 @@ pub async fn serve(port: u16) -> anyhow::Result<ExitCode> {
         .route("/orders", post(create).get(list))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(orders);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = super::listen(port).await?;
     eprintln!(
         "sink listening on http://{}  (POST /orders, GET /orders)",
         listener.local_addr()?

@@ -1,47 +1,64 @@
-//! `sluice validate`: every problem of a bundle or definition, by field.
+//! `sluice validate`: every problem of a bundle or definition, by field, and a warning for
+//! each `secret:NAME` whose variable is not set here.
 
 use anyhow::Context;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sluice_model::{Bundle, Connection, Export, Flow, Import, ValidationErrors};
+use sluice_core::ports::secrets::{env_var, EnvSecrets, Secrets};
+use sluice_model::{parse, Bundle, Connection, Export, Flow, Import, ValidationErrors};
 use std::path::Path;
 use std::process::ExitCode;
 
-/// Reads a JSON file, with line and column on syntax errors.
+/// Reads a JSON file, with line and column on syntax errors. A UTF-8 byte order mark (which
+/// some Windows editors write) is skipped.
 pub fn read_json(path: &Path) -> anyhow::Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    serde_json::from_str(text).map_err(|e| {
         anyhow::anyhow!(
-            "{}: invalid JSON at line {} column {}: {e}",
+            "{}: invalid JSON at line {} column {}: {}",
             path.display(),
             e.line(),
-            e.column()
+            e.column(),
+            parse::in_words(&e.to_string())
         )
     })
 }
 
-/// Parses a bundle, naming the definition a shape error is in.
-pub fn parse_bundle(path: &Path) -> anyhow::Result<Bundle> {
-    let v = read_json(path)?;
-    for key in ["connections", "exports", "imports", "flows"] {
-        if let Some(items) = v.get(key).and_then(Value::as_array) {
-            for (i, item) in items.iter().enumerate() {
-                let check = match key {
-                    "connections" => serde_json::from_value::<Connection>(item.clone()).map(|_| ()),
-                    "exports" => serde_json::from_value::<Export>(item.clone()).map(|_| ()),
-                    "imports" => serde_json::from_value::<Import>(item.clone()).map(|_| ()),
-                    _ => serde_json::from_value::<Flow>(item.clone()).map(|_| ()),
-                };
-                check.map_err(|e| anyhow::anyhow!("{key}[{i}]: {e}"))?;
-            }
+/// Reads one definition (`what`: "a bundle", "a flow", ...), naming the field a shape error
+/// is in.
+fn read_definition<T: DeserializeOwned>(path: &Path, what: &str, v: Value) -> anyhow::Result<T> {
+    parse::definition(what, v).map_err(|e| {
+        if e.field.is_empty() {
+            anyhow::anyhow!("{}: {}", path.display(), e.message)
+        } else {
+            anyhow::anyhow!("{}: {}: {}", path.display(), e.field, e.message)
         }
-    }
-    serde_json::from_value(v).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    })
+}
+
+/// Parses a bundle, naming the definition and field a shape error is in.
+pub fn parse_bundle(path: &Path) -> anyhow::Result<Bundle> {
+    read_definition(path, "a bundle", read_json(path)?)
 }
 
 fn print_errors(errors: &ValidationErrors) {
     for e in &errors.0 {
         println!("{}: {}", e.field, e.message);
+    }
+}
+
+/// `secret:NAME` references whose variable is not set in this environment: the run would
+/// fail there. Only a warning: the deployment that runs the flow may well have them.
+fn warn_unset_secrets(bundle: &Bundle) {
+    for (field, name) in bundle.secret_references() {
+        if EnvSecrets.get(&name).is_none() {
+            eprintln!(
+                "warning: {field}: secret:{name} is not set here ({} is empty)",
+                env_var(&name)
+            );
+        }
     }
 }
 
@@ -54,12 +71,9 @@ pub fn run(path: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode> {
             "bundle".into()
         }
     });
-    let shape = |r: Result<(), serde_json::Error>| {
-        r.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-    };
     let result = match kind.as_str() {
         "bundle" => {
-            let b = parse_bundle(path)?;
+            let b: Bundle = read_definition(path, "a bundle", v)?;
             let r = b.validate();
             if r.is_ok() {
                 println!(
@@ -70,34 +84,16 @@ pub fn run(path: &Path, kind: Option<&str>) -> anyhow::Result<ExitCode> {
                     b.flows.len()
                 );
             }
+            warn_unset_secrets(&b);
             r
         }
-        "flow" => {
-            let f: Flow = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            f.validate()
-        }
-        "export" => {
-            let x: Export = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            x.validate()
-        }
-        "import" => {
-            let x: Import = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            x.validate()
-        }
-        "connection" => {
-            let x: Connection = serde_json::from_value(v.clone())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            x.validate()
-        }
-        other => {
-            shape(Ok(()))?;
-            anyhow::bail!(
-                "--kind must be bundle, flow, export, import or connection, not '{other}'"
-            )
-        }
+        "flow" => read_definition::<Flow>(path, "a flow", v)?.validate(),
+        "export" => read_definition::<Export>(path, "an export", v)?.validate(),
+        "import" => read_definition::<Import>(path, "an import", v)?.validate(),
+        "connection" => read_definition::<Connection>(path, "a connection", v)?.validate(),
+        other => anyhow::bail!(
+            "--kind must be bundle, flow, export, import or connection, not '{other}'"
+        ),
     };
     match result {
         Ok(()) => {

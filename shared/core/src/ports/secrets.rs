@@ -15,12 +15,17 @@ pub struct EnvSecrets;
 
 impl Secrets for EnvSecrets {
     fn get(&self, name: &str) -> Option<String> {
-        let var = format!(
-            "SLUICE_SECRET_{}",
-            name.to_ascii_uppercase().replace('-', "_")
-        );
-        std::env::var(var).ok()
+        std::env::var(env_var(name)).ok()
     }
+}
+
+/// The environment variable [`EnvSecrets`] reads secret `name` from: `SLUICE_SECRET_<NAME>`,
+/// upper-cased, `-` as `_`.
+pub fn env_var(name: &str) -> String {
+    format!(
+        "SLUICE_SECRET_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
 }
 
 /// Secrets from a map (tests, embedding).
@@ -40,10 +45,7 @@ pub fn resolve(secrets: &dyn Secrets, field: &str, value: &str) -> Result<String
         Some(name) => secrets.get(name).ok_or_else(|| {
             Error::invalid(
                 field,
-                format!(
-                    "secret '{name}' is not set (SLUICE_SECRET_{})",
-                    name.to_ascii_uppercase()
-                ),
+                format!("secret '{name}' is not set ({})", env_var(name)),
             )
         }),
         None => Ok(value.to_string()),

@@ -8,6 +8,7 @@
 //! Each `handle` takes one message, does its work through the ports, and sends the page on.
 //! Every hand-off is at least once; each stage is idempotent on a redelivered page.
 
+pub mod base_uri;
 pub mod dead_letter;
 pub mod deliver;
 pub mod evaluate;

@@ -113,6 +113,19 @@ impl Processor {
         }
     }
 
+    /// Whether this processor's requests are sent again after a failure that may have
+    /// reached the target: lookups and idempotent methods always, POST and PATCH imports as
+    /// the import says (`http.retryAmbiguous`, by default while an idempotency key is sent).
+    pub fn ambiguous_failures(&self) -> crate::stages::deliver::Ambiguous {
+        use crate::stages::deliver::Ambiguous;
+        match &self.target {
+            Target::Import(Import {
+                http: Some(http), ..
+            }) if !http.retries_ambiguous() => Ambiguous::Fail,
+            _ => Ambiguous::Retry,
+        }
+    }
+
     /// File imports go to upload; http imports and lookups to deliver.
     pub fn writes_files(&self) -> bool {
         matches!(&self.target, Target::Import(i) if matches!(i.kind, ImportType::Sftp | ImportType::S3))

@@ -146,10 +146,15 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
         .finish();
+    let http = c
+        .http
+        .as_ref()
+        .ok_or_else(|| Error::invalid("http", "missing"))?;
+    let policy = super::guard::AddressPolicy::of_connection(&sluice.settings, http);
     let resp = sluice
         .caches
         .http
-        .client()
+        .client(policy)
         .post(&o.token_uri)
         .basic_auth(&o.client_id, Some(secret))
         .header("content-type", "application/x-www-form-urlencoded")

@@ -1,63 +1,137 @@
 //! Where requests may go: never to link-local / cloud metadata addresses (unless the
-//! connection allows it), and to loopback and private ranges only where the deployment allows.
+//! connection allows it), and to loopback and private ranges only where the deployment or
+//! the connection allows.
+//!
+//! Invariant: every address an http client of Sluice connects to passed [`AddressPolicy`].
+//! A host written as an IP address is checked before each request and redirect
+//! ([`check_literal`]); a host name is checked where it is resolved, by the client's own
+//! resolver ([`GuardedResolver`]), so a redirect or a DNS answer that changes between a
+//! check and the connect cannot slip past.
 
-use std::net::IpAddr;
+use crate::{PrivateAddresses, Settings};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use sluice_model::HttpConnection;
+use std::net::{IpAddr, SocketAddr};
 
-pub(crate) async fn check(
-    url: &str,
-    allow_metadata: bool,
-    allow_private: bool,
-) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("bad URL {url}: {e}"))?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| format!("URL {url} has no host"))?
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = parsed.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|e| format!("cannot resolve {host}: {e}"))?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    for ip in addrs {
-        if let Some(why) = refused(ip, allow_metadata, allow_private) {
-            return Err(format!("requests to {ip} ({host}) are refused: {why}"));
-        }
-    }
-    Ok(())
+/// The addresses one connection's requests may reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct AddressPolicy {
+    pub metadata: bool,
+    pub private: PrivateAddresses,
 }
 
-/// Why `ip` is refused, if it is.
-pub(crate) fn refused(
-    ip: IpAddr,
-    allow_metadata: bool,
-    allow_private: bool,
-) -> Option<&'static str> {
-    let link_local = match ip {
-        IpAddr::V4(v4) => v4.is_link_local(),
-        IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
+impl AddressPolicy {
+    /// The deployment's policy, for requests no connection owns (notifications).
+    pub fn of_deployment(settings: &Settings) -> Self {
+        AddressPolicy {
+            metadata: false,
+            private: settings.private_addresses,
         }
-    };
-    if link_local && !allow_metadata {
-        return Some(
-            "link-local / instance metadata address (set http.allowMetadataAddresses to allow)",
-        );
     }
-    let private = match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_private() || v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            v6.is_loopback() || v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00
+
+    /// The deployment's policy, widened by what the connection allows itself.
+    pub fn of_connection(settings: &Settings, http: &HttpConnection) -> Self {
+        AddressPolicy {
+            metadata: http.allow_metadata_addresses,
+            private: if http.allow_private_addresses {
+                PrivateAddresses::Allowed
+            } else {
+                settings.private_addresses
+            },
         }
+    }
+
+    /// Why `ip` is refused, if it is.
+    pub fn refused(&self, ip: IpAddr) -> Option<&'static str> {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let link_local = match ip {
+            IpAddr::V4(v4) => v4.is_link_local(),
+            IpAddr::V6(v6) => {
+                (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || v6.segments() == [0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254]
+            }
+        };
+        if link_local {
+            return (!self.metadata).then_some(
+                "link-local / instance metadata address (set http.allowMetadataAddresses to allow)",
+            );
+        }
+        let loopback = ip.is_loopback();
+        let private = match ip {
+            IpAddr::V4(v4) => v4.is_private() || v4.is_unspecified(),
+            IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
+        };
+        let allowed = match self.private {
+            PrivateAddresses::Allowed => true,
+            PrivateAddresses::Loopback => !private,
+            PrivateAddresses::Refused => !private && !loopback,
+        };
+        (!allowed).then_some(
+            "loopback or private address, not allowed in this deployment (set http.allowPrivateAddresses on the connection to allow)",
+        )
+    }
+}
+
+/// A URL whose host is an IP address: is it allowed? (Names are checked when resolved.)
+pub(crate) fn check_literal(url: &url::Url, policy: AddressPolicy) -> Result<(), String> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        Some(url::Host::Domain(_)) => return Ok(()),
+        None => return Err(format!("URL {url} has no host")),
     };
-    if private && !link_local && !allow_private {
-        return Some("loopback or private address, not allowed in this deployment");
+    match policy.refused(ip) {
+        Some(why) => Err(format!("requests to {ip} are refused: {why}")),
+        None => Ok(()),
+    }
+}
+
+/// A refused address found while resolving a name; reqwest hands it back inside its error.
+#[derive(Debug, thiserror::Error)]
+#[error("requests to {ip} ({host}) are refused: {why}")]
+pub(crate) struct AddressRefused {
+    ip: IpAddr,
+    host: String,
+    why: &'static str,
+}
+
+/// The refusal inside a reqwest error, if that is what it is.
+pub(crate) fn refusal_in(e: &reqwest::Error) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(refused) = err.downcast_ref::<AddressRefused>() {
+            return Some(refused.to_string());
+        }
+        cur = err.source();
     }
     None
+}
+
+/// The system resolver, refusing a name any of whose addresses the policy refuses (a name
+/// that also resolves to a public address could otherwise reach a private one).
+pub(crate) struct GuardedResolver(pub AddressPolicy);
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0;
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            for a in &addrs {
+                if let Some(why) = policy.refused(a.ip()) {
+                    let refused = AddressRefused {
+                        ip: a.ip(),
+                        host: host.clone(),
+                        why,
+                    };
+                    return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
+                }
+            }
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
 }

@@ -2,53 +2,71 @@
 //! and jitter honouring Retry-After, rate and concurrency limits) and keeps each reply.
 //!
 //! Idempotency: each record's send is claimed in the store's ledger first
-//! (`deliver:{job}:{page}:{processor}:{record}`); a redelivered page reuses the recorded reply,
-//! and a claim left in flight by a crashed process is never resent blindly.
+//! (`deliver:{job}:{page}:{processor}:{record}`, from [`Page::send_id`]); a redelivered page
+//! reuses the recorded reply, and a claim left in flight by a crashed process is never resent
+//! blindly. The same id goes to the target as the import's `Idempotency-Key` (added by
+//! translate), so a target that honours it acts once on a record sent twice. A POST or PATCH
+//! whose attempt may have reached the target is sent again only if the import allows it
+//! ([`Ambiguous`]).
 
 mod auth;
+mod callbacks;
 mod guard;
 mod limits;
 mod retry;
+mod send;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use callbacks::post_callback;
 pub use limits::settle_slot_releases;
-pub use retry::{backoff_delay, parse_retry_after};
+pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
 use super::processor::Processor;
 use crate::budget;
-use crate::ports::secrets::resolve_headers;
 use crate::ports::LedgerState;
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
-use serde_json::{json, Map, Value};
-use sluice_model::{Connection, Flow, NameValue, Page, RenderedRequest, Reply, StageMessage};
+use guard::AddressPolicy;
+use send::{SendError, Sender};
+use serde_json::json;
+use sluice_model::{Connection, NameValue, Page, RenderedRequest, Reply, StageMessage};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use limits::DEFAULT_CONCURRENCY;
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 
-/// HTTP client, OAuth2 token cache, per-connection limiters. Process-wide: concurrent runs in
+/// HTTP clients, OAuth2 token cache, per-connection limiters. Process-wide: concurrent runs in
 /// one process share a connection's limiter, and limits the connection sets itself are also
 /// kept in the store, so every process (each Lambda instance) shares them (see `limits`).
 #[derive(Default)]
 pub struct HttpState {
-    client: OnceLock<reqwest::Client>,
+    /// One client (and connection pool) per address policy: its resolver enforces it.
+    clients: Mutex<HashMap<AddressPolicy, reqwest::Client>>,
     pub(crate) tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<limits::Limiter>>>,
 }
 
 impl HttpState {
-    pub(crate) fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            reqwest::Client::builder()
-                .pool_idle_timeout(Duration::from_secs(30))
-                .redirect(reqwest::redirect::Policy::limited(5))
-                .build()
-                .expect("an HTTP client with default TLS builds")
-        })
+    /// The client for requests under `policy`. It follows no redirects itself (a request's
+    /// redirects are followed by `send`, which keeps credentials at their origin) and sends
+    /// no Referer.
+    pub(crate) fn client(&self, policy: AddressPolicy) -> reqwest::Client {
+        let mut clients = self.clients.lock().unwrap();
+        clients
+            .entry(policy)
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .redirect(reqwest::redirect::Policy::none())
+                    .referer(false)
+                    .dns_resolver(guard::GuardedResolver(policy))
+                    .build()
+                    .expect("an HTTP client with default TLS builds")
+            })
+            .clone()
     }
 
     fn limiter(&self, connection: &Connection) -> Arc<limits::Limiter> {
@@ -71,10 +89,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         }
         return forward(sluice, page).await;
     }
-    let key_base = format!(
-        "deliver:{}:{}:{}",
-        page.job_id, page.page_id, page.processor_index
-    );
+    let ambiguous = p.ambiguous_failures();
     let limiter = sluice.caches.http.limiter(connection);
     let refs = p.definition_headers();
     let concurrency = connection
@@ -83,16 +98,14 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         .max(1) as usize;
 
     if let Some(mut batch) = page.batch.take() {
-        let key = format!("{key_base}:batch");
-        let outcome = deliver_once(
-            sluice,
+        let key = ledger_key(&page, None);
+        let route = Route {
             connection,
             refs,
-            &limiter,
-            &key,
-            batch.request.clone(),
-        )
-        .await?;
+            limiter: &limiter,
+            ambiguous,
+        };
+        let outcome = deliver_once(sluice, route, &key, batch.request.clone()).await?;
         let deferred = outcome.is_none();
         match outcome {
             Some(Ok(reply)) => batch.reply = Some(reply),
@@ -118,7 +131,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                 r.exchange
                     .as_ref()
                     .filter(|e| e.reply.is_none())
-                    .map(|e| (i, e.request.clone(), format!("{key_base}:{}", r.key)))
+                    .map(|e| (i, e.request.clone(), ledger_key(&page, Some(&r.key))))
             })
             .collect();
         let lock = LockKeeper::new(&page);
@@ -126,7 +139,13 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .map(|(i, req, key)| {
                 let (limiter, lock) = (limiter.clone(), &lock);
                 async move {
-                    let outcome = deliver_once(sluice, connection, refs, &limiter, &key, req).await;
+                    let route = Route {
+                        connection,
+                        refs,
+                        limiter: &limiter,
+                        ambiguous,
+                    };
+                    let outcome = deliver_once(sluice, route, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -150,9 +169,24 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         if deferred > 0 {
             return continue_later(sluice, page, deferred).await;
         }
-        notify(sluice, &p, &page).await;
+        callbacks::notify(sluice, &p, &page).await;
     }
     forward(sluice, page).await
+}
+
+/// The ledger key of one send: the page's [`Page::send_id`], which the idempotency key is too.
+fn ledger_key(page: &Page, record_key: Option<&str>) -> String {
+    format!("deliver:{}", page.send_id(record_key))
+}
+
+/// What one send goes over: the connection, the definition's own headers, the connection's
+/// limiter, and whether ambiguous failures are retried.
+#[derive(Clone, Copy)]
+pub(crate) struct Route<'a> {
+    pub connection: &'a Connection,
+    pub refs: &'a [NameValue],
+    pub limiter: &'a limits::Limiter,
+    pub ambiguous: Ambiguous,
 }
 
 /// Renews the job's run lock while a slow page is delivered (a tight rateLimit can keep one
@@ -222,12 +256,15 @@ pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 /// not reported `delivery_unknown`).
 async fn deliver_once(
     sluice: &Sluice,
-    connection: &Connection,
-    refs: &[NameValue],
-    limiter: &limits::Limiter,
+    route: Route<'_>,
     key: &str,
     request: RenderedRequest,
 ) -> Result<Option<Outcome>> {
+    let Route {
+        connection,
+        limiter,
+        ..
+    } = route;
     let needed = time_to_send(connection);
     let Some(first) = budget::start(needed) else {
         return Ok(None);
@@ -261,8 +298,7 @@ async fn deliver_once(
         permit.release().await;
         return Ok(Some(outcome));
     }
-    let outcome =
-        send_with_retries(sluice, connection, refs, limiter, Some(permit), &request).await;
+    let outcome = send_with_retries(sluice, route, Some(permit), &request).await;
     let record = match &outcome {
         Ok(reply) => json!({"reply": reply}),
         Err((code, message)) => json!({"error": message, "code": code}),
@@ -320,38 +356,32 @@ pub(crate) async fn send_request(
     refs: &[NameValue],
     request: &RenderedRequest,
 ) -> Outcome {
-    if connection.http.is_none() {
-        return Err((
-            "config",
-            format!("connection {} is not an http connection", connection.id),
-        ));
-    }
     let limiter = sluice.caches.http.limiter(connection);
-    send_with_retries(sluice, connection, refs, &limiter, None, request).await
+    let route = Route {
+        connection,
+        refs,
+        limiter: &limiter,
+        ambiguous: Ambiguous::Retry,
+    };
+    send_with_retries(sluice, route, None, request).await
 }
 
 /// Sends with the connection's auth, timeout and retry policy. `first` is a turn already
 /// taken for the first attempt; each later attempt takes its own.
 pub(crate) async fn send_with_retries(
     sluice: &Sluice,
-    connection: &Connection,
-    refs: &[NameValue],
-    limiter: &limits::Limiter,
+    route: Route<'_>,
     mut first: Option<limits::Permit<'_>>,
     request: &RenderedRequest,
 ) -> Outcome {
-    let http = connection.http.as_ref().expect("checked by the caller");
-    let policy = http.retry.clone().unwrap_or_default();
-    let timeout = request_timeout(connection);
-    if let Err(e) = guard::check(
-        &request.url,
-        http.allow_metadata_addresses,
-        sluice.settings.allow_private_addresses,
-    )
-    .await
-    {
-        return Err(("address_refused", e));
-    }
+    let connection = route.connection;
+    let sender = Sender::new(sluice, connection, route.refs, request_timeout(connection))
+        .map_err(|e| ("config", e))?;
+    let policy = connection
+        .http
+        .as_ref()
+        .and_then(|h| h.retry.clone())
+        .unwrap_or_default();
     let started = Instant::now();
     let mut attempt = 0u32;
     let mut refreshed_token = false;
@@ -359,184 +389,45 @@ pub(crate) async fn send_with_retries(
         attempt += 1;
         let permit = match first.take() {
             Some(permit) => permit,
-            None => take_turn(sluice, connection, limiter).await?,
+            None => take_turn(sluice, connection, route.limiter).await?,
         };
-        let result = send_one(sluice, connection, refs, request, timeout).await;
+        let result = sender.send(request).await;
         permit.release().await;
-        let retry_after = match &result {
-            Ok(reply)
-                if reply.status == 401 && !refreshed_token && auth::uses_oauth(connection) =>
-            {
-                // A token revoked early: fetch a fresh one once, without spending an attempt.
-                sluice.caches.http.tokens.forget(&connection.id);
-                refreshed_token = true;
-                attempt -= 1;
-                continue;
-            }
-            Ok(reply) if retry::is_retryable_status(reply.status) => Some(
-                reply
-                    .headers
-                    .get("retry-after")
-                    .and_then(|v| v.as_str())
-                    .and_then(parse_retry_after),
-            ),
-            Ok(_) => None,
-            Err(SendError::Retryable(_)) => Some(None),
-            Err(SendError::Fatal(_)) => None,
-        };
-        if let (Some(hint), true) = (retry_after, attempt < policy.max_attempts) {
+        if matches!(&result, Ok(reply) if reply.status == 401)
+            && !refreshed_token
+            && auth::uses_oauth(connection)
+        {
+            // A token revoked early: fetch a fresh one once, without spending an attempt.
+            sluice.caches.http.tokens.forget(&connection.id);
+            refreshed_token = true;
+            attempt -= 1;
+            continue;
+        }
+        if let (Some(hint), true) = (
+            retry::again(&result, route.ambiguous),
+            attempt < policy.max_attempts,
+        ) {
             tokio::time::sleep(backoff_delay(&policy, attempt, hint)).await;
             continue;
         }
+        let tries = format!(
+            "after {attempt} attempt{}",
+            if attempt == 1 { "" } else { "s" }
+        );
         return match result {
             Ok(mut reply) => {
                 reply.attempts = attempt;
                 reply.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(reply)
             }
-            Err(SendError::Retryable(m)) | Err(SendError::Fatal(m)) => Err((
+            Err(SendError::Refused(m)) => Err(("address_refused", m)),
+            Err(SendError::Ambiguous(m)) if route.ambiguous == Ambiguous::Fail => Err((
                 "network",
-                format!(
-                    "{m} (after {attempt} attempt{})",
-                    if attempt == 1 { "" } else { "s" }
-                ),
+                format!("{m} ({tries}; the target may have acted on it, so it was not sent again: the import's http.retryAmbiguous allows that)"),
             )),
+            Err(SendError::NotSent(m) | SendError::Ambiguous(m) | SendError::Fatal(m)) => {
+                Err(("network", format!("{m} ({tries})")))
+            }
         };
-    }
-}
-
-enum SendError {
-    Retryable(String),
-    Fatal(String),
-}
-
-async fn send_one(
-    sluice: &Sluice,
-    connection: &Connection,
-    refs: &[NameValue],
-    request: &RenderedRequest,
-    timeout: Duration,
-) -> std::result::Result<Reply, SendError> {
-    let client = sluice.caches.http.client();
-    let method = reqwest::Method::from_bytes(request.method.as_bytes())
-        .map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
-    let mut url = reqwest::Url::parse(&request.url)
-        .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
-    let mut headers = request.headers.clone();
-    auth::apply(sluice, connection, refs, &mut url, &mut headers)
-        .await
-        .map_err(|e| SendError::Fatal(e.to_string()))?;
-    let mut builder = client.request(method, url).timeout(timeout);
-    let mut has_content_type = false;
-    for (name, value) in &headers {
-        has_content_type |= name.eq_ignore_ascii_case("content-type");
-        builder = builder.header(name, value);
-    }
-    if let Some(body) = &request.body {
-        if !has_content_type {
-            builder = builder.header("content-type", "application/json");
-        }
-        builder = builder.body(body.clone());
-    }
-    let response = builder
-        .send()
-        .await
-        .map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
-    let status = response.status().as_u16();
-    let mut header_map = Map::new();
-    for (name, value) in response.headers() {
-        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
-        match header_map.get_mut(name.as_str()) {
-            Some(Value::String(existing)) => {
-                existing.push_str(", ");
-                existing.push_str(&v);
-            }
-            _ => {
-                header_map.insert(name.as_str().to_string(), Value::String(v));
-            }
-        }
-    }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| SendError::Retryable(describe(&e, timeout)))?;
-    let body = serde_json::from_slice::<Value>(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    Ok(Reply {
-        status,
-        headers: header_map,
-        body,
-        attempts: 1,
-        elapsed_ms: 0,
-    })
-}
-
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        format!("timed out after {} ms", timeout.as_millis())
-    } else if e.is_connect() {
-        format!("could not connect: {}", root_cause(e))
-    } else {
-        format!("request failed: {}", root_cause(e))
-    }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
-}
-
-/// notifyRequest / notifyResponse: copies of each exchange, credentials masked. Best effort.
-async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
-    let Flow {
-        notify_request,
-        notify_response,
-        ..
-    } = &p.flow;
-    if notify_request.is_none() && notify_response.is_none() {
-        return;
-    }
-    let client = sluice.caches.http.client();
-    for r in &page.records {
-        let Some(ex) = &r.exchange else { continue };
-        let mut request = ex.request.clone();
-        for (name, value) in request.headers.iter_mut() {
-            if sluice_model::is_secret_header(name) {
-                *value = sluice_model::MASK.into();
-            }
-        }
-        let copies = [
-            (
-                notify_request,
-                json!({"jobId": page.job_id, "recordKey": r.key, "request": request}),
-            ),
-            (
-                notify_response,
-                json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply}),
-            ),
-        ];
-        for (cb, body) in copies {
-            let Some(cb) = cb else { continue };
-            let headers = match resolve_headers(&*sluice.secrets, "notify headers", &cb.headers) {
-                Ok(headers) => headers,
-                Err(e) => {
-                    tracing::warn!(url = %cb.url, error = %e, "notification not sent");
-                    continue;
-                }
-            };
-            let mut req = client
-                .post(&cb.url)
-                .json(&body)
-                .timeout(Duration::from_secs(10));
-            for (name, value) in headers {
-                req = req.header(name, value);
-            }
-            if let Err(e) = req.send().await {
-                tracing::warn!(url = %cb.url, error = %e, "notification failed");
-            }
-        }
     }
 }

@@ -1,12 +1,47 @@
-//! Backoff with full jitter, and Retry-After.
+//! Which failed attempts are sent again, backoff with full jitter, and Retry-After.
+//!
+//! Sent again: a request that never reached the target (no connection), and one the target
+//! declined without acting on it (429, 503). Sent again only where the import allows
+//! ([`Ambiguous::Retry`]; always for reads and idempotent methods): a failure after which the
+//! target may have acted — a timeout or a connection dropped after the request went out, any
+//! other 5xx. Not sent again: every other answer, a refused address, a request that cannot
+//! be built.
 
+use super::send::SendError;
 use rand::Rng;
-use sluice_model::RetryPolicy;
+use sluice_model::{Reply, RetryPolicy};
 use std::time::Duration;
 
-/// 429 and 5xx are worth another try; other statuses are the target's answer.
-pub fn is_retryable_status(status: u16) -> bool {
-    status == 429 || (500..=599).contains(&status)
+/// Whether failures after which the target may have acted on the request are sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ambiguous {
+    Retry,
+    Fail,
+}
+
+/// After an attempt: `Some(hint)` to try again (after the server's Retry-After, if it gave
+/// one), `None` when the result stands.
+pub(crate) fn again(
+    result: &Result<Reply, SendError>,
+    ambiguous: Ambiguous,
+) -> Option<Option<Duration>> {
+    let hint = |reply: &Reply| {
+        reply
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.as_str())
+            .and_then(parse_retry_after)
+    };
+    match result {
+        Ok(reply) if matches!(reply.status, 429 | 503) => Some(hint(reply)),
+        Ok(reply) if (500..=599).contains(&reply.status) && ambiguous == Ambiguous::Retry => {
+            Some(hint(reply))
+        }
+        Ok(_) => None,
+        Err(SendError::NotSent(_)) => Some(None),
+        Err(SendError::Ambiguous(_)) if ambiguous == Ambiguous::Retry => Some(None),
+        Err(SendError::Ambiguous(_) | SendError::Refused(_) | SendError::Fatal(_)) => None,
+    }
 }
 
 /// The wait before attempt `attempt + 1`: the server's Retry-After when given (capped at the

@@ -1,5 +1,6 @@
-use super::guard::refused;
+use super::guard::AddressPolicy;
 use super::*;
+use crate::PrivateAddresses;
 use sluice_model::RetryPolicy;
 use std::net::IpAddr;
 
@@ -48,13 +49,33 @@ fn backoff_grows_is_capped_and_honours_hints() {
 #[test]
 fn metadata_and_private_addresses() {
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-    assert!(refused(ip("169.254.169.254"), false, true).is_some());
-    assert!(refused(ip("169.254.169.254"), true, true).is_none());
-    assert!(refused(ip("fd00:ec2::254"), false, true).is_some());
-    assert!(refused(ip("127.0.0.1"), false, true).is_none());
-    assert!(refused(ip("127.0.0.1"), false, false).is_some());
-    assert!(refused(ip("10.1.2.3"), false, false).is_some());
-    assert!(refused(ip("93.184.216.34"), false, false).is_none());
+    let policy = |metadata, private| AddressPolicy { metadata, private };
+    let (all, loopback, none) = (
+        PrivateAddresses::Allowed,
+        PrivateAddresses::Loopback,
+        PrivateAddresses::Refused,
+    );
+    assert!(policy(false, all).refused(ip("169.254.169.254")).is_some());
+    assert!(policy(true, all).refused(ip("169.254.169.254")).is_none());
+    assert!(policy(false, all).refused(ip("fd00:ec2::254")).is_some());
+    assert!(
+        policy(false, all)
+            .refused(ip("::ffff:169.254.169.254"))
+            .is_some(),
+        "an IPv4-mapped address is the IPv4 address"
+    );
+    assert!(policy(false, all).refused(ip("127.0.0.1")).is_none());
+    assert!(policy(false, loopback).refused(ip("127.0.0.1")).is_none());
+    assert!(policy(false, loopback).refused(ip("::1")).is_none());
+    assert!(policy(false, loopback).refused(ip("10.1.2.3")).is_some());
+    assert!(policy(false, loopback)
+        .refused(ip("::ffff:10.1.2.3"))
+        .is_some());
+    assert!(policy(false, none).refused(ip("127.0.0.1")).is_some());
+    assert!(policy(false, none).refused(ip("10.1.2.3")).is_some());
+    assert!(policy(false, none).refused(ip("192.168.1.1")).is_some());
+    assert!(policy(false, none).refused(ip("0.0.0.0")).is_some());
+    assert!(policy(false, none).refused(ip("93.184.216.34")).is_none());
 }
 
 #[tokio::test]

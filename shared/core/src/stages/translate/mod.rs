@@ -8,8 +8,9 @@ mod templates;
 mod tests;
 
 pub use files::render_file;
-pub use templates::{body_escape, Escape, TemplateCache};
+pub use templates::{body_escape, uri_component, Escape, TemplateCache};
 
+use super::base_uri::BaseUri;
 use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
@@ -122,6 +123,8 @@ struct RequestTemplates<'a> {
     headers: &'a [NameValue],
     body: Option<&'a str>,
     mode: RequestMode,
+    /// The header that carries the send's idempotency key (imports only).
+    idempotency_header: Option<&'a str>,
 }
 
 fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
@@ -135,6 +138,7 @@ fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
                 _ => Some(h.body.as_deref().unwrap_or("{{json record}}")),
             },
             mode: h.request_mode,
+            idempotency_header: h.idempotency_key_header.as_deref(),
         }),
         Target::Lookup(e) => e.http.as_ref().map(|h| RequestTemplates {
             method: &h.method,
@@ -142,6 +146,7 @@ fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
             headers: &h.headers,
             body: h.body.as_deref(),
             mode: RequestMode::Record,
+            idempotency_header: None,
         }),
     }
 }
@@ -158,20 +163,37 @@ fn render_requests(
         }
         return;
     };
+    let base_uri = p.connection.http.as_ref().map(|h| h.base_uri.as_str());
+    let base_uri = match BaseUri::parse(base_uri.unwrap_or("")) {
+        Ok(b) => b,
+        Err(e) => {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                r.fail("config", e.clone());
+            }
+            return;
+        }
+    };
     let cache = &sluice.caches.templates;
     match t.mode {
         RequestMode::Record => {
-            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+            let send_ids: Vec<String> = page
+                .records
+                .iter()
+                .map(|r| page.send_id(Some(&r.key)))
+                .collect();
+            let records = page.records.iter_mut().zip(send_ids);
+            for (r, send_id) in records.filter(|(r, _)| r.is_active()) {
                 let mut ctx = base.clone();
                 ctx.insert("record".into(), r.data.clone());
-                match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
-                    Ok(request) => {
+                match render_request(cache, &t, &p.connection, &base_uri, &Value::Object(ctx)) {
+                    Ok(mut request) => {
+                        add_idempotency_key(&t, &mut request, send_id);
                         r.exchange = Some(Exchange {
                             request,
                             reply: None,
                         })
                     }
-                    Err(e) => r.fail("template", e),
+                    Err((code, e)) => r.fail(code, e),
                 }
             }
         }
@@ -184,16 +206,17 @@ fn render_requests(
                 .collect();
             let mut ctx = base.clone();
             ctx.insert("records".into(), Value::Array(records));
-            match render_request(cache, &t, &p.connection, &Value::Object(ctx)) {
-                Ok(request) => {
+            match render_request(cache, &t, &p.connection, &base_uri, &Value::Object(ctx)) {
+                Ok(mut request) => {
+                    add_idempotency_key(&t, &mut request, page.send_id(None));
                     page.batch = Some(Exchange {
                         request,
                         reply: None,
                     })
                 }
-                Err(e) => {
+                Err((code, e)) => {
                     for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                        r.fail("template", e.clone());
+                        r.fail(code, e.clone());
                     }
                 }
             }
@@ -201,22 +224,38 @@ fn render_requests(
     }
 }
 
+/// The send's idempotency key in the import's header, unless the import writes that header
+/// itself.
+fn add_idempotency_key(t: &RequestTemplates, request: &mut RenderedRequest, key: String) {
+    let Some(name) = t.idempotency_header else {
+        return;
+    };
+    if !request
+        .headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        request.headers.push((name.to_string(), key));
+    }
+}
+
 fn render_request(
     cache: &TemplateCache,
     t: &RequestTemplates,
     connection: &Connection,
+    base_uri: &BaseUri,
     ctx: &Value,
-) -> Result<RenderedRequest, String> {
-    let ctx = handlebars::Context::wraps(ctx).map_err(|e| e.to_string())?;
+) -> Result<RenderedRequest, (&'static str, String)> {
+    let template = |e: String| ("template", e);
+    let ctx = handlebars::Context::wraps(ctx).map_err(|e| template(e.to_string()))?;
     let uri = cache
-        .render(t.uri, &ctx)
-        .map_err(|e| format!("relativeURI: {e}"))?;
-    let base = connection
-        .http
-        .as_ref()
-        .map(|h| h.base_uri.as_str())
-        .unwrap_or("");
-    let url = join_url(base, &uri)?;
+        .render_escaped(t.uri, &ctx, Escape::UriComponent)
+        .map_err(|e| template(format!("relativeURI: {e}")))?;
+    // A URL outside the connection's baseURI is refused before anything is sent.
+    let url = base_uri
+        .join(&uri)
+        .map_err(|e| ("url_refused", e))?
+        .to_string();
     let mut headers = Vec::new();
     if let Some(h) = &connection.http {
         for hv in &h.headers {
@@ -230,7 +269,7 @@ fn render_request(
         } else {
             cache
                 .render(&hv.value, &ctx)
-                .map_err(|e| format!("headers[{i}]: {e}"))?
+                .map_err(|e| template(format!("headers[{i}]: {e}")))?
         };
         headers.push((hv.name.clone(), v));
     }
@@ -241,7 +280,7 @@ fn render_request(
         Some(b) => Some(
             cache
                 .render_escaped(b, &ctx, escape)
-                .map_err(|e| format!("body: {e}"))?,
+                .map_err(|e| template(format!("body: {e}")))?,
         ),
         None => None,
     };
@@ -251,30 +290,6 @@ fn render_request(
         headers,
         body,
     })
-}
-
-/// Joins the connection's baseURI and a rendered relativeURI. An absolute URL is accepted
-/// only under the baseURI, so a template cannot send records to another host.
-pub fn join_url(base: &str, relative: &str) -> Result<String, String> {
-    let rel = relative.trim();
-    if rel.starts_with("http://") || rel.starts_with("https://") {
-        if !base.is_empty() && rel.starts_with(base.trim_end_matches('/')) {
-            return Ok(rel.to_string());
-        }
-        return Err(format!(
-            "relativeURI rendered to '{rel}', an absolute URL outside the connection's baseURI"
-        ));
-    }
-    if base.is_empty() {
-        return Err("the connection has no baseURI".into());
-    }
-    let url = format!(
-        "{}/{}",
-        base.trim_end_matches('/'),
-        rel.trim_start_matches('/')
-    );
-    url::Url::parse(&url).map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
-    Ok(url)
 }
 
 fn render_page_file(

@@ -1,4 +1,9 @@
 //! Handlebars templates, compiled once per process and rendered with a prebuilt context.
+//!
+//! Invariant: a plain `{{value}}` can only ever be data where it lands. In a URI it is one
+//! percent-encoded path segment or query value, in a JSON body the inside of a JSON string;
+//! only `{{{value}}}` writes raw text, on purpose. Helpers whose output is already encoded
+//! (`json`, `urlencode`) write straight to the output so it is not encoded twice.
 
 use handlebars::{
     handlebars_helper, Context, Handlebars, Helper, HelperResult, Output, RenderContext,
@@ -11,8 +16,12 @@ use std::sync::RwLock;
 /// Where a rendered value lands, which decides how `{{value}}` is escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Escape {
-    /// URIs, headers, file names, CSV, non-JSON bodies: values as they are.
+    /// Headers, file names, CSV, non-JSON bodies: values as they are.
     None,
+    /// URIs (`relativeURI`): `{{value}}` is percent-encoded as one path segment or query
+    /// value (everything but letters, digits and `-._~`), so a value such as
+    /// `../../admin?x=1#` cannot add segments, a query or a fragment.
+    UriComponent,
     /// JSON bodies: `{{value}}` is escaped as the inside of a JSON string, so a value placed in
     /// quotes (`"{{record.name}}"`) cannot close them and add keys. `{{json value}}` writes
     /// whole JSON values; `{{{value}}}` writes raw text on purpose.
@@ -22,6 +31,7 @@ pub enum Escape {
 /// Compiled templates, keyed by their source text; compiled once per process.
 pub struct TemplateCache {
     plain: Registry,
+    uri: Registry,
     json: Registry,
 }
 
@@ -33,6 +43,7 @@ impl Registry {
         // Output is JSON, CSV and URLs, never HTML: no HTML escaping.
         match escape {
             Escape::None => hb.register_escape_fn(handlebars::no_escape),
+            Escape::UriComponent => hb.register_escape_fn(uri_component),
             Escape::JsonString => hb.register_escape_fn(json_string_escape),
         }
         hb.register_helper("json", Box::new(json_helper));
@@ -63,6 +74,18 @@ impl Registry {
     }
 }
 
+/// What RFC 3986 leaves unencoded in a path segment or query value: its unreserved set.
+const URI_COMPONENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// `value` percent-encoded as one URI path segment or query value.
+pub fn uri_component(value: &str) -> String {
+    percent_encoding::utf8_percent_encode(value, URI_COMPONENT).to_string()
+}
+
 /// The inside of a JSON string literal: `"`, `\` and control characters escaped.
 fn json_string_escape(s: &str) -> String {
     let quoted = serde_json::to_string(s).unwrap_or_default();
@@ -73,6 +96,7 @@ impl Default for TemplateCache {
     fn default() -> Self {
         TemplateCache {
             plain: Registry::new(Escape::None),
+            uri: Registry::new(Escape::UriComponent),
             json: Registry::new(Escape::JsonString),
         }
     }
@@ -99,6 +123,7 @@ impl TemplateCache {
     ) -> Result<String, String> {
         match escape {
             Escape::None => self.plain.render(source, context),
+            Escape::UriComponent => self.uri.render(source, context),
             Escape::JsonString => self.json.render(source, context),
         }
     }
@@ -120,7 +145,7 @@ impl TemplateCache {
     }
 
     pub fn compiled(&self) -> usize {
-        [&self.plain, &self.json]
+        [&self.plain, &self.uri, &self.json]
             .iter()
             .map(|r| r.0.read().unwrap().get_templates().len())
             .sum()
@@ -163,12 +188,19 @@ fn text_of(v: &Value) -> String {
     }
 }
 
-// `{{urlencode value}}`: percent-encodes for a path segment or query value (form encoding
-// writes spaces as '+', which is wrong in paths).
-handlebars_helper!(urlencode_helper: |v: Json| {
-    let encoded: String = url::form_urlencoded::byte_serialize(text_of(v).as_bytes()).collect();
-    encoded.replace('+', "%20")
-});
+/// `{{urlencode value}}`: the value percent-encoded as a path segment or query value, as a
+/// plain `{{value}}` in a URI is. Written straight to the output, so it is not encoded again.
+fn urlencode_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let v = h.param(0).map(|p| text_of(p.value())).unwrap_or_default();
+    out.write(&uri_component(&v))?;
+    Ok(())
+}
 handlebars_helper!(lowercase_helper: |v: Json| text_of(v).to_lowercase());
 handlebars_helper!(uppercase_helper: |v: Json| text_of(v).to_uppercase());
 // `{{default value "fallback"}}`: the value, or the fallback when missing, null or "".

@@ -69,25 +69,6 @@ fn templates_compile_once() {
 }
 
 #[test]
-fn urls_join_and_stay_under_the_base() {
-    assert_eq!(
-        join_url("http://h:1/api/", "/orders").unwrap(),
-        "http://h:1/api/orders"
-    );
-    assert_eq!(
-        join_url("http://h:1/api", "orders?x=1").unwrap(),
-        "http://h:1/api/orders?x=1"
-    );
-    assert_eq!(
-        join_url("http://h:1/api", "http://h:1/api/x").unwrap(),
-        "http://h:1/api/x"
-    );
-    assert!(join_url("http://h:1/api", "http://evil.example/x")
-        .unwrap_err()
-        .contains("outside"));
-}
-
-#[test]
 fn files_as_csv_json_and_ndjson() {
     let a = json!({"id": 1, "name": "Smith, J", "customer": {"tier": "gold"}});
     let b = json!({"id": 2, "name": "Q \"uote\"", "customer": {"tier": "blue"}});
@@ -189,4 +170,20 @@ fn bodies_are_json_escaped_unless_declared_otherwise() {
         body_escape([("X-A", "1"), ("content-type", "text/xml")].into_iter()),
         Escape::None
     );
+}
+
+#[test]
+fn the_helpers_validation_allows_are_the_helpers_templates_have() {
+    let cache = TemplateCache::default();
+    let render = |t: &str| cache.render_value(t, &json!({"x": [1], "y": "a"}));
+    for name in sluice_model::validate::TEMPLATE_HELPERS {
+        let outcome = render(&format!("{{{{{name} x y}}}}"));
+        assert!(
+            !matches!(&outcome, Err(e) if e.contains("Helper not found")),
+            "{name}: {outcome:?}"
+        );
+    }
+    assert!(render("{{formatDate y}}")
+        .unwrap_err()
+        .contains("Helper not found"));
 }

@@ -1,8 +1,9 @@
 //! HTTP exports: the request per page, paging (page, skip, token, Link header, next URL),
 //! `resourcePath` to the records, and delta windows.
 
+use crate::stages::base_uri::BaseUri;
 use crate::stages::deliver;
-use crate::stages::translate::{body_escape, join_url};
+use crate::stages::translate::{body_escape, Escape};
 use crate::{Error, Result, Sluice};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
@@ -106,22 +107,23 @@ async fn next_page(
         "export": {"http": {"paging": {"page": c.page, "skip": c.skip, "token": c.token}}},
     });
     let templates = &sluice.caches.templates;
+    let base_uri = BaseUri::parse(connection.http.as_ref().map_or("", |h| h.base_uri.as_str()))
+        .map_err(|e| Error::invalid("http.baseURI", e))?;
     let url = match c.next_url.take() {
-        Some(u) => absolutize(connection, &u)?,
+        // Checked against the base when it was read from the reply.
+        Some(u) => u,
         None => {
             let uri_template = match (c.n, paging.and_then(|p| p.relative_uri.as_deref())) {
                 (n, Some(later)) if n > 0 => later,
                 _ => http.relative_uri.as_str(),
             };
             let uri = templates
-                .render_value(uri_template, &ctx)
+                .render_value_escaped(uri_template, &ctx, Escape::UriComponent)
                 .map_err(|e| Error::invalid("http.relativeURI", e))?;
-            let base = connection
-                .http
-                .as_ref()
-                .map(|h| h.base_uri.as_str())
-                .unwrap_or("");
-            join_url(base, &uri).map_err(|e| Error::invalid("http.relativeURI", e))?
+            base_uri
+                .join(&uri)
+                .map_err(|e| Error::invalid("http.relativeURI", e))?
+                .to_string()
         }
     };
     let mut headers: Vec<(String, String)> = connection
@@ -194,8 +196,8 @@ async fn next_page(
         }
         Some(PagingMethod::Url) => {
             let next = select_text(&reply, paging.and_then(|p| p.path.as_deref()).unwrap_or(""))?;
-            c.done = next.is_none();
-            c.next_url = next;
+            c.next_url = next.map(|n| follow(&base_uri, &url, &n)).transpose()?;
+            c.done = c.next_url.is_none();
         }
         Some(PagingMethod::Linkheader) => {
             let next = reply
@@ -203,8 +205,8 @@ async fn next_page(
                 .get("link")
                 .and_then(|v| v.as_str())
                 .and_then(next_link);
-            c.done = next.is_none();
-            c.next_url = next;
+            c.next_url = next.map(|n| follow(&base_uri, &url, &n)).transpose()?;
+            c.done = c.next_url.is_none();
         }
     }
     Ok(Some(records))
@@ -218,34 +220,14 @@ fn excerpt(body: &Value) -> String {
     s.chars().take(300).collect()
 }
 
-fn absolutize(connection: &Connection, url: &str) -> Result<String> {
-    if url.starts_with("http://") || url.starts_with("https://") {
-        let base = connection
-            .http
-            .as_ref()
-            .map(|h| h.base_uri.as_str())
-            .unwrap_or("");
-        let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
-        let u = url::Url::parse(url)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?;
-        // Paging must not lead the export to another server with the connection's credentials.
-        if u.host_str() != b.host_str() || u.port_or_known_default() != b.port_or_known_default() {
-            return Err(Error::Internal(anyhow::anyhow!(
-                "next page URL {url} is not on the connection's host"
-            )));
-        }
-        Ok(url.to_string())
-    } else {
-        let base = connection
-            .http
-            .as_ref()
-            .map(|h| h.base_uri.as_str())
-            .unwrap_or("");
-        let b = url::Url::parse(base).map_err(|e| Error::invalid("http.baseURI", e.to_string()))?;
-        Ok(b.join(url)
-            .map_err(|e| Error::Internal(anyhow::anyhow!("next page URL {url}: {e}")))?
-            .to_string())
-    }
+/// The next page's URL: `link` resolved against the request that answered it, and within
+/// the connection's baseURI, so paging cannot lead the export's credentials elsewhere.
+fn follow(base: &BaseUri, from: &str, link: &str) -> Result<String> {
+    let from = url::Url::parse(from)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("request URL {from}: {e}")))?;
+    base.resolve_link(&from, link)
+        .map(|u| u.to_string())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))
 }
 
 /// The records of a reply: the array at `resourcePath` (an object there is one record), or

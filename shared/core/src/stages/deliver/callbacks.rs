@@ -1,0 +1,89 @@
+//! A flow's callbacks: notifyRequest / notifyResponse copies of each exchange, and the
+//! after-process call the run posts when its job ends (`runs::after`). Best effort: a
+//! callback that fails is logged and changes nothing.
+//!
+//! Invariant: a callback goes out under the deployment's address policy, follows no redirect
+//! (its credential headers stay with the URL they were written for) and carries no Referer.
+
+use super::guard::AddressPolicy;
+use crate::ports::secrets::resolve_headers;
+use crate::stages::processor::Processor;
+use crate::Sluice;
+use serde::Serialize;
+use serde_json::json;
+use sluice_model::{Callback, Flow, Page};
+use std::time::Duration;
+
+/// Posts `body` to `cb` with its headers' `secret:NAME` values resolved. `field` names the
+/// callback in the definition (`afterProcess[0]`, `notifyRequest`), for the log.
+pub(crate) async fn post_callback(
+    sluice: &Sluice,
+    field: &str,
+    cb: &Callback,
+    body: &impl Serialize,
+) {
+    let headers = match resolve_headers(&*sluice.secrets, &format!("{field}.headers"), &cb.headers)
+    {
+        Ok(headers) => headers,
+        Err(e) => {
+            tracing::warn!(url = %cb.url, callback = field, error = %e, "callback not sent");
+            return;
+        }
+    };
+    let client = sluice
+        .caches
+        .http
+        .client(AddressPolicy::of_deployment(&sluice.settings));
+    let mut req = client
+        .post(&cb.url)
+        .json(body)
+        .timeout(Duration::from_secs(10));
+    for (name, value) in headers {
+        req = req.header(name, value);
+    }
+    match req.send().await {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => {
+            tracing::warn!(url = %cb.url, callback = field, status = r.status().as_u16(), "callback refused")
+        }
+        Err(e) => tracing::warn!(url = %cb.url, callback = field, error = %e, "callback failed"),
+    }
+}
+
+/// notifyRequest / notifyResponse: copies of each exchange, credential headers masked.
+pub(super) async fn notify(sluice: &Sluice, p: &Processor, page: &Page) {
+    let Flow {
+        notify_request,
+        notify_response,
+        ..
+    } = &p.flow;
+    if notify_request.is_none() && notify_response.is_none() {
+        return;
+    }
+    for r in &page.records {
+        let Some(ex) = &r.exchange else { continue };
+        let mut request = ex.request.clone();
+        for (name, value) in request.headers.iter_mut() {
+            if sluice_model::is_secret_header(name) {
+                *value = sluice_model::MASK.into();
+            }
+        }
+        let copies = [
+            (
+                "notifyRequest",
+                notify_request,
+                json!({"jobId": page.job_id, "recordKey": r.key, "request": request}),
+            ),
+            (
+                "notifyResponse",
+                notify_response,
+                json!({"jobId": page.job_id, "recordKey": r.key, "response": ex.reply}),
+            ),
+        ];
+        for (field, cb, body) in copies {
+            if let Some(cb) = cb {
+                post_callback(sluice, field, cb, &body).await;
+            }
+        }
+    }
+}

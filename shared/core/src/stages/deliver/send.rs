@@ -1,0 +1,264 @@
+//! One attempt at a request over a connection: its auth, the redirects it allows, the reply.
+//!
+//! Invariants: credentials — the connection's auth, its own headers, credential headers
+//! (`Authorization`, `X-Api-Key`, ...) and `secret:NAME` values — go only to the connection's
+//! origin (the baseURI's scheme, host and port), however a redirect points. A redirect to
+//! another origin is followed only when the connection says `followRedirects: anyOrigin`;
+//! otherwise the 3xx is the reply. No request carries a `Referer`. Every hop passes the
+//! address guard. A failure says whether the request may have reached the target, which
+//! decides whether a non-idempotent request may be sent again.
+
+use super::auth;
+use super::guard::{self, AddressPolicy};
+use crate::stages::base_uri::BaseUri;
+use crate::Sluice;
+use serde_json::{Map, Value};
+use sluice_model::{
+    Connection, FollowRedirects, HttpConnection, NameValue, RenderedRequest, Reply,
+};
+use std::time::{Duration, Instant};
+use url::Url;
+
+/// The most redirects followed in a row; the next 3xx is the reply.
+const MAX_REDIRECTS: usize = 5;
+
+/// Why an attempt got no reply.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The request never reached the target (no connection): sending again is safe.
+    NotSent(String),
+    /// The request may have reached the target (a timeout, the connection dropped before or
+    /// during the reply): sending again may act twice.
+    Ambiguous(String),
+    /// An address the guard refuses.
+    Refused(String),
+    /// Sending again cannot help (a bad method, URL or header value; auth that fails).
+    Fatal(String),
+}
+
+/// Sends requests over one http connection.
+pub(crate) struct Sender<'a> {
+    sluice: &'a Sluice,
+    connection: &'a Connection,
+    http: &'a HttpConnection,
+    /// The import's or export's own header definitions, whose `secret:NAME` values are
+    /// resolved on the way out.
+    refs: &'a [NameValue],
+    base: BaseUri,
+    client: reqwest::Client,
+    pub policy: AddressPolicy,
+    pub timeout: Duration,
+}
+
+impl<'a> Sender<'a> {
+    pub fn new(
+        sluice: &'a Sluice,
+        connection: &'a Connection,
+        refs: &'a [NameValue],
+        timeout: Duration,
+    ) -> Result<Sender<'a>, String> {
+        let http = connection
+            .http
+            .as_ref()
+            .ok_or_else(|| format!("connection {} is not an http connection", connection.id))?;
+        let base = BaseUri::parse(&http.base_uri)?;
+        let policy = AddressPolicy::of_connection(&sluice.settings, http);
+        Ok(Sender {
+            sluice,
+            connection,
+            http,
+            refs,
+            base,
+            client: sluice.caches.http.client(policy),
+            policy,
+            timeout,
+        })
+    }
+
+    /// One attempt, redirects included, within the connection's request timeout.
+    pub async fn send(&self, request: &RenderedRequest) -> Result<Reply, SendError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut hop = Hop::of(request)?;
+        for redirects in 0.. {
+            guard::check_literal(&hop.url, self.policy).map_err(SendError::Refused)?;
+            let response = self.send_hop(&hop, deadline).await?;
+            let status = response.status().as_u16();
+            match redirect_target(&response, &hop.url) {
+                Some(next) if redirects < MAX_REDIRECTS && self.follows(&next) => {
+                    hop = hop.redirected(status, next);
+                }
+                _ => return read_reply(response, self.timeout).await,
+            }
+        }
+        unreachable!("the loop returns")
+    }
+
+    fn follows(&self, next: &Url) -> bool {
+        match self.http.follow_redirects {
+            FollowRedirects::Never => false,
+            FollowRedirects::SameOrigin => self.base.same_origin(next),
+            FollowRedirects::AnyOrigin => true,
+        }
+    }
+
+    /// A header that must not leave the connection's origin.
+    fn is_credential(&self, name: &str, value: &str) -> bool {
+        sluice_model::is_secret_header(name)
+            || sluice_model::is_secret_reference(value)
+            || self
+                .http
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<reqwest::Response, SendError> {
+        let mut url = hop.url.clone();
+        let mut headers = hop.headers.clone();
+        if self.base.same_origin(&url) {
+            auth::apply(
+                self.sluice,
+                self.connection,
+                self.refs,
+                &mut url,
+                &mut headers,
+            )
+            .await
+            .map_err(|e| SendError::Fatal(e.to_string()))?;
+        } else {
+            headers.retain(|(name, value)| !self.is_credential(name, value));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut builder = self
+            .client
+            .request(hop.method.clone(), url)
+            .timeout(left.max(Duration::from_millis(1)));
+        let mut has_content_type = false;
+        for (name, value) in &headers {
+            has_content_type |= name.eq_ignore_ascii_case("content-type");
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &hop.body {
+            if !has_content_type {
+                builder = builder.header("content-type", "application/json");
+            }
+            builder = builder.body(body.clone());
+        }
+        builder.send().await.map_err(|e| classify(&e, self.timeout))
+    }
+}
+
+/// One request on its way, changed by each redirect followed.
+struct Hop {
+    method: reqwest::Method,
+    url: Url,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+}
+
+impl Hop {
+    fn of(request: &RenderedRequest) -> Result<Hop, SendError> {
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
+        let url = Url::parse(&request.url)
+            .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
+        Ok(Hop {
+            method,
+            url,
+            headers: request.headers.clone(),
+            body: request.body.clone(),
+        })
+    }
+
+    /// As browsers do (the Fetch standard): 307 and 308 repeat the request as it was; 303,
+    /// and 301/302 after a POST, become a GET without a body.
+    fn redirected(mut self, status: u16, next: Url) -> Hop {
+        use reqwest::Method;
+        let to_get = match status {
+            303 => self.method != Method::HEAD && self.method != Method::GET,
+            301 | 302 => self.method == Method::POST,
+            _ => false,
+        };
+        if to_get {
+            self.method = Method::GET;
+            self.body = None;
+            self.headers.retain(|(name, _)| {
+                !name.eq_ignore_ascii_case("content-type")
+                    && !name.eq_ignore_ascii_case("content-length")
+            });
+        }
+        self.url = next;
+        self
+    }
+}
+
+/// Where a redirect points, resolved against the URL that answered it.
+fn redirect_target(response: &reqwest::Response, from: &Url) -> Option<Url> {
+    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+        return None;
+    }
+    let location = response.headers().get(reqwest::header::LOCATION)?;
+    let next = from.join(location.to_str().ok()?).ok()?;
+    matches!(next.scheme(), "http" | "https").then_some(next)
+}
+
+async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Reply, SendError> {
+    let status = response.status().as_u16();
+    let mut headers = Map::new();
+    for (name, value) in response.headers() {
+        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
+        match headers.get_mut(name.as_str()) {
+            Some(Value::String(existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&v);
+            }
+            _ => {
+                headers.insert(name.as_str().to_string(), Value::String(v));
+            }
+        }
+    }
+    // The target answered, then the reply broke off: it has seen the request.
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| SendError::Ambiguous(describe(&e, timeout)))?;
+    let body = serde_json::from_slice::<Value>(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        attempts: 1,
+        elapsed_ms: 0,
+    })
+}
+
+fn classify(e: &reqwest::Error, timeout: Duration) -> SendError {
+    if let Some(refused) = guard::refusal_in(e) {
+        SendError::Refused(refused)
+    } else if e.is_builder() {
+        SendError::Fatal(format!("the request cannot be sent: {}", root_cause(e)))
+    } else if e.is_connect() {
+        SendError::NotSent(describe(e, timeout))
+    } else {
+        SendError::Ambiguous(describe(e, timeout))
+    }
+}
+
+fn describe(e: &reqwest::Error, timeout: Duration) -> String {
+    if e.is_timeout() {
+        format!("timed out after {} ms", timeout.as_millis())
+    } else if e.is_connect() {
+        format!("could not connect: {}", root_cause(e))
+    } else {
+        format!("request failed: {}", root_cause(e))
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
