@@ -137,6 +137,41 @@ fn every_operation_documents_its_bodies_errors_and_security() {
             assert!(op["responses"]["404"].is_object(), "{method} {path}: 404");
         }
     }
+    // Every body and answer that names a component shows an example of it (a page of a
+    // list shows its items').
+    for (method, path, op) in operations() {
+        let bodies = op["responses"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(status, _)| status.starts_with('2'))
+            .map(|(_, r)| &r["content"]["application/json"]["schema"])
+            .chain([&op["requestBody"]["content"]["application/json"]["schema"]]);
+        for schema in bodies {
+            let schema = schema.get("items").unwrap_or(schema);
+            let Some(name) = schema["$ref"]
+                .as_str()
+                .map(|r| r.rsplit('/').next().unwrap())
+            else {
+                continue;
+            };
+            let component = &doc()["components"]["schemas"][name];
+            let shown = if name.starts_with("Listing_") {
+                // The page's items, inline or by reference.
+                let items = &component["properties"]["items"]["items"];
+                match items["$ref"].as_str() {
+                    Some(r) => &doc()["components"]["schemas"][r.rsplit('/').next().unwrap()],
+                    None => items,
+                }
+            } else {
+                component
+            };
+            assert!(
+                shown["example"].is_object() || name.ends_with("Changes"),
+                "{method} {path}: {name} has no example"
+            );
+        }
+    }
     let run = &doc()["paths"]["/flows/{id}/run"]["post"]["requestBody"];
     assert_ne!(run["required"], true, "the run body is optional");
     for name in [

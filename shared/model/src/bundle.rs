@@ -8,6 +8,15 @@ use utoipa::ToSchema;
 /// and what `GET /flows/{id}/template` returns (with secrets removed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "connections": [{"_id": "orders-api", "name": "Orders API", "type": "http",
+                     "http": {"baseURI": "https://api.example.com/v1"}}],
+    "exports": [{"_id": "incoming", "name": "Orders posted to the run", "type": "webhook"}],
+    "imports": [{"_id": "post-order", "name": "Create each order", "type": "http",
+                 "_connectionId": "orders-api", "http": {"relativeURI": "/orders"}}],
+    "flows": [{"_id": "orders", "name": "Orders to the API",
+               "pageGenerators": [{"_exportId": "incoming"}],
+               "pageProcessors": [{"type": "import", "_importId": "post-order"}]}]}))]
 pub struct Bundle {
     /// Every definition in a bundle needs its `_id`: the others refer to it.
     #[serde(default)]

@@ -76,6 +76,8 @@ pub struct RunRequest {
 
 /// The run endpoint's 201 answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"_jobId": "9f1c2b3a4d5e6f708192a3b4", "_exportId": "new-orders",
+    "flowExecutionGroupId": "0a1b2c3d4e5f60718293a4b5"}))]
 #[serde(rename_all = "camelCase")]
 pub struct RunStarted {
     #[serde(rename = "_jobId")]

@@ -235,6 +235,8 @@ fn connection_ids(exports: &[Export], imports: &[Import]) -> Vec<String> {
 /// What a flow uses and what uses it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"uses": {"exports": ["new-orders"], "imports": ["post-order"],
+    "connections": ["orders-api"]}, "usedBy": {"flows": ["nightly-report"]}}))]
 pub struct Dependencies {
     pub uses: Uses,
     pub used_by: UsedBy,
@@ -283,6 +285,9 @@ pub async fn dependencies(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<
 
 /// The exports and imports a flow runs, in full.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"exports": [{"_id": "incoming", "name": "Orders posted to the run", "type": "webhook"}],
+    "imports": [{"_id": "post-order", "name": "Create each order", "type": "http",
+                 "_connectionId": "orders-api", "http": {"method": "POST", "relativeURI": "/orders"}}]}))]
 pub struct Descendants {
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
@@ -352,6 +357,8 @@ pub async fn template(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Valu
 
 /// The ids `POST /flows/import-template` stored, by kind.
 #[derive(Debug, Default, Serialize, ToSchema)]
+#[schema(example = json!({"connections": ["orders-api"], "exports": ["new-orders"],
+    "imports": ["post-order"], "flows": ["orders-to-erp"]}))]
 pub struct Loaded {
     pub connections: Vec<String>,
     pub exports: Vec<String>,
@@ -460,6 +467,7 @@ fn to_json<T: serde::Serialize>(t: &T) -> ApiResult<Value> {
 /// Where the flow's next delta run starts.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"lastExportDateTime": "2026-11-22T10:15:00.041Z"}))]
 pub struct LastExportDateTime {
     /// The end of the last completed delta run's window; null before the first.
     #[serde(with = "sluice_model::time::ms_opt")]

@@ -234,6 +234,7 @@ pub struct ErrorSelection {
 
 /// How many errors were changed.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"updated": 3}))]
 pub struct Changed {
     pub updated: usize,
 }

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 pub const OPEN_PATHS: [&str; 2] = ["/healthz", "/openapi.json"];
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
 pub struct Health {
     /// Always `ok`.
     pub status: String,
