@@ -19,7 +19,7 @@ use sluice_core::{Error, Sluice};
 use sluice_model::{
     Bundle, Connection, Export, Flow, Import, Job, ProcessorType, RunKind, RunRequest, RunStarted,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use utoipa::ToSchema;
 
@@ -464,30 +464,42 @@ fn to_json<T: serde::Serialize>(t: &T) -> ApiResult<Value> {
     Ok(serde_json::to_value(t).map_err(anyhow::Error::from)?)
 }
 
-/// Where the flow's next delta run starts.
+/// Where the flow's next delta runs start: per export (kept per export of the flow).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-#[schema(example = json!({"lastExportDateTime": "2026-11-22T10:15:00.041Z"}))]
+#[schema(example = json!({"lastExportDateTime": "2026-11-22T10:15:00.041Z",
+    "exports": {"new-orders": "2026-11-22T10:15:00.041Z", "new-refunds": null}}))]
 pub struct LastExportDateTime {
-    /// The end of the last completed delta run's window; null before the first.
+    /// The first page generator's: the end of its last completed delta run's window; null
+    /// before the first.
     #[serde(with = "sluice_model::time::ms_opt")]
     pub last_export_date_time: Option<DateTime<Utc>>,
+    /// Each page generator's, by export id (RFC 3339 UTC milliseconds, or null).
+    pub exports: BTreeMap<String, Option<String>>,
 }
 
 #[utoipa::path(get, path = "/flows/{id}/lastExportDateTime", tag = "flows", operation_id = "flowLastExportDateTime", params(("id" = String, Path)),
-    responses((status = 200, description = "Where the next delta run starts", body = LastExportDateTime)))]
+    responses((status = 200, description = "Where the next delta runs start", body = LastExportDateTime)))]
 pub async fn last_export_date_time(
     State(s): St,
     Ids(id): Ids<String>,
 ) -> ApiResult<Json<LastExportDateTime>> {
-    load(&s, Kind::Flow, &id).await?;
-    let stored = s.store.get_state(&watermark::key(&id)).await?;
-    let last_export_date_time = stored
-        .as_ref()
-        .and_then(Value::as_str)
-        .and_then(|t| sluice_model::time::parse(t).ok());
+    let flow: Flow = serde_json::from_value(load(&s, Kind::Flow, &id).await?)?;
+    let mut exports = BTreeMap::new();
+    let mut first = None;
+    for (i, g) in flow.page_generators.iter().enumerate() {
+        let at = watermark::read(&s, &id, &g.export_id).await?;
+        if i == 0 {
+            first = at;
+        }
+        exports.insert(
+            g.export_id.clone(),
+            at.map(|t| sluice_model::time::format(&t)),
+        );
+    }
     Ok(Json(LastExportDateTime {
-        last_export_date_time,
+        last_export_date_time: first,
+        exports,
     }))
 }
 
