@@ -19,7 +19,7 @@ async fn a_delta_run_moves_its_exports_watermark_and_a_run_fed_with_records_does
     let source = TestServer::start(|_, _| Answer::json(200, json!({"items": [{"id": 1}]}))).await;
     let sink = TestServer::always(200, json!({})).await;
     let export = |id: &str| {
-        json!({"_id": id, "type": "http", "_connectionId": "src",
+        json!({"_id": id, "name": id, "type": "http", "_connectionId": "src",
                "http": {"relativeURI": format!("/{id}?since={{{{urlencode lastExportDateTime}}}}"), "resourcePath": "items"}})
     };
     let defs = [

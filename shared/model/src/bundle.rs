@@ -206,10 +206,10 @@ mod tests {
 
     #[test]
     fn a_bundle_whose_chains_loop_is_invalid_naming_the_loop() {
-        let flow = |id: &str, next: &[&str]| json!({"_id": id, "pageGenerators": [{"_exportId": "e"}], "_runNextFlowIds": next});
+        let flow = |id: &str, next: &[&str]| json!({"_id": id, "name": id, "pageGenerators": [{"_exportId": "e"}], "_runNextFlowIds": next});
         let bundle = |flows: Vec<serde_json::Value>| -> Bundle {
             serde_json::from_value(
-                json!({"exports": [{"_id": "e", "type": "webhook"}], "flows": flows}),
+                json!({"exports": [{"_id": "e", "name": "e", "type": "webhook"}], "flows": flows}),
             )
             .unwrap()
         };
