@@ -234,5 +234,8 @@ async fn wrong_types_name_the_field_in_words() {
         .await;
     let (_, field, message) = r.error();
     assert_eq!(field.as_deref(), Some("http.retry.baseDelayMs"));
-    assert!(message.ends_with("expected a whole number (0 or more)"), "{message}");
+    assert!(
+        message.ends_with("expected a whole number (0 or more)"),
+        "{message}"
+    );
 }
