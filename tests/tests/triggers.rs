@@ -33,20 +33,20 @@ async fn an_s3_object_starts_matching_flows_and_is_read_as_a_stream() {
         .await
         .unwrap();
     assert!(
-        on_s3_object(&h.sluice(), "in", "other/today.csv")
+        on_s3_object(&h.sluice(), "in", "other/today.csv", None)
             .await
             .unwrap()
             .is_empty(),
         "prefix must match"
     );
     assert!(
-        on_s3_object(&h.sluice(), "in", "orders/today.json")
+        on_s3_object(&h.sluice(), "in", "orders/today.json", None)
             .await
             .unwrap()
             .is_empty(),
         "suffix must match"
     );
-    let started = on_s3_object(&h.sluice(), "in", "orders/today.csv")
+    let started = on_s3_object(&h.sluice(), "in", "orders/today.csv", None)
         .await
         .unwrap();
     assert_eq!(started.len(), 1);
@@ -75,7 +75,9 @@ async fn a_bad_file_fails_the_job_with_a_readable_error() {
         .put("in", "x.ndjson", Bytes::from("{\"a\":1}\n{oops\n"))
         .await
         .unwrap();
-    let started = on_s3_object(&h.sluice(), "in", "x.ndjson").await.unwrap();
+    let started = on_s3_object(&h.sluice(), "in", "x.ndjson", None)
+        .await
+        .unwrap();
     let job = h.wait(&started[0].job_id).await;
     assert_eq!(job.status, JobStatus::Failed);
     assert!(
@@ -128,7 +130,7 @@ async fn an_s3_event_queued_behind_a_running_job_runs_as_an_s3_run_of_its_object
     .unwrap()
     .unwrap();
     assert!(
-        on_s3_object(&s, "in", "late.ndjson")
+        on_s3_object(&s, "in", "late.ndjson", None)
             .await
             .unwrap()
             .is_empty(),
@@ -166,16 +168,19 @@ async fn dynamodb_changes_run_flows_with_plain_records() {
             table_name: "orders".into(),
             event_name: "INSERT".into(),
             new_image: Some(image("a")),
+            event_id: None,
         },
         TableChange {
             table_name: "orders".into(),
             event_name: "MODIFY".into(),
             new_image: Some(image("b")),
+            event_id: None,
         },
         TableChange {
             table_name: "other".into(),
             event_name: "INSERT".into(),
             new_image: Some(image("c")),
+            event_id: None,
         },
     ];
     let started = on_table_changes(&h.sluice(), changes).await.unwrap();

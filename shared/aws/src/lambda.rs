@@ -116,6 +116,9 @@ pub fn from_dead_letter_queue(message: &SqsMessage) -> bool {
 pub struct S3Object {
     pub bucket: String,
     pub key: String,
+    /// Tells this upload from another of the same key: S3's `sequencer` (moto sends none:
+    /// then the ETag and the event time).
+    pub event_id: Option<String>,
 }
 
 /// Reads bucket and key from S3 event records leniently: moto's notifications lack fields
@@ -136,7 +139,21 @@ pub fn s3_objects(event: &Value) -> Vec<S3Object> {
             let bucket = r.pointer("/s3/bucket/name")?.as_str()?.to_string();
             let raw = r.pointer("/s3/object/key")?.as_str()?;
             let key = url_decode(raw)?;
-            Some(S3Object { bucket, key })
+            let text = |p: &str| r.pointer(p).and_then(Value::as_str);
+            let event_id = text("/s3/object/sequencer")
+                .map(str::to_string)
+                .or_else(|| {
+                    Some(format!(
+                        "{}@{}",
+                        text("/s3/object/eTag")?,
+                        text("/eventTime")?
+                    ))
+                });
+            Some(S3Object {
+                bucket,
+                key,
+                event_id,
+            })
         })
         .collect()
 }
@@ -159,6 +176,7 @@ pub fn table_changes(event: &Value) -> Vec<events::TableChange> {
                 new_image: r
                     .pointer("/dynamodb/NewImage")
                     .map(events::from_attribute_values),
+                event_id: r.get("eventID").and_then(Value::as_str).map(str::to_string),
             })
         })
         .collect()
@@ -193,7 +211,10 @@ pub fn classify(event: &Value) -> TriggerEvent {
 
 /// The trigger function: run orders and S3 notifications from its queue, direct S3 events,
 /// DynamoDB stream batches and the EventBridge schedule tick. Returns the SQS batch response
-/// for queue events, a summary otherwise.
+/// for queue events, a summary otherwise. An event is answered as handled only once every
+/// flow it concerns has kept its run in the store (or started it); otherwise the message is
+/// reported failed, or the invocation fails, and the event is delivered again (each run's id
+/// comes from the event, so the flows that kept it do not run it twice).
 pub async fn trigger_handler(sluice: &Sluice, event: Value) -> anyhow::Result<Value> {
     match classify(&event) {
         TriggerEvent::Sqs => {
@@ -211,7 +232,8 @@ pub async fn trigger_handler(sluice: &Sluice, event: Value) -> anyhow::Result<Va
         TriggerEvent::S3 => {
             let mut started = Vec::new();
             for o in s3_objects(&event) {
-                started.extend(events::on_s3_object(sluice, &o.bucket, &o.key).await?);
+                let event = o.event_id.as_deref();
+                started.extend(events::on_s3_object(sluice, &o.bucket, &o.key, event).await?);
             }
             Ok(json!({ "started": started }))
         }
@@ -237,7 +259,7 @@ async fn trigger_sqs_message(sluice: &Sluice, message: &SqsMessage) -> anyhow::R
     }
     if value.get("Records").is_some() {
         for o in s3_objects(&value) {
-            events::on_s3_object(sluice, &o.bucket, &o.key).await?;
+            events::on_s3_object(sluice, &o.bucket, &o.key, o.event_id.as_deref()).await?;
         }
         return Ok(());
     }

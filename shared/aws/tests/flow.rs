@@ -250,40 +250,7 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         .await
         .unwrap();
 
-    // The bucket notifies the trigger queue, as the template's queue policy allows.
-    h.s3.create_bucket()
-        .bucket("in-bucket")
-        .send()
-        .await
-        .unwrap();
-    let trigger_arn = h
-        .sqs
-        .get_queue_attributes()
-        .queue_url(&h.settings.queue_urls[&sluice_core::Stage::Trigger])
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
-    h.s3.put_bucket_notification_configuration()
-        .bucket("in-bucket")
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(trigger_arn)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    common::notify_trigger_queue(&env, "in-bucket").await;
     // Not matching the export (suffix): must not start anything.
     h.sluice
         .blobs

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS errors (id TEXT PRIMARY KEY, job_id TEXT NOT NULL, do
 CREATE INDEX IF NOT EXISTS errors_by_job ON errors (job_id, id);
 CREATE TABLE IF NOT EXISTS ledger (key TEXT PRIMARY KEY, claimed_at TEXT NOT NULL, outcome TEXT);
 CREATE TABLE IF NOT EXISTS locks (flow_id TEXT PRIMARY KEY, owner TEXT NOT NULL, lease_until TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS queued_runs (flow_id TEXT PRIMARY KEY, request TEXT NOT NULL);
+DROP TABLE IF EXISTS queued_runs;
+CREATE TABLE IF NOT EXISTS waiting_runs (flow_id TEXT NOT NULL, queued_at TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, PRIMARY KEY (flow_id, queued_at, id), UNIQUE (flow_id, key));
 CREATE TABLE IF NOT EXISTS schedules (flow_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_at);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -174,15 +175,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_job(&self, job: &Job) -> anyhow::Result<()> {
+    async fn create_job(&self, job: &Job) -> anyhow::Result<bool> {
         let job = job.clone();
         self.with(move |c| {
             let created = ts(job.created_at.unwrap_or_else(Utc::now));
-            c.execute(
-                "INSERT INTO jobs (id, flow_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
+            Ok(c.execute(
+                "INSERT OR IGNORE INTO jobs (id, flow_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
                 params![job.id, job.flow_id, created, serde_json::to_string(&job)?],
-            )?;
-            Ok(())
+            )? == 1)
         })
         .await
     }
@@ -371,11 +371,12 @@ impl Store for SqliteStore {
         let (flow, owner) = (flow_id.to_string(), owner.to_string());
         let until = ts(now + chrono::Duration::from_std(lease)?);
         self.with(move |c| {
-            // Free, expired, or already ours: take it.
+            // Free or expired: take it. Held (by anyone, this owner too): refuse, so two
+            // starters of one waiting run, which share its id, cannot both hold it.
             let n = c.execute(
                 "INSERT INTO locks (flow_id, owner, lease_until) VALUES (?1, ?2, ?3)
                  ON CONFLICT (flow_id) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until
-                 WHERE locks.lease_until <= ?4 OR locks.owner = excluded.owner",
+                 WHERE locks.lease_until <= ?4",
                 params![flow, owner, until, ts(now)],
             )?;
             Ok(n == 1)
@@ -455,31 +456,51 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
-        let (flow, order) = (flow_id.to_string(), serde_json::to_string(run)?);
+    async fn queue_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
+        let (flow, at, id, key) = (
+            flow_id.to_string(),
+            ts(run.queued_at),
+            run.id.clone(),
+            run.key().to_string(),
+        );
+        let doc = serde_json::to_string(run)?;
         self.with(move |c| {
-            Ok(c.execute(
-                "INSERT OR IGNORE INTO queued_runs (flow_id, request) VALUES (?1, ?2)",
-                params![flow, order],
-            )? == 1)
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let ran: bool = tx
+                .query_row("SELECT 1 FROM jobs WHERE id = ?1", [&id], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let kept = !ran
+                && tx.execute(
+                    "INSERT OR IGNORE INTO waiting_runs (flow_id, queued_at, id, key, run) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![flow, at, id, key, doc],
+                )? == 1;
+            tx.commit()?;
+            Ok(kept)
         })
         .await
     }
 
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>> {
+    async fn queued_runs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<QueuedRun>> {
         let flow = flow_id.to_string();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let req: Option<String> = tx
-                .query_row(
-                    "SELECT request FROM queued_runs WHERE flow_id = ?1",
-                    [&flow],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            tx.execute("DELETE FROM queued_runs WHERE flow_id = ?1", [&flow])?;
-            tx.commit()?;
-            Ok(req.map(|r| serde_json::from_str(&r)).transpose()?)
+            let mut st = c.prepare(
+                "SELECT run FROM waiting_runs WHERE flow_id = ?1 ORDER BY queued_at, id LIMIT ?2",
+            )?;
+            let rows = st.query_map(params![flow, limit as i64], |r| r.get::<_, String>(0))?;
+            rows.map(|r| Ok(serde_json::from_str(&r?)?)).collect()
+        })
+        .await
+    }
+
+    async fn remove_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<()> {
+        let (flow, id) = (flow_id.to_string(), run.id.clone());
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM waiting_runs WHERE flow_id = ?1 AND id = ?2",
+                params![flow, id],
+            )?;
+            Ok(())
         })
         .await
     }

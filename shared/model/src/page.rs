@@ -196,6 +196,9 @@ pub enum RunSource {
     S3Object { bucket: String, key: String },
     /// Records given inline: webhook posts, DynamoDB stream images.
     Records { records: Vec<Value> },
+    /// Records given inline that were too large to keep in the store while their run waited
+    /// for its flow: NDJSON, one record a line, in Sluice's system bucket.
+    StoredRecords { bucket: String, key: String },
     /// Failed records of an earlier job, each re-entering at the processor where it failed.
     Retry { items: Vec<RetryItem> },
 }

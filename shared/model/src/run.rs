@@ -34,9 +34,13 @@ impl RunKind {
         }
     }
 
-    /// Runs a person asked for answer 409 when the flow is busy; event-driven runs queue.
+    /// Runs a person asked for answer 409 when the flow is busy; runs started by events,
+    /// the schedule or a chain wait their turn.
     pub fn queues_when_busy(self) -> bool {
-        matches!(self, RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb)
+        matches!(
+            self,
+            RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb | RunKind::Chain
+        )
     }
 }
 
@@ -76,11 +80,28 @@ pub struct RunStarted {
     pub flow_execution_group_id: String,
 }
 
-/// A run waiting for its flow's running job to end, kept in the store as it was asked for:
-/// when it starts, it starts as the kind it is.
+/// A run waiting for its flow's running job to end, kept in the store in arrival order as it
+/// was asked for: when its turn comes it starts as the kind it is, with `id` as its job id
+/// (so a run kept twice, an event delivered again, still runs once).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueuedRun {
+    /// The job id the run gets when it starts.
+    pub id: String,
     pub kind: RunKind,
     pub request: RunRequest,
+    /// When it was queued: waiting runs start oldest first.
+    pub queued_at: DateTime<Utc>,
+}
+
+impl QueuedRun {
+    /// Waiting runs with the same key are one run. An event's run is its own (its key is its
+    /// id: each object, each stream batch is read); runs that read the whole export (schedule,
+    /// chain) share one key, since one such run waiting reads everything the next would.
+    pub fn key(&self) -> &str {
+        match self.kind {
+            RunKind::Schedule | RunKind::Chain => "export",
+            _ => &self.id,
+        }
+    }
 }

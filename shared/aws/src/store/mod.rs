@@ -11,7 +11,8 @@
 //! | job error       | `errors#<jobId>`      | `<error id>`                     | the error's fields                  |
 //! | ledger entry    | `ledger#<key>`        | `ledger`                         | `claimedAt`, `outcome`?, `ttl`      |
 //! | run lock        | `lock#<flowId>`       | `lock`                           | `owner`, `leaseUntil` (epoch ms)    |
-//! | queued run      | `queued#<flowId>`     | `queued`                         | `order`                             |
+//! | waiting run     | `queued#<flowId>`     | `run#<queuedAt>#<runId>`         | `run` (map)                         |
+//! | waiting key     | `queued#<flowId>`     | `key#<QueuedRun::key>`           | `entry` (the waiting run's sk)      |
 //! | schedule entry  | `schedule`            | `<nextAt>#<flowId>`              | `flowId`, `at`                      |
 //! | schedule of flow| `schedule#<flowId>`   | `schedule`                       | `entry` (the sk above)              |
 //! | state           | `state#<key>`         | `state`                          | `value`                             |
@@ -30,6 +31,7 @@
 mod attrs;
 #[cfg(test)]
 mod tests;
+mod waiting;
 
 pub use attrs::{from_av, to_av, Item};
 
@@ -252,6 +254,31 @@ impl DynamoStore {
     }
 }
 
+/// A conditional TransactWriteItems: true when written, false when one of its conditions
+/// failed. Any other cancellation (a conflicting transaction) is an error, so the caller
+/// retries rather than takes "no" for an answer.
+fn conditional_transaction<T, R2>(
+    result: Result<T, aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R2>>,
+    what: &str,
+) -> anyhow::Result<bool>
+where
+    R2: std::fmt::Debug + Send + Sync + 'static,
+{
+    let err = match result {
+        Ok(_) => return Ok(true),
+        Err(err) => err,
+    };
+    if let Some(TransactWriteItemsError::TransactionCanceledException(e)) = err.as_service_error() {
+        if e.cancellation_reasons()
+            .iter()
+            .any(|r| r.code() == Some("ConditionalCheckFailed"))
+        {
+            return Ok(false);
+        }
+    }
+    Err(anyhow::Error::new(err).context(format!("dynamodb TransactWriteItems ({what})")))
+}
+
 /// One Put of a TransactWriteItems.
 fn tx_put(put: PutBuilder) -> anyhow::Result<TransactWriteItem> {
     Ok(TransactWriteItem::builder().put(put.build()?).build())
@@ -311,7 +338,7 @@ impl Store for DynamoStore {
             .collect()
     }
 
-    async fn create_job(&self, job: &Job) -> anyhow::Result<()> {
+    async fn create_job(&self, job: &Job) -> anyhow::Result<bool> {
         let mut item = object_to_item(&serde_json::to_value(job)?);
         item.extend(job_key(&job.id));
         let created = job.created_at.map(stamp).unwrap_or_default();
@@ -320,14 +347,17 @@ impl Store for DynamoStore {
             format!("{created}#{}", job.id),
         );
         index.insert("jobId".into(), s(&job.id));
-        self.client
+        let result = self
+            .client
             .transact_write_items()
-            .transact_items(tx_put(self.put_of(item))?)
+            .transact_items(tx_put(
+                self.put_of(item)
+                    .condition_expression("attribute_not_exists(pk)"),
+            )?)
             .transact_items(tx_put(self.put_of(index))?)
             .send()
-            .await
-            .context("dynamodb TransactWriteItems (create job)")?;
-        Ok(())
+            .await;
+        conditional_transaction(result, "create job")
     }
 
     async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {
@@ -591,12 +621,10 @@ impl Store for DynamoStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression(
-                "attribute_not_exists(pk) OR leaseUntil <= :now OR #owner = :owner",
-            )
-            .expression_attribute_names("#owner", "owner")
+            // Held by anyone (this owner too) refuses: two starters of one waiting run share
+            // its id and must not both hold the lock.
+            .condition_expression("attribute_not_exists(pk) OR leaseUntil <= :now")
             .expression_attribute_values(":now", n(now.timestamp_millis()))
-            .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
         match result {
@@ -705,41 +733,16 @@ impl Store for DynamoStore {
         self.delete_if_owner(slot, owner, "release slot").await
     }
 
-    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
-        let mut item = key(format!("queued#{flow_id}"), "queued");
-        item.insert("order".into(), to_av(&serde_json::to_value(run)?));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (queued run)")),
-        }
+    async fn queue_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool> {
+        self.put_waiting_run(flow_id, run).await
     }
 
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>> {
-        // Delete-and-return is atomic: two takers cannot both get the order.
-        let out = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(format!("queued#{flow_id}"), "queued")))
-            .return_values(ReturnValue::AllOld)
-            .send()
-            .await
-            .context("dynamodb DeleteItem (take queued run)")?;
-        let Some(order) = out.attributes.as_ref().and_then(|a| a.get("order")) else {
-            return Ok(None);
-        };
-        Ok(Some(
-            serde_json::from_value(from_av(order)).context("stored queued run is unreadable")?,
-        ))
+    async fn queued_runs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<QueuedRun>> {
+        self.waiting_runs(flow_id, limit).await
+    }
+
+    async fn remove_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<()> {
+        self.delete_waiting_run(flow_id, run).await
     }
 
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {

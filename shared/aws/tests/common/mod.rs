@@ -71,3 +71,39 @@ pub async fn start_export(sluice: &Sluice, flow: &str) -> String {
         .expect("not queued")
         .job_id
 }
+
+/// Creates `bucket` and has it notify the trigger queue of every object created, as the
+/// template's queue policy allows buckets of s3 exports to.
+pub async fn notify_trigger_queue(env: &Env, bucket: &str) {
+    use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let h = &env.harness;
+    h.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    let arn = h
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&h.settings.queue_urls[&sluice_core::Stage::Trigger])
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    h.s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}

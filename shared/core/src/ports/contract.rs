@@ -14,6 +14,7 @@ pub async fn store_contract(store: &dyn Store) {
     errors(store).await;
     ledger(store).await;
     locks(store).await;
+    queued_runs(store).await;
     slots(store).await;
     schedules(store).await;
     state(store).await;
@@ -91,6 +92,10 @@ async fn jobs_and_outcomes(store: &dyn Store) {
         .await
         .unwrap();
     store.create_job(&job("j3", "fb", t0)).await.unwrap();
+    assert!(
+        !store.create_job(&job("j1", "fa", t0)).await.unwrap(),
+        "a job id is opened once"
+    );
     let latest = store.list_jobs("fa", 10).await.unwrap();
     assert_eq!(
         latest.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
@@ -296,6 +301,13 @@ async fn locks(store: &dyn Store) {
     assert!(store.acquire_lock("fl", "run1", t0, lease).await.unwrap());
     assert!(
         !store
+            .acquire_lock("fl", "run1", t0 + ChronoDuration::seconds(1), lease)
+            .await
+            .unwrap(),
+        "a held lock refuses its holder too"
+    );
+    assert!(
+        !store
             .acquire_lock("fl", "run2", t0 + ChronoDuration::seconds(30), lease)
             .await
             .unwrap(),
@@ -339,34 +351,90 @@ async fn locks(store: &dyn Store) {
         .acquire_lock("fl", "run3", t0 + ChronoDuration::seconds(114), lease)
         .await
         .unwrap());
+}
 
-    // A queued run comes back as it was stored, its kind included.
-    let s3_run = QueuedRun {
-        kind: RunKind::S3,
+async fn queued_runs(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 2, 0, 0, 0).unwrap();
+    let event = |id: &str, kind: RunKind, at: i64| QueuedRun {
+        id: id.into(),
+        kind,
         request: RunRequest {
             export_ids: Some(vec!["e1".into()]),
             source: Some(RunSource::S3Object {
                 bucket: "in".into(),
-                key: "a b.csv".into(),
+                key: format!("{id} b.csv"),
             }),
             ..Default::default()
         },
+        queued_at: t0 + ChronoDuration::seconds(at),
     };
-    assert!(store.set_queued_run("fl", &s3_run).await.unwrap());
-    let other = QueuedRun {
-        kind: RunKind::Schedule,
+    let export_run = |id: &str, kind: RunKind, at: i64| QueuedRun {
+        id: id.into(),
+        kind,
         request: RunRequest::default(),
+        queued_at: t0 + ChronoDuration::seconds(at),
     };
+    assert!(store.queued_runs("fq", 10).await.unwrap().is_empty());
+    // Arrival order is kept whatever the ids; every event is its own run.
+    let runs: Vec<QueuedRun> = (0..25)
+        .map(|i| event(&format!("q{:02}", 24 - i), RunKind::S3, i))
+        .collect();
+    for r in &runs {
+        assert!(
+            store.queue_run("fq", r).await.unwrap(),
+            "each event is kept"
+        );
+    }
     assert!(
-        !store.set_queued_run("fl", &other).await.unwrap(),
-        "at most one queued run"
+        !store.queue_run("fq", &runs[3]).await.unwrap(),
+        "an event kept twice waits once"
+    );
+    let schedule = export_run("sch1", RunKind::Schedule, 30);
+    assert!(store.queue_run("fq", &schedule).await.unwrap());
+    assert!(
+        !store
+            .queue_run("fq", &export_run("chain1", RunKind::Chain, 31))
+            .await
+            .unwrap(),
+        "one run of the whole export waits at most"
+    );
+    let waiting = store.queued_runs("fq", 100).await.unwrap();
+    let mut expected = runs.clone();
+    expected.push(schedule.clone());
+    assert_eq!(
+        waiting, expected,
+        "every waiting run comes back typed (kind, source), oldest first"
     );
     assert_eq!(
-        store.take_queued_run("fl").await.unwrap(),
-        Some(s3_run),
-        "the queued run comes back typed, kind and source included"
+        store.queued_runs("fq", 2).await.unwrap(),
+        runs[..2].to_vec()
     );
-    assert_eq!(store.take_queued_run("fl").await.unwrap(), None);
+    assert!(
+        store.queued_runs("other", 10).await.unwrap().is_empty(),
+        "per flow"
+    );
+
+    store.remove_queued_run("fq", &runs[0]).await.unwrap();
+    store.remove_queued_run("fq", &runs[0]).await.unwrap();
+    assert_eq!(
+        store.queued_runs("fq", 1).await.unwrap(),
+        vec![runs[1].clone()]
+    );
+    store.remove_queued_run("fq", &schedule).await.unwrap();
+    assert!(
+        store
+            .queue_run("fq", &export_run("chain1", RunKind::Chain, 40))
+            .await
+            .unwrap(),
+        "once the export run left, another may wait"
+    );
+    // A run whose job exists has run: it is not kept again.
+    store.create_job(&job("q05", "fq", t0)).await.unwrap();
+    store.remove_queued_run("fq", &runs[19]).await.unwrap();
+    assert!(
+        !store.queue_run("fq", &runs[19]).await.unwrap(),
+        "an event whose run started is not kept again"
+    );
 }
 
 async fn schedules(store: &dyn Store) {

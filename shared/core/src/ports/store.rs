@@ -109,7 +109,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, resource_id: &str) -> anyhow::Result<Vec<AuditEntry>>;
 
     // --- jobs
-    async fn create_job(&self, job: &Job) -> anyhow::Result<()>;
+    /// Stores a new job. False (and nothing written) when a job with this id exists: two
+    /// starters of one queued run cannot both open it.
+    async fn create_job(&self, job: &Job) -> anyhow::Result<bool>;
     async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>>;
     /// Newest first (by createdAt), at most `limit`.
     async fn list_jobs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<Job>>;
@@ -139,7 +141,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()>;
 
     // --- run locks: one run of a flow at a time; a lease so a crashed run cannot hold it forever
-    /// Takes the lock if free or its lease has run out. True when `owner` now holds it.
+    /// Takes the lock if free or its lease has run out. True when `owner` now holds it; a
+    /// held lock refuses everyone, its holder too.
     async fn acquire_lock(
         &self,
         flow_id: &str,
@@ -156,10 +159,15 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> anyhow::Result<bool>;
     async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()>;
-    /// Queues one run behind the running one. False when one is queued already.
-    async fn set_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool>;
-    /// Takes the queued run, if any: of two takers only one gets it.
-    async fn take_queued_run(&self, flow_id: &str) -> anyhow::Result<Option<QueuedRun>>;
+
+    // --- runs waiting for their flow: kept durably, in arrival order, until they start
+    /// Keeps `run` behind the flow's running job. False (nothing written) when it is kept
+    /// already: a waiting run has the same [`QueuedRun::key`], or a job with its id exists.
+    async fn queue_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<bool>;
+    /// The flow's waiting runs, oldest (`queuedAt`, then id) first, at most `limit`.
+    async fn queued_runs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<QueuedRun>>;
+    /// Forgets a waiting run (it started, or cannot); nothing if it is not there.
+    async fn remove_queued_run(&self, flow_id: &str, run: &QueuedRun) -> anyhow::Result<()>;
 
     // --- leased slots: at most N holders of a group at once (a connection's concurrencyLevel,
     // shared by every process); a holder that dies frees its slot when the lease runs out

@@ -1,21 +1,10 @@
-//! After-run work of a closed job: the run queued behind it, chained flows
-//! (`_runNextFlowIds`) and the after-process callbacks.
+//! After-run work of a closed job: chained flows (`_runNextFlowIds`) and the after-process
+//! callbacks.
 
 use super::start::start_run;
 use crate::stages::deliver::post_callback;
 use crate::{Result, Sluice};
 use sluice_model::{Flow, Job, RunKind, RunRequest};
-
-/// Starts the run queued behind the flow's job that just ended, as the kind it was queued as.
-pub(super) async fn start_queued(sluice: &Sluice, flow_id: &str) -> Result<()> {
-    let Some(queued) = sluice.store.take_queued_run(flow_id).await? else {
-        return Ok(());
-    };
-    if let Err(e) = start_run(sluice, flow_id, queued.request, queued.kind).await {
-        tracing::warn!(flow = %flow_id, kind = queued.kind.as_str(), error = %e, "queued run could not start");
-    }
-    Ok(())
-}
 
 /// Starts the flows this one chains to. A chained flow that cannot start is logged: the run
 /// that chained it is over either way.

@@ -1,6 +1,6 @@
 //! The end of a run: close the job exactly once, then the after-run work, in order.
 
-use super::{after, watermark};
+use super::{after, queue, watermark};
 use crate::{Error, Result, Sluice};
 use sluice_model::{Job, JobStatus};
 
@@ -55,10 +55,10 @@ async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
     tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");
     watermark::advance(sluice, job).await?;
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
-    // A canceled run (its process is stopping) starts nothing: a run queued behind it stays
-    // queued until the flow's next run ends.
+    // A canceled run (its process is stopping) starts nothing: a run waiting behind it
+    // stays kept until the flow's next run ends or another run is kept.
     if job.status != JobStatus::Canceled {
-        after::start_queued(sluice, &job.flow_id).await?;
+        queue::start_next(sluice, &job.flow_id).await?;
     }
     let flow = match sluice.flow(&job.flow_id).await {
         Ok(f) => f,

@@ -7,7 +7,8 @@
 //! - a job is only opened under its flow's run lock, and the lock is released only after the
 //!   job is closed (so an unfinished job found by the next lock holder was abandoned);
 //! - `Store::close_job` lets one caller win, so after-run work happens once per job;
-//! - a queued run starts as the kind it was asked as;
+//! - a run that must wait (event, schedule, chain) is kept durably until its job exists,
+//!   and starts as the kind it was asked as;
 //! - a canceled job starts nothing after it.
 //!
 //! The stages call in here (trigger when paging ends or the export fails, evaluate when the
@@ -15,8 +16,10 @@
 
 mod after;
 mod finish;
+mod queue;
 mod start;
 pub mod watermark;
 
 pub use finish::{cancel_job, complete_job, fail_job};
+pub use queue::start_event_run;
 pub use start::{retry_errors, start_run};

@@ -1,22 +1,54 @@
-//! Starting a run: the flow's run lock, the job, the run order to the trigger queue; a run
-//! that finds the flow busy waits in the store or is refused, by its kind.
+//! Starting a run: the flow's run lock, the job, the run order to the trigger queue. A run a
+//! person asked for is refused when the flow is busy; the others wait in [`super::queue`].
 
-use super::watermark;
+use super::{queue, watermark};
 use crate::{Error, Result, Sluice, Stage};
 use sluice_model::{
-    new_id, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest, RunSource,
+    new_id, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest, RunSource,
     RunStarted, StageMessage,
 };
 
-/// Starts a run of `flow_id`: lock, job, run order to the trigger queue.
-/// Manual runs of a running flow fail with `Error::Conflict("Flow is currently running")`;
-/// scheduled and event runs queue behind it (at most one), returning `Ok(None)` when queued.
+/// Starts a run of `flow_id`. A run a person asked for (manual, retry, webhook) starts now or
+/// fails with `Error::Conflict("Flow is currently running")`; runs started by events, the
+/// schedule or a chain are kept in the store and start in turn ([`super::queue`]): `Ok(None)`
+/// when this one waits.
 pub async fn start_run(
     sluice: &Sluice,
     flow_id: &str,
     request: RunRequest,
     kind: RunKind,
 ) -> Result<Option<RunStarted>> {
+    if kind.queues_when_busy() {
+        let run = QueuedRun {
+            id: new_id(),
+            kind,
+            request,
+            queued_at: sluice.clock.now(),
+        };
+        return queue::keep(sluice, flow_id, run).await;
+    }
+    match start_as(sluice, flow_id, &new_id(), request, kind).await? {
+        Start::Started(started) => Ok(Some(started)),
+        Start::Busy | Start::Ran => Err(Error::Conflict("Flow is currently running".into())),
+    }
+}
+
+/// What [`start_as`] did.
+pub(super) enum Start {
+    Started(RunStarted),
+    /// The flow's run lock is held: by its running job, or by an edit of what it uses.
+    Busy,
+    /// A job with this id exists already: this run started before.
+    Ran,
+}
+
+/// The generators a request runs (all, or those of `_exportIds`), checked against the flow
+/// and the store, so a run that cannot start says so before it is kept or started.
+pub(super) async fn check(
+    sluice: &Sluice,
+    flow_id: &str,
+    request: &RunRequest,
+) -> Result<(Flow, Vec<usize>)> {
     let flow = sluice.flow(flow_id).await?;
     if flow.disabled {
         return Err(Error::invalid("disabled", "Flow is disabled"));
@@ -36,22 +68,29 @@ pub async fn start_run(
     for &i in &generators {
         sluice.export(&flow.page_generators[i].export_id).await?;
     }
-    let job_id = new_id();
+    Ok((flow, generators))
+}
+
+/// Starts the run as job `job_id` if the flow's run lock is free: lock, job, run order to the
+/// trigger queue.
+pub(super) async fn start_as(
+    sluice: &Sluice,
+    flow_id: &str,
+    job_id: &str,
+    request: RunRequest,
+    kind: RunKind,
+) -> Result<Start> {
+    let (flow, generators) = check(sluice, flow_id, &request).await?;
     let now = sluice.clock.now();
     if !sluice
         .store
-        .acquire_lock(flow_id, &job_id, now, sluice.settings.lock_lease)
+        .acquire_lock(flow_id, job_id, now, sluice.settings.lock_lease)
         .await?
     {
-        if kind.queues_when_busy() {
-            let queued = QueuedRun { kind, request };
-            sluice.store.set_queued_run(flow_id, &queued).await?;
-            return Ok(None);
-        }
-        return Err(Error::Conflict("Flow is currently running".into()));
+        return Ok(Start::Busy);
     }
     close_abandoned_jobs(sluice, flow_id).await?;
-    let mut job = Job::new(job_id.clone(), flow_id.to_string(), kind, now);
+    let mut job = Job::new(job_id.to_string(), flow_id.to_string(), kind, now);
     job.export_id = generators
         .first()
         .map(|&i| flow.page_generators[i].export_id.clone());
@@ -61,9 +100,12 @@ pub async fn start_run(
         None => watermark::read(sluice, flow_id).await?,
     };
     job.end_date = Some(request.end_date.unwrap_or(now));
-    if let Err(e) = sluice.store.create_job(&job).await {
-        sluice.store.release_lock(flow_id, &job_id).await?;
-        return Err(e.into());
+    let created = sluice.store.create_job(&job).await;
+    if !matches!(created, Ok(true)) {
+        sluice.store.release_lock(flow_id, job_id).await?;
+        // A waiting run whose job exists started before (its removal from the waiting runs
+        // did not happen): it is not run twice.
+        return created.map(|_| Start::Ran).map_err(Into::into);
     }
     let source = match (request.source, request.records) {
         (Some(s), _) => s,
@@ -71,7 +113,7 @@ pub async fn start_run(
         (None, None) => RunSource::Export,
     };
     let order = RunOrder {
-        job_id: job_id.clone(),
+        job_id: job_id.to_string(),
         flow_id: flow_id.to_string(),
         generator_index: if generators.len() == 1 {
             generators.first().copied()
@@ -86,8 +128,8 @@ pub async fn start_run(
         .queue
         .send(Stage::Trigger, StageMessage::Run(order))
         .await?;
-    Ok(Some(RunStarted {
-        job_id,
+    Ok(Start::Started(RunStarted {
+        job_id: job_id.to_string(),
         export_id: job.export_id,
         flow_execution_group_id: job.flow_execution_group_id.unwrap_or_default(),
     }))

@@ -2,7 +2,7 @@
 
 use super::s3_location;
 use crate::ports::Kind;
-use crate::runs::start_run;
+use crate::runs::start_event_run;
 use crate::{Result, Sluice};
 use serde_json::{Map, Number, Value};
 use sluice_model::{Export, ExportType, Flow, RunKind, RunRequest, RunSource, RunStarted};
@@ -28,8 +28,16 @@ async fn flows_reading(sluice: &Sluice, kind: ExportType) -> Result<Vec<(Flow, E
     Ok(out)
 }
 
-/// Starts a run of every enabled flow with an s3 export matching bucket/prefix/suffix.
-pub async fn on_s3_object(sluice: &Sluice, bucket: &str, key: &str) -> Result<Vec<RunStarted>> {
+/// Starts a run of every enabled flow with an s3 export matching bucket/prefix/suffix, or
+/// keeps it until the flow's running job ends. `event` tells this upload from another of the
+/// same key (S3's sequencer, else ETag and event time), so a notification delivered twice
+/// runs once. `Ok` only when every matching flow has kept or started its run.
+pub async fn on_s3_object(
+    sluice: &Sluice,
+    bucket: &str,
+    key: &str,
+    event: Option<&str>,
+) -> Result<Vec<RunStarted>> {
     let mut started = Vec::new();
     for (flow, export) in flows_reading(sluice, ExportType::S3).await? {
         let (b, prefix) = s3_location(sluice, &export).await?;
@@ -49,7 +57,9 @@ pub async fn on_s3_object(sluice: &Sluice, bucket: &str, key: &str) -> Result<Ve
             }),
             ..Default::default()
         };
-        if let Some(s) = start_run(sluice, &flow.id, request, RunKind::S3).await? {
+        let event = event.map(|e| format!("s3|{bucket}|{key}|{e}"));
+        let run = start_event_run(sluice, &flow.id, event.as_deref(), request, RunKind::S3);
+        if let Some(s) = run.await? {
             started.push(s);
         }
     }
@@ -63,11 +73,15 @@ pub struct TableChange {
     /// INSERT, MODIFY or REMOVE.
     pub event_name: String,
     pub new_image: Option<Value>,
+    /// The stream record's `eventID`, when it came from a stream.
+    pub event_id: Option<String>,
 }
 
 /// Starts a run of every enabled flow with a dynamodb export on that table, with the changes
-/// whose event type the export takes and that pass its filter (the filter itself is applied
-/// when the records are cut into pages, so filtered records count as ignored).
+/// whose event type the export takes (its filter is applied when the records are cut into
+/// pages, so filtered records count as ignored), or keeps it until the flow's running job
+/// ends. A batch whose changes all carry stream ids runs once however often it is delivered.
+/// `Ok` only when every matching flow has kept or started its run.
 pub async fn on_table_changes(
     sluice: &Sluice,
     changes: Vec<TableChange>,
@@ -77,20 +91,30 @@ pub async fn on_table_changes(
         let Some(spec) = &export.dynamodb else {
             continue;
         };
-        let records: Vec<Value> = changes
+        let taken: Vec<&TableChange> = changes
             .iter()
             .filter(|c| c.table_name == spec.table_name && spec.event_types.contains(&c.event_name))
-            .filter_map(|c| c.new_image.clone())
+            .filter(|c| c.new_image.is_some())
             .collect();
-        if records.is_empty() {
+        if taken.is_empty() {
             continue;
         }
+        let event: Option<Vec<&str>> = taken.iter().map(|c| c.event_id.as_deref()).collect();
+        let event = event.map(|ids| format!("dynamodb|{}", ids.join(",")));
+        let records = taken.iter().filter_map(|c| c.new_image.clone()).collect();
         let request = RunRequest {
             export_ids: Some(vec![export.id.clone()]),
             source: Some(RunSource::Records { records }),
             ..Default::default()
         };
-        if let Some(s) = start_run(sluice, &flow.id, request, RunKind::Dynamodb).await? {
+        let run = start_event_run(
+            sluice,
+            &flow.id,
+            event.as_deref(),
+            request,
+            RunKind::Dynamodb,
+        );
+        if let Some(s) = run.await? {
             started.push(s);
         }
     }

@@ -14,7 +14,7 @@ use crate::{Error, Result, Sluice, Stage};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_model::{
-    Export, ExportType, FileFormat, Job, JobError, Page, PageRecord, RecordState, Resume,
+    Export, ExportType, FileFormat, FileType, Job, JobError, Page, PageRecord, RecordState, Resume,
     RetryItem, RunOrder, RunSource, StageMessage,
 };
 use std::collections::BTreeMap;
@@ -154,6 +154,13 @@ async fn read_source(
                 }
                 b.flush(cutter).await?;
             }
+        }
+        RunSource::StoredRecords { bucket, key } => {
+            let ndjson = FileFormat {
+                kind: FileType::Ndjson,
+                csv: None,
+            };
+            return read_object(cutter, batch, bucket, key, &ndjson).await;
         }
         RunSource::S3Object { bucket, key } => {
             let format = export
