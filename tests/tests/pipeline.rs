@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use sluice_e2e::*;
-use sluice_model::JobStatus;
+use sluice_model::{JobStatus, RunKind, RunRequest};
 use std::time::Duration;
 
 #[tokio::test]
@@ -356,6 +356,51 @@ async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
     let chained = h.sluice().store.list_jobs("g", 5).await.unwrap();
     assert_eq!(chained.len(), 1, "g ran after f");
     assert_eq!(chained[0].trigger, sluice_model::RunKind::Chain);
+}
+
+#[tokio::test]
+async fn a_chain_to_a_running_flow_waits_and_runs_after_it() {
+    let server = TestServer::start(|_, r| {
+        let ok = Answer::json(200, json!({}));
+        if r.json()["name"] == "slow" {
+            Answer::Slow {
+                delay: std::time::Duration::from_millis(800),
+                then: Box::new(ok),
+            }
+        } else {
+            ok
+        }
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&server.base_url, json!({}), json!({}));
+    bundle["flows"][0]["_runNextFlowIds"] = json!(["g"]);
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "g", "name": "next", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
+    h.load(bundle).await;
+    let s = h.sluice();
+    let busy = sluice_core::runs::start_run(
+        &s,
+        "g",
+        RunRequest {
+            records: Some(vec![json!({"name": "slow", "qty": 1})]),
+            ..Default::default()
+        },
+        RunKind::Manual,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let job = h.run("f", orders(2)).await;
+    assert_eq!(job.status, JobStatus::Completed);
+    h.wait(&busy.job_id).await;
+    let jobs = s.store.list_jobs("g", 5).await.unwrap();
+    let kinds: Vec<RunKind> = jobs.iter().rev().map(|j| j.trigger).collect();
+    assert_eq!(
+        kinds,
+        vec![RunKind::Manual, RunKind::Chain],
+        "the chain waited for g's running job, then ran"
+    );
+    assert!(jobs.iter().all(|j| j.status == JobStatus::Completed));
 }
 
 #[tokio::test]

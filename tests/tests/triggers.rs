@@ -246,7 +246,7 @@ async fn http_exports_page_and_use_the_delta_window() {
     let wm = h
         .sluice()
         .store
-        .get_state(&sluice_core::runs::watermark::key("f"))
+        .get_state(&sluice_core::runs::watermark::key("f", "exp"))
         .await
         .unwrap()
         .unwrap();
@@ -277,7 +277,7 @@ async fn a_wrong_resource_path_fails_instead_of_finding_nothing() {
     assert!(
         h.sluice()
             .store
-            .get_state(&sluice_core::runs::watermark::key("f"))
+            .get_state(&sluice_core::runs::watermark::key("f", "exp"))
             .await
             .unwrap()
             .is_none(),

@@ -166,6 +166,49 @@ async fn chained_flows_dependencies_descendants_and_delete() {
 }
 
 #[tokio::test]
+async fn a_chain_that_would_loop_is_refused_naming_the_loop() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    for id in ["f2", "f3"] {
+        assert_eq!(api.post("/flows", flow_body(id)).await.status, 201);
+    }
+    let r = api
+        .put("/flows/f1", json!({"_runNextFlowIds": ["f2"]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api
+        .put("/flows/f2", json!({"_runNextFlowIds": ["f1"]}))
+        .await;
+    assert_eq!(r.status, 400, "A → B → A: {}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("_runNextFlowIds"));
+    assert!(r.error().2.contains("f2 → f1 → f2"), "{}", r.text);
+
+    let r = api
+        .put("/flows/f2", json!({"_runNextFlowIds": ["f3"]}))
+        .await;
+    assert_eq!(r.status, 200, "a chain that goes on is fine: {}", r.text);
+    let mut looping = flow_body("f4");
+    looping["_runNextFlowIds"] = json!(["f1"]);
+    assert_eq!(
+        api.post("/flows", looping).await.status,
+        201,
+        "f4 → f1 → f2 → f3"
+    );
+    let r = api
+        .put("/flows/f3", json!({"_runNextFlowIds": ["f4"]}))
+        .await;
+    assert_eq!(r.status, 400, "a longer loop: {}", r.text);
+    assert!(r.error().2.contains("f3 → f4 → f1 → f2 → f3"), "{}", r.text);
+    let stored = api.get("/flows/f3").await;
+    assert_eq!(
+        stored.json.get("_runNextFlowIds"),
+        None,
+        "nothing was saved"
+    );
+}
+
+#[tokio::test]
 async fn audit_records_who_changed_what() {
     let api = Api::start().await;
     let t = target().await;

@@ -110,6 +110,15 @@ async fn run_with_export_ids_and_date_range() {
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error().1.as_deref(), Some("startDate"));
+    let r = api
+        .post(
+            "/flows/f1/run",
+            json!({"startDate": "2026-02-01T00:00:00Z", "endDate": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().0, "validation_error");
+    assert_eq!(r.error().1.as_deref(), Some("endDate"));
     let r = api.post("/flows/nope/run", json!({})).await;
     assert_eq!(r.status, 404);
 }
@@ -179,8 +188,11 @@ async fn last_export_date_time_reads_the_watermark() {
     api.seed(&t.url).await;
     let r = api.get("/flows/f1/lastExportDateTime").await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.json, json!({"lastExportDateTime": null}));
-    let key = sluice_core::runs::watermark::key("f1");
+    assert_eq!(
+        r.json,
+        json!({"lastExportDateTime": null, "exports": {"exp1": null}})
+    );
+    let key = sluice_core::runs::watermark::key("f1", "exp1");
     api.runtime
         .sluice()
         .store
@@ -190,7 +202,7 @@ async fn last_export_date_time_reads_the_watermark() {
     let r = api.get("/flows/f1/lastExportDateTime").await;
     assert_eq!(
         r.json,
-        json!({"lastExportDateTime": "2026-03-04T05:06:07Z"})
+        json!({"lastExportDateTime": "2026-03-04T05:06:07Z", "exports": {"exp1": "2026-03-04T05:06:07Z"}})
     );
     assert_eq!(api.get("/flows/nope/lastExportDateTime").await.status, 404);
 }

@@ -1,3 +1,4 @@
+use crate::flow::{chain_cycle, chain_loop_message};
 use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -120,6 +121,12 @@ impl Bundle {
                     );
                 }
             }
+            if !f.id.is_empty() {
+                let next = |id: &str| self.flow(id).map(|f| f.run_next_flow_ids.as_slice());
+                if let Some(cycle) = chain_cycle(&f.id, next) {
+                    e.add(format!("{at}._runNextFlowIds"), chain_loop_message(&cycle));
+                }
+            }
         }
         e.into_result()
     }
@@ -178,5 +185,41 @@ fn collect_secret_references(v: &Value, at: String, found: &mut Vec<(String, Str
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bundle;
+    use serde_json::json;
+
+    #[test]
+    fn a_bundle_whose_chains_loop_is_invalid_naming_the_loop() {
+        let flow = |id: &str, next: &[&str]| json!({"_id": id, "pageGenerators": [{"_exportId": "e"}], "_runNextFlowIds": next});
+        let bundle = |flows: Vec<serde_json::Value>| -> Bundle {
+            serde_json::from_value(
+                json!({"exports": [{"_id": "e", "type": "webhook"}], "flows": flows}),
+            )
+            .unwrap()
+        };
+        let ok = bundle(vec![flow("a", &["b"]), flow("b", &["c"]), flow("c", &[])]);
+        assert!(ok.validate().is_ok());
+        let looping = bundle(vec![
+            flow("a", &["b"]),
+            flow("b", &["c"]),
+            flow("c", &["a"]),
+        ]);
+        let errors = looping.validate().unwrap_err().0;
+        assert_eq!(
+            errors.len(),
+            3,
+            "each flow on the loop is named: {errors:?}"
+        );
+        assert_eq!(errors[0].field, "flows[0]._runNextFlowIds");
+        assert!(
+            errors[0].message.contains("a → b → c → a"),
+            "{}",
+            errors[0].message
+        );
     }
 }

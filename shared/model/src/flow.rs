@@ -169,3 +169,95 @@ impl Flow {
         e.into_result()
     }
 }
+
+/// What a chain that loops is refused with, naming the loop.
+pub fn chain_loop_message(cycle: &[String]) -> String {
+    format!(
+        "chains in a loop: {} (each run would start the next for ever); remove one of these links",
+        cycle.join(" → ")
+    )
+}
+
+/// A chain (`_runNextFlowIds`) that leads from `start` back to `start`, as the flows on it
+/// (`["a", "b", "a"]`), if any. `next` gives a flow's `_runNextFlowIds` (empty for a flow
+/// it does not know). Such a chain would run its flows in a loop for ever, so it is refused
+/// when saved.
+pub fn chain_cycle<'a>(
+    start: &'a str,
+    next: impl Fn(&str) -> Option<&'a [String]>,
+) -> Option<Vec<String>> {
+    // Depth first, keeping the path: the first way back to `start` is reported.
+    let mut path: Vec<&str> = vec![start];
+    let mut stack: Vec<std::slice::Iter<'a, String>> = vec![next(start).unwrap_or_default().iter()];
+    let mut seen = std::collections::HashSet::from([start]);
+    while let Some(top) = stack.last_mut() {
+        let Some(flow) = top.next() else {
+            stack.pop();
+            path.pop();
+            continue;
+        };
+        if flow == start {
+            let mut cycle: Vec<String> = path.iter().map(|s| s.to_string()).collect();
+            cycle.push(start.to_string());
+            return Some(cycle);
+        }
+        if seen.insert(flow) {
+            path.push(flow);
+            stack.push(next(flow).unwrap_or_default().iter());
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::chain_cycle;
+    use std::collections::HashMap;
+
+    fn chains(edges: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        edges
+            .iter()
+            .map(|(a, bs)| (a.to_string(), bs.iter().map(|b| b.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn cycles_of_any_length_are_found_with_their_path() {
+        let c = chains(&[("a", &["b"]), ("b", &["a"])]);
+        let next = |f: &str| c.get(f).map(Vec::as_slice);
+        assert_eq!(
+            chain_cycle("a", next),
+            Some(vec!["a".into(), "b".into(), "a".into()])
+        );
+        let c = chains(&[
+            ("a", &["x", "b"]),
+            ("x", &[]),
+            ("b", &["c"]),
+            ("c", &["d", "a"]),
+            ("d", &["b"]),
+        ]);
+        let next = |f: &str| c.get(f).map(Vec::as_slice);
+        assert_eq!(
+            chain_cycle("a", next),
+            Some(vec!["a".into(), "b".into(), "c".into(), "a".into()])
+        );
+    }
+
+    #[test]
+    fn chains_that_end_or_loop_elsewhere_are_not_cycles_of_this_flow() {
+        let c = chains(&[("a", &["b", "c"]), ("b", &["c"]), ("c", &[]), ("d", &["a"])]);
+        let next = |f: &str| c.get(f).map(Vec::as_slice);
+        assert_eq!(chain_cycle("a", next), None, "a diamond is not a loop");
+        let c = chains(&[("a", &["b"]), ("b", &["c"]), ("c", &["b"])]);
+        let next = |f: &str| c.get(f).map(Vec::as_slice);
+        assert_eq!(
+            chain_cycle("a", next),
+            None,
+            "b and c loop, but never back to a"
+        );
+        assert_eq!(
+            chain_cycle("b", next),
+            Some(vec!["b".into(), "c".into(), "b".into()])
+        );
+    }
+}

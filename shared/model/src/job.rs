@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::run::RunKind;
+use std::collections::BTreeMap;
 
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +48,12 @@ pub struct Job {
     pub start_date: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_date: Option<DateTime<Utc>>,
+    /// The exports this run reads over the delta window, each with where its window starts
+    /// (its `{{lastExportDateTime}}`; null the first time). When the run completes, each
+    /// one's watermark moves to `endDate`. Empty for runs fed with records, retries and
+    /// backfills (an `endDate` given), which leave the watermarks where they are.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub delta_exports: BTreeMap<String, Option<DateTime<Utc>>>,
     /// Why a failed job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -106,6 +113,7 @@ impl Job {
             created_at: Some(now),
             start_date: None,
             end_date: None,
+            delta_exports: BTreeMap::new(),
             message: None,
         }
     }

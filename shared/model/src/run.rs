@@ -3,6 +3,7 @@
 //! `sluice_core::runs`.
 
 use crate::page::RunSource;
+use crate::ValidationErrors;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -67,6 +68,33 @@ pub struct RunRequest {
     /// Where the records come from when an event started the run (S3 object, retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<RunSource>,
+}
+
+impl RunRequest {
+    /// The window given must be a window: `endDate` not before `startDate`.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut e = ValidationErrors::new();
+        if let (Some(start), Some(end)) = (self.start_date, self.end_date) {
+            if end < start {
+                e.add(
+                    "endDate",
+                    format!("is before startDate ({end} < {start}): give a window that ends after it starts"),
+                );
+            }
+        }
+        e.into_result()
+    }
+
+    /// A backfill reads a window that ends in the past, given by its `endDate`: it leaves the
+    /// watermark where it is.
+    pub fn is_backfill(&self) -> bool {
+        self.end_date.is_some()
+    }
+
+    /// The run reads its exports themselves (not records given to it, an object, a retry).
+    pub fn reads_the_export(&self) -> bool {
+        self.records.is_none() && self.source.as_ref().is_none_or(|s| *s == RunSource::Export)
+    }
 }
 
 /// The run endpoint's 201 answer.

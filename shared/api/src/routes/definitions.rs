@@ -13,8 +13,10 @@ use sluice_core::ports::{AuditEntry, Kind};
 use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
-    new_id, Connection, Export, Flow, Import, ProcessorType, ValidationErrors, MASK,
+    chain_cycle, chain_loop_message, new_id, Connection, Export, Flow, Import, ProcessorType,
+    ValidationErrors, MASK,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Integrations are free-form groupings of flows.
@@ -172,6 +174,20 @@ async fn check_flow_references(
                 format!("_runNextFlowIds[{i}]"),
                 format!("Flow not found: {id}"),
             );
+        }
+    }
+    if !f.run_next_flow_ids.is_empty() && !f.id.is_empty() {
+        // The stored chains, with this flow's as it is about to be saved.
+        let mut chains: HashMap<String, Vec<String>> = HashMap::new();
+        for d in sluice.store.list_definitions(Kind::Flow).await? {
+            if let Ok(stored) = serde_json::from_value::<Flow>(d) {
+                chains.insert(stored.id, stored.run_next_flow_ids);
+            }
+        }
+        chains.insert(f.id.clone(), f.run_next_flow_ids.clone());
+        let next = |id: &str| chains.get(id).map(Vec::as_slice);
+        if let Some(cycle) = chain_cycle(&f.id, next) {
+            e.add("_runNextFlowIds", chain_loop_message(&cycle));
         }
     }
     Ok(())

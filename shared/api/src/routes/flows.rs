@@ -384,15 +384,23 @@ fn to_json<T: serde::Serialize>(t: &T) -> ApiResult<Value> {
 }
 
 #[utoipa::path(get, path = "/flows/{id}/lastExportDateTime", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "{lastExportDateTime: string|null}", body = serde_json::Value)))]
+    responses((status = 200, description = "{lastExportDateTime: string|null (the first page generator's), exports: {exportId: string|null}}", body = serde_json::Value)))]
 pub async fn last_export_date_time(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    load(&s, Kind::Flow, &id).await?;
-    let value = s
-        .store
-        .get_state(&watermark::key(&id))
-        .await?
+    let flow: Flow =
+        serde_json::from_value(load(&s, Kind::Flow, &id).await?).map_err(anyhow::Error::from)?;
+    let mut exports = serde_json::Map::new();
+    for g in &flow.page_generators {
+        let at = watermark::read(&s, &id, &g.export_id).await?;
+        exports.insert(g.export_id.clone(), json!(at));
+    }
+    let first = flow
+        .page_generators
+        .first()
+        .and_then(|g| exports.get(&g.export_id).cloned())
         .unwrap_or(Value::Null);
-    Ok(Json(json!({ "lastExportDateTime": value })))
+    Ok(Json(
+        json!({ "lastExportDateTime": first, "exports": exports }),
+    ))
 }
 
 pub fn routes() -> axum::Router<Arc<Sluice>> {

@@ -4,8 +4,8 @@
 use super::{queue, watermark};
 use crate::{Error, Result, Sluice, Stage};
 use sluice_model::{
-    new_id, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest, RunSource,
-    RunStarted, StageMessage,
+    new_id, Export, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest,
+    RunSource, RunStarted, StageMessage,
 };
 
 /// Starts a run of `flow_id`. A run a person asked for (manual, retry, webhook) starts now or
@@ -48,7 +48,8 @@ pub(super) async fn check(
     sluice: &Sluice,
     flow_id: &str,
     request: &RunRequest,
-) -> Result<(Flow, Vec<usize>)> {
+) -> Result<(Flow, Vec<(usize, Export)>)> {
+    request.validate()?;
     let flow = sluice.flow(flow_id).await?;
     if flow.disabled {
         return Err(Error::invalid("disabled", "Flow is disabled"));
@@ -65,10 +66,11 @@ pub(super) async fn check(
         }
         generators.retain(|&i| ids.contains(&flow.page_generators[i].export_id));
     }
-    for &i in &generators {
-        sluice.export(&flow.page_generators[i].export_id).await?;
+    let mut exports = Vec::with_capacity(generators.len());
+    for i in generators {
+        exports.push((i, sluice.export(&flow.page_generators[i].export_id).await?));
     }
-    Ok((flow, generators))
+    Ok((flow, exports))
 }
 
 /// Starts the run as job `job_id` if the flow's run lock is free: lock, job, run order to the
@@ -80,7 +82,7 @@ pub(super) async fn start_as(
     request: RunRequest,
     kind: RunKind,
 ) -> Result<Start> {
-    let (flow, generators) = check(sluice, flow_id, &request).await?;
+    let (_, generators) = check(sluice, flow_id, &request).await?;
     let now = sluice.clock.now();
     if !sluice
         .store
@@ -90,14 +92,16 @@ pub(super) async fn start_as(
         return Ok(Start::Busy);
     }
     close_abandoned_jobs(sluice, flow_id).await?;
+    let exports: Vec<&Export> = generators.iter().map(|(_, e)| e).collect();
     let mut job = Job::new(job_id.to_string(), flow_id.to_string(), kind, now);
-    job.export_id = generators
-        .first()
-        .map(|&i| flow.page_generators[i].export_id.clone());
+    job.export_id = exports.first().map(|e| e.id.clone());
     job.flow_execution_group_id = Some(new_id());
-    job.start_date = match request.start_date {
-        Some(start) => Some(start),
-        None => watermark::read(sluice, flow_id).await?,
+    job.delta_exports = watermark::plan(sluice, flow_id, &exports, &request, kind).await?;
+    // The job's window (what templates see): the one asked for, else its first export's.
+    job.start_date = match (request.start_date, &job.export_id) {
+        (Some(start), _) => Some(start),
+        (None, Some(first)) => watermark::read(sluice, flow_id, first).await?,
+        (None, None) => None,
     };
     job.end_date = Some(request.end_date.unwrap_or(now));
     let created = sluice.store.create_job(&job).await;
@@ -115,10 +119,9 @@ pub(super) async fn start_as(
     let order = RunOrder {
         job_id: job_id.to_string(),
         flow_id: flow_id.to_string(),
-        generator_index: if generators.len() == 1 {
-            generators.first().copied()
-        } else {
-            None
+        generator_index: match generators.as_slice() {
+            [(only, _)] => Some(*only),
+            _ => None,
         },
         export_ids: request.export_ids,
         source,

@@ -1,35 +1,88 @@
-//! The delta watermark (`{{lastExportDateTime}}`): where the next delta run's window starts.
-//! It moves only when a run went through, so a failed export is read again.
+//! The delta watermark (`{{lastExportDateTime}}`): where the next delta run of an export
+//! starts reading. One per export of each flow (two flows sharing an export, or one flow
+//! reading two, keep their own), so a run of one export never moves another's window.
+//!
+//! Invariant: a watermark moves only forward, only when a run read that export itself over
+//! its delta window (not records given to it, not a retry, not a backfill with an `endDate`)
+//! and completed; a failed or canceled run's window is read again by the next run.
 
 use crate::{Result, Sluice};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sluice_model::{Job, JobStatus};
+use sluice_model::{Export, ExportType, Job, JobStatus, RunKind, RunRequest};
+use std::collections::BTreeMap;
 
-/// The state key of a flow's watermark (`GET /flows/{id}/lastExportDateTime`).
-pub fn key(flow_id: &str) -> String {
+/// The state key of the watermark of `export_id` in flow `flow_id`.
+pub fn key(flow_id: &str, export_id: &str) -> String {
+    format!("flow:{flow_id}:export:{export_id}:lastExportDateTime")
+}
+
+/// Where watermarks were kept when there was one per flow: still read, so an upgraded
+/// deployment's next delta run starts where the last one ended instead of at the beginning.
+fn flow_key(flow_id: &str) -> String {
     format!("flow:{flow_id}:lastExportDateTime")
 }
 
-/// The flow's watermark, if a run has set one.
-pub async fn read(sluice: &Sluice, flow_id: &str) -> Result<Option<DateTime<Utc>>> {
-    let stored = sluice.store.get_state(&key(flow_id)).await?;
-    Ok(stored.and_then(|w| w.as_str().and_then(|s| s.parse().ok())))
+async fn stored(sluice: &Sluice, key: &str) -> Result<Option<DateTime<Utc>>> {
+    let value = sluice.store.get_state(key).await?;
+    Ok(value.and_then(|w| w.as_str().and_then(|s| s.parse().ok())))
 }
 
-/// Moves the watermark to the end of a finished job's window, if the job went through.
+/// The watermark of one export of a flow, if a run has set one.
+pub async fn read(
+    sluice: &Sluice,
+    flow_id: &str,
+    export_id: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    match stored(sluice, &key(flow_id, export_id)).await? {
+        Some(at) => Ok(Some(at)),
+        None => stored(sluice, &flow_key(flow_id)).await,
+    }
+}
+
+/// The exports a run about to start reads over the delta window (its http exports, when it
+/// reads them itself and is neither a retry nor a backfill), each with its window start:
+/// the `startDate` asked for, else its watermark.
+pub(super) async fn plan(
+    sluice: &Sluice,
+    flow_id: &str,
+    exports: &[&Export],
+    request: &RunRequest,
+    kind: RunKind,
+) -> Result<BTreeMap<String, Option<DateTime<Utc>>>> {
+    let mut delta = BTreeMap::new();
+    if kind == RunKind::Retry || !request.reads_the_export() || request.is_backfill() {
+        return Ok(delta);
+    }
+    for export in exports.iter().filter(|e| e.kind == ExportType::Http) {
+        let start = match request.start_date {
+            Some(start) => Some(start),
+            None => read(sluice, flow_id, &export.id).await?,
+        };
+        delta.insert(export.id.clone(), start);
+    }
+    Ok(delta)
+}
+
+/// Moves the watermarks of a finished job's delta exports to the end of its window, if it
+/// completed, and never backwards.
 pub(super) async fn advance(sluice: &Sluice, job: &Job) -> Result<()> {
-    if !matches!(
+    let completed = matches!(
         job.status,
         JobStatus::Completed | JobStatus::CompletedWithErrors
-    ) {
+    );
+    let Some(end) = job.end_date.filter(|_| completed) else {
         return Ok(());
-    }
-    if let Some(end) = job.end_date {
-        sluice
-            .store
-            .put_state(&key(&job.flow_id), &json!(end.to_rfc3339()))
-            .await?;
+    };
+    for export_id in job.delta_exports.keys() {
+        let current = read(sluice, &job.flow_id, export_id).await?;
+        if current.is_none_or(|at| at < end) {
+            let value = json!(end.to_rfc3339());
+            sluice
+                .store
+                .put_state(&key(&job.flow_id, export_id), &value)
+                .await?;
+        }
     }
     Ok(())
 }

@@ -173,8 +173,13 @@ async fn read_source(
             ExportType::Http => {
                 let conn_id = export.connection_id.clone().unwrap_or_default();
                 let connection = sluice.connection(&conn_id).await?;
+                // A delta export reads from its own watermark; a backfill, the window given.
+                let since = match job.delta_exports.get(&export.id) {
+                    Some(since) => *since,
+                    None => job.start_date,
+                };
                 let window = http_export::DeltaWindow {
-                    last_export_date_time: job.start_date,
+                    last_export_date_time: since,
                     current_export_date_time: job.end_date,
                 };
                 let start = match resume {

@@ -1,0 +1,201 @@
+//! The delta watermark (`lastExportDateTime`) moves only when a run read its export over the
+//! delta window and completed, never backwards, and per export.
+
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use serde_json::json;
+use sluice_core::runs::{retry_errors, watermark};
+use sluice_e2e::*;
+use sluice_model::{JobStatus, RunRequest};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Flow `f` reads two http exports of the source (`e1` from `/one`, `e2` from `/two`, each
+/// asking `?since={{lastExportDateTime}}`) and posts every record to the sink, which refuses
+/// record `bad` while `refuse` is set.
+async fn setup(refuse: Arc<AtomicBool>) -> (Harness, TestServer, TestServer) {
+    let source = TestServer::start(|_, r| {
+        let items = match r.path.as_str() {
+            "/one" => json!([{"id": "one-1"}, {"id": "bad"}]),
+            _ => json!([{"id": "two-1"}]),
+        };
+        Answer::json(200, json!({ "items": items }))
+    })
+    .await;
+    let sink = TestServer::start(move |_, r| {
+        if r.json()["id"] == "bad" && refuse.load(Ordering::SeqCst) {
+            Answer::json(400, json!({"error": "no"}))
+        } else {
+            Answer::json(200, json!({}))
+        }
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(
+        &sink.base_url,
+        json!({"http": {"body": "{{json record}}"}}),
+        json!({}),
+    );
+    bundle["connections"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    let export = |id: &str, path: &str| {
+        json!({"_id": id, "type": "http", "_connectionId": "src",
+               "http": {"relativeURI": format!("{path}?since={{{{urlencode lastExportDateTime}}}}"), "resourcePath": "items"}})
+    };
+    bundle["exports"] = json!([export("e1", "/one"), export("e2", "/two")]);
+    bundle["flows"][0]["pageGenerators"] = json!([{"_exportId": "e1"}, {"_exportId": "e2"}]);
+    h.load(bundle).await;
+    (h, source, sink)
+}
+
+async fn mark(h: &Harness, export: &str) -> Option<DateTime<Utc>> {
+    watermark::read(&h.sluice(), "f", export).await.unwrap()
+}
+
+/// The `since` each request to `path` asked for, in order.
+fn asked_since(source: &TestServer, path: &str) -> Vec<String> {
+    source
+        .received()
+        .iter()
+        .filter(|r| r.path == path)
+        .map(|r| {
+            url::form_urlencoded::parse(r.query.as_bytes())
+                .find(|(k, _)| k == "since")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+fn only(export: &str) -> RunRequest {
+    RunRequest {
+        export_ids: Some(vec![export.into()]),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_delta_run_moves_only_the_watermark_of_the_export_it_read() {
+    let (h, source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let job = h.run_with("f", only("e1")).await;
+    assert_eq!(job.status, JobStatus::Completed, "{job:?}");
+    assert_eq!(
+        mark(&h, "e1").await,
+        job.end_date,
+        "e1 moved to the run's end"
+    );
+    assert_eq!(mark(&h, "e2").await, None, "e2 was not read: it stays");
+
+    let second = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(
+        asked_since(&source, "/one"),
+        vec![String::new(), job.end_date.unwrap().to_rfc3339()],
+        "e1's next window starts where its last run ended"
+    );
+    assert_eq!(
+        asked_since(&source, "/two"),
+        vec![String::new()],
+        "e2, never read before, reads from the beginning"
+    );
+    assert_eq!(mark(&h, "e1").await, second.end_date);
+    assert_eq!(mark(&h, "e2").await, second.end_date);
+}
+
+#[tokio::test]
+async fn retries_and_runs_fed_with_records_leave_the_watermark() {
+    let refuse = Arc::new(AtomicBool::new(true));
+    let (h, _source, _sink) = setup(refuse.clone()).await;
+    let first = h.run_with("f", only("e1")).await;
+    assert_eq!(
+        (first.status, first.num_error),
+        (JobStatus::CompletedWithErrors, 1)
+    );
+    let w = mark(&h, "e1").await;
+    assert_eq!(w, first.end_date);
+
+    refuse.store(false, Ordering::SeqCst);
+    let retry = retry_errors(&h.sluice(), &first.id, None).await.unwrap();
+    let retry = h.wait(&retry.job_id).await;
+    assert_eq!((retry.status, retry.num_success), (JobStatus::Completed, 1));
+    assert_eq!(mark(&h, "e1").await, w, "a retry run leaves it");
+
+    let fed = h
+        .run_with(
+            "f",
+            RunRequest {
+                records: Some(vec![json!({"id": "given"})]),
+                ..only("e1")
+            },
+        )
+        .await;
+    assert_eq!(fed.status, JobStatus::Completed);
+    assert_eq!(mark(&h, "e1").await, w, "a run fed with records leaves it");
+    assert!(fed.delta_exports.is_empty());
+}
+
+#[tokio::test]
+async fn a_backfill_leaves_the_watermark_and_it_never_moves_back() {
+    let (h, source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let first = h.run_with("f", only("e2")).await;
+    let w = mark(&h, "e2").await.unwrap();
+    assert_eq!(Some(w), first.end_date);
+
+    // A backfill of last week: reads that window, leaves the watermark.
+    let start = Utc::now() - ChronoDuration::days(14);
+    let end = Utc::now() - ChronoDuration::days(7);
+    let backfill = h
+        .run_with(
+            "f",
+            RunRequest {
+                start_date: Some(start),
+                end_date: Some(end),
+                ..only("e2")
+            },
+        )
+        .await;
+    assert_eq!(backfill.status, JobStatus::Completed);
+    assert_eq!(asked_since(&source, "/two")[1], start.to_rfc3339());
+    assert_eq!(mark(&h, "e2").await, Some(w), "a backfill leaves it");
+
+    // A watermark ahead of this run's end (set by a clock ahead) is not moved back.
+    let ahead = Utc::now() + ChronoDuration::days(1);
+    h.sluice()
+        .store
+        .put_state(&watermark::key("f", "e2"), &json!(ahead.to_rfc3339()))
+        .await
+        .unwrap();
+    let rerun = h
+        .run_with(
+            "f",
+            RunRequest {
+                start_date: Some(start),
+                ..only("e2")
+            },
+        )
+        .await;
+    assert_eq!(rerun.status, JobStatus::Completed);
+    assert!(rerun.end_date.unwrap() < ahead);
+    assert_eq!(mark(&h, "e2").await, Some(ahead), "never backwards");
+}
+
+#[tokio::test]
+async fn a_window_that_ends_before_it_starts_is_refused() {
+    let (h, _source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let now = Utc::now();
+    let refused = sluice_core::runs::start_run(
+        &h.sluice(),
+        "f",
+        RunRequest {
+            start_date: Some(now),
+            end_date: Some(now - ChronoDuration::hours(1)),
+            ..Default::default()
+        },
+        sluice_model::RunKind::Manual,
+    )
+    .await;
+    let Err(sluice_core::Error::Validation(errors)) = refused else {
+        panic!("expected a validation error: {refused:?}");
+    };
+    assert_eq!(errors.0[0].field, "endDate", "{errors:?}");
+}
