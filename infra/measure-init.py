@@ -4,9 +4,14 @@ its first event. A tiny fake runtime API on loopback answers nothing (it just re
 request); the SDK clients talk to moto on loopback (the INIT warm-up call goes there).
 
 usage: python measure-init.py <binary> [runs]   (run with the venv's python: it needs boto3)
+
+An aarch64 binary on another machine runs under qemu-user (Debian: qemu-user-static and
+libc6-arm64-cross for the dynamic loader): an upper bound, emulation is far slower than a
+Graviton, not a Lambda figure.
 """
 import http.server
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -16,6 +21,20 @@ import time
 binary = sys.argv[1]
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
 venv = os.environ.get("SLUICE_VENV", os.path.expanduser("~/.cache/sluice/venv"))
+
+
+def runner(path):
+    """The command that runs `path` here: itself, or qemu-user for an aarch64 binary."""
+    with open(path, "rb") as f:
+        head = f.read(20)
+    aarch64 = head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183
+    if not aarch64 or platform.machine() in ("aarch64", "arm64"):
+        return [path]
+    print(f"{path}: aarch64 binary, run under qemu-aarch64-static (an upper bound)")
+    return ["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", path]
+
+
+command = runner(binary)
 
 
 def free_port():
@@ -76,7 +95,7 @@ try:
     for _ in range(runs):
         first_next.clear()
         start = time.monotonic()
-        proc = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         ok = first_next.wait(20)
         elapsed = time.monotonic() - start

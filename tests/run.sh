@@ -5,7 +5,9 @@
 #   1. installs what the tests start themselves: OpenSSH's sshd (Debian) and, in a venv,
 #      moto[server], cfn-lint and aws-sam-cli (PyPI)
 #   2. checks formatting and clippy
-#   3. lints the SAM template with cfn-lint and `sam validate --lint`
+#   3. lints the SAM template with cfn-lint and `sam validate --lint`, and cross-builds the
+#      upload function for arm64 (debug: it compiles and links every C library a function
+#      has), with cargo-lambda from PyPI
 #   4. runs the README's demo (the example flow end to end), then every test of the workspace;
 #      the AWS tests require moto here (SLUICE_REQUIRE_MOTO=1)
 set -euo pipefail
@@ -28,9 +30,24 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The workspace build turns every feature on; the functions other than upload build
+# sluice-core without SFTP, so that build must stay clean too.
+cargo clippy -p sluice-core --no-default-features --quiet -- -D warnings
 
 step "SAM template lint"
 bash infra/lint.sh
+
+step "arm64 cross-build: cargo lambda build --arm64 --bin upload (debug)"
+bash infra/setup-cross.sh
+started=$SECONDS
+(cd functions/upload && PATH="${SLUICE_VENV:-$HOME/.cache/sluice/venv}/bin:$PATH" cargo lambda build --arm64 --bin upload)
+python3 - "${CARGO_TARGET_DIR:-target}/lambda/upload/bootstrap" <<'PY'
+import sys
+head = open(sys.argv[1], "rb").read(20)
+assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, "not an aarch64 ELF"
+print(f"{sys.argv[1]}: aarch64 ELF")
+PY
+echo "arm64 cross-build took $((SECONDS - started)) s"
 
 step "the README's demo: bash examples/run-demo.sh"
 bash examples/run-demo.sh

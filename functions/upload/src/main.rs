@@ -3,5 +3,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    sluice_aws::lambda::run_sqs_stage(sluice_core::Stage::Upload).await
+    sluice_aws::lambda::run_sqs_stage(sluice_core::stages::upload::HANDLER).await
 }

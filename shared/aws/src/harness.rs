@@ -15,6 +15,7 @@ use crate::store::create_table;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
+use sluice_core::ports::{Metrics, NoMetrics};
 use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
@@ -37,6 +38,8 @@ pub struct Harness {
     arns: HashMap<String, String>,
     /// Each invocation's time limit, as a function timeout sets it (`None`: unlimited).
     pub invocation_budget: Option<Duration>,
+    /// Where every instance's measurements go.
+    metrics: Arc<dyn Metrics>,
 }
 
 /// What the harness created, by kind, as logical ids (compared with the template).
@@ -51,6 +54,14 @@ impl Harness {
     /// Creates every resource on the emulator at `endpoint` and builds a Sluice on them.
     /// Loopback targets are allowed (test HTTP servers run there).
     pub async fn create(endpoint: &str) -> anyhow::Result<Harness> {
+        Self::create_with_metrics(endpoint, Arc::new(NoMetrics)).await
+    }
+
+    /// As [`Harness::create`], the Sluice reporting to `metrics`.
+    pub async fn create_with_metrics(
+        endpoint: &str,
+        metrics: Arc<dyn Metrics>,
+    ) -> anyhow::Result<Harness> {
         let config = sdk_config(Some(endpoint)).await;
         let sqs = aws_sdk_sqs::Client::new(&config);
         let s3 = s3_client(&config, Some(endpoint));
@@ -107,7 +118,8 @@ impl Harness {
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
             allow_private_addresses: false,
         };
-        let sluice = build_sluice_with(&settings, PrivateAddresses::Loopback).await?;
+        let sluice =
+            build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;
         Ok(Harness {
             sluice,
             settings,
@@ -118,6 +130,7 @@ impl Harness {
             visibility_timeout,
             arns,
             invocation_budget: None,
+            metrics,
         })
     }
 
@@ -170,7 +183,12 @@ impl Harness {
     /// caches (HTTP client, tokens, limiters), as a second concurrent INIT would build.
     pub async fn another_instance(&self) -> anyhow::Result<Harness> {
         Ok(Harness {
-            sluice: build_sluice_with(&self.settings, PrivateAddresses::Loopback).await?,
+            sluice: build_sluice_with(
+                &self.settings,
+                PrivateAddresses::Loopback,
+                self.metrics.clone(),
+            )
+            .await?,
             settings: self.settings.clone(),
             sqs: self.sqs.clone(),
             s3: self.s3.clone(),
@@ -179,6 +197,7 @@ impl Harness {
             visibility_timeout: self.visibility_timeout,
             arns: self.arns.clone(),
             invocation_budget: self.invocation_budget,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -236,7 +255,7 @@ impl Harness {
     pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
         if stage != Stage::Trigger {
             return self
-                .within_budget(sqs_stage_handler(&self.sluice, stage, event))
+                .within_budget(sqs_stage_handler(&self.sluice, stage.handler(), event))
                 .await;
         }
         let ids: Vec<String> = event

@@ -2,21 +2,25 @@
 
 use crate::blobs::S3Blobs;
 use crate::config::{s3_client, sdk_config, AwsSettings};
+use crate::metrics::EmfMetrics;
 use crate::queue::{decode_message, SqsQueue};
 use crate::store::DynamoStore;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use serde_json::{json, Value};
-use sluice_core::ports::{EnvSecrets, SystemClock};
+use sluice_core::ports::{EnvSecrets, Metrics, NoMetrics, SystemClock};
 use sluice_core::stages::dead_letter::dead_letter;
-use sluice_core::stages::trigger::{events, schedule};
-use sluice_core::{PrivateAddresses, Settings, Sluice, Stage};
+use sluice_core::stages::trigger::{self, events, schedule};
+use sluice_core::stages::StageHandler;
+use sluice_core::{PrivateAddresses, Settings, Sluice};
 use std::sync::Arc;
 
 /// Builds the ports from the environment. Called once per Lambda INIT: the SDK clients, HTTP
-/// connections and the stage caches then live for the container's life.
+/// connections and the stage caches then live for the container's life. Metrics go to
+/// stdout in CloudWatch's embedded metric format.
 pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     let aws = AwsSettings::from_env()?;
-    let sluice = build_sluice(&aws).await?;
+    let metrics = Arc::new(EmfMetrics::stdout_from_env());
+    let sluice = build_sluice_with(&aws, private_policy(&aws), metrics).await?;
     // Pay the TLS handshake (and credential lookup) during INIT, not on the first message.
     if let Err(e) = sluice.store.get_state("warmup").await {
         tracing::warn!(error = %e, "warm-up call to DynamoDB failed");
@@ -24,22 +28,27 @@ pub async fn build_sluice_from_env() -> anyhow::Result<Arc<Sluice>> {
     Ok(sluice)
 }
 
-/// The ports for these settings (the harness calls this with moto's endpoint). Deployed
-/// functions refuse loopback and private targets unless the deployment allows them
+/// The ports for these settings (the harness calls this with moto's endpoint), no metrics.
+/// Deployed functions refuse loopback and private targets unless the deployment allows them
 /// (`SLUICE_ALLOW_PRIVATE_ADDRESSES`) or the connection does (`http.allowPrivateAddresses`).
 pub async fn build_sluice(aws: &AwsSettings) -> anyhow::Result<Arc<Sluice>> {
-    let private_addresses = if aws.allow_private_addresses {
+    build_sluice_with(aws, private_policy(aws), Arc::new(NoMetrics)).await
+}
+
+fn private_policy(aws: &AwsSettings) -> PrivateAddresses {
+    if aws.allow_private_addresses {
         PrivateAddresses::Allowed
     } else {
         PrivateAddresses::Refused
-    };
-    build_sluice_with(aws, private_addresses).await
+    }
 }
 
-/// As [`build_sluice`] with the private-address policy given (tests on loopback).
+/// As [`build_sluice`] with the private-address policy given (tests on loopback), reporting
+/// to `metrics`.
 pub async fn build_sluice_with(
     aws: &AwsSettings,
     private_addresses: PrivateAddresses,
+    metrics: Arc<dyn Metrics>,
 ) -> anyhow::Result<Arc<Sluice>> {
     let endpoint = aws.endpoint.as_deref();
     let config = sdk_config(endpoint).await;
@@ -61,24 +70,29 @@ pub async fn build_sluice_with(
         private_addresses,
         ..Settings::default()
     };
-    Ok(Arc::new(Sluice::new(
+    let sluice = Sluice::new(
         store,
         queue,
         blobs,
         Arc::new(EnvSecrets),
         Arc::new(SystemClock),
         settings,
-    )))
+    );
+    Ok(Arc::new(sluice.with_metrics(metrics)))
 }
 
 /// Runs every message of the batch through `stage`; the response names only the messages
 /// that failed, so SQS redelivers those and deletes the rest (ReportBatchItemFailures).
-pub async fn sqs_stage_handler(sluice: &Sluice, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
+pub async fn sqs_stage_handler(
+    sluice: &Sluice,
+    stage: StageHandler,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for message in event.records {
         if let Err(e) = handle_sqs_message(sluice, stage, &message).await {
             let id = message.message_id.clone().unwrap_or_default();
-            tracing::error!(stage = stage.name(), message_id = %id, error = %e, "message failed");
+            tracing::error!(stage = stage.stage.name(), message_id = %id, error = %e, "message failed");
             response.add_failure(id);
         }
     }
@@ -87,15 +101,21 @@ pub async fn sqs_stage_handler(sluice: &Sluice, stage: Stage, event: SqsEvent) -
 
 async fn handle_sqs_message(
     sluice: &Sluice,
-    stage: Stage,
+    stage: StageHandler,
     message: &SqsMessage,
 ) -> anyhow::Result<()> {
     let body = message.body.as_deref().unwrap_or_default();
     let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
     if from_dead_letter_queue(message) {
-        dead_letter(sluice, stage, decoded, "failed every delivery attempt").await?;
+        dead_letter(
+            sluice,
+            stage.stage,
+            decoded,
+            "failed every delivery attempt",
+        )
+        .await?;
     } else {
-        sluice.handle(stage, decoded).await?;
+        stage.handle(sluice, decoded).await?;
     }
     Ok(())
 }
@@ -263,19 +283,7 @@ async fn trigger_sqs_message(sluice: &Sluice, message: &SqsMessage) -> anyhow::R
         }
         return Ok(());
     }
-    let decoded = decode_message(body, sluice.blobs.as_ref()).await?;
-    if from_dead_letter_queue(message) {
-        dead_letter(
-            sluice,
-            Stage::Trigger,
-            decoded,
-            "failed every delivery attempt",
-        )
-        .await?;
-    } else {
-        sluice.handle(Stage::Trigger, decoded).await?;
-    }
-    Ok(())
+    handle_sqs_message(sluice, trigger::HANDLER, message).await
 }
 
 /// Decodes an S3 event key: `+` is a space, `%XX` a byte; None when not valid UTF-8.
@@ -299,12 +307,32 @@ pub fn url_decode(raw: &str) -> Option<String> {
 }
 
 /// JSON logs for CloudWatch (which stamps each line, so no time), filtered by `RUST_LOG`.
+/// See [`json_log_layer`] for the shape of a line.
 pub fn init_logging() {
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .without_time()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::from_default_env())
+        .with(json_log_layer(std::io::stdout))
         .init();
+}
+
+/// One JSON object per line: `level`, `target`, the fields of every span the line was logged
+/// in at top level (so a stage's lines carry `stage`, `flow`, `job` and `page` from the span
+/// each message is handled in, `stages::message_span`, and Lambda's `requestId`), and the
+/// event's own fields, its `message` included, under `fields`, where they cannot clash.
+pub fn json_log_layer<S, W>(writer: W) -> json_subscriber::JsonLayer<S, W>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + 'static,
+{
+    let mut layer = json_subscriber::JsonLayer::new(writer);
+    layer
+        .with_level("level")
+        .with_target("target")
+        .with_top_level_flattened_span_list()
+        .with_event("fields");
+    layer
 }
 
 /// The invocation's deadline as an `Instant` on this process's monotonic clock, for
@@ -321,7 +349,7 @@ pub fn invocation_deadline(context: &lambda_runtime::Context) -> std::time::Inst
 /// once per container), then each `SqsEvent` batch to [`sqs_stage_handler`] within the
 /// invocation's deadline, answering with the partial batch failures
 /// (ReportBatchItemFailures).
-pub async fn run_sqs_stage(stage: sluice_core::Stage) -> Result<(), lambda_runtime::Error> {
+pub async fn run_sqs_stage(stage: StageHandler) -> Result<(), lambda_runtime::Error> {
     init_logging();
     let sluice = build_sluice_from_env().await?;
     lambda_runtime::run(lambda_runtime::service_fn(

@@ -5,11 +5,13 @@ pub mod blobs;
 pub mod config;
 pub mod harness;
 pub mod lambda;
+pub mod metrics;
 pub mod queue;
 pub mod store;
 
 pub use blobs::S3Blobs;
 pub use config::AwsSettings;
 pub use lambda::{build_sluice, build_sluice_from_env, sqs_stage_handler, trigger_handler};
+pub use metrics::EmfMetrics;
 pub use queue::{decode_message, SqsQueue};
 pub use store::DynamoStore;

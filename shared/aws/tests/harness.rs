@@ -85,6 +85,52 @@ fn template_declares_what_the_code_names() {
     );
 }
 
+/// The lines of one top-level resource's block.
+fn resource_block(id: &str) -> String {
+    let start = format!("  {id}:");
+    TEMPLATE
+        .lines()
+        .skip_while(|l| *l != start)
+        .skip(1)
+        .take_while(|l| l.starts_with("    ") || l.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn every_dead_letter_queue_and_function_has_an_alarm_to_the_optional_topic() {
+    let resources = template_resources();
+    let alarms = of_type(&resources, "AWS::CloudWatch::Alarm");
+    let mut watched = Vec::new();
+    for stage in Stage::ALL {
+        let dlq = dead_letter_logical_id(stage);
+        watched.push((format!("{dlq}Alarm"), format!("!GetAtt {dlq}.QueueName")));
+    }
+    let functions = of_type(&resources, "AWS::Serverless::Function");
+    for function in &functions {
+        watched.push((format!("{function}ErrorsAlarm"), format!("!Ref {function}")));
+    }
+    assert_eq!(watched.len(), 13);
+    for (alarm, target) in &watched {
+        assert!(alarms.contains(alarm), "{alarm} declared");
+        let block = resource_block(alarm);
+        assert!(
+            block.contains(&format!("Value: {target}")),
+            "{alarm} watches {target}"
+        );
+        for action in ["AlarmActions", "OKActions"] {
+            assert!(
+                block.contains(&format!(
+                    "{action}: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]"
+                )),
+                "{alarm} notifies the topic when one is given"
+            );
+        }
+    }
+    assert_eq!(alarms.len(), watched.len(), "no other alarms: {alarms:?}");
+    assert!(TEMPLATE.contains("HasAlarmTopic: !Not [!Equals [!Ref AlarmTopicArn, '']]"));
+}
+
 #[tokio::test]
 async fn harness_creates_everything_the_template_declares() {
     let Some(env) = common::env("harness_creates_everything_the_template_declares").await else {

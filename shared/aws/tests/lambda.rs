@@ -34,7 +34,7 @@ async fn partial_batch_failure_lists_exactly_the_failed_messages() {
             &json!({"messageRef": {"bucket": "systembucket", "key": "nope"}}).to_string(),
         ),
     ];
-    let response = sqs_stage_handler(sluice, Stage::Translate, event).await;
+    let response = sqs_stage_handler(sluice, Stage::Translate.handler(), event).await;
     let mut failed: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -44,7 +44,7 @@ async fn partial_batch_failure_lists_exactly_the_failed_messages() {
     assert_eq!(failed, vec!["m-bad-json", "m-bad-ref", "m-missing-flow"]);
 
     // An empty batch reports nothing.
-    let response = sqs_stage_handler(sluice, Stage::Translate, SqsEvent::default()).await;
+    let response = sqs_stage_handler(sluice, Stage::Translate.handler(), SqsEvent::default()).await;
     assert!(response.batch_item_failures.is_empty());
 }
 

@@ -1,6 +1,6 @@
 //! [`Sluice`]: the ports plus per-process caches, shared by every stage handler.
 
-use crate::ports::{Blobs, Clock, Kind, Queue, Secrets, Store};
+use crate::ports::{Blobs, Clock, Kind, Measurement, Metrics, NoMetrics, Queue, Secrets, Store};
 use crate::stages::{self, Stage};
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -55,6 +55,8 @@ pub struct Sluice {
     pub blobs: Arc<dyn Blobs>,
     pub secrets: Arc<dyn Secrets>,
     pub clock: Arc<dyn Clock>,
+    /// Where counts and timings go ([`NoMetrics`] unless [`Sluice::with_metrics`] says).
+    pub metrics: Arc<dyn Metrics>,
     pub settings: Settings,
     pub(crate) caches: stages::Caches,
 }
@@ -74,16 +76,27 @@ impl Sluice {
             blobs,
             secrets,
             clock,
+            metrics: Arc::new(NoMetrics),
             settings,
             caches: stages::Caches::default(),
         }
+    }
+
+    /// The same, reporting to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub(crate) fn measure(&self, measurement: Measurement) {
+        self.metrics.record(measurement);
     }
 
     /// Runs one stage on one message. Errors are infrastructure failures: the caller
     /// (queue adapter) leaves the message to be redelivered. Record-level failures are not
     /// errors here; they are counted and stored by evaluate.
     pub async fn handle(&self, stage: Stage, message: StageMessage) -> Result<()> {
-        stages::handle(self, stage, message).await
+        stage.handler().handle(self, message).await
     }
 
     async fn definition<T: DeserializeOwned>(&self, kind: Kind, id: &str) -> Result<T> {

@@ -6,12 +6,14 @@
 pub mod blobs;
 pub mod clock;
 pub mod contract;
+pub mod metrics;
 pub mod queue;
 pub mod secrets;
 pub mod store;
 
 pub use blobs::{BlobReader, Blobs};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
 pub use store::{AuditEntry, Kind, LedgerState, PageOutcome, Store};

@@ -165,7 +165,7 @@ async fn close_abandoned_jobs(sluice: &Sluice, flow_id: &str) -> Result<()> {
             )
             .await?
         {
-            tracing::warn!(job = %job.id, flow = %flow_id, "closed an abandoned job");
+            tracing::warn!(abandoned_job = %job.id, flow = %flow_id, "closed an abandoned job");
         }
     }
     Ok(())

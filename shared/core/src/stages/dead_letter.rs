@@ -6,6 +6,7 @@ use super::evaluate;
 use super::Stage;
 use crate::{runs, Result, Sluice};
 use sluice_model::{Page, RecordState, StageMessage};
+use tracing::Instrument;
 
 pub async fn dead_letter(
     sluice: &Sluice,
@@ -13,7 +14,19 @@ pub async fn dead_letter(
     message: StageMessage,
     reason: &str,
 ) -> Result<()> {
-    tracing::error!(stage = stage.name(), reason, "message dead-lettered");
+    let span = super::message_span(stage, &message);
+    settle_message(sluice, stage, message, reason)
+        .instrument(span)
+        .await
+}
+
+async fn settle_message(
+    sluice: &Sluice,
+    stage: Stage,
+    message: StageMessage,
+    reason: &str,
+) -> Result<()> {
+    tracing::error!(reason, "message dead-lettered");
     match message {
         StageMessage::Run(order) => {
             runs::fail_job(

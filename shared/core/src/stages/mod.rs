@@ -19,8 +19,10 @@ pub mod trigger;
 pub mod upload;
 
 use crate::{Error, Result, Sluice};
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sluice_model::StageMessage;
+use sluice_model::{Page, RunOrder, StageMessage};
+use tracing::Instrument;
 
 /// A stage, and so a queue and a Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -73,17 +75,94 @@ pub(crate) struct Caches {
     pub http: deliver::HttpState,
 }
 
-pub(crate) async fn handle(sluice: &Sluice, stage: Stage, message: StageMessage) -> Result<()> {
-    match (stage, message) {
-        (Stage::Trigger, StageMessage::Run(order)) => trigger::handle_run(sluice, order).await,
-        (Stage::Translate, StageMessage::Page(page)) => translate::handle(sluice, page).await,
-        (Stage::Deliver, StageMessage::Page(page)) => deliver::handle(sluice, page).await,
-        (Stage::Extract, StageMessage::Page(page)) => extract::handle(sluice, page).await,
-        (Stage::Evaluate, StageMessage::Page(page)) => evaluate::handle(sluice, page).await,
-        (Stage::Upload, StageMessage::Page(page)) => upload::handle(sluice, page).await,
-        (stage, _) => Err(Error::Internal(anyhow::anyhow!(
-            "stage {} got a message it does not take",
-            stage.name()
-        ))),
+/// One stage's entry point: the stage and the function that takes its messages. A process
+/// that runs every stage (the local runtime) picks one with [`Stage::handler`]; a Lambda
+/// function names its own stage's constant (`stages::deliver::HANDLER`), so its binary
+/// references that stage's code only and the linker leaves the other stages out.
+#[derive(Clone, Copy)]
+pub struct StageHandler {
+    pub stage: Stage,
+    takes: Takes,
+}
+
+/// The message kind a stage takes: trigger reads run orders, every other stage pages.
+#[derive(Clone, Copy)]
+enum Takes {
+    Runs(for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>),
+    Pages(for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>),
+}
+
+impl StageHandler {
+    pub(crate) const fn runs(
+        stage: Stage,
+        run: for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>,
+    ) -> Self {
+        StageHandler {
+            stage,
+            takes: Takes::Runs(run),
+        }
+    }
+
+    pub(crate) const fn pages(
+        stage: Stage,
+        run: for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>,
+    ) -> Self {
+        StageHandler {
+            stage,
+            takes: Takes::Pages(run),
+        }
+    }
+
+    /// Handles one message inside its [`message_span`], so every line the stage logs names
+    /// the stage, flow, job and page.
+    pub async fn handle(&self, sluice: &Sluice, message: StageMessage) -> Result<()> {
+        let span = message_span(self.stage, &message);
+        let handled = async move {
+            match (self.takes, message) {
+                (Takes::Runs(run), StageMessage::Run(order)) => run(sluice, order).await,
+                (Takes::Pages(run), StageMessage::Page(page)) => run(sluice, page).await,
+                _ => Err(Error::Internal(anyhow::anyhow!(
+                    "stage {} got a message it does not take",
+                    self.stage.name()
+                ))),
+            }
+        };
+        handled.instrument(span).await
+    }
+}
+
+impl Stage {
+    /// The stage's handler, for a process that runs every stage.
+    pub fn handler(self) -> StageHandler {
+        match self {
+            Stage::Trigger => trigger::HANDLER,
+            Stage::Translate => translate::HANDLER,
+            Stage::Deliver => deliver::HANDLER,
+            Stage::Extract => extract::HANDLER,
+            Stage::Evaluate => evaluate::HANDLER,
+            Stage::Upload => upload::HANDLER,
+        }
+    }
+}
+
+/// The span every handled message runs in: its log lines carry `stage`, `flow`, `job` and
+/// `page` (absent for a run order, which has no page yet) as fields of their own. The one
+/// place these fields are set; stage code logs without repeating them.
+pub fn message_span(stage: Stage, message: &StageMessage) -> tracing::Span {
+    match message {
+        StageMessage::Run(order) => tracing::info_span!(
+            "message",
+            stage = stage.name(),
+            flow = %order.flow_id,
+            job = %order.job_id,
+            page = tracing::field::Empty,
+        ),
+        StageMessage::Page(page) => tracing::info_span!(
+            "message",
+            stage = stage.name(),
+            flow = %page.flow_id,
+            job = %page.job_id,
+            page = %page.page_id,
+        ),
     }
 }

@@ -24,7 +24,7 @@ pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
 use super::processor::Processor;
 use crate::budget;
-use crate::ports::LedgerState;
+use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
 use guard::AddressPolicy;
@@ -77,6 +77,12 @@ impl HttpState {
     }
 }
 
+/// The deliver stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Deliver, |sluice, page| {
+        Box::pin(handle(sluice, page))
+    });
+
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     let connection = &p.connection;
@@ -105,7 +111,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             limiter: &limiter,
             ambiguous,
         };
-        let outcome = deliver_once(sluice, route, &key, batch.request.clone()).await?;
+        let outcome = deliver_once(sluice, &p.flow.id, route, &key, batch.request.clone()).await?;
         let deferred = outcome.is_none();
         match outcome {
             Some(Ok(reply)) => batch.reply = Some(reply),
@@ -137,7 +143,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let lock = LockKeeper::new(&page);
         let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let (limiter, lock) = (limiter.clone(), &lock);
+                let (limiter, lock, flow) = (limiter.clone(), &lock, p.flow.id.as_str());
                 async move {
                     let route = Route {
                         connection,
@@ -145,7 +151,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         limiter: &limiter,
                         ambiguous,
                     };
-                    let outcome = deliver_once(sluice, route, &key, req).await;
+                    let outcome = deliver_once(sluice, flow, route, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -229,7 +235,14 @@ impl LockKeeper {
 /// The invocation is running out of time: the page goes back on the deliver queue with what
 /// this pass did (replies and failures recorded in it), and the next pass sends the rest.
 async fn continue_later(sluice: &Sluice, page: Page, deferred: usize) -> Result<()> {
-    tracing::info!(job = %page.job_id, page = %page.page_id, deferred, "deliver ran short of time; the rest of the page continues in the next invocation");
+    tracing::info!(
+        deferred,
+        "deliver ran short of time; the rest of the page continues in the next invocation"
+    );
+    sluice.measure(Measurement::Continued {
+        flow: page.flow_id.clone(),
+        stage: Stage::Deliver,
+    });
     sluice
         .queue
         .send(Stage::Deliver, StageMessage::Page(page))
@@ -253,9 +266,10 @@ pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 /// continues in the next invocation). The invocation's first send always goes, so every
 /// pass makes progress. Its turn under the connection's limits comes before the ledger
 /// claim, so a record still waiting for its turn when time runs out is not claimed (and so
-/// not reported `delivery_unknown`).
+/// not reported `delivery_unknown`). A request sent is measured under `flow`.
 async fn deliver_once(
     sluice: &Sluice,
+    flow: &str,
     route: Route<'_>,
     key: &str,
     request: RenderedRequest,
@@ -300,7 +314,13 @@ async fn deliver_once(
     }
     let outcome = send_with_retries(sluice, route, Some(permit), &request).await;
     let record = match &outcome {
-        Ok(reply) => json!({"reply": reply}),
+        Ok(reply) => {
+            sluice.measure(Measurement::Delivery {
+                flow: flow.to_string(),
+                latency: Duration::from_millis(reply.elapsed_ms),
+            });
+            json!({"reply": reply})
+        }
         Err((code, message)) => json!({"error": message, "code": code}),
     };
     sluice.store.ledger_complete(key, &record).await?;

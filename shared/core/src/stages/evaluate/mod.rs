@@ -2,7 +2,7 @@
 //! page to the next processor or finishes it; the last page closes the job ([`crate::runs`]).
 
 use super::processor::{reply_documents, Processor};
-use crate::ports::PageOutcome;
+use crate::ports::{Measurement, PageOutcome};
 use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
@@ -18,6 +18,12 @@ pub struct Verdicts {
     pub forward: Vec<PageRecord>,
     pub errors: Vec<JobError>,
 }
+
+/// The evaluate stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Evaluate, |sluice, page| {
+        Box::pin(handle(sluice, page))
+    });
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
@@ -81,6 +87,12 @@ pub(crate) async fn count_page(
         page_done,
     };
     if let Some(job) = sluice.store.record_outcome(&outcome).await? {
+        sluice.measure(Measurement::Records {
+            flow: page.flow_id.clone(),
+            succeeded: v.success,
+            failed: v.error,
+            ignored: v.ignore,
+        });
         if job.all_pages_done() {
             runs::complete_job(sluice, &job.id).await?;
         }

@@ -5,6 +5,12 @@ use crate::{Result, Sluice, Stage};
 use serde_json::{Map, Value};
 use sluice_model::{extract_path, Page, PageRecord, ResponseMapping, StageMessage};
 
+/// The extract stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Extract, |sluice, page| {
+        Box::pin(handle(sluice, page))
+    });
+
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     if let Some(mapping) = p.mapping() {

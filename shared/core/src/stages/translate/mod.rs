@@ -19,6 +19,12 @@ use sluice_model::{
     RequestMode, StageMessage,
 };
 
+/// The translate stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Translate, |sluice, page| {
+        Box::pin(handle(sluice, page))
+    });
+
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
     if page.processor_index >= flow.page_processors.len() {

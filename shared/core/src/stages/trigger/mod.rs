@@ -8,6 +8,7 @@ pub mod readers;
 pub mod schedule;
 
 use crate::budget;
+use crate::ports::Measurement;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
@@ -21,6 +22,12 @@ use std::collections::BTreeMap;
 
 /// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
 /// ids are the same each time, and every later stage is idempotent on them.
+/// The trigger stage's entry point for run orders (what its queue carries).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::runs(Stage::Trigger, |sluice, order| {
+        Box::pin(handle_run(sluice, order))
+    });
+
 pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
     let Some(job) = sluice.store.get_job(&order.job_id).await? else {
         return Err(Error::not_found("Job", &order.job_id));
@@ -316,7 +323,14 @@ async fn continue_later(
         carried: std::mem::take(&mut batch.records),
         cursor,
     });
-    tracing::info!(job = %order.job_id, pages = cutter.pages, "trigger ran short of time; the export continues in the next invocation");
+    tracing::info!(
+        pages = cutter.pages,
+        "trigger ran short of time; the export continues in the next invocation"
+    );
+    cutter.sluice.measure(Measurement::Continued {
+        flow: order.flow_id.clone(),
+        stage: Stage::Trigger,
+    });
     cutter
         .sluice
         .queue

@@ -6,11 +6,13 @@
 //! for the overwrite policy the same content lands under the same name; for skip/fail an
 //! existing final file is taken as the crashed attempt's own work.
 
+#[cfg(feature = "sftp")]
 pub mod sftp;
-#[cfg(test)]
+#[cfg(all(test, feature = "sftp"))]
 mod tests;
 
 use super::processor::{Processor, Target};
+#[cfg(feature = "sftp")]
 use crate::ports::secrets::resolve;
 use crate::ports::LedgerState;
 use crate::{Error, Result, Sluice, Stage};
@@ -18,7 +20,12 @@ use serde_json::{json, Value};
 use sluice_model::{
     Exchange, ImportType, OverwritePolicy, Page, RecordState, RenderedRequest, Reply, StageMessage,
 };
+#[cfg(feature = "sftp")]
 use std::time::Duration;
+
+/// The upload stage's entry point (what its Lambda function runs).
+pub const HANDLER: super::StageHandler =
+    super::StageHandler::pages(Stage::Upload, |sluice, page| Box::pin(handle(sluice, page)));
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
@@ -107,6 +114,22 @@ fn failed(code: &str, message: String, url: &str) -> Value {
     json!({"result": "failed", "code": code, "message": message, "url": url})
 }
 
+/// Without the `sftp` feature (every Lambda function but upload): an sftp import cannot be
+/// written here, and the message is retried, then dead-lettered as readable job errors.
+#[cfg(not(feature = "sftp"))]
+async fn write_sftp(
+    _: &Sluice,
+    _: &Processor,
+    _: &sluice_model::RenderedFile,
+    _: OverwritePolicy,
+    _: bool,
+) -> Result<Value> {
+    Err(Error::Internal(anyhow::anyhow!(
+        "this build has no SFTP support: build it with sluice-core's `sftp` feature"
+    )))
+}
+
+#[cfg(feature = "sftp")]
 async fn write_sftp(
     sluice: &Sluice,
     p: &Processor,
