@@ -44,6 +44,9 @@ enum Command {
         /// Records for the flow's export: .ndjson/.jsonl, .csv (header row) or .json; streamed.
         #[arg(long)]
         records: Option<PathBuf>,
+        /// The records file's format when its name does not say: ndjson, csv or json.
+        #[arg(long, value_parser = parse_format, requires = "records")]
+        format: Option<sluice_model::FileType>,
         /// Where the local store and blobs live.
         #[arg(long, default_value = ".sluice")]
         data: PathBuf,
@@ -53,6 +56,10 @@ enum Command {
         /// Cancel the job if it has not finished after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Start a fresh job even if a job of the flow was interrupted (killed) on this
+        /// data; that job is canceled. Without it, the interrupted job is resumed.
+        #[arg(long)]
+        new: bool,
         #[command(flatten)]
         network: Network,
     },
@@ -80,9 +87,10 @@ enum Command {
 /// Where the local runtime's http connections may go.
 #[derive(Args)]
 struct Network {
-    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
-    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
-    /// locally anyway, for development; deployed functions refuse both by default.
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7) without each setting http.allowPrivateAddresses. Loopback
+    /// (127.0.0.1, ::1) is allowed locally anyway, for development; deployed functions refuse
+    /// both by default.
     #[arg(long)]
     allow_private_addresses: bool,
 }
@@ -104,6 +112,11 @@ enum DevCommand {
         #[arg(long, default_value_t = 8090)]
         port: u16,
     },
+}
+
+fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("'{s}' is not a records format: ndjson, csv or json"))
 }
 
 fn main() -> ExitCode {
@@ -130,20 +143,24 @@ fn main() -> ExitCode {
                 bundle,
                 flow,
                 records,
+                format,
                 data,
                 json,
                 timeout,
+                new,
                 network,
             } => {
-                commands::run::run(
-                    &bundle,
-                    flow.as_deref(),
-                    records.as_deref(),
-                    &data,
-                    json,
+                commands::run::run(commands::run::RunArgs {
+                    bundle: &bundle,
+                    flow: flow.as_deref(),
+                    records: records.as_deref(),
+                    format,
+                    data: &data,
+                    as_json: json,
                     timeout,
-                    network.settings(),
-                )
+                    new,
+                    settings: network.settings(),
+                })
                 .await
             }
             Command::Dev {
