@@ -61,8 +61,71 @@ async fn an_s3_object_starts_matching_flows_and_is_read_as_a_stream() {
     assert!(!names.contains(&"c".to_string()));
 }
 
+/// 1,000 records in `format`, line 500 broken.
+fn file_with_a_bad_line_500(format: &str) -> String {
+    let line = |n: usize| match (format, n) {
+        ("csv", 500) => "500,x,extra".to_string(),
+        ("csv", _) => format!("{n},x"),
+        (_, 500) => "{\"n\": 500, oops}".to_string(),
+        _ => format!("{{\"n\": {n}}}"),
+    };
+    let lines: Vec<String> = (1..=1000).map(line).collect();
+    match format {
+        "csv" => format!("n,name\n{}\n", lines.join("\n")),
+        // The array opens on a line of its own: element n is on line n + 1.
+        "json" => format!("[\n{}\n]\n", lines.join(",\n")),
+        _ => lines.join("\n") + "\n",
+    }
+}
+
 #[tokio::test]
-async fn a_bad_file_fails_the_job_with_a_readable_error() {
+async fn a_bad_line_is_an_error_record_and_the_lines_after_it_are_read() {
+    for (format, bad_line) in [("ndjson", 500), ("csv", 501), ("json", 501)] {
+        let server = TestServer::always(200, json!({})).await;
+        let h = Harness::new();
+        h.load(sink_flow(
+            &server.base_url,
+            json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "pageSize": 100}),
+        ))
+        .await;
+        let key = format!("orders.{format}");
+        h.sluice()
+            .blobs
+            .put("in", &key, Bytes::from(file_with_a_bad_line_500(format)))
+            .await
+            .unwrap();
+        let started = on_s3_object(&h.sluice(), "in", &key, None).await.unwrap();
+        let job = h.wait(&started[0].job_id).await;
+        assert_eq!(
+            job.status,
+            JobStatus::CompletedWithErrors,
+            "{format}: {job:?}"
+        );
+        assert_eq!((job.num_success, job.num_error), (999, 1), "{format}");
+        assert_counts(&job, 1000);
+        assert_eq!(
+            server.received().len(),
+            999,
+            "{format}: every readable record went out"
+        );
+        let errors = h.errors(&job.id).await;
+        assert_eq!(errors.len(), 1, "{format}");
+        assert_eq!(errors[0].code, "unreadable");
+        let expected = format!("s3://in/{key} line {bad_line}: ");
+        assert!(
+            errors[0].message.starts_with(&expected),
+            "{format}: {}",
+            errors[0].message
+        );
+        assert!(
+            errors[0].record.as_str().unwrap().contains("500"),
+            "{format}: the line is kept"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_file_unreadable_as_a_whole_fails_the_job_saying_so() {
     let server = TestServer::always(200, json!({})).await;
     let h = Harness::new();
     h.load(sink_flow(
@@ -72,7 +135,7 @@ async fn a_bad_file_fails_the_job_with_a_readable_error() {
     .await;
     h.sluice()
         .blobs
-        .put("in", "x.ndjson", Bytes::from("{\"a\":1}\n{oops\n"))
+        .put("in", "x.ndjson", Bytes::from("id,name\n1,a\n2,b\n"))
         .await
         .unwrap();
     let started = on_s3_object(&h.sluice(), "in", "x.ndjson", None)
@@ -80,16 +143,17 @@ async fn a_bad_file_fails_the_job_with_a_readable_error() {
         .unwrap();
     let job = h.wait(&started[0].job_id).await;
     assert_eq!(job.status, JobStatus::Failed);
+    let message = job.message.as_deref().unwrap();
     assert!(
-        job.message.as_deref().unwrap().contains("line 2"),
-        "{job:?}"
+        message.starts_with(
+            "s3://in/x.ndjson cannot be read as NDJSON: none of its 3 parts is a record"
+        ) && message.contains("line 1"),
+        "{message}"
     );
+    assert_eq!(job.num_success + job.num_error, 0);
+    assert!(server.received().is_empty());
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.iter().filter(|e| e.code == "export").count(), 1);
-    assert_eq!(
-        job.num_success, 1,
-        "the record read before the bad line still went through"
-    );
     // The lock was released: the flow can run again.
     assert!(
         start_run(&h.sluice(), "f", RunRequest::default(), RunKind::Manual)

@@ -46,8 +46,15 @@ enum Command {
         /// Records for the flow's export: .ndjson/.jsonl, .csv (header row) or .json; streamed.
         #[arg(long)]
         records: Option<PathBuf>,
+        /// The records file's format when its name does not say: ndjson, csv or json.
+        #[arg(long, value_parser = parse_format, requires = "records")]
+        format: Option<sluice_model::FileType>,
         #[command(flatten)]
         follow: Follow,
+        /// Start a fresh job even if a job of the flow was interrupted (killed) on this
+        /// data; that job is canceled. Without it, the interrupted job is resumed.
+        #[arg(long)]
+        new: bool,
         #[command(flatten)]
         network: Network,
     },
@@ -154,9 +161,10 @@ fn parse_status(s: &str) -> Result<JobStatus, String> {
 /// Where the local runtime's http connections may go.
 #[derive(Args)]
 struct Network {
-    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
-    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
-    /// locally anyway, for development; deployed functions refuse both by default.
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7) without each setting http.allowPrivateAddresses. Loopback
+    /// (127.0.0.1, ::1) is allowed locally anyway, for development; deployed functions refuse
+    /// both by default.
     #[arg(long)]
     allow_private_addresses: bool,
 }
@@ -179,6 +187,11 @@ enum DevCommand {
         #[arg(long, default_value_t = 8090)]
         port: u16,
     },
+}
+
+fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
+        .map_err(|_| format!("'{s}' is not a records format: ndjson, csv or json"))
 }
 
 fn main() -> ExitCode {
@@ -205,18 +218,22 @@ fn main() -> ExitCode {
                 bundle,
                 flow,
                 records,
+                format,
                 follow,
+                new,
                 network,
             } => {
-                commands::run::run(
-                    &bundle,
-                    flow.as_deref(),
-                    records.as_deref(),
-                    &follow.data,
-                    follow.json,
-                    follow.timeout,
-                    network.settings(),
-                )
+                commands::run::run(commands::run::RunArgs {
+                    bundle: &bundle,
+                    flow: flow.as_deref(),
+                    records: records.as_deref(),
+                    format,
+                    data: &follow.data,
+                    as_json: follow.json,
+                    timeout: follow.timeout,
+                    new,
+                    settings: network.settings(),
+                })
                 .await
             }
             Command::Dev {

@@ -1,19 +1,9 @@
 //! The `sluice` binary as a user runs it.
 
+mod common;
+
+use common::*;
 use serde_json::json;
-use sluice_testkit::http::{Answer, TestServer};
-use std::process::Command;
-use std::time::Duration;
-
-fn sluice() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-}
-
-fn write(dir: &std::path::Path, name: &str, v: &serde_json::Value) -> std::path::PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, serde_json::to_string_pretty(v).unwrap()).unwrap();
-    p
-}
 
 #[test]
 fn validate_accepts_the_example_bundle() {
@@ -137,46 +127,49 @@ fn run_prints_a_summary_and_exits_by_status() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no flow 'nope'"));
 }
 
-/// A flow posting 8 records one at a time (concurrencyLevel 1) to a sink that takes 700 ms
-/// per request, and the `sluice run` command for it.
-struct SlowRun {
-    sink: TestServer,
-    dir: tempfile::TempDir,
-}
-
-impl SlowRun {
-    async fn new() -> SlowRun {
-        let sink = TestServer::start(|_, _| Answer::Slow {
-            delay: Duration::from_millis(700),
-            then: Box::new(Answer::json(200, json!({}))),
-        })
-        .await;
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "slow.json",
-            &json!({
-                "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}],
-                "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 2}],
-                "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
-                "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
-            }),
-        );
-        let records: String = (0..8).map(|n| format!("{{\"n\": {n}}}\n")).collect();
-        std::fs::write(dir.path().join("r.ndjson"), records).unwrap();
-        SlowRun { sink, dir }
-    }
-
-    fn command(&self) -> Command {
-        let mut cmd = sluice();
-        cmd.arg("run")
-            .arg(self.dir.path().join("slow.json"))
-            .arg("--records")
-            .arg(self.dir.path().join("r.ndjson"))
-            .arg("--data")
-            .arg(self.dir.path().join("data"));
-        cmd
-    }
+#[test]
+fn run_reads_past_a_bad_line_names_the_file_as_given_and_takes_a_format() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "b.json",
+        &json!({
+            "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 2}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}]}]
+        }),
+    );
+    // A name that says nothing of the format, a byte order mark, and a broken line 3.
+    let text = "\u{feff}{\"n\": 1}\n{\"n\": 2}\n{\"n\": 3,}\n{\"n\": 4}\n{\"n\": 5}\n";
+    std::fs::write(dir.path().join("orders.txt"), text).unwrap();
+    let run = |extra: &[&str]| {
+        sluice()
+            .current_dir(dir.path())
+            .args(["run", "b.json", "--records", "orders.txt", "--data", "data"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--format", "ndjson"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains("records 5: success 4, error 1, ignored 0"),
+        "every line is counted: {stdout}"
+    );
+    assert!(
+        stdout.contains("error unreadable at g0-p000001-r00000: orders.txt line 3: invalid JSON"),
+        "{stdout}"
+    );
+    // Without --format the name says JSON, which the file is not: the job fails, saying so.
+    let out = run(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("failed: orders.txt: not a JSON array of records nor one JSON object"),
+        "{stdout}"
+    );
+    let out = run(&["--format", "xml"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'xml' is not a records format"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,150 +201,44 @@ async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
         // Nor is it held up by the connection slot the canceled run's request was holding.
         assert!(
             slow.sink.received().len() > sent_before,
-            "run {attempt} sent nothing"
+            "run {attempt} sent nothing: {stdout}\n{stderr}"
         );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ctrl_c_cancels_the_run() {
-    let slow = SlowRun::new().await;
-    let sink = &slow.sink;
-    let child = slow
-        .command()
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Once the first request reaches the sink the run is under way: interrupt it.
-    for _ in 0..200 {
-        if !sink.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+async fn ctrl_c_and_sigterm_cancel_the_run() {
+    for (sig, name) in [("INT", "Ctrl-C"), ("TERM", "SIGTERM")] {
+        let slow = SlowRun::new().await;
+        let sink = &slow.sink;
+        let child = slow
+            .command()
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Once the first request reaches the sink the run is under way: interrupt it.
+        until("the run sends", || !sink.received().is_empty()).await;
+        signal(&child, sig);
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{sig}: {stdout}");
+        assert!(stdout.contains("status canceled"), "{sig}: {stdout}");
+        assert!(
+            stdout.contains(&format!("canceled: stopped by {name}")),
+            "{sig}: {stdout}"
+        );
+        assert!(
+            sink.received().len() < 8,
+            "{sig}: the run stopped before sending everything"
+        );
+        // Canceled, not interrupted: the next run starts afresh.
+        let out = slow.command().args(["--timeout", "1"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("running flow f: job"), "{sig}: {stderr}");
     }
-    assert!(!sink.received().is_empty(), "the run never started sending");
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("status canceled"), "{stdout}");
-    assert!(stdout.contains("canceled: stopped by Ctrl-C"), "{stdout}");
-    assert!(
-        sink.received().len() < 8,
-        "the run stopped before sending everything"
-    );
-}
-
-/// `sluice dev` on a free port over `data`; waits until it answers.
-async fn start_dev(data: &std::path::Path) -> (std::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = sluice()
-        .args([
-            "dev",
-            "--port",
-            &port.to_string(),
-            "--api-key",
-            "k",
-            "--data",
-        ])
-        .arg(data)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    for _ in 0..200 {
-        if reqwest::get(format!("{base}/healthz")).await.is_ok() {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let mut child = child;
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("sluice dev did not start on {base}");
-}
-
-fn interrupt(child: &std::process::Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stopping_sluice_dev_cancels_its_unfinished_jobs() {
-    let slow = SlowRun::new().await;
-    let data = slow.dir.path().join("dev-data");
-    let http = reqwest::Client::new();
-    let (dev, base) = start_dev(&data).await;
-    let bundle: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(slow.dir.path().join("slow.json")).unwrap()).unwrap();
-    let loaded = http
-        .post(format!("{base}/flows/import-template"))
-        .bearer_auth("k")
-        .json(&bundle)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
-    let records: Vec<_> = (0..6).map(|n| json!({"n": n})).collect();
-    let run = || {
-        http.post(format!("{base}/flows/f/run"))
-            .bearer_auth("k")
-            .json(&json!({ "records": records }))
-            .send()
-    };
-    let started: serde_json::Value = run().await.unwrap().json().await.unwrap();
-    let job_id = started["_jobId"].as_str().unwrap().to_string();
-    for _ in 0..200 {
-        if !slow.sink.received().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    interrupt(&dev);
-    let out = tokio::task::spawn_blocking(move || dev.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("canceled 1 unfinished job(s)"), "{stderr}");
-
-    // Back up: the job reads canceled, and the flow runs again at once.
-    let (dev, base) = start_dev(&data).await;
-    let job: serde_json::Value = http
-        .get(format!("{base}/jobs/{job_id}"))
-        .bearer_auth("k")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(job["status"], "canceled", "{job}");
-    let again = http
-        .post(format!("{base}/flows/f/run"))
-        .bearer_auth("k")
-        .json(&json!({ "records": [] }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 201, "{}", again.text().await.unwrap());
-    interrupt(&dev);
-    tokio::task::spawn_blocking(move || dev.wait_with_output().unwrap())
-        .await
-        .unwrap();
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -453,7 +340,7 @@ fn a_bundle_with_a_utf8_byte_order_mark_is_read() {
     let p = dir.path().join("bom.json");
     std::fs::write(
         &p,
-        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"name\": \"e\", \"type\": \"webhook\"}]}",
+        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"type\": \"webhook\"}]}",
     )
     .unwrap();
     let out = sluice().arg("validate").arg(&p).output().unwrap();

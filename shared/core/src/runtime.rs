@@ -22,6 +22,10 @@ pub struct Settings {
     /// CLI allows loopback for development. Link-local metadata addresses stay refused
     /// unless the connection allows them (`http.allowMetadataAddresses`).
     pub private_addresses: PrivateAddresses,
+    /// Who this process is in what it holds in the store (connection slots are owned by
+    /// `<instance>:<id>`): the local runtime sets its queue runner's id, so a runtime taking
+    /// over the work of a killed one frees that one's slots at once. Default: a fresh id.
+    pub instance: String,
 }
 
 /// Which non-public addresses a deployment lets its http connections reach.
@@ -43,6 +47,7 @@ impl Default for Settings {
             lock_lease: Duration::from_secs(15 * 60),
             max_inline_page_bytes: 200 * 1024,
             private_addresses: PrivateAddresses::Refused,
+            instance: sluice_model::new_id(),
         }
     }
 }

@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod queue;
 pub mod runtime;
+mod sqlite;
 pub mod store;
 
 pub use blobs::FsBlobs;

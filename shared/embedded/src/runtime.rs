@@ -1,12 +1,14 @@
-//! The local runtime: every stage in one process over the embedded adapters.
+//! The local runtime: every stage in one process over the embedded adapters, with durable
+//! queues, so a job whose process was killed resumes in the next one on the same data.
 
-use crate::queue::{spawn_workers, LocalQueue, Redelivery};
+use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
 use sluice_core::runs::cancel_job;
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,11 @@ pub struct LocalRuntime {
     /// Where FsBlobs keeps objects, when the runtime owns a data directory.
     blob_root: Option<std::path::PathBuf>,
     queue: Arc<LocalQueue>,
+    /// The store, when it is the SQLite file this runtime opened (to free the connection
+    /// slots of a killed process it takes over).
+    sqlite: Option<SqliteStore>,
     workers: Vec<tokio::task::JoinHandle<()>>,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 /// Workers per stage: the stages that wait on the network get more.
@@ -28,24 +34,29 @@ fn workers_for(stage: Stage) -> usize {
 }
 
 impl LocalRuntime {
-    /// A runtime over `<data_dir>/sluice.db` and `<data_dir>/blobs`. Must be called inside a
-    /// tokio runtime (it starts the workers).
+    /// A runtime over `<data_dir>/sluice.db`, `<data_dir>/queue.db` and `<data_dir>/blobs`.
+    /// Must be called inside a tokio runtime (it starts the workers). It resumes nothing by
+    /// itself: see [`adopt`](Self::adopt).
     pub fn open(data_dir: &Path, settings: Settings) -> anyhow::Result<LocalRuntime> {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
         let store = SqliteStore::open(&data_dir.join("sluice.db"))?;
-        let mut rt = Self::build(
-            Arc::new(store),
+        let queue = LocalQueue::open(&data_dir.join("queue.db"))?;
+        let mut rt = Self::start(
+            Arc::new(store.clone()),
+            queue,
             Arc::new(FsBlobs::new(data_dir.join("blobs"))),
             Arc::new(EnvSecrets),
             Arc::new(SystemClock),
             settings,
         );
         rt.blob_root = Some(data_dir.join("blobs"));
+        rt.sqlite = Some(store);
         Ok(rt)
     }
 
-    /// A runtime whose store lives in memory and whose blobs live in `blob_dir` (tests).
+    /// A runtime whose store and queues live in memory and whose blobs live in `blob_dir`
+    /// (tests).
     pub fn in_memory(blob_dir: &Path, secrets: Arc<dyn Secrets>) -> anyhow::Result<LocalRuntime> {
         let mut rt = Self::build(
             Arc::new(SqliteStore::open_in_memory()?),
@@ -58,6 +69,7 @@ impl LocalRuntime {
         Ok(rt)
     }
 
+    /// A runtime over these ports, with its queues in memory.
     pub fn build(
         store: Arc<dyn Store>,
         blobs: Arc<dyn Blobs>,
@@ -65,7 +77,20 @@ impl LocalRuntime {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> LocalRuntime {
-        let (queue, receivers) = LocalQueue::new();
+        let queue = LocalQueue::in_memory().expect("an in-memory SQLite database opens");
+        Self::start(store, queue, blobs, secrets, clock, settings)
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        (queue, receivers): (Arc<LocalQueue>, crate::queue::Receivers),
+        blobs: Arc<dyn Blobs>,
+        secrets: Arc<dyn Secrets>,
+        clock: Arc<dyn Clock>,
+        mut settings: Settings,
+    ) -> LocalRuntime {
+        settings.instance = queue.runner().id.clone();
+        let beat = (settings.lock_lease / 4).min(Duration::from_secs(30));
         let sluice = Arc::new(Sluice::new(
             store,
             queue.clone(),
@@ -81,11 +106,22 @@ impl LocalRuntime {
             workers_for,
             Redelivery::default(),
         );
+        let heart = queue.clone();
+        let heartbeat = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(beat).await;
+                if let Err(e) = heart.heartbeat().await {
+                    tracing::warn!(error = %e, "queue heartbeat failed");
+                }
+            }
+        });
         LocalRuntime {
             sluice,
             blob_root: None,
             queue,
+            sqlite: None,
             workers,
+            heartbeat,
         }
     }
 
@@ -114,9 +150,80 @@ impl LocalRuntime {
         self.sluice.clone()
     }
 
+    pub fn queue(&self) -> &LocalQueue {
+        &self.queue
+    }
+
     /// Messages not yet finished by any stage.
     pub fn pending(&self) -> usize {
         self.queue.pending()
+    }
+
+    /// Resumes the work a killed (or stopped) process left on this data: takes over the
+    /// queued messages of runners that are gone, of `flow_id` or of every flow, and hands
+    /// them to the workers. Messages of jobs that have finished since are dropped. Returns
+    /// the unfinished jobs it resumed, oldest first.
+    ///
+    /// A resumed job keeps its run lock (its owner is the job): the lease is renewed here, so
+    /// the flow cannot start another run while it resumes, even if the lease had lapsed. The
+    /// connection slots the gone processes held are freed.
+    pub async fn adopt(&self, flow_id: Option<&str>) -> anyhow::Result<Vec<Job>> {
+        let (adopted, gone) = self
+            .queue
+            .adopt(flow_id, self.sluice.settings.lock_lease)
+            .await?;
+        // Connection slots a killed process held would block the resumed sends until their
+        // leases ran out: they are free now.
+        if let Some(store) = &self.sqlite {
+            for runner in &gone {
+                store.release_slots_of(runner).await?;
+            }
+        }
+        let mut by_job: BTreeMap<String, Vec<Adopted>> = BTreeMap::new();
+        for a in adopted {
+            by_job.entry(a.job_id.clone()).or_default().push(a);
+        }
+        let mut resumed = Vec::new();
+        let mut dropped = Vec::new();
+        for (job_id, messages) in by_job {
+            match self.resumable(&job_id).await? {
+                Some(job) => {
+                    for m in messages {
+                        self.queue.resume(m);
+                    }
+                    resumed.push(job);
+                }
+                None => dropped.extend(messages.iter().map(|m| m.seq)),
+            }
+        }
+        if !dropped.is_empty() {
+            self.queue.drop_rows(dropped).await?;
+        }
+        resumed.sort_by_key(|j| j.created_at);
+        Ok(resumed)
+    }
+
+    /// The job, if it is unfinished and still holds its flow's run lock (renewed now).
+    async fn resumable(&self, job_id: &str) -> anyhow::Result<Option<Job>> {
+        let store = &self.sluice.store;
+        let Some(job) = store.get_job(job_id).await? else {
+            return Ok(None);
+        };
+        if job.status.is_finished() {
+            return Ok(None);
+        }
+        let (now, lease) = (self.sluice.clock.now(), self.sluice.settings.lock_lease);
+        let held = store.renew_lock(&job.flow_id, &job.id, now, lease).await?
+            || store
+                .acquire_lock(&job.flow_id, &job.id, now, lease)
+                .await?;
+        if !held {
+            // Another run of the flow took the lock after this job's lease ran out.
+            let message = "abandoned: its process stopped and another run of the flow started before it could resume; records not counted may or may not have been delivered".to_string();
+            cancel_job(&self.sluice, &job.id, message).await?;
+            return Ok(None);
+        }
+        Ok(Some(job))
     }
 
     /// Waits until the job is finished, calling `on_progress` whenever its counters move.
@@ -174,34 +281,30 @@ impl LocalRuntime {
         Ok(())
     }
 
-    /// Cancels every job this runtime's queues carried that has not finished, with
-    /// `reason`: their in-flight pages live only in this process, so when it stops they can
-    /// never finish, and cancelling frees their flows to run again at once (instead of after
-    /// the run lock's lease). Returns how many were cancelled. Call after [`stop`], so no
-    /// worker sends another record of a canceled job.
-    ///
-    /// [`stop`]: LocalRuntime::stop
-    pub async fn cancel_unfinished(&self, reason: &str) -> anyhow::Result<usize> {
-        let mut cancelled = 0;
-        for job_id in self.queue.take_jobs() {
-            let Some(job) = self.sluice.store.get_job(&job_id).await? else {
-                continue;
-            };
-            if job.status.is_finished() {
-                continue;
-            }
-            let message = format!(
-                "{reason} before the job finished; records still in flight were not counted and may or may not have been delivered"
-            );
-            cancel_job(&self.sluice, &job_id, message).await?;
-            cancelled += 1;
-        }
-        Ok(cancelled)
+    /// Cancels a job this runtime worked on and forgets its queued messages, so nothing of
+    /// it resumes. Call after [`stop`](Self::stop), so no worker sends another record of it.
+    pub async fn cancel(&self, job_id: &str, message: String) -> anyhow::Result<()> {
+        cancel_job(&self.sluice, job_id, message).await?;
+        self.queue.discard_job(job_id).await?;
+        Ok(())
     }
 
-    /// Stops the workers and waits until they are gone, and until deliveries they were in
-    /// the middle of have freed their connection slots.
+    /// Stops the workers at once and waits until they are gone, and until deliveries they
+    /// were in the middle of have freed their connection slots. The messages not yet handled
+    /// stay in the queue database, free for the next runtime on this data to resume.
     pub async fn stop(&mut self) {
+        self.stop_within(Duration::ZERO).await
+    }
+
+    /// Stops taking new messages, gives those being handled up to `grace` to finish (fewer
+    /// sends cut off mid-request, which resume as `delivery_unknown`), then stops as
+    /// [`stop`](Self::stop) does.
+    pub async fn stop_within(&mut self, grace: Duration) {
+        self.queue.close();
+        let deadline = tokio::time::Instant::now() + grace;
+        while !grace.is_zero() && tokio::time::Instant::now() < deadline && self.queue.busy() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         let workers = std::mem::take(&mut self.workers);
         for w in &workers {
             w.abort();
@@ -209,6 +312,10 @@ impl LocalRuntime {
         for w in workers {
             let _ = w.await;
         }
+        self.heartbeat.abort();
         sluice_core::stages::deliver::settle_slot_releases(Duration::from_secs(5)).await;
+        if let Err(e) = self.queue.unregister().await {
+            tracing::warn!(error = %e, "could not unregister from the queue");
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The Store port over one SQLite file. Every call runs on a blocking thread over one
-//! connection behind a mutex: simple, and correct under concurrency because each method is a
-//! single transaction.
+//! connection behind a mutex (see [`crate::sqlite`]): simple, and correct under concurrency
+//! because each method is a single transaction.
 
+use crate::sqlite::{parse_ts, ts, Db};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -11,7 +12,6 @@ use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, Pa
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const SCHEMA: &str = r#"
@@ -35,54 +35,40 @@ CREATE TABLE IF NOT EXISTS slots (grp TEXT NOT NULL, idx INTEGER NOT NULL, owner
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-/// Times are stored as RFC 3339 with fixed width (UTC, microseconds) so text order is time order.
-fn ts(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
-
-fn parse_ts(s: &str) -> anyhow::Result<DateTime<Utc>> {
-    Ok(DateTime::parse_from_rfc3339(s)?.with_timezone(&Utc))
+    db: Db,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-        let conn = Connection::open(path)
-            .with_context(|| format!("cannot open the store {}", path.display()))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        Self::init(conn)
+        Ok(SqliteStore {
+            db: Db::open(path, SCHEMA, "store")?,
+        })
     }
 
     pub fn open_in_memory() -> anyhow::Result<Self> {
-        Self::init(Connection::open_in_memory()?)
+        Ok(SqliteStore {
+            db: Db::in_memory(SCHEMA, "store")?,
+        })
     }
 
-    fn init(conn: Connection) -> anyhow::Result<Self> {
-        conn.busy_timeout(Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)
-            .context("cannot create the store's tables")?;
-        Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+    /// Frees the connection slots held by a process that is gone (`holder` is its
+    /// `Settings::instance`), instead of waiting for their leases to run out.
+    pub async fn release_slots_of(&self, holder: &str) -> anyhow::Result<usize> {
+        let prefix = format!("{holder}:");
+        self.with(move |c| {
+            Ok(c.execute(
+                "DELETE FROM slots WHERE substr(owner, 1, length(?1)) = ?1",
+                [prefix],
+            )?)
         })
+        .await
     }
 
     async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut guard)
-        })
-        .await?
+        self.db.with(f).await
     }
 }
 

@@ -180,11 +180,56 @@ pub struct Resume {
     /// Records read but fewer than a page, so pages cut later hold the same records as an
     /// uninterrupted read would (their ids stay stable under redelivery).
     #[serde(default)]
-    pub carried: Vec<Value>,
-    /// Where reading stands: an http export's paging position after the last reply, or
-    /// `{"afterKey": ...}`, the last object read under an s3 prefix.
+    pub carried: Vec<SourceRecord>,
+    /// Where reading stands: an http export's paging position, or `{"afterKey": ...}`, the
+    /// last object read whole under an s3 prefix (null for one object or file).
     pub cursor: Value,
+    /// Records of the unit the cursor points at (the reply it fetches, the next object, the
+    /// one object or file) already cut into pages: reading skips them. A continuation that
+    /// ran short of time points past what it read (and carries the rest), so it skips none;
+    /// a checkpoint taken after a page points at the unit that page ended in.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skip: u64,
 }
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What the trigger read from a source, before it is cut into a page: a record, or a part
+/// of the input that could not be read as one (a bad line), which becomes an error record
+/// so that it is counted like the others and the rest of the input is still read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "read", rename_all = "camelCase")]
+pub enum SourceRecord {
+    Record {
+        data: Value,
+    },
+    Unreadable {
+        /// What the input held there, cut to a bounded excerpt.
+        text: String,
+        /// Which file, where in it, and why: "orders.ndjson line 500: invalid JSON: ...".
+        message: String,
+    },
+}
+
+impl SourceRecord {
+    /// The page record it becomes under `key`.
+    pub fn into_page_record(self, key: String) -> PageRecord {
+        match self {
+            SourceRecord::Record { data } => PageRecord::new(key, data),
+            SourceRecord::Unreadable { text, message } => {
+                let mut r = PageRecord::new(key, Value::String(text));
+                r.fail(UNREADABLE, message);
+                r
+            }
+        }
+    }
+}
+
+/// The error code of a part of an input that could not be read as a record. Such errors are
+/// not retried as records (there is no record): fix the input and run it again.
+pub const UNREADABLE: &str = "unreadable";
 
 /// Where the records of a run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -194,6 +239,16 @@ pub enum RunSource {
     Export,
     /// One object that landed in S3.
     S3Object { bucket: String, key: String },
+    /// A file given to the run (`sluice run --records`), copied into the blob store: read
+    /// like an S3 object, in `format` when given (else the one its name says), and named in
+    /// errors as the user gave it (`name`), not by its copy.
+    File {
+        bucket: String,
+        key: String,
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        format: Option<crate::FileType>,
+    },
     /// Records given inline: webhook posts, DynamoDB stream images.
     Records { records: Vec<Value> },
     /// Records given inline that were too large to keep in the store while their run waited

@@ -135,5 +135,12 @@ pub async fn retry(data: &Path, retry: Retry, settings: Settings) -> anyhow::Res
         "retrying the errors of job {}: job {}",
         retry.job, started.job_id
     );
-    super::run::follow(runtime, &started, started_at, retry.as_json, retry.timeout).await
+    super::run::follow(
+        runtime,
+        &started.job_id,
+        started_at,
+        retry.as_json,
+        retry.timeout,
+    )
+    .await
 }

@@ -1,53 +1,127 @@
-//! `sluice run`: a flow of a bundle, on the local runtime, with progress and a summary.
+//! `sluice run`: a flow of a bundle, on the local runtime, with progress and a summary. A job
+//! of the flow whose process was killed is resumed (or, with `--new`, canceled first).
 
 use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::ports::Kind;
-use sluice_core::runs::cancel_job;
 use sluice_core::runs::start_run;
-use sluice_core::Settings;
+use sluice_core::{Settings, Sluice};
 use sluice_embedded::LocalRuntime;
-use sluice_model::{Job, JobStatus, RunSource};
-use sluice_model::{RunKind, RunRequest, RunStarted};
+use sluice_model::{Bundle, FileType, Job, JobStatus, RunKind, RunRequest, RunSource};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-pub async fn run(
-    bundle_path: &Path,
-    flow: Option<&str>,
-    records: Option<&Path>,
-    data: &Path,
-    as_json: bool,
-    timeout: u64,
-    settings: Settings,
-) -> anyhow::Result<ExitCode> {
-    let bundle = parse_bundle(bundle_path)?;
+/// What `sluice run` was asked to do.
+pub struct RunArgs<'a> {
+    pub bundle: &'a Path,
+    pub flow: Option<&'a str>,
+    pub records: Option<&'a Path>,
+    /// The records file's format, when its name does not say.
+    pub format: Option<FileType>,
+    pub data: &'a Path,
+    pub as_json: bool,
+    pub timeout: u64,
+    /// Start a fresh job even if one of the flow was interrupted (it is canceled).
+    pub new: bool,
+    pub settings: Settings,
+}
+
+pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
+    let bundle = parse_bundle(args.bundle)?;
     if let Err(errors) = bundle.validate() {
         for e in &errors.0 {
             eprintln!("{}: {}", e.field, e.message);
         }
         anyhow::bail!(
             "{} is not valid ({} problem(s)); nothing was run",
-            bundle_path.display(),
+            args.bundle.display(),
             errors.0.len()
         );
     }
-    let flow_id = match flow {
+    let flow_id = match args.flow {
         Some(id) => bundle
             .flow(id)
             .map(|f| f.id.clone())
-            .with_context(|| format!("no flow '{id}' in {}", bundle_path.display()))?,
+            .with_context(|| format!("no flow '{id}' in {}", args.bundle.display()))?,
         None => bundle
             .flows
             .first()
             .map(|f| f.id.clone())
-            .with_context(|| format!("{} has no flows", bundle_path.display()))?,
+            .with_context(|| format!("{} has no flows", args.bundle.display()))?,
     };
-    let runtime = LocalRuntime::open(data, settings)?;
+    let runtime = LocalRuntime::open(args.data, args.settings.clone())?;
     let sluice = runtime.sluice();
+    store_bundle(&sluice, &bundle).await?;
+    let started_at = Instant::now();
+    let job_id = match resume_or_replace(&runtime, &flow_id, &args).await? {
+        Some(job_id) => job_id,
+        None => start(&runtime, &flow_id, &args).await?,
+    };
+    follow(runtime, &job_id, started_at, args.as_json, args.timeout).await
+}
+
+/// Waits for a started job with progress on stderr, cancels it on a stop signal or after
+/// `timeout` seconds, prints its summary and first errors (or both as JSON) and answers the
+/// exit code: 0 completed, 2 completed with errors, 1 otherwise. `sluice retry` uses it too.
+pub async fn follow(
+    mut runtime: LocalRuntime,
+    job_id: &str,
+    started_at: Instant,
+    as_json: bool,
+    timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let sluice = runtime.sluice();
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = |j: &Job| {
+        let line = progress_line(j);
+        if interactive {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    };
+    let finished = tokio::select! {
+        waited = runtime.wait_for_job(job_id, Duration::from_secs(timeout), progress) => waited,
+        signal = super::stop_signal() => Err(anyhow::anyhow!("stopped by {signal}")),
+    };
+    if finished.is_ok() {
+        // After-run work (a chained flow) may go on; what is left at the end resumes in the
+        // next `sluice run` of that flow or `sluice dev` on this data.
+        let _ = runtime.wait_idle(Duration::from_secs(60)).await;
+    }
+    // Stopping waits for the workers, and for deliveries aborted by a cancel to free their
+    // connection slots; it comes before the cancel, so no record of it goes out afterwards.
+    runtime.stop().await;
+    // Interrupted or out of time: close the job as canceled, which releases the flow's run
+    // lock, so the next `sluice run` can start at once instead of finding the flow "currently
+    // running" until the lock's lease runs out; its queued messages go, so it does not resume.
+    if let Err(e) = finished {
+        let message = format!(
+            "{e:#}; records still in flight were not counted and may or may not have been delivered"
+        );
+        runtime.cancel(job_id, message).await?;
+    }
+    let job = sluice
+        .store
+        .get_job(job_id)
+        .await?
+        .context("the job is stored")?;
+    if interactive {
+        eprintln!();
+    }
+    report(&sluice, &job, started_at.elapsed(), as_json).await?;
+    Ok(match job.status {
+        JobStatus::Completed => ExitCode::SUCCESS,
+        JobStatus::CompletedWithErrors => ExitCode::from(2),
+        _ => ExitCode::from(1),
+    })
+}
+
+async fn store_bundle(sluice: &Sluice, bundle: &Bundle) -> anyhow::Result<()> {
     for c in &bundle.connections {
         sluice
             .store
@@ -72,96 +146,121 @@ pub async fn run(
             .put_definition(Kind::Flow, &f.id, &json!(f))
             .await?;
     }
-    let mut request = RunRequest::default();
-    if let Some(path) = records {
-        let (bucket, key) = runtime.stage_file(path).await?;
-        request.source = Some(RunSource::S3Object { bucket, key });
-    }
-    let started_at = Instant::now();
-    let started = start_run(&sluice, &flow_id, request, RunKind::Manual)
-        .await?
-        .context("the run was queued behind a running one")?;
-    eprintln!("running flow {flow_id}: job {}", started.job_id);
-    follow(runtime, &started, started_at, as_json, timeout).await
+    Ok(())
 }
 
-/// Waits for a started job with progress on stderr, cancels it on Ctrl-C or `timeout`,
-/// prints its summary and first errors (or both as JSON) and answers the exit code:
-/// 0 completed, 2 completed with errors, 1 otherwise.
-pub async fn follow(
-    mut runtime: LocalRuntime,
-    started: &RunStarted,
-    started_at: Instant,
-    as_json: bool,
-    timeout: u64,
-) -> anyhow::Result<ExitCode> {
-    let sluice = runtime.sluice();
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = |j: &Job| {
-        let line = progress_line(j);
-        if interactive {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
+/// Takes over a job of the flow whose process was killed (its queued messages, its lock).
+/// Without `--new` it is resumed: its id is returned. With `--new` it is canceled, so a
+/// fresh run can start.
+async fn resume_or_replace(
+    runtime: &LocalRuntime,
+    flow_id: &str,
+    args: &RunArgs<'_>,
+) -> anyhow::Result<Option<String>> {
+    let interrupted = runtime.adopt(Some(flow_id)).await?;
+    if args.new {
+        for job in interrupted {
+            let message = "replaced by a new run (sluice run --new); records not counted may or may not have been delivered".to_string();
+            runtime.cancel(&job.id, message).await?;
+            eprintln!("canceled interrupted job {} of flow {flow_id}", job.id);
         }
-        let _ = std::io::stderr().flush();
-    };
-    let finished = tokio::select! {
-        waited = runtime.wait_for_job(&started.job_id, Duration::from_secs(timeout), progress) => waited,
-        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("stopped by Ctrl-C")),
-    };
-    if finished.is_ok() {
-        runtime.wait_idle(Duration::from_secs(60)).await?;
+        return Ok(None);
     }
-    // Stopping waits for the workers, and for deliveries aborted by a cancel to free their
-    // connection slots; it comes before the cancel, so no record of it goes out afterwards.
-    runtime.stop().await;
-    // Interrupted or out of time: close the job as canceled, which releases the flow's run
-    // lock, so the next `sluice run` can start at once instead of finding the flow "currently
-    // running" until the lock's lease runs out.
-    if let Err(e) = finished {
-        let message = format!(
-            "{e:#}; records still in flight were not counted and may or may not have been delivered"
+    let Some(job) = interrupted.into_iter().next() else {
+        return Ok(None);
+    };
+    eprintln!(
+        "resuming job {} of flow {flow_id} (interrupted; {} of {} pages done, {} records counted); --new starts a fresh job instead",
+        job.id,
+        job.num_pages_done,
+        if job.paging_done { job.num_pages.to_string() } else { "?".into() },
+        job.num_success + job.num_error + job.num_ignore
+    );
+    if let Some(path) = args.records {
+        eprintln!(
+            "  {} is not read again: the job goes on with the records it started with",
+            path.display()
         );
-        cancel_job(&sluice, &started.job_id, message).await?;
     }
-    let job = sluice
-        .store
-        .get_job(&started.job_id)
-        .await?
-        .context("the job is stored")?;
-    if interactive {
-        eprintln!();
+    Ok(Some(job.id))
+}
+
+/// Starts a fresh run; a refused one names the job running and why it cannot be taken over.
+async fn start(
+    runtime: &LocalRuntime,
+    flow_id: &str,
+    args: &RunArgs<'_>,
+) -> anyhow::Result<String> {
+    let sluice = runtime.sluice();
+    let mut request = RunRequest::default();
+    if let Some(path) = args.records {
+        let (bucket, key) = runtime.stage_file(path).await?;
+        request.source = Some(RunSource::File {
+            bucket,
+            key,
+            name: path.display().to_string(),
+            format: args.format,
+        });
     }
-    let elapsed = started_at.elapsed();
+    let started = match start_run(&sluice, flow_id, request, RunKind::Manual).await {
+        Ok(started) => started.context("the run was queued behind a running one")?,
+        Err(sluice_core::Error::Conflict(message)) => {
+            anyhow::bail!("{message}{}", held_by(runtime, flow_id).await)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    eprintln!("running flow {flow_id}: job {}", started.job_id);
+    Ok(started.job_id)
+}
+
+/// Which process runs the flow's unfinished job, when another one on this data does.
+async fn held_by(runtime: &LocalRuntime, flow_id: &str) -> String {
+    let sluice = runtime.sluice();
+    let Ok(jobs) = sluice.store.list_jobs(flow_id, 1).await else {
+        return String::new();
+    };
+    let Some(job) = jobs.into_iter().find(|j| !j.status.is_finished()) else {
+        return String::new();
+    };
+    match runtime.queue().other_runner_of(&job.id).await {
+        Ok(Some(r)) => format!(
+            " (job {} is being run by sluice process {} on {}; stop it there, or wait for it to finish)",
+            job.id, r.pid, r.host
+        ),
+        _ => String::new(),
+    }
+}
+
+async fn report(
+    sluice: &Sluice,
+    job: &Job,
+    elapsed: Duration,
+    as_json: bool,
+) -> anyhow::Result<()> {
     let errors = sluice.store.list_errors(&job.id).await?;
     if as_json {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({"job": job, "errors": errors}))?
         );
-    } else {
-        print_summary(&job, elapsed);
-        for e in errors.iter().take(10) {
-            let at = if e.record_key.is_empty() {
-                "export".to_string()
-            } else {
-                e.record_key.clone()
-            };
-            println!("  error {} at {}: {}", e.code, at, e.message);
-        }
-        if errors.len() > 10 {
-            println!(
-                "  ... and {} more (see the job's errors)",
-                errors.len() - 10
-            );
-        }
+        return Ok(());
     }
-    Ok(match job.status {
-        JobStatus::Completed => ExitCode::SUCCESS,
-        JobStatus::CompletedWithErrors => ExitCode::from(2),
-        _ => ExitCode::from(1),
-    })
+    print_summary(job, elapsed);
+    for e in errors.iter().take(10) {
+        let at = if e.record_key.is_empty() {
+            "export".to_string()
+        } else {
+            e.record_key.clone()
+        };
+        println!("  error {} at {}: {}", e.code, at, e.message);
+    }
+    if errors.len() > 10 {
+        println!(
+            "  ... and {} more (see the job's errors)",
+            errors.len() - 10
+        );
+    }
+    Ok(())
 }
 
 fn progress_line(j: &Job) -> String {

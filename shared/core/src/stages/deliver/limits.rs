@@ -5,7 +5,8 @@
 //! kept in the store, so every process sharing it (each Lambda instance, or two `sluice`
 //! processes on one database file) counts against the same numbers:
 //! - concurrency: N leased slots (the store's slot group `limit:<connection>`), one held for
-//!   each request; a process that dies holding one frees it when the lease runs out. Waiters
+//!   each request; a process that dies holding one frees it when the lease runs out (or at
+//!   once, when the local runtime that takes over its work frees its holder's slots). Waiters
 //!   poll with one read of the group, writing only to take a slot they saw free;
 //! - rate: GCRA (a token bucket kept as one number, the theoretical arrival time), advanced
 //!   with the store's compare-and-set `swap_state`.
@@ -157,10 +158,12 @@ impl Limiter {
     }
 
     /// Waits until one more request may go out: a local slot, then (if shared) a slot and a
-    /// rate token in the store. `lease` bounds how long a dead holder keeps its shared slot.
+    /// rate token in the store. `lease` bounds how long a dead holder keeps its shared slot;
+    /// a shared slot's owner starts with `holder:` (this process, see `Settings::instance`).
     pub async fn acquire(
         &self,
         store: &Arc<dyn Store>,
+        holder: &str,
         now: impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
     ) -> anyhow::Result<Permit<'_>> {
@@ -175,7 +178,7 @@ impl Limiter {
             });
         };
         let slot = match shared.slots {
-            Some(n) => Some(shared.take_slot(store, n, &now, lease).await?),
+            Some(n) => Some(shared.take_slot(store, n, holder, &now, lease).await?),
             None => None,
         };
         let permit = Permit {
@@ -235,10 +238,11 @@ impl Shared {
         &self,
         store: &Arc<dyn Store>,
         n: u32,
+        holder: &str,
         now: &impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
     ) -> anyhow::Result<HeldSlot> {
-        let owner = sluice_model::new_id();
+        let owner = format!("{holder}:{}", sluice_model::new_id());
         let group = format!("limit:{}", self.connection_id);
         let mut delay = Duration::from_millis(10);
         loop {

@@ -354,7 +354,12 @@ async fn take_turn<'l>(
     // itself once the request would have timed out anyway, plus clock-skew margin.
     let lease = request_timeout(connection) + Duration::from_secs(5);
     limiter
-        .acquire(&sluice.store, || sluice.clock.now(), lease)
+        .acquire(
+            &sluice.store,
+            &sluice.settings.instance,
+            || sluice.clock.now(),
+            lease,
+        )
         .await
         .map_err(|e| {
             (

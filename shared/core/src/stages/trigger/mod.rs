@@ -2,37 +2,46 @@
 //! records as a stream and cuts them into pages for translate. Starting and ending runs is
 //! [`crate::runs`].
 
+mod cutter;
 pub mod events;
 pub mod http_export;
 pub mod readers;
 pub mod schedule;
 
 use crate::budget;
-use crate::ports::Measurement;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
+use cutter::{Batch, PageCutter};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_model::{
-    Export, ExportType, FileFormat, FileType, Job, JobError, Page, PageRecord, RecordState, Resume,
-    RetryItem, RunOrder, RunSource, StageMessage,
+    Export, ExportType, FileFormat, FileType, Job, JobError, Resume, RetryItem, RunOrder,
+    RunSource, SourceRecord,
 };
 use std::collections::BTreeMap;
 
-/// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
-/// ids are the same each time, and every later stage is idempotent on them.
 /// The trigger stage's entry point for run orders (what its queue carries).
 pub const HANDLER: super::StageHandler =
     super::StageHandler::runs(Stage::Trigger, |sluice, order| {
         Box::pin(handle_run(sluice, order))
     });
 
+/// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
+/// ids are the same each time, and every later stage is idempotent on them; a redelivered
+/// order that checkpointed (see [`cutter`]) goes on from its last page.
 pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
     let Some(job) = sluice.store.get_job(&order.job_id).await? else {
         return Err(Error::not_found("Job", &order.job_id));
     };
     if job.status.is_finished() {
+        return Ok(());
+    }
+    if job.paging_done {
+        // Read whole before (this is a redelivery): only the closing may be left to do.
+        if job.all_pages_done() {
+            runs::complete_job(sluice, &order.job_id).await?;
+        }
         return Ok(());
     }
     let flow = sluice.flow(&order.flow_id).await?;
@@ -53,6 +62,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         order: &order,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
+        at: None,
     };
     // Why reading failed, with the export (id and name) it failed at.
     let mut failure: Option<(String, Option<String>, Option<String>)> = None;
@@ -141,8 +151,8 @@ async fn read_source(
     job: &Job,
     resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
-    let sluice = cutter.sluice;
     let size = export.page_size();
+    let skip = resume.map_or(0, |r| r.skip);
     match &cutter.order.source {
         RunSource::Records { records } => {
             for r in records {
@@ -166,88 +176,50 @@ async fn read_source(
             }
         }
         RunSource::StoredRecords { bucket, key } => {
-            let ndjson = FileFormat {
-                kind: FileType::Ndjson,
-                csv: None,
+            let object = Object {
+                bucket,
+                key,
+                name: format!("s3://{bucket}/{key}"),
+                format: FileFormat {
+                    kind: FileType::Ndjson,
+                    csv: None,
+                },
             };
-            return read_object(cutter, batch, bucket, key, &ndjson).await;
+            cutter.reading(Value::Null, skip);
+            return read_object(cutter, batch, &object, skip).await;
         }
         RunSource::S3Object { bucket, key } => {
-            let format = export
-                .file
-                .clone()
-                .unwrap_or_else(|| readers::format_for_name(key));
-            return read_object(cutter, batch, bucket, key, &format).await;
+            let object = Object::in_s3(bucket, key, export);
+            cutter.reading(Value::Null, skip);
+            return read_object(cutter, batch, &object, skip).await;
         }
-        RunSource::Export => match export.kind {
-            ExportType::Http => {
-                let conn_id = export.connection_id.clone().unwrap_or_default();
-                let connection = sluice.connection(&conn_id).await?;
-                // A delta export reads from its own watermark; a backfill, the window given.
-                let since = match job.delta_exports.get(&export.id) {
-                    Some(since) => *since,
-                    None => job.start_date,
-                };
-                let window = http_export::DeltaWindow {
-                    last_export_date_time: since,
-                    current_export_date_time: job.end_date,
-                };
-                let start = match resume {
-                    Some(r) => serde_json::from_value(r.cursor.clone()).map_err(|e| {
-                        Error::Internal(anyhow::anyhow!("unreadable paging cursor: {e}"))
-                    })?,
-                    None => http_export::Cursor::start(export),
-                };
-                let needed = deliver::time_to_send(&connection);
-                let mut pages =
-                    http_export::fetch_pages(sluice, export, &connection, window, start);
-                while let Some(page) = pages.next().await {
-                    match page {
-                        Ok((records, cursor)) => {
-                            for r in records {
-                                batch.push(cutter, r).await?;
-                            }
-                            if !cursor.is_done() && budget::running_out(needed) {
-                                let cursor = serde_json::to_value(&cursor)
-                                    .map_err(|e| Error::Internal(e.into()))?;
-                                continue_later(cutter, batch, cursor).await?;
-                                return Ok(Ok(()));
-                            }
-                        }
-                        Err(e) => return Ok(Err(e.to_string())),
-                    }
-                }
-            }
-            ExportType::S3 => {
-                let (bucket, prefix) = s3_location(sluice, export).await?;
-                let mut keys = sluice.blobs.list(&bucket, &prefix).await?;
-                // In key order, so a continuation can pick up after the last key it read.
-                keys.sort();
-                let after = resume.and_then(|r| r.cursor.get("afterKey")?.as_str());
-                let suffix = export
-                    .s3
-                    .as_ref()
-                    .and_then(|s| s.suffix.clone())
-                    .unwrap_or_default();
-                let todo: Vec<&String> = keys
-                    .iter()
-                    .filter(|k| k.ends_with(&suffix))
-                    .filter(|k| after.is_none_or(|a| k.as_str() > a))
-                    .collect();
-                for (i, key) in todo.iter().enumerate() {
-                    let format = export
+        RunSource::File {
+            bucket,
+            key,
+            name,
+            format,
+        } => {
+            let object = Object {
+                bucket,
+                key,
+                name: name.clone(),
+                format: match format {
+                    Some(kind) => FileFormat {
+                        kind: *kind,
+                        csv: export.file.as_ref().and_then(|f| f.csv.clone()),
+                    },
+                    None => export
                         .file
                         .clone()
-                        .unwrap_or_else(|| readers::format_for_name(key));
-                    if let Err(e) = read_object(cutter, batch, &bucket, key, &format).await? {
-                        return Ok(Err(e));
-                    }
-                    if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
-                        continue_later(cutter, batch, json!({ "afterKey": key })).await?;
-                        return Ok(Ok(()));
-                    }
-                }
-            }
+                        .unwrap_or_else(|| readers::format_for_name(name)),
+                },
+            };
+            cutter.reading(Value::Null, skip);
+            return read_object(cutter, batch, &object, skip).await;
+        }
+        RunSource::Export => match export.kind {
+            ExportType::Http => return read_http(cutter, batch, export, job, resume).await,
+            ExportType::S3 => return read_prefix(cutter, batch, export, resume).await,
             // Webhook and stream exports have records only when an event brings them.
             ExportType::Webhook | ExportType::Dynamodb => {}
         },
@@ -255,24 +227,207 @@ async fn read_source(
     Ok(Ok(()))
 }
 
-async fn read_object(
+/// An http export, reply by reply; the place kept is the reply being read.
+async fn read_http(
     cutter: &mut PageCutter<'_>,
     batch: &mut Batch,
-    bucket: &str,
-    key: &str,
-    format: &FileFormat,
+    export: &Export,
+    job: &Job,
+    resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
-    let Some(reader) = cutter.sluice.blobs.open(bucket, key).await? else {
-        return Ok(Err(format!("s3://{bucket}/{key} does not exist")));
+    let sluice = cutter.sluice;
+    let conn_id = export.connection_id.clone().unwrap_or_default();
+    let connection = sluice.connection(&conn_id).await?;
+    // A delta export reads from its own watermark; a backfill, the window given.
+    let since = match job.delta_exports.get(&export.id) {
+        Some(since) => *since,
+        None => job.start_date,
     };
-    let mut records = readers::stream_records(reader, format);
-    while let Some(r) = records.next().await {
-        match r {
-            Ok(v) => batch.push(cutter, v).await?,
-            Err(e) => return Ok(Err(format!("s3://{bucket}/{key}: {e}"))),
+    let window = http_export::DeltaWindow {
+        last_export_date_time: since,
+        current_export_date_time: job.end_date,
+    };
+    let start = match resume {
+        Some(r) => cutter::cursor_of(r)?,
+        None => http_export::Cursor::start(export),
+    };
+    let mut skip = resume.map_or(0, |r| r.skip);
+    let needed = deliver::time_to_send(&connection);
+    let mut fetched_with = start.clone();
+    let mut pages = http_export::fetch_pages(sluice, export, &connection, window, start);
+    while let Some(page) = pages.next().await {
+        let (records, cursor) = match page {
+            Ok(page) => page,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let place = serde_json::to_value(&fetched_with).map_err(|e| Error::Internal(e.into()))?;
+        cutter.reading(place, skip);
+        for r in records.into_iter().skip(skip as usize) {
+            batch.push(cutter, r).await?;
+        }
+        skip = 0;
+        if !cursor.is_done() && budget::running_out(needed) {
+            let next = serde_json::to_value(&cursor).map_err(|e| Error::Internal(e.into()))?;
+            cutter.continue_later(batch, next).await?;
+            return Ok(Ok(()));
+        }
+        fetched_with = cursor;
+    }
+    Ok(Ok(()))
+}
+
+/// Every object under an s3 export's prefix, in key order; the place kept is the object
+/// being read (the cursor names the last one read whole).
+async fn read_prefix(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    export: &Export,
+    resume: Option<&Resume>,
+) -> Result<Result<(), String>> {
+    let sluice = cutter.sluice;
+    let (bucket, prefix) = s3_location(sluice, export).await?;
+    let mut keys = sluice.blobs.list(&bucket, &prefix).await?;
+    // In key order, so a continuation can pick up after the last key it read.
+    keys.sort();
+    let after = resume.and_then(|r| r.cursor.get("afterKey")?.as_str());
+    let suffix = export
+        .s3
+        .as_ref()
+        .and_then(|s| s.suffix.clone())
+        .unwrap_or_default();
+    let todo: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.ends_with(&suffix))
+        .filter(|k| after.is_none_or(|a| k.as_str() > a))
+        .collect();
+    let mut skip = resume.map_or(0, |r| r.skip);
+    let mut read_whole = after.map(str::to_string);
+    for (i, key) in todo.iter().enumerate() {
+        let object = Object::in_s3(&bucket, key, export);
+        let place = match &read_whole {
+            Some(k) => json!({ "afterKey": k }),
+            None => json!({}),
+        };
+        cutter.reading(place, skip);
+        if let Err(e) = read_object(cutter, batch, &object, skip).await? {
+            return Ok(Err(e));
+        }
+        skip = 0;
+        read_whole = Some(key.to_string());
+        if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
+            cutter
+                .continue_later(batch, json!({ "afterKey": key }))
+                .await?;
+            return Ok(Ok(()));
         }
     }
     Ok(Ok(()))
+}
+
+/// A file to read: where it is, what to call it in errors, and its format.
+struct Object<'a> {
+    bucket: &'a str,
+    key: &'a str,
+    /// As the user knows it: `s3://bucket/key`, or the path given to `sluice run --records`.
+    name: String,
+    format: FileFormat,
+}
+
+impl<'a> Object<'a> {
+    /// An S3 object, in the export's format or else the one its key says.
+    fn in_s3(bucket: &'a str, key: &'a str, export: &Export) -> Object<'a> {
+        Object {
+            bucket,
+            key,
+            name: format!("s3://{bucket}/{key}"),
+            format: export
+                .file
+                .clone()
+                .unwrap_or_else(|| readers::format_for_name(key)),
+        }
+    }
+}
+
+/// Leading unreadable parts held back before the first record: if this many come and no
+/// record, the file is taken as unreadable as a whole (wrong format, not text).
+const UNREADABLE_BEFORE_ANY_RECORD: usize = 100;
+
+/// Reads one file into the batch, after the `skip` items already in pages. A part that is
+/// not a record becomes an error record; a file none of whose first parts is a record (or
+/// that cannot be read on) fails the job (the inner Err), saying so.
+async fn read_object(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    object: &Object<'_>,
+    skip: u64,
+) -> Result<Result<(), String>> {
+    let name = object.name.as_str();
+    let Some(reader) = cutter.sluice.blobs.open(object.bucket, object.key).await? else {
+        return Ok(Err(format!("{name} does not exist")));
+    };
+    let mut items = readers::stream_records(reader, &object.format).skip(skip as usize);
+    // Parts read before any record: held until a record shows the file is readable. Any
+    // item already in pages (skip > 0) went on, so a record came before it.
+    let mut held: Vec<readers::Unreadable> = Vec::new();
+    let mut readable = skip > 0;
+    while let Some(item) = items.next().await {
+        match item {
+            Ok(readers::Read::Record(v)) => {
+                readable = true;
+                for bad in held.drain(..) {
+                    batch.take(cutter, unreadable(name, bad)).await?;
+                }
+                batch.push(cutter, v).await?;
+            }
+            Ok(readers::Read::Unreadable(bad)) if readable => {
+                batch.take(cutter, unreadable(name, bad)).await?
+            }
+            Ok(readers::Read::Unreadable(bad)) => {
+                held.push(bad);
+                if held.len() >= UNREADABLE_BEFORE_ANY_RECORD {
+                    return Ok(Err(not_readable(name, &object.format, &held, false)));
+                }
+            }
+            Err(e) => return Ok(Err(format!("{name}: {e}"))),
+        }
+    }
+    if !held.is_empty() {
+        return Ok(Err(not_readable(name, &object.format, &held, true)));
+    }
+    Ok(Ok(()))
+}
+
+fn unreadable(name: &str, bad: readers::Unreadable) -> SourceRecord {
+    SourceRecord::Unreadable {
+        text: bad.text,
+        message: format!("{name} {}: {}", bad.at, bad.message),
+    }
+}
+
+/// Why a file is unreadable as a whole: its first parts, none of them a record.
+fn not_readable(
+    name: &str,
+    format: &FileFormat,
+    held: &[readers::Unreadable],
+    whole: bool,
+) -> String {
+    let kind = match format.kind {
+        FileType::Json => "JSON",
+        FileType::Ndjson => "NDJSON",
+        FileType::Csv => "CSV",
+    };
+    let first = &held[0];
+    format!(
+        "{name} cannot be read as {kind}: {} ({} at {}: {}); nothing was read from it (if the file is in another format, say which: --format or the export's file.type)",
+        if whole {
+            format!("none of its {} parts is a record", held.len())
+        } else {
+            format!("its first {} parts are not records", held.len())
+        },
+        if held.len() == 1 { "it is" } else { "the first is" },
+        first.at,
+        first.message
+    )
 }
 
 /// The bucket and prefix of an s3 export: its own settings, else its connection's.
@@ -297,135 +452,9 @@ pub async fn s3_location(sluice: &Sluice, export: &Export) -> Result<(String, St
     Ok((bucket, prefix))
 }
 
-/// Counts pages across generators and sends them.
-struct PageCutter<'a> {
-    sluice: &'a Sluice,
-    order: &'a RunOrder,
-    pages: u64,
-    /// This invocation ran short of time and queued a continuation for the rest.
-    continued: bool,
-}
-
 /// Time kept back when reading the objects under an s3 prefix: another object is started
 /// only with more than this left in the invocation.
 const OBJECT_RESERVE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The invocation is running out of time in a long export (http paging, or many objects
-/// under an s3 prefix): the rest is read by a continuation of the run order, queued to the
-/// trigger with where reading stands (`cursor`), the page count and the records not yet cut
-/// into a page.
-async fn continue_later(
-    cutter: &mut PageCutter<'_>,
-    batch: &mut Batch,
-    cursor: Value,
-) -> Result<()> {
-    let mut order = cutter.order.clone();
-    order.resume = Some(Resume {
-        generator_index: batch.generator,
-        pages_cut: cutter.pages,
-        carried: std::mem::take(&mut batch.records),
-        cursor,
-    });
-    tracing::info!(
-        pages = cutter.pages,
-        "trigger ran short of time; the export continues in the next invocation"
-    );
-    cutter.sluice.measure(Measurement::Continued {
-        flow: order.flow_id.clone(),
-        stage: Stage::Trigger,
-    });
-    cutter
-        .sluice
-        .queue
-        .send(Stage::Trigger, StageMessage::Run(order))
-        .await?;
-    cutter.continued = true;
-    Ok(())
-}
-
-/// Records collecting into the next page of one generator.
-struct Batch {
-    generator: usize,
-    processor: usize,
-    size: usize,
-    filter: Option<String>,
-    records: Vec<Value>,
-}
-
-impl Batch {
-    fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
-        Batch {
-            generator,
-            processor,
-            size,
-            filter,
-            records: Vec::with_capacity(size),
-        }
-    }
-
-    async fn push(&mut self, cutter: &mut PageCutter<'_>, record: Value) -> Result<()> {
-        self.records.push(record);
-        if self.records.len() >= self.size {
-            self.flush(cutter).await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self, cutter: &mut PageCutter<'_>) -> Result<()> {
-        if self.records.is_empty() {
-            return Ok(());
-        }
-        let index = cutter.pages;
-        let page_id = if self.processor == 0 {
-            format!("g{}-p{index:06}", self.generator)
-        } else {
-            format!("g{}-r{}-p{index:06}", self.generator, self.processor)
-        };
-        let mut records: Vec<PageRecord> = self
-            .records
-            .drain(..)
-            .enumerate()
-            .map(|(i, data)| PageRecord::new(format!("{page_id}-r{i:05}"), data))
-            .collect();
-        if let Some(expr) = &self.filter {
-            for r in records.iter_mut() {
-                match cutter
-                    .sluice
-                    .caches
-                    .conditions
-                    .check(expr, &[("record", &r.data)])
-                {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        r.state = RecordState::Ignored {
-                            reason: format!("filtered out by the export's filter `{expr}`"),
-                        }
-                    }
-                    Err(e) => r.fail("filter", e),
-                }
-            }
-        }
-        let page = Page {
-            job_id: cutter.order.job_id.clone(),
-            flow_id: cutter.order.flow_id.clone(),
-            page_id,
-            page_index: index,
-            processor_index: self.processor,
-            records,
-            batch: None,
-            file: None,
-            records_ref: None,
-            trace_id: cutter.order.job_id.clone(),
-        };
-        cutter
-            .sluice
-            .queue
-            .send(Stage::Translate, StageMessage::Page(page))
-            .await?;
-        cutter.pages += 1;
-        Ok(())
-    }
-}
 
 /// A job summary for logs and callbacks.
 pub fn summary(job: &Job) -> Value {

@@ -1,0 +1,193 @@
+//! Cutting what the trigger reads into pages, and keeping its place.
+//!
+//! Pages are cut at the same records however the reading is split up (a continuation that
+//! ran short of time, a checkpoint resumed after a crash), so a page's id always names the
+//! same records and every later stage stays idempotent on it.
+//!
+//! Checkpoints: after each page cut from a source read as a stream (a file, an object, the
+//! objects under a prefix, an http export's replies), the trigger's run order is replaced by
+//! its progress through [`crate::ports::Queue::checkpoint`]: a `resume` naming the unit being
+//! read (its cursor) and how many of its records are in pages already (`skip`). Where the
+//! queue keeps checkpoints (the local runtime), a run order picked up again after its process
+//! died goes on from its last page instead of reading the source again.
+
+use crate::ports::Measurement;
+use crate::{Error, Result, Sluice, Stage};
+use serde_json::Value;
+use sluice_model::{Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage};
+
+/// Counts pages across generators, sends them, and keeps the place.
+pub(super) struct PageCutter<'a> {
+    pub sluice: &'a Sluice,
+    pub order: &'a RunOrder,
+    pub pages: u64,
+    /// This invocation ran short of time and queued a continuation for the rest.
+    pub continued: bool,
+    /// Where a checkpointed read stands; `None` for sources that are not checkpointed
+    /// (records given inline are all in the run order already: its pages are sent when it
+    /// has been read whole).
+    pub at: Option<Position>,
+}
+
+/// A place in a source: the cursor that reads its current unit (an object, an http reply)
+/// from the start, and how many records of that unit are in pages or the batch.
+pub(super) struct Position {
+    pub cursor: Value,
+    pub taken: u64,
+}
+
+impl PageCutter<'_> {
+    /// Starts keeping the place in a unit, `skip` of whose records are in pages already.
+    pub fn reading(&mut self, cursor: Value, skip: u64) {
+        self.at = Some(Position {
+            cursor,
+            taken: skip,
+        });
+    }
+
+    /// Replaces the run order by its progress: right after a page, with nothing carried.
+    async fn checkpoint(&self, generator: usize) -> Result<()> {
+        let Some(at) = &self.at else { return Ok(()) };
+        let mut order = self.order.clone();
+        order.resume = Some(Resume {
+            generator_index: generator,
+            pages_cut: self.pages,
+            carried: Vec::new(),
+            cursor: at.cursor.clone(),
+            skip: at.taken,
+        });
+        self.sluice
+            .queue
+            .checkpoint(&StageMessage::Run(order))
+            .await?;
+        Ok(())
+    }
+
+    /// The invocation is running out of time in a long export (http paging, or many objects
+    /// under an s3 prefix): the rest is read by a continuation of the run order, queued to
+    /// the trigger with where reading stands (`cursor`, past what was read), the page count
+    /// and the records not yet cut into a page.
+    pub async fn continue_later(&mut self, batch: &mut Batch, cursor: Value) -> Result<()> {
+        let mut order = self.order.clone();
+        order.resume = Some(Resume {
+            generator_index: batch.generator,
+            pages_cut: self.pages,
+            carried: std::mem::take(&mut batch.records),
+            cursor,
+            skip: 0,
+        });
+        tracing::info!(
+            pages = self.pages,
+            "trigger ran short of time; the export continues in the next invocation"
+        );
+        self.sluice.measure(Measurement::Continued {
+            flow: order.flow_id.clone(),
+            stage: Stage::Trigger,
+        });
+        self.sluice
+            .queue
+            .send(Stage::Trigger, StageMessage::Run(order))
+            .await?;
+        self.continued = true;
+        Ok(())
+    }
+}
+
+/// Records collecting into the next page of one generator.
+pub(super) struct Batch {
+    pub generator: usize,
+    processor: usize,
+    size: usize,
+    filter: Option<String>,
+    pub records: Vec<SourceRecord>,
+}
+
+impl Batch {
+    pub fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
+        Batch {
+            generator,
+            processor,
+            size,
+            filter,
+            records: Vec::with_capacity(size),
+        }
+    }
+
+    pub async fn push(&mut self, cutter: &mut PageCutter<'_>, record: Value) -> Result<()> {
+        self.take(cutter, SourceRecord::Record { data: record })
+            .await
+    }
+
+    /// Adds what was read (a record or an unreadable part) and sends the page once full.
+    pub async fn take(&mut self, cutter: &mut PageCutter<'_>, read: SourceRecord) -> Result<()> {
+        if let Some(at) = cutter.at.as_mut() {
+            at.taken += 1;
+        }
+        self.records.push(read);
+        if self.records.len() >= self.size {
+            self.flush(cutter).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self, cutter: &mut PageCutter<'_>) -> Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        let index = cutter.pages;
+        let page_id = if self.processor == 0 {
+            format!("g{}-p{index:06}", self.generator)
+        } else {
+            format!("g{}-r{}-p{index:06}", self.generator, self.processor)
+        };
+        let mut records: Vec<PageRecord> = self
+            .records
+            .drain(..)
+            .enumerate()
+            .map(|(i, read)| read.into_page_record(format!("{page_id}-r{i:05}")))
+            .collect();
+        if let Some(expr) = &self.filter {
+            apply_filter(cutter.sluice, expr, &mut records);
+        }
+        let page = Page {
+            job_id: cutter.order.job_id.clone(),
+            flow_id: cutter.order.flow_id.clone(),
+            page_id,
+            page_index: index,
+            processor_index: self.processor,
+            records,
+            batch: None,
+            file: None,
+            records_ref: None,
+            trace_id: cutter.order.job_id.clone(),
+        };
+        cutter
+            .sluice
+            .queue
+            .send(Stage::Translate, StageMessage::Page(page))
+            .await?;
+        cutter.pages += 1;
+        cutter.checkpoint(self.generator).await
+    }
+}
+
+/// The export's output filter: records it rejects are ignored (and counted), never dropped.
+fn apply_filter(sluice: &Sluice, expr: &str, records: &mut [PageRecord]) {
+    for r in records.iter_mut().filter(|r| r.is_active()) {
+        match sluice.caches.conditions.check(expr, &[("record", &r.data)]) {
+            Ok(true) => {}
+            Ok(false) => {
+                r.state = RecordState::Ignored {
+                    reason: format!("filtered out by the export's filter `{expr}`"),
+                }
+            }
+            Err(e) => r.fail("filter", e),
+        }
+    }
+}
+
+/// The cursor of a checkpoint as the reader wants it back.
+pub(super) fn cursor_of<T: serde::de::DeserializeOwned>(resume: &Resume) -> Result<T> {
+    serde_json::from_value(resume.cursor.clone())
+        .map_err(|e| Error::Internal(anyhow::anyhow!("unreadable paging cursor: {e}")))
+}
