@@ -340,7 +340,7 @@ fn a_bundle_with_a_utf8_byte_order_mark_is_read() {
     let p = dir.path().join("bom.json");
     std::fs::write(
         &p,
-        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"type\": \"webhook\"}]}",
+        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"name\": \"e\", \"type\": \"webhook\"}]}",
     )
     .unwrap();
     let out = sluice().arg("validate").arg(&p).output().unwrap();
