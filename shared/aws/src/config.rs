@@ -55,6 +55,8 @@ pub struct AwsSettings {
     pub max_inline_page_bytes: usize,
     /// The deployment lets connections reach loopback and private addresses.
     pub allow_private_addresses: bool,
+    /// How big replies are kept (`SLUICE_REPLY_EXCERPT_BYTES`, `SLUICE_KEEP_FULL_REPLIES`).
+    pub replies: sluice_core::ReplyLimits,
 }
 
 impl AwsSettings {
@@ -101,6 +103,7 @@ impl AwsSettings {
             endpoint: var(ENV_ENDPOINT),
             max_inline_page_bytes,
             allow_private_addresses,
+            replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
         })
     }
 }

@@ -95,12 +95,14 @@ struct Network {
 }
 
 impl Network {
-    fn settings(&self) -> Settings {
+    /// The local runtime's settings, with how big replies are kept from the environment.
+    fn settings(&self) -> anyhow::Result<Settings> {
         let mut settings = sluice_embedded::local_settings();
         if self.allow_private_addresses {
             settings.private_addresses = PrivateAddresses::Allowed;
         }
-        settings
+        settings.replies = sluice_core::ReplyLimits::from_env()?;
+        Ok(settings)
     }
 }
 
@@ -158,7 +160,7 @@ fn main() -> ExitCode {
                     as_json: json,
                     timeout,
                     new,
-                    settings: network.settings(),
+                    settings: network.settings()?,
                 })
                 .await
             }
@@ -172,7 +174,7 @@ fn main() -> ExitCode {
                 data,
                 api_key,
                 network,
-            } => commands::dev::serve(port, &data, api_key, network.settings()).await,
+            } => commands::dev::serve(port, &data, api_key, network.settings()?).await,
         }
     });
     match result {
