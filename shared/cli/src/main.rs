@@ -87,9 +87,10 @@ enum Command {
 /// Where the local runtime's http connections may go.
 #[derive(Args)]
 struct Network {
-    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
-    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
-    /// locally anyway, for development; deployed functions refuse both by default.
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7) without each setting http.allowPrivateAddresses. Loopback
+    /// (127.0.0.1, ::1) is allowed locally anyway, for development; deployed functions refuse
+    /// both by default.
     #[arg(long)]
     allow_private_addresses: bool,
 }

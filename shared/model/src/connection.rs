@@ -85,7 +85,7 @@ pub struct HttpConnection {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_metadata_addresses: bool,
     /// Allow requests to loopback and private addresses (127.0.0.0/8, 10/8, 172.16/12,
-    /// 192.168/16, fc00::/7) where the deployment refuses them (on AWS, by default): a
+    /// 192.168/16, 100.64/10, fc00::/7) where the deployment refuses them (on AWS, by default): a
     /// template must not be able to reach the VPC's services unless the connection says so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_private_addresses: bool,
