@@ -57,7 +57,8 @@ impl Harness {
     }
 
     /// A runtime over the database file in `data_dir`, as `sluice run` opens it. Two harnesses
-    /// on one directory are two processes sharing a store (each with its own queues and caches).
+    /// on one directory are two processes sharing a store and its queue database (each with
+    /// its own queue runner and caches).
     pub fn on_disk(data_dir: &Path) -> Harness {
         Harness {
             runtime: LocalRuntime::open(data_dir, local_settings()).unwrap(),

@@ -85,7 +85,7 @@ async fn a_bad_line_is_an_error_record_and_the_lines_after_it_are_read() {
         let h = Harness::new();
         h.load(sink_flow(
             &server.base_url,
-            json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "pageSize": 100}),
+            json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in"}, "pageSize": 100}),
         ))
         .await;
         let key = format!("orders.{format}");

@@ -170,12 +170,14 @@ struct Network {
 }
 
 impl Network {
-    fn settings(&self) -> Settings {
+    /// The local runtime's settings, with how big replies are kept from the environment.
+    fn settings(&self) -> anyhow::Result<Settings> {
         let mut settings = sluice_embedded::local_settings();
         if self.allow_private_addresses {
             settings.private_addresses = PrivateAddresses::Allowed;
         }
-        settings
+        settings.replies = sluice_core::ReplyLimits::from_env()?;
+        Ok(settings)
     }
 }
 
@@ -232,7 +234,7 @@ fn main() -> ExitCode {
                     as_json: follow.json,
                     timeout: follow.timeout,
                     new,
-                    settings: network.settings(),
+                    settings: network.settings()?,
                 })
                 .await
             }
@@ -246,7 +248,7 @@ fn main() -> ExitCode {
                 data,
                 api_key,
                 network,
-            } => commands::dev::serve(port, &data, api_key, network.settings()).await,
+            } => commands::dev::serve(port, &data, api_key, network.settings()?).await,
 
             Command::Jobs {
                 flow,
@@ -296,7 +298,7 @@ fn main() -> ExitCode {
                     as_json: follow.json,
                     timeout: follow.timeout,
                 };
-                commands::jobs::retry(&follow.data, retry, network.settings()).await
+                commands::jobs::retry(&follow.data, retry, network.settings()?).await
             }
         }
     });

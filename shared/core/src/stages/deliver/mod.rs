@@ -10,6 +10,7 @@
 //! ([`Ambiguous`]).
 
 mod auth;
+pub(crate) mod bounded;
 mod callbacks;
 mod guard;
 mod limits;
@@ -96,6 +97,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         return forward(sluice, page).await;
     }
     let ambiguous = p.ambiguous_failures();
+    let needs = bounded::Needs::of(sluice, &p);
     let limiter = sluice.caches.http.limiter(connection);
     let refs = p.definition_headers();
     let concurrency = connection
@@ -111,7 +113,8 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             limiter: &limiter,
             ambiguous,
         };
-        let outcome = deliver_once(sluice, &p.flow.id, route, &key, batch.request.clone()).await?;
+        let request = batch.request.clone();
+        let outcome = deliver_once(sluice, &p.flow.id, route, &needs, &key, request).await?;
         let deferred = outcome.is_none();
         match outcome {
             Some(Ok(reply)) => batch.reply = Some(reply),
@@ -143,7 +146,8 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let lock = LockKeeper::new(&page);
         let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let (limiter, lock, flow) = (limiter.clone(), &lock, p.flow.id.as_str());
+                let (limiter, lock, flow, needs) =
+                    (limiter.clone(), &lock, p.flow.id.as_str(), &needs);
                 async move {
                     let route = Route {
                         connection,
@@ -151,7 +155,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         limiter: &limiter,
                         ambiguous,
                     };
-                    let outcome = deliver_once(sluice, flow, route, &key, req).await;
+                    let outcome = deliver_once(sluice, flow, route, needs, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -271,6 +275,7 @@ async fn deliver_once(
     sluice: &Sluice,
     flow: &str,
     route: Route<'_>,
+    needs: &bounded::Needs,
     key: &str,
     request: RenderedRequest,
 ) -> Result<Option<Outcome>> {
@@ -292,7 +297,13 @@ async fn deliver_once(
         permit.release().await;
         return Ok(None);
     }
-    let claim = sluice.store.ledger_claim(key, sluice.clock.now()).await;
+    let claim = match sluice.store.ledger_claim(key, sluice.clock.now()).await {
+        Ok(LedgerState::Done(v)) => bounded::recorded_outcome(sluice, v)
+            .await
+            .map(LedgerState::Done)
+            .map_err(Into::into),
+        other => other,
+    };
     let earlier = match claim {
         Ok(LedgerState::Claimed) => None,
         Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
@@ -312,7 +323,10 @@ async fn deliver_once(
         permit.release().await;
         return Ok(Some(outcome));
     }
-    let outcome = send_with_retries(sluice, route, Some(permit), &request).await;
+    let outcome = match send_with_retries(sluice, route, Some(permit), &request).await {
+        Ok(reply) => Ok(bounded::bound(sluice, needs, key, reply).await),
+        failed => failed,
+    };
     let record = match &outcome {
         Ok(reply) => {
             sluice.measure(Measurement::Delivery {
@@ -323,6 +337,7 @@ async fn deliver_once(
         }
         Err((code, message)) => json!({"error": message, "code": code}),
     };
+    let record = bounded::ledger_outcome(sluice, key, record).await?;
     sluice.store.ledger_complete(key, &record).await?;
     Ok(Some(outcome))
 }

@@ -231,6 +231,7 @@ async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Re
         body,
         attempts: 1,
         elapsed_ms: 0,
+        bounded: None,
     })
 }
 
