@@ -15,12 +15,16 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "installing test servers (sshd, moto, cfn-lint, sam)"
-if ! [ -x /usr/sbin/sshd ]; then
+step "installing test servers and tools (sshd, curl, moto, cfn-lint, sam, openapi-spec-validator)"
+# curl runs the README's API examples (shared/cli/tests/readme.rs).
+missing=()
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v curl >/dev/null || missing+=(curl)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi
 bash infra/setup-moto.sh

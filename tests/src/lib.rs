@@ -57,7 +57,8 @@ impl Harness {
     }
 
     /// A runtime over the database file in `data_dir`, as `sluice run` opens it. Two harnesses
-    /// on one directory are two processes sharing a store (each with its own queues and caches).
+    /// on one directory are two processes sharing a store and its queue database (each with
+    /// its own queue runner and caches).
     pub fn on_disk(data_dir: &Path) -> Harness {
         Harness {
             runtime: LocalRuntime::open(data_dir, local_settings()).unwrap(),
@@ -189,13 +190,13 @@ pub fn assert_counts(job: &Job, records_in: u64) {
 /// An http connection to `base`, an http import POSTing to `/orders`, a webhook export, and a
 /// flow `f` linking them. `import` fields are merged over the import's defaults.
 pub fn http_bundle(base: &str, import: Value, connection: Value) -> Value {
-    let mut imp = json!({"_id": "imp", "_connectionId": "conn", "type": "http", "http": {"method": "POST", "relativeURI": "/orders", "body": "{\"name\": {{json record.name}}, \"qty\": {{json record.qty}}}"}});
+    let mut imp = json!({"_id": "imp", "name": "imp", "_connectionId": "conn", "type": "http", "http": {"method": "POST", "relativeURI": "/orders", "body": "{\"name\": {{json record.name}}, \"qty\": {{json record.qty}}}"}});
     merge(&mut imp, import);
-    let mut conn = json!({"_id": "conn", "type": "http", "http": {"baseURI": base, "retry": {"maxAttempts": 3, "baseDelayMs": 10, "maxDelayMs": 2000}}});
+    let mut conn = json!({"_id": "conn", "name": "conn", "type": "http", "http": {"baseURI": base, "retry": {"maxAttempts": 3, "baseDelayMs": 10, "maxDelayMs": 2000}}});
     merge(&mut conn, connection);
     json!({
         "connections": [conn],
-        "exports": [{"_id": "exp", "type": "webhook", "pageSize": 10}],
+        "exports": [{"_id": "exp", "name": "exp", "type": "webhook", "pageSize": 10}],
         "imports": [imp],
         "flows": [{"_id": "f", "name": "orders", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}]
     })

@@ -33,9 +33,9 @@ async fn setup(slow: Duration) -> (Harness, TestServer) {
         json!({}),
     );
     bundle["exports"] = json!([
-        {"_id": "exp", "type": "webhook"},
-        {"_id": "objects", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}},
-        {"_id": "table", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}
+        {"_id": "exp", "name": "exp", "type": "webhook"},
+        {"_id": "objects", "name": "objects", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}},
+        {"_id": "table", "name": "table", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}
     ]);
     bundle["flows"][0]["pageGenerators"] =
         json!([{"_exportId": "exp"}, {"_exportId": "objects"}, {"_exportId": "table"}]);

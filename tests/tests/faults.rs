@@ -40,7 +40,7 @@ async fn a_page_that_fails_every_attempt_becomes_dead_letter_errors() {
         .put_definition(
             Kind::Connection,
             "conn",
-            &json!({"_id": "conn", "type": "http", "http": {"baseURI": server.base_url}}),
+            &json!({"_id": "conn", "name": "conn", "type": "http", "http": {"baseURI": server.base_url}}),
         )
         .await
         .unwrap();
@@ -61,7 +61,7 @@ async fn concurrency_is_shared_by_concurrent_runs_of_one_connection() {
     .await;
     let h = Harness::new();
     let mut bundle = http_bundle(&server.base_url, json!({}), json!({"concurrencyLevel": 3}));
-    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
     h.load(bundle).await;
     let s = h.sluice();
     let a = start_run(
@@ -134,7 +134,7 @@ async fn two_processes_run_one_connection(
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (Harness::on_disk(dir.path()), Harness::on_disk(dir.path()));
     let mut bundle = http_bundle(&server.base_url, json!({}), connection);
-    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "imp"}]}));
     a.load(bundle).await;
     let start = |h: &Harness, flow: &'static str| {
         let s = h.sluice();

@@ -6,16 +6,16 @@ use sluice_model::JobStatus;
 
 fn sftp_bundle(ssh: &SshServer, dir: &str, extra_import: Value, host_key: String) -> Value {
     let mut imp = json!({
-        "_id": "out", "_connectionId": "sftp", "type": "sftp",
+        "_id": "out", "name": "out", "_connectionId": "sftp", "type": "sftp",
         "sftp": {"directoryPath": dir, "fileName": "orders-{{page.index}}.csv"},
         "file": {"type": "csv", "csv": {"columns": ["name", "qty"]}}
     });
     merge(&mut imp, extra_import);
     json!({
-        "connections": [{"_id": "sftp", "type": "sftp", "sftp": {"host": "127.0.0.1", "port": ssh.port, "username": ssh.user, "privateKey": ssh.private_key_pem(), "hostKey": host_key}}],
-        "exports": [{"_id": "exp", "type": "webhook", "pageSize": 100}],
+        "connections": [{"_id": "sftp", "name": "sftp", "type": "sftp", "sftp": {"host": "127.0.0.1", "port": ssh.port, "username": ssh.user, "privateKey": ssh.private_key_pem(), "hostKey": host_key}}],
+        "exports": [{"_id": "exp", "name": "exp", "type": "webhook", "pageSize": 100}],
         "imports": [imp],
-        "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
+        "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
     })
 }
 
@@ -138,10 +138,10 @@ async fn a_server_that_is_down_gives_sftp_errors() {
 async fn files_go_to_s3_through_the_blobs_port() {
     let h = Harness::new();
     h.load(json!({
-        "connections": [{"_id": "s3", "type": "s3", "s3": {"bucket": "exports", "prefix": "daily"}}],
-        "exports": [{"_id": "exp", "type": "webhook"}],
-        "imports": [{"_id": "out", "_connectionId": "s3", "type": "s3", "s3": {"directoryPath": "orders", "fileName": "{{flow._id}}-{{page.index}}.ndjson"}, "file": {"type": "ndjson"}}],
-        "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
+        "connections": [{"_id": "s3", "name": "s3", "type": "s3", "s3": {"bucket": "exports", "prefix": "daily"}}],
+        "exports": [{"_id": "exp", "name": "exp", "type": "webhook"}],
+        "imports": [{"_id": "out", "name": "out", "_connectionId": "s3", "type": "s3", "s3": {"directoryPath": "orders", "fileName": "{{flow._id}}-{{page.index}}.ndjson"}, "file": {"type": "ndjson"}}],
+        "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
     }))
     .await;
     let job = h.run("f", orders(2)).await;

@@ -331,7 +331,7 @@ async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
         json!({"http": {"body": "{\"name\": {{json record.name}}, \"tier\": {{json record.tier}}}"}}),
         json!({}),
     );
-    bundle["exports"].as_array_mut().unwrap().push(json!({"_id": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.qty}}"}}));
+    bundle["exports"].as_array_mut().unwrap().push(json!({"_id": "lookup", "name": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.qty}}"}}));
     bundle["flows"][0]["pageProcessors"] = json!([
         {"type": "export", "_exportId": "lookup", "responseMapping": {"fields": [{"extract": "tier", "generate": "tier"}]}},
         {"type": "import", "_importId": "imp"}
@@ -527,8 +527,8 @@ async fn a_quoted_value_in_a_json_body_cannot_add_keys_but_a_text_body_is_as_wri
         json!({"http": {"body": "{\"name\": \"{{record.name}}\"}"}}),
         json!({}),
     );
-    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "text", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/notes", "headers": [{"name": "Content-Type", "value": "text/plain"}], "body": "note: {{record.name}}"}}));
-    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "text"}]}));
+    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "text", "name": "text", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/notes", "headers": [{"name": "Content-Type", "value": "text/plain"}], "body": "note: {{record.name}}"}}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "text"}]}));
     h.load(bundle).await;
     let job = h.run("f", vec![json!({"name": sneaky})]).await;
     assert_eq!(job.num_success, 1);

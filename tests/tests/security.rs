@@ -241,7 +241,7 @@ async fn lookups_escape_values_in_their_uri() {
     let h = Harness::new();
     let mut bundle = http_bundle(&server.base_url, json!({}), json!({}));
     bundle["exports"].as_array_mut().unwrap().push(
-        json!({"_id": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.name}}"}}),
+        json!({"_id": "lookup", "name": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.name}}"}}),
     );
     bundle["flows"][0]["pageProcessors"] = json!([{"type": "export", "_exportId": "lookup"}]);
     h.load(bundle).await;
@@ -266,9 +266,9 @@ async fn a_next_page_link_off_the_base_path_fails_the_export() {
     let h = Harness::new();
     let mut bundle = http_bundle(&sink.base_url, json!({}), json!({}));
     bundle["connections"].as_array_mut().unwrap().push(
-        json!({"_id": "src", "type": "http", "http": {"baseURI": format!("{}/api", source.base_url)}}),
+        json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": format!("{}/api", source.base_url)}}),
     );
-    bundle["exports"] = json!([{"_id": "exp", "type": "http", "_connectionId": "src", "http": {"relativeURI": "/items", "resourcePath": "items", "paging": {"method": "linkheader"}}}]);
+    bundle["exports"] = json!([{"_id": "exp", "name": "exp", "type": "http", "_connectionId": "src", "http": {"relativeURI": "/items", "resourcePath": "items", "paging": {"method": "linkheader"}}}]);
     h.load(bundle).await;
     let job = h.run_with("f", RunRequest::default()).await;
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
@@ -378,8 +378,8 @@ async fn the_idempotency_header_can_be_renamed_or_turned_off() {
         json!({"http": {"idempotencyKeyHeader": "X-Request-Id"}}),
         json!({}),
     );
-    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "off", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/off", "idempotencyKeyHeader": null}}));
-    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "off"}]}));
+    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "off", "name": "off", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/off", "idempotencyKeyHeader": null}}));
+    bundle["flows"].as_array_mut().unwrap().push(json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "off"}]}));
     h.load(bundle).await;
     h.run("f", orders(1)).await;
     h.run("f2", orders(1)).await;

@@ -25,7 +25,7 @@ fn sink_flow(base: &str, export: serde_json::Value) -> serde_json::Value {
 async fn an_s3_object_starts_matching_flows_and_is_read_as_a_stream() {
     let server = TestServer::always(200, json!({})).await;
     let h = Harness::new();
-    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in", "prefix": "orders/", "suffix": ".csv"}, "pageSize": 2, "filter": {"expression": "record.qty != '9'"}}))).await;
+    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in", "prefix": "orders/", "suffix": ".csv"}, "pageSize": 2, "filter": {"expression": "record.qty != '9'"}}))).await;
     let csv = "name,qty\na,1\nb,2\nc,9\nd,4\ne,5\n";
     h.sluice()
         .blobs
@@ -85,7 +85,7 @@ async fn a_bad_line_is_an_error_record_and_the_lines_after_it_are_read() {
         let h = Harness::new();
         h.load(sink_flow(
             &server.base_url,
-            json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "pageSize": 100}),
+            json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in"}, "pageSize": 100}),
         ))
         .await;
         let key = format!("orders.{format}");
@@ -130,7 +130,7 @@ async fn a_file_unreadable_as_a_whole_fails_the_job_saying_so() {
     let h = Harness::new();
     h.load(sink_flow(
         &server.base_url,
-        json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
+        json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
     ))
     .await;
     h.sluice()
@@ -173,7 +173,7 @@ async fn an_s3_event_queued_behind_a_running_job_runs_as_an_s3_run_of_its_object
     let h = Harness::new();
     h.load(sink_flow(
         &server.base_url,
-        json!({"_id": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
+        json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in"}, "file": {"type": "ndjson"}}),
     ))
     .await;
     let s = h.sluice();
@@ -221,7 +221,7 @@ async fn an_s3_event_queued_behind_a_running_job_runs_as_an_s3_run_of_its_object
 async fn dynamodb_changes_run_flows_with_plain_records() {
     let server = TestServer::always(200, json!({})).await;
     let h = Harness::new();
-    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}))).await;
+    h.load(sink_flow(&server.base_url, json!({"_id": "exp", "name": "exp", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}))).await;
     let image = |id: &str| {
         sluice_core::stages::trigger::events::from_attribute_values(
             &json!({"id": {"S": id}, "qty": {"N": "3"}}),
@@ -278,14 +278,13 @@ async fn http_exports_page_and_use_the_delta_window() {
     let mut bundle = sink_flow(
         &sink.base_url,
         json!({
-            "_id": "exp", "type": "http", "_connectionId": "src",
+            "_id": "exp", "name": "exp", "type": "http", "_connectionId": "src",
             "http": {"relativeURI": "/items?page={{export.http.paging.page}}&since={{urlencode lastExportDateTime}}", "resourcePath": "data.items", "paging": {"method": "page"}}
         }),
     );
-    bundle["connections"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    bundle["connections"].as_array_mut().unwrap().push(
+        json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}}),
+    );
     h.load(bundle).await;
     let start = Utc::now() - ChronoDuration::days(1);
     let job = h
@@ -305,7 +304,7 @@ async fn http_exports_page_and_use_the_delta_window() {
         .unwrap()
         .1
         .to_string();
-    assert_eq!(since, start.to_rfc3339());
+    assert_eq!(since, sluice_model::time::format(&start), "RFC 3339 UTC ms");
     // The watermark moved to the run's end: the next run starts there.
     let wm = h
         .sluice()
@@ -314,7 +313,10 @@ async fn http_exports_page_and_use_the_delta_window() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(wm.as_str().unwrap(), job.end_date.unwrap().to_rfc3339());
+    assert_eq!(
+        wm.as_str().unwrap(),
+        sluice_model::time::format(&job.end_date.unwrap())
+    );
 }
 
 #[tokio::test]
@@ -324,12 +326,11 @@ async fn a_wrong_resource_path_fails_instead_of_finding_nothing() {
     let h = Harness::new();
     let mut bundle = sink_flow(
         &sink.base_url,
-        json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": {"relativeURI": "/items", "resourcePath": "data.items"}}),
+        json!({"_id": "exp", "name": "exp", "type": "http", "_connectionId": "src", "http": {"relativeURI": "/items", "resourcePath": "data.items"}}),
     );
-    bundle["connections"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    bundle["connections"].as_array_mut().unwrap().push(
+        json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}}),
+    );
     h.load(bundle).await;
     let job = h.run_with("f", RunRequest::default()).await;
     assert_eq!(job.status, JobStatus::Failed);
@@ -437,12 +438,12 @@ async fn every_paging_method_reads_every_record_once() {
         http["resourcePath"] = json!("items");
         let mut bundle = sink_flow(
             &sink.base_url,
-            json!({"_id": "exp", "type": "http", "_connectionId": "src", "http": http}),
+            json!({"_id": "exp", "name": "exp", "type": "http", "_connectionId": "src", "http": http}),
         );
         bundle["connections"]
             .as_array_mut()
             .unwrap()
-            .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+            .push(json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}}));
         h.load(bundle).await;
         let job = h.run_with("f", RunRequest::default()).await;
         assert_eq!(job.num_success, 5, "{style}: {:?}", h.errors(&job.id).await);

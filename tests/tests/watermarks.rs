@@ -35,12 +35,11 @@ async fn setup(refuse: Arc<AtomicBool>) -> (Harness, TestServer, TestServer) {
         json!({"http": {"body": "{{json record}}"}}),
         json!({}),
     );
-    bundle["connections"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}));
+    bundle["connections"].as_array_mut().unwrap().push(
+        json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}}),
+    );
     let export = |id: &str, path: &str| {
-        json!({"_id": id, "type": "http", "_connectionId": "src",
+        json!({"_id": id, "name": id, "type": "http", "_connectionId": "src",
                "http": {"relativeURI": format!("{path}?since={{{{urlencode lastExportDateTime}}}}"), "resourcePath": "items"}})
     };
     bundle["exports"] = json!([export("e1", "/one"), export("e2", "/two")]);
@@ -90,7 +89,10 @@ async fn a_delta_run_moves_only_the_watermark_of_the_export_it_read() {
     let second = h.run_with("f", RunRequest::default()).await;
     assert_eq!(
         asked_since(&source, "/one"),
-        vec![String::new(), job.end_date.unwrap().to_rfc3339()],
+        vec![
+            String::new(),
+            sluice_model::time::format(&job.end_date.unwrap())
+        ],
         "e1's next window starts where its last run ended"
     );
     assert_eq!(
@@ -155,7 +157,10 @@ async fn a_backfill_leaves_the_watermark_and_it_never_moves_back() {
         )
         .await;
     assert_eq!(backfill.status, JobStatus::Completed);
-    assert_eq!(asked_since(&source, "/two")[1], start.to_rfc3339());
+    assert_eq!(
+        asked_since(&source, "/two")[1],
+        sluice_model::time::format(&start)
+    );
     assert_eq!(mark(&h, "e2").await, Some(w), "a backfill leaves it");
 
     // A watermark ahead of this run's end (set by a clock ahead) is not moved back.

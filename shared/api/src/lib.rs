@@ -1,14 +1,22 @@
 //! The flows API: one axum router, served locally by `sluice dev` and on Lambda by
 //! lambda_http in `functions/api`.
+//!
+//! Every answer carries `X-Content-Type-Options: nosniff`; every error answer is the one
+//! shape of [`errors`]; requests are read through [`extract`] (JSON objects only, safe ids).
 
 pub mod auth;
 pub mod errors;
+pub mod extract;
 pub mod openapi;
+pub mod reference;
 pub mod routes;
+pub mod schemas;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::http::{header, HeaderValue};
+use axum::response::Response;
+use axum::Router;
+use errors::{ApiError, ErrorCode};
 use sluice_core::Sluice;
 use std::sync::Arc;
 
@@ -44,6 +52,15 @@ impl ApiConfig {
     }
 }
 
+/// Browsers must not guess another type for an answer (a JSON body read as HTML).
+async fn nosniff(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
 /// The whole API.
 pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
     let config = Arc::new(config);
@@ -59,32 +76,16 @@ pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
             auth::require_key,
         ))
         .with_state(sluice);
-    let open = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/openapi.json", get(|| async { Json(openapi::document()) }));
-    open.merge(protected)
-        .fallback(|| async {
-            errors::ApiError {
-                status: axum::http::StatusCode::NOT_FOUND,
-                errors: vec![errors::ErrorEntry {
-                    code: "not_found",
-                    message: "No such route".into(),
-                    field: None,
-                }],
-            }
-        })
+    routes::meta::routes()
+        .merge(protected)
+        .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route", None) })
         .method_not_allowed_fallback(|| async {
-            errors::ApiError {
-                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                errors: vec![errors::ErrorEntry {
-                    code: "validation_error",
-                    message: "Method not allowed on this route".into(),
-                    field: None,
-                }],
-            }
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "Method not allowed on this route",
+                None,
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(nosniff))
 }

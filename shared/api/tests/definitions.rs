@@ -101,7 +101,7 @@ async fn references_are_checked_and_used_definitions_are_not_deleted() {
     let r = api
         .post(
             "/imports",
-            json!({"type": "http", "_connectionId": "nope", "http": {"relativeURI": "/x"}}),
+            json!({"name": "i", "type": "http", "_connectionId": "nope", "http": {"relativeURI": "/x"}}),
         )
         .await;
     assert_eq!(r.status, 400);
@@ -216,7 +216,7 @@ async fn import_header_credentials_are_masked_everywhere_and_kept_on_update() {
 
     // a mask with nothing stored behind it is refused, naming the field
     let r = api
-        .post("/imports", json!({"_id": "imp2", "_connectionId": "conn1", "type": "http",
+        .post("/imports", json!({"_id": "imp2", "name": "imp2", "_connectionId": "conn1", "type": "http",
             "http": {"relativeURI": "/x", "headers": [{"name": "Authorization", "value": sluice_model::MASK}]}}))
         .await;
     assert_eq!(r.status, 400, "{}", r.text);

@@ -43,7 +43,7 @@ async fn run_delivers_records_and_jobs_latest_shows_the_job() {
     assert_eq!(one.status, 200);
     assert_eq!(one.json["_flowId"], "f1");
     let errors = api.get(&format!("/jobs/{job_id}/errors")).await;
-    assert_eq!(errors.json, json!([]));
+    assert_eq!(errors.json, json!({"items": []}));
     assert_eq!(api.get("/jobs/nope").await.status, 404);
     assert_eq!(api.get("/flows/nope/jobs/latest").await.status, 404);
 }
@@ -128,27 +128,10 @@ async fn failed_records_are_listed_and_retried() {
     let api = Api::start().await;
     let t = target().await;
     api.seed(&t.url).await;
-    // Import to a path the target does not serve: every record fails with 404.
-    let r = api
-        .put(
-            "/imports/imp1",
-            json!({"http": {"method": "POST", "relativeURI": "/missing"}}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{}", r.text);
-    let r = api
-        .post("/flows/f1/run", json!({"records": [{"id": 1}, {"id": 2}]}))
-        .await;
-    assert_eq!(r.status, 201, "{}", r.text);
-    let job_id = r.json["_jobId"].as_str().unwrap().to_string();
-    let job = api
-        .runtime
-        .wait_for_job(&job_id, Duration::from_secs(20), |_| {})
-        .await
-        .unwrap();
-    assert_eq!(job.num_error, 2);
+    // Every record fails with 404 at the target.
+    let job_id = api.failed_run(2).await.id;
     let errors = api.get(&format!("/jobs/{job_id}/errors")).await;
-    let list = errors.json.as_array().unwrap();
+    let list = errors.json["items"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{}", errors.text);
     assert!(!errors.text.contains(SECRET), "{}", errors.text);
 
@@ -202,7 +185,9 @@ async fn last_export_date_time_reads_the_watermark() {
     let r = api.get("/flows/f1/lastExportDateTime").await;
     assert_eq!(
         r.json,
-        json!({"lastExportDateTime": "2026-03-04T05:06:07Z", "exports": {"exp1": "2026-03-04T05:06:07Z"}})
+        json!({"lastExportDateTime": "2026-03-04T05:06:07.000Z",
+               "exports": {"exp1": "2026-03-04T05:06:07.000Z"}}),
+        "one time format everywhere: RFC 3339, UTC, milliseconds"
     );
     assert_eq!(api.get("/flows/nope/lastExportDateTime").await.status, 404);
 }

@@ -55,6 +55,8 @@ pub struct AwsSettings {
     pub max_inline_page_bytes: usize,
     /// The deployment lets connections reach loopback and private addresses.
     pub allow_private_addresses: bool,
+    /// How big replies are kept (`SLUICE_REPLY_EXCERPT_BYTES`, `SLUICE_KEEP_FULL_REPLIES`).
+    pub replies: sluice_core::ReplyLimits,
 }
 
 impl AwsSettings {
@@ -101,6 +103,7 @@ impl AwsSettings {
             endpoint: var(ENV_ENDPOINT),
             max_inline_page_bytes,
             allow_private_addresses,
+            replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
         })
     }
 }
@@ -136,6 +139,7 @@ pub fn s3_client(config: &aws_config::SdkConfig, endpoint: Option<&str>) -> aws_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::runtime::{ENV_KEEP_FULL_REPLIES, ENV_REPLY_EXCERPT_BYTES};
 
     #[test]
     fn every_missing_variable_is_named() {
@@ -152,10 +156,13 @@ mod tests {
         let s = AwsSettings::from_vars(|name| match name {
             ENV_ENDPOINT => Some("http://127.0.0.1:5000".into()),
             ENV_MAX_INLINE => Some("1000".into()),
-            ENV_ALLOW_PRIVATE => None,
+            ENV_ALLOW_PRIVATE | ENV_KEEP_FULL_REPLIES => None,
+            ENV_REPLY_EXCERPT_BYTES => Some("4096".into()),
             other => Some(format!("v-{other}")),
         })
         .unwrap();
+        assert_eq!(s.replies.excerpt_bytes, 4096);
+        assert!(!s.replies.keep_full);
         assert!(
             !s.allow_private_addresses,
             "refused unless the deployment says so"
@@ -166,6 +173,7 @@ mod tests {
         assert_eq!(s.max_inline_page_bytes, 1000);
         let bad = AwsSettings::from_vars(|name| match name {
             ENV_MAX_INLINE => Some("lots".into()),
+            ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
@@ -173,7 +181,7 @@ mod tests {
             let value = value.to_string();
             AwsSettings::from_vars(move |name| match name {
                 ENV_ALLOW_PRIVATE => Some(value.clone()),
-                ENV_MAX_INLINE => None,
+                ENV_MAX_INLINE | ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
                 other => Some(other.into()),
             })
         };

@@ -118,6 +118,7 @@ impl Harness {
             endpoint: Some(endpoint.to_string()),
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
             allow_private_addresses: false,
+            replies: Default::default(),
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;

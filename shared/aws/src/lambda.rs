@@ -68,6 +68,7 @@ pub async fn build_sluice_with(
         system_bucket: aws.system_bucket.clone(),
         max_inline_page_bytes: aws.max_inline_page_bytes,
         private_addresses,
+        replies: aws.replies.clone(),
         ..Settings::default()
     };
     let sluice = Sluice::new(

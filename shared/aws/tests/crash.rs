@@ -28,8 +28,8 @@ async fn a_deliver_crash_mid_batch_is_redelivered_without_sending_twice() {
     // plus 5 s) run out: a short timeout keeps the redelivery quick.
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}, "requestTimeoutMs": 2000}, "concurrencyLevel": 4}),
-        json!({"_id": "e", "type": "webhook", "pageSize": 20}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}, "requestTimeoutMs": 2000}, "concurrencyLevel": 4}),
+        json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 20}),
     )
     .await;
     let records: Vec<_> = (0..20).map(|n| json!({"n": n})).collect();

@@ -21,32 +21,32 @@ async fn define(env: &common::Env, sink: &TestServer) {
         (
             Kind::Connection,
             "c",
-            json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
+            json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
         ),
         (
             Kind::Export,
             "exp",
-            json!({"_id": "exp", "type": "webhook"}),
+            json!({"_id": "exp", "name": "exp", "type": "webhook"}),
         ),
         (
             Kind::Export,
             "objects",
-            json!({"_id": "objects", "type": "s3", "s3": {"bucket": "in-bucket"}, "file": {"type": "ndjson"}}),
+            json!({"_id": "objects", "name": "objects", "type": "s3", "s3": {"bucket": "in-bucket"}, "file": {"type": "ndjson"}}),
         ),
         (
             Kind::Export,
             "table",
-            json!({"_id": "table", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}),
+            json!({"_id": "table", "name": "table", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}}),
         ),
         (
             Kind::Import,
             "i",
-            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders", "body": "{{json record}}"}}),
+            json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders", "body": "{{json record}}"}}),
         ),
         (
             Kind::Flow,
             "f",
-            json!({"_id": "f", "pageGenerators": [{"_exportId": "exp"}, {"_exportId": "objects"}, {"_exportId": "table"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+            json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "exp"}, {"_exportId": "objects"}, {"_exportId": "table"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
     env.harness.define(defs).await;

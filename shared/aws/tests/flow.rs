@@ -38,7 +38,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Connection,
             "c1",
-            &json!({"_id": "c1", "type": "http", "http": {"baseURI": base_uri}}),
+            &json!({"_id": "c1", "name": "c1", "type": "http", "http": {"baseURI": base_uri}}),
         )
         .await
         .unwrap();
@@ -46,7 +46,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Export,
             "e1",
-            &json!({"_id": "e1", "type": "webhook", "pageSize": 10}),
+            &json!({"_id": "e1", "name": "e1", "type": "webhook", "pageSize": 10}),
         )
         .await
         .unwrap();
@@ -54,7 +54,7 @@ async fn define_flow(env: &common::Env, base_uri: &str) {
         .put_definition(
             Kind::Import,
             "i1",
-            &json!({"_id": "i1", "_connectionId": "c1", "type": "http",
+            &json!({"_id": "i1", "name": "i1", "_connectionId": "c1", "type": "http",
                     "http": {"method": "POST", "relativeURI": "/orders"}}),
         )
         .await
@@ -235,7 +235,7 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         .put_definition(
             Kind::Export,
             "e2",
-            &json!({"_id": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
+            &json!({"_id": "e2", "name": "e2", "type": "s3", "s3": {"bucket": "in-bucket", "prefix": "drop/",
                     "suffix": ".csv"}, "file": {"type": "csv"}}),
         )
         .await
@@ -244,7 +244,7 @@ async fn an_object_dropped_in_s3_starts_a_run_through_the_trigger_queue() {
         .put_definition(
             Kind::Flow,
             "f2",
-            &json!({"_id": "f2", "pageGenerators": [{"_exportId": "e2"}],
+            &json!({"_id": "f2", "name": "f2", "pageGenerators": [{"_exportId": "e2"}],
                     "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
         )
         .await

@@ -45,8 +45,8 @@ async fn concurrency_holds_across_lambda_instances() {
     .await;
     common::define_flow(
         &a.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 2}),
-        json!({"_id": "e", "type": "webhook", "pageSize": 6}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 2}),
+        json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 6}),
     )
     .await;
     let records: Vec<_> = (0..12).map(|n| json!({"n": n})).collect();
@@ -86,8 +86,8 @@ async fn a_page_slower_than_an_invocation_continues_in_the_next() {
     let sink = TestServer::always(200, json!({})).await;
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "rateLimit": {"requestsPerSecond": 4, "burst": 1}}),
-        json!({"_id": "e", "type": "webhook", "pageSize": 12}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "rateLimit": {"requestsPerSecond": 4, "burst": 1}}),
+        json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 12}),
     )
     .await;
     let records: Vec<_> = (0..12).map(|n| json!({"n": n})).collect();
@@ -135,8 +135,8 @@ async fn an_export_longer_than_an_invocation_continues_in_the_next() {
     .await;
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": server.base_url, "requestTimeoutMs": 1000}}),
-        json!({"_id": "e", "type": "http", "_connectionId": "c", "pageSize": 7,
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": server.base_url, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "name": "e", "type": "http", "_connectionId": "c", "pageSize": 7,
                "http": {"relativeURI": "/items?page={{export.http.paging.page}}", "paging": {"method": "page"}}}),
     )
     .await;
@@ -189,8 +189,8 @@ async fn objects_under_a_prefix_continue_in_the_next_invocation() {
     common::define_flow(
         &h.sluice,
         // (a 1 s request timeout leaves deliver room in the 10 s invocations)
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}}),
-        json!({"_id": "e", "type": "s3", "s3": {"bucket": "data", "prefix": "in/"}, "pageSize": 4}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "name": "e", "type": "s3", "s3": {"bucket": "data", "prefix": "in/"}, "pageSize": 4}),
     )
     .await;
     let job_id = common::start_export(&h.sluice, "f").await;
@@ -217,8 +217,8 @@ async fn every_deliver_pass_makes_progress() {
     let sink = TestServer::always(200, json!({})).await;
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "concurrencyLevel": 1}),
-        json!({"_id": "e", "type": "webhook", "pageSize": 3}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}, "concurrencyLevel": 1}),
+        json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 3}),
     )
     .await;
     let records: Vec<_> = (0..3).map(|n| json!({"n": n})).collect();

@@ -101,8 +101,8 @@ async fn a_known_run_emits_its_counts_latencies_and_continuations() {
     .await;
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}}),
-        json!({"_id": "e", "type": "webhook", "pageSize": 10, "filter": {"expression": "record.n != 4"}}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 10, "filter": {"expression": "record.n != 4"}}),
     )
     .await;
     let records: Vec<_> = (0..5).map(|n| json!({"n": n})).collect();

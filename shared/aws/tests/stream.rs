@@ -66,8 +66,8 @@ async fn stream_records_run_the_flows_watching_the_table() {
         .unwrap();
     common::define_flow(
         &h.sluice,
-        json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
-        json!({"_id": "e", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}, "filter": {"expression": "record.qty > 1"}}),
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
+        json!({"_id": "e", "name": "e", "type": "dynamodb", "dynamodb": {"tableName": "orders", "eventTypes": ["INSERT"]}, "filter": {"expression": "record.qty > 1"}}),
     )
     .await;
 

@@ -19,31 +19,31 @@ async fn a_delta_run_moves_its_exports_watermark_and_a_run_fed_with_records_does
     let source = TestServer::start(|_, _| Answer::json(200, json!({"items": [{"id": 1}]}))).await;
     let sink = TestServer::always(200, json!({})).await;
     let export = |id: &str| {
-        json!({"_id": id, "type": "http", "_connectionId": "src",
+        json!({"_id": id, "name": id, "type": "http", "_connectionId": "src",
                "http": {"relativeURI": format!("/{id}?since={{{{urlencode lastExportDateTime}}}}"), "resourcePath": "items"}})
     };
     let defs = [
         (
             Kind::Connection,
             "src",
-            json!({"_id": "src", "type": "http", "http": {"baseURI": source.base_url}}),
+            json!({"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}}),
         ),
         (
             Kind::Connection,
             "c",
-            json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
+            json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}}),
         ),
         (Kind::Export, "e1", export("e1")),
         (Kind::Export, "e2", export("e2")),
         (
             Kind::Import,
             "i",
-            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
+            json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
         ),
         (
             Kind::Flow,
             "f",
-            json!({"_id": "f", "pageGenerators": [{"_exportId": "e1"}, {"_exportId": "e2"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+            json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e1"}, {"_exportId": "e2"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
     h.define(defs).await;

@@ -5,6 +5,7 @@ mod commands;
 
 use clap::{Args, Parser, Subcommand};
 use sluice_core::{PrivateAddresses, Settings};
+use sluice_model::JobStatus;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -37,6 +38,7 @@ enum Command {
     /// http.allowPrivateAddresses. Metadata addresses (169.254.0.0/16) are always refused
     /// unless the connection sets http.allowMetadataAddresses.
     Run {
+        /// The bundle JSON file with the flow and everything it uses.
         bundle: PathBuf,
         /// Which flow (default: the bundle's only or first flow).
         #[arg(long)]
@@ -47,15 +49,8 @@ enum Command {
         /// The records file's format when its name does not say: ndjson, csv or json.
         #[arg(long, value_parser = parse_format, requires = "records")]
         format: Option<sluice_model::FileType>,
-        /// Where the local store and blobs live.
-        #[arg(long, default_value = ".sluice")]
-        data: PathBuf,
-        /// Print the finished job as JSON on stdout.
-        #[arg(long)]
-        json: bool,
-        /// Cancel the job if it has not finished after this many seconds.
-        #[arg(long, default_value_t = 3600)]
-        timeout: u64,
+        #[command(flatten)]
+        follow: Follow,
         /// Start a fresh job even if a job of the flow was interrupted (killed) on this
         /// data; that job is canceled. Without it, the interrupted job is resumed.
         #[arg(long)]
@@ -67,7 +62,9 @@ enum Command {
     /// as ignored. Locally (the `--data` a `sluice run` or `sluice dev` uses), or through a
     /// flows API with --api (a `sluice dev` elsewhere, or the deployed API on AWS).
     Cancel {
+        /// The job's id (see `sluice jobs`).
         job: String,
+        /// Where the local store and blobs live (not read with --api).
         #[arg(long, default_value = ".sluice")]
         data: PathBuf,
         /// Base URL of a flows API to cancel through (e.g. http://127.0.0.1:8080).
@@ -85,8 +82,10 @@ enum Command {
     Dev {
         #[command(subcommand)]
         what: Option<DevCommand>,
+        /// The port on 127.0.0.1 to serve the API on.
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Where the local store and blobs live.
         #[arg(long, default_value = ".sluice")]
         data: PathBuf,
         /// API key for `Authorization: Bearer` (default: $SLUICE_API_KEY, else one is generated
@@ -96,25 +95,105 @@ enum Command {
         #[command(flatten)]
         network: Network,
     },
+    /// List the jobs of the local store, newest first.
+    Jobs {
+        /// Only jobs of this flow.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only jobs in this status: queued, running, completed, completed_with_errors,
+        /// failed, canceled.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        /// At most this many jobs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Where the local store lives.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// Print the jobs as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the errors of a job: the step, the code and why, each with its id.
+    Errors {
+        /// The job's id (see `sluice jobs`).
+        job: String,
+        /// Only errors of this page processor (-1: the export).
+        #[arg(long, allow_hyphen_values = true)]
+        processor: Option<i64>,
+        /// Only errors with this code (evaluator, template, delivery_unknown, ...).
+        #[arg(long)]
+        code: Option<String>,
+        /// Only resolved (true) or unresolved (false) errors.
+        #[arg(long)]
+        resolved: Option<bool>,
+        /// Print CSV (the columns of GET /jobs/{id}/errors?format=csv).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Print the errors as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where the local store lives.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+    },
+    /// Retry the failed records of a job on the local runtime, each from the step where it
+    /// failed; prints the retry job's summary like `sluice run`.
+    Retry {
+        /// The job's id (see `sluice jobs`).
+        job: String,
+        /// Only this error (repeat for more); default: every unresolved error.
+        #[arg(long = "error")]
+        errors: Vec<String>,
+        #[command(flatten)]
+        follow: Follow,
+        #[command(flatten)]
+        network: Network,
+    },
+}
+
+/// How `sluice run` and `sluice retry` run a job on the local runtime and report it.
+#[derive(Args)]
+struct Follow {
+    /// Where the local store and blobs live.
+    #[arg(long, default_value = ".sluice")]
+    data: PathBuf,
+    /// Print the finished job (and its errors) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Cancel the job if it has not finished after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+}
+
+fn parse_status(s: &str) -> Result<JobStatus, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!(
+            "'{s}' is not queued, running, completed, completed_with_errors, failed or canceled"
+        )
+    })
 }
 
 /// Where the local runtime's http connections may go.
 #[derive(Args)]
 struct Network {
-    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16, fc00::/7)
-    /// without each setting http.allowPrivateAddresses. Loopback (127.0.0.1, ::1) is allowed
-    /// locally anyway, for development; deployed functions refuse both by default.
+    /// Let http connections also reach private ranges (10/8, 172.16/12, 192.168/16,
+    /// 100.64/10, fc00::/7) without each setting http.allowPrivateAddresses. Loopback
+    /// (127.0.0.1, ::1) is allowed locally anyway, for development; deployed functions refuse
+    /// both by default.
     #[arg(long)]
     allow_private_addresses: bool,
 }
 
 impl Network {
-    fn settings(&self) -> Settings {
+    /// The local runtime's settings, with how big replies are kept from the environment.
+    fn settings(&self) -> anyhow::Result<Settings> {
         let mut settings = sluice_embedded::local_settings();
         if self.allow_private_addresses {
             settings.private_addresses = PrivateAddresses::Allowed;
         }
-        settings
+        settings.replies = sluice_core::ReplyLimits::from_env()?;
+        Ok(settings)
     }
 }
 
@@ -122,6 +201,7 @@ impl Network {
 enum DevCommand {
     /// A demo REST API on 127.0.0.1: POST /orders answers 201 {"id": "ord-N"}.
     Sink {
+        /// The port on 127.0.0.1 to serve the demo API on.
         #[arg(long, default_value_t = 8090)]
         port: u16,
     },
@@ -157,9 +237,7 @@ fn main() -> ExitCode {
                 flow,
                 records,
                 format,
-                data,
-                json,
-                timeout,
+                follow,
                 new,
                 network,
             } => {
@@ -168,11 +246,11 @@ fn main() -> ExitCode {
                     flow: flow.as_deref(),
                     records: records.as_deref(),
                     format,
-                    data: &data,
-                    as_json: json,
-                    timeout,
+                    data: &follow.data,
+                    as_json: follow.json,
+                    timeout: follow.timeout,
                     new,
-                    settings: network.settings(),
+                    settings: network.settings()?,
                 })
                 .await
             }
@@ -203,7 +281,58 @@ fn main() -> ExitCode {
                 data,
                 api_key,
                 network,
-            } => commands::dev::serve(port, &data, api_key, network.settings()).await,
+            } => commands::dev::serve(port, &data, api_key, network.settings()?).await,
+
+            Command::Jobs {
+                flow,
+                status,
+                limit,
+                data,
+                json,
+            } => {
+                let filter = commands::jobs::JobsFilter {
+                    flow,
+                    status,
+                    limit,
+                };
+                commands::jobs::jobs(&data, filter, json).await
+            }
+            Command::Errors {
+                job,
+                processor,
+                code,
+                resolved,
+                csv,
+                json,
+                data,
+            } => {
+                let query = sluice_core::ports::ErrorQuery {
+                    processor_index: processor,
+                    code,
+                    resolved,
+                    ..Default::default()
+                };
+                let output = match (csv, json) {
+                    (true, _) => commands::jobs::ErrorsOutput::Csv,
+                    (_, true) => commands::jobs::ErrorsOutput::Json,
+                    _ => commands::jobs::ErrorsOutput::Text,
+                };
+                commands::jobs::errors(&data, &job, query, output).await
+            }
+            Command::Retry {
+                job,
+                errors,
+                follow,
+                network,
+            } => {
+                let retry = commands::jobs::Retry {
+                    job,
+                    errors,
+                    as_json: follow.json,
+                    timeout: follow.timeout,
+                };
+                commands::jobs::retry(&follow.data, retry, network.settings()?).await
+            }
         }
     });
     match result {
@@ -212,5 +341,37 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            if matches!(arg.get_id().as_str(), "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() {
+                missing.push(format!("{path} {}", arg.get_id()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            let at = format!("{path} {}", sub.get_name());
+            if sub.get_about().is_none() {
+                missing.push(at.clone());
+            }
+            walk(sub, &at, missing);
+        }
+    }
+
+    #[test]
+    fn every_subcommand_and_option_has_a_description() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "sluice", &mut missing);
+        assert!(missing.is_empty(), "no description: {missing:?}");
     }
 }

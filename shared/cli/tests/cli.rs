@@ -31,10 +31,10 @@ fn validate_names_each_bad_field() {
         dir.path(),
         "bad.json",
         &json!({
-            "connections": [{"_id": "c", "type": "http", "http": {"baseURI": "ftp://x", "requestTimeoutMs": 600000}}],
-            "exports": [{"_id": "e", "type": "webhook", "pageSize": 0}],
-            "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{#if}}"}, "evaluator": "response.status ==="}],
-            "flows": [{"_id": "f", "schedule": "61 * * * *", "timezone": "Mars/Base", "pageGenerators": [{"_exportId": "exp123"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "ftp://x", "requestTimeoutMs": 600000}}],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 0}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{#if}}"}, "evaluator": "response.status ==="}],
+            "flows": [{"_id": "f", "name": "f", "schedule": "61 * * * *", "timezone": "Mars/Base", "pageGenerators": [{"_exportId": "exp123"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
         }),
     );
     let out = sluice().arg("validate").arg(&bad).output().unwrap();
@@ -69,7 +69,7 @@ fn syntax_errors_and_unknown_fields_say_where() {
     let typo = write(
         dir.path(),
         "typo.json",
-        &json!({"flows": [{"_id": "f", "shedule": "* * * * *", "pageGenerators": []}]}),
+        &json!({"flows": [{"_id": "f", "name": "f", "shedule": "* * * * *", "pageGenerators": []}]}),
     );
     let out = sluice().arg("validate").arg(&typo).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
@@ -87,8 +87,8 @@ fn run_prints_a_summary_and_exits_by_status() {
         dir.path(),
         "b.json",
         &json!({
-            "exports": [{"_id": "e", "type": "webhook", "pageSize": 3, "filter": {"expression": "record.keep == 'yes'"}}],
-            "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}]}]
+            "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 3, "filter": {"expression": "record.keep == 'yes'"}}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}]}]
         }),
     );
     let records = dir.path().join("r.csv");
@@ -135,8 +135,8 @@ fn run_reads_past_a_bad_line_names_the_file_as_given_and_takes_a_format() {
         dir.path(),
         "b.json",
         &json!({
-            "exports": [{"_id": "e", "type": "webhook", "pageSize": 2}],
-            "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}]}]
+            "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 2}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}]}]
         }),
     );
     // A name that says nothing of the format, a byte order mark, and a broken line 3.
@@ -254,12 +254,12 @@ fn validate_catches_unknown_helpers_and_duplicate_ids_and_warns_on_unset_secrets
         "b.json",
         &json!({
             "connections": [
-                {"_id": "c", "type": "http", "http": {"baseURI": "http://h", "auth": {"type": "token", "token": {"token": "secret:partner-token"}}}},
-                {"_id": "c", "type": "http", "http": {"baseURI": "http://other"}}
+                {"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h", "auth": {"type": "token", "token": {"token": "secret:partner-token"}}}},
+                {"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://other"}}
             ],
-            "exports": [{"_id": "e", "type": "webhook"}],
-            "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{formatDate record.at}}", "body": "{{#each records}}{{upper name}}{{/each}}"}}],
-            "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+            "exports": [{"_id": "e", "name": "e", "type": "webhook"}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/x/{{formatDate record.at}}", "body": "{{#each records}}{{upper name}}{{/each}}"}}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
         }),
     );
     let out = sluice()
@@ -286,7 +286,7 @@ fn validate_catches_unknown_helpers_and_duplicate_ids_and_warns_on_unset_secrets
     let fine = write(
         dir.path(),
         "fine.json",
-        &json!({"connections": [{"_id": "c", "type": "http", "http": {"baseURI": "http://h", "headers": [{"name": "X-Api-Key", "value": "secret:k"}]}}]}),
+        &json!({"connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h", "headers": [{"name": "X-Api-Key", "value": "secret:k"}]}}]}),
     );
     let out = sluice()
         .arg("validate")
@@ -310,16 +310,16 @@ fn wrong_shapes_name_the_field_and_say_what_was_expected_in_words() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (
-            json!({"exports": [{"_id": "e", "type": "webhook", "pageSize": "10"}]}),
+            json!({"exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": "10"}]}),
             "exports[0].pageSize: invalid type: string \"10\", expected a whole number ≥ 1",
         ),
         (
-            json!({"connections": [{"_id": "c", "type": "http", "http": {"baseURI": "http://h"}, "rateLimit": {"requestsPerSecond": "5"}}]}),
+            json!({"connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "http://h"}, "rateLimit": {"requestsPerSecond": "5"}}]}),
             "connections[0].rateLimit.requestsPerSecond: invalid type: string \"5\", expected a number",
         ),
         (json!([]), "a bundle must be a JSON object, not a list"),
         (
-            json!({"flows": {"_id": "f"}}),
+            json!({"flows": {"_id": "f", "name": "f"}}),
             "flows: invalid type: an object, expected a list",
         ),
     ];
@@ -341,7 +341,7 @@ fn a_bundle_with_a_utf8_byte_order_mark_is_read() {
     let p = dir.path().join("bom.json");
     std::fs::write(
         &p,
-        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"type\": \"webhook\"}]}",
+        "\u{feff}{\"exports\": [{\"_id\": \"e\", \"name\": \"e\", \"type\": \"webhook\"}]}",
     )
     .unwrap();
     let out = sluice().arg("validate").arg(&p).output().unwrap();
@@ -389,10 +389,10 @@ async fn logs_are_plain_text_when_not_on_a_terminal() {
         dir.path(),
         "b.json",
         &json!({
-            "connections": [{"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}}],
-            "exports": [{"_id": "e", "type": "webhook"}],
-            "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
-            "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}}],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook"}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
+            "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
         }),
     );
     std::fs::write(dir.path().join("r.ndjson"), "{\"n\": 1}\n").unwrap();
@@ -536,4 +536,89 @@ async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_a
         );
     }
     stop(dev, "INT").await;
+}
+
+/// `sluice jobs`, `sluice errors JOB` and `sluice retry JOB` over a run whose target failed
+/// its first two requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_errors_and_retry_from_the_command_line() {
+    let sink = TestServer::start(|n, _| {
+        if n < 2 {
+            Answer::json(500, json!({"error": "down"}))
+        } else {
+            Answer::json(201, json!({"id": n}))
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = write(
+        dir.path(),
+        "b.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "sink", "type": "http",
+                "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}}}],
+            "exports": [{"_id": "e", "name": "incoming", "type": "webhook"}],
+            "imports": [{"_id": "i", "name": "post orders", "_connectionId": "c", "type": "http",
+                "http": {"relativeURI": "/orders"}}],
+            "flows": [{"_id": "f", "name": "orders", "pageGenerators": [{"_exportId": "e"}],
+                "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+        }),
+    );
+    std::fs::write(dir.path().join("r.ndjson"), "{\"n\": 1}\n{\"n\": 2}\n").unwrap();
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = sluice()
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let bundle = bundle.to_str().unwrap();
+    let records = dir.path().join("r.ndjson");
+    let (code, out, err) = run(&["run", bundle, "--records", records.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{out}{err}");
+
+    let (code, out, _) = run(&["jobs", "--json"]);
+    assert_eq!(code, Some(0));
+    let jobs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(jobs[0]["status"], "completed_with_errors");
+    let job = jobs[0]["_id"].as_str().unwrap().to_string();
+    let (_, out, _) = run(&["jobs", "--status", "completed"]);
+    assert!(out.contains("no jobs"), "{out}");
+    let (code, _, err) = run(&["jobs", "--status", "asleep"]);
+    assert_eq!(code, Some(2), "clap refuses: {err}");
+    assert!(err.contains("'asleep' is not"), "{err}");
+
+    let (code, out, _) = run(&["errors", &job]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out.lines().count(), 2, "{out}");
+    assert!(
+        out.contains("step 0 (post orders)  evaluator: status 500"),
+        "{out}"
+    );
+    let (_, out, _) = run(&["errors", &job, "--csv"]);
+    assert!(out.starts_with("_id,processorIndex,_importId"), "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (_, out, _) = run(&["errors", &job, "--code", "template"]);
+    assert!(out.contains("no errors that match"), "{out}");
+
+    let (code, out, err) = run(&["retry", &job]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("records 2: success 2, error 0"), "{out}");
+    assert_eq!(sink.received().len(), 4);
+    let (_, out, _) = run(&["jobs", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(jobs[0]["trigger"], "retry");
+    assert_eq!(jobs.as_array().unwrap().len(), 2);
+    let (_, out, _) = run(&["errors", &job, "--resolved", "false"]);
+    assert!(
+        out.contains("no errors that match"),
+        "a retry resolves what it retried: {out}"
+    );
 }

@@ -56,13 +56,13 @@ impl Crashable {
             "flow.json",
             &json!({
                 "connections": [
-                    {"_id": "src", "type": "http", "http": {"baseURI": source.base_url}},
-                    {"_id": "dst", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}}, "concurrencyLevel": 4}
+                    {"_id": "src", "name": "src", "type": "http", "http": {"baseURI": source.base_url}},
+                    {"_id": "dst", "name": "dst", "type": "http", "http": {"baseURI": sink.base_url, "retry": {"maxAttempts": 1}}, "concurrencyLevel": 4}
                 ],
-                "exports": [{"_id": "e", "type": "http", "_connectionId": "src", "pageSize": 10,
+                "exports": [{"_id": "e", "name": "e", "type": "http", "_connectionId": "src", "pageSize": 10,
                     "http": {"relativeURI": "/items?skip={{export.http.paging.skip}}", "paging": {"method": "skip"}, "resourcePath": "items"}}],
-                "imports": [{"_id": "i", "_connectionId": "dst", "type": "http", "http": {"relativeURI": "/orders", "body": "{{json record}}"}}],
-                "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+                "imports": [{"_id": "i", "name": "i", "_connectionId": "dst", "type": "http", "http": {"relativeURI": "/orders", "body": "{{json record}}"}}],
+                "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
             }),
         );
         Crashable { source, sink, dir }

@@ -14,5 +14,5 @@ pub mod runtime;
 pub mod stages;
 
 pub use error::{Error, Result};
-pub use runtime::{PrivateAddresses, Settings, Sluice};
+pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};
 pub use stages::Stage;

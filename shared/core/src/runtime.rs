@@ -26,6 +26,59 @@ pub struct Settings {
     /// `<instance>:<id>`): the local runtime sets its queue runner's id, so a runtime taking
     /// over the work of a killed one frees that one's slots at once. Default: a fresh id.
     pub instance: String,
+    /// How much of a big reply is kept (see `stages::deliver::bounded`).
+    pub replies: ReplyLimits,
+}
+
+/// How big replies are kept. A reply whose body is larger than `excerpt_bytes` keeps that
+/// many bytes of it as an excerpt, plus what extract and evaluate need; the whole body is
+/// written to the system bucket only when `keep_full` says so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyLimits {
+    /// `SLUICE_REPLY_EXCERPT_BYTES` (default 16384).
+    pub excerpt_bytes: usize,
+    /// `SLUICE_KEEP_FULL_REPLIES=true` (default false).
+    pub keep_full: bool,
+}
+
+pub const ENV_REPLY_EXCERPT_BYTES: &str = "SLUICE_REPLY_EXCERPT_BYTES";
+pub const ENV_KEEP_FULL_REPLIES: &str = "SLUICE_KEEP_FULL_REPLIES";
+
+impl Default for ReplyLimits {
+    fn default() -> Self {
+        ReplyLimits {
+            excerpt_bytes: 16 * 1024,
+            keep_full: false,
+        }
+    }
+}
+
+impl ReplyLimits {
+    /// From `SLUICE_REPLY_EXCERPT_BYTES` and `SLUICE_KEEP_FULL_REPLIES`, defaults for unset
+    /// ones; the error names the variable and says what it takes.
+    pub fn from_env() -> anyhow::Result<ReplyLimits> {
+        Self::from_vars(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env) with another source of variables (tests).
+    pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<ReplyLimits> {
+        let mut limits = ReplyLimits::default();
+        if let Some(v) = lookup(ENV_REPLY_EXCERPT_BYTES).filter(|v| !v.is_empty()) {
+            limits.excerpt_bytes = v.parse().ok().filter(|n| *n >= 256).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{ENV_REPLY_EXCERPT_BYTES}: '{v}' is not a byte count of 256 or more"
+                )
+            })?;
+        }
+        if let Some(v) = lookup(ENV_KEEP_FULL_REPLIES).filter(|v| !v.is_empty()) {
+            limits.keep_full = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => anyhow::bail!("{ENV_KEEP_FULL_REPLIES}: '{other}' is not true or false"),
+            };
+        }
+        Ok(limits)
+    }
 }
 
 /// Which non-public addresses a deployment lets its http connections reach.
@@ -48,6 +101,7 @@ impl Default for Settings {
             max_inline_page_bytes: 200 * 1024,
             private_addresses: PrivateAddresses::Refused,
             instance: sluice_model::new_id(),
+            replies: ReplyLimits::default(),
         }
     }
 }
@@ -128,5 +182,36 @@ impl Sluice {
     }
     pub async fn connection(&self, id: &str) -> Result<Connection> {
         self.definition(Kind::Connection, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_limits_come_from_the_environment_and_bad_values_are_named() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            ReplyLimits::from_vars(vars(&[])).unwrap(),
+            ReplyLimits::default()
+        );
+        let set = ReplyLimits::from_vars(vars(&[
+            (ENV_REPLY_EXCERPT_BYTES, "4096"),
+            (ENV_KEEP_FULL_REPLIES, "true"),
+        ]))
+        .unwrap();
+        assert_eq!((set.excerpt_bytes, set.keep_full), (4096, true));
+        let err = ReplyLimits::from_vars(vars(&[(ENV_REPLY_EXCERPT_BYTES, "12")])).unwrap_err();
+        assert!(err.to_string().contains(ENV_REPLY_EXCERPT_BYTES), "{err}");
+        let err = ReplyLimits::from_vars(vars(&[(ENV_KEEP_FULL_REPLIES, "yes")])).unwrap_err();
+        assert!(err.to_string().contains("not true or false"), "{err}");
     }
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use sluice_core::ports::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::path::Path;
 use std::time::Duration;
@@ -188,6 +189,48 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn find_jobs(&self, query: &JobQuery) -> anyhow::Result<Listing<Job>> {
+        let query = query.clone();
+        self.with(move |c| {
+            let since = query.since.map(ts).unwrap_or_default();
+            let until = query.until.map(ts).unwrap_or_else(|| "~".into());
+            // The cursor is the last job's `<created_at>#<id>`: rows strictly before it.
+            let before = query.cursor.clone().unwrap_or_else(|| "~".into());
+            let mut st = c.prepare(
+                "SELECT created_at, id, doc FROM jobs
+                 WHERE (?1 IS NULL OR flow_id = ?1) AND created_at >= ?2 AND created_at < ?3
+                   AND created_at || '#' || id < ?4
+                 ORDER BY created_at DESC, id DESC",
+            )?;
+            let rows = st.query_map(params![query.flow_id, since, until, before], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let limit = query.limit.max(1);
+            let mut items = Vec::new();
+            let mut next_cursor = None;
+            let mut last = String::new();
+            for row in rows {
+                let (created, id, doc) = row?;
+                let job = job_from(doc)?;
+                if !query.matches(&job) {
+                    continue;
+                }
+                if items.len() == limit {
+                    next_cursor = Some(last);
+                    break;
+                }
+                last = format!("{created}#{id}");
+                items.push(job);
+            }
+            Ok(Listing { items, next_cursor })
+        })
+        .await
+    }
+
     async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job> {
         let id = job_id.to_string();
         self.with(move |c| {
@@ -256,6 +299,7 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// Idempotent on `_id`: a redelivered page must not undo a resolution or an edit.
     async fn put_errors(&self, errors: &[JobError]) -> anyhow::Result<()> {
         let rows: Vec<(String, String, String)> = errors
             .iter()
@@ -264,7 +308,7 @@ impl Store for SqliteStore {
         self.with(move |c| {
             let tx = c.transaction()?;
             for (id, job, doc) in rows {
-                tx.execute("INSERT INTO errors (id, job_id, doc) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO UPDATE SET doc = excluded.doc", params![id, job, doc])?;
+                tx.execute("INSERT INTO errors (id, job_id, doc) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING", params![id, job, doc])?;
             }
             tx.commit()?;
             Ok(())
@@ -282,10 +326,59 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()> {
+    async fn find_errors(
+        &self,
+        job_id: &str,
+        query: &ErrorQuery,
+    ) -> anyhow::Result<Listing<JobError>> {
+        let (id, query) = (job_id.to_string(), query.clone());
+        self.with(move |c| {
+            let after = query.cursor.clone().unwrap_or_default();
+            let mut st =
+                c.prepare("SELECT doc FROM errors WHERE job_id = ?1 AND id > ?2 ORDER BY id")?;
+            let rows = st.query_map(params![id, after], |r| r.get::<_, String>(0))?;
+            // Filters are read in Rust (one predicate for both adapters); rows stream, so
+            // only what the page needs is parsed.
+            let mut parsed = Vec::new();
+            for doc in rows {
+                let e: JobError = serde_json::from_str(&doc?)?;
+                if query.matches(&e) {
+                    parsed.push(e);
+                    if parsed.len() > query.limit.max(1) {
+                        break;
+                    }
+                }
+            }
+            Ok(query.page(parsed))
+        })
+        .await
+    }
+
+    async fn update_error(&self, error: &JobError) -> anyhow::Result<bool> {
+        let (id, job, doc) = (
+            error.id.clone(),
+            error.job_id.clone(),
+            serde_json::to_string(error)?,
+        );
+        self.with(move |c| {
+            Ok(c.execute(
+                "UPDATE errors SET doc = ?3 WHERE id = ?1 AND job_id = ?2",
+                params![id, job, doc],
+            )? == 1)
+        })
+        .await
+    }
+
+    async fn mark_errors(
+        &self,
+        job_id: &str,
+        error_ids: &[String],
+        resolved: bool,
+    ) -> anyhow::Result<usize> {
         let (job, ids) = (job_id.to_string(), error_ids.to_vec());
         self.with(move |c| {
             let tx = c.transaction()?;
+            let mut found = 0;
             for id in ids {
                 let doc: Option<String> = tx
                     .query_row(
@@ -295,8 +388,9 @@ impl Store for SqliteStore {
                     )
                     .optional()?;
                 if let Some(doc) = doc {
+                    found += 1;
                     let mut e: JobError = serde_json::from_str(&doc)?;
-                    e.resolved = true;
+                    e.resolved = resolved;
                     tx.execute(
                         "UPDATE errors SET doc = ?2 WHERE id = ?1",
                         params![id, serde_json::to_string(&e)?],
@@ -304,7 +398,7 @@ impl Store for SqliteStore {
                 }
             }
             tx.commit()?;
-            Ok(())
+            Ok(found)
         })
         .await
     }

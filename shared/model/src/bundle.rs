@@ -3,12 +3,23 @@ use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use utoipa::ToSchema;
 
 /// A set of definitions that belong together: what `sluice run` and `sluice validate` read,
 /// and what `GET /flows/{id}/template` returns (with secrets removed).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({
+    "connections": [{"_id": "orders-api", "name": "Orders API", "type": "http",
+                     "http": {"baseURI": "https://api.example.com/v1"}}],
+    "exports": [{"_id": "incoming", "name": "Orders posted to the run", "type": "webhook"}],
+    "imports": [{"_id": "post-order", "name": "Create each order", "type": "http",
+                 "_connectionId": "orders-api", "http": {"relativeURI": "/orders"}}],
+    "flows": [{"_id": "orders", "name": "Orders to the API",
+               "pageGenerators": [{"_exportId": "incoming"}],
+               "pageProcessors": [{"type": "import", "_importId": "post-order"}]}]}))]
 pub struct Bundle {
+    /// Every definition in a bundle needs its `_id`: the others refer to it.
     #[serde(default)]
     pub connections: Vec<Connection>,
     #[serde(default)]
@@ -195,10 +206,10 @@ mod tests {
 
     #[test]
     fn a_bundle_whose_chains_loop_is_invalid_naming_the_loop() {
-        let flow = |id: &str, next: &[&str]| json!({"_id": id, "pageGenerators": [{"_exportId": "e"}], "_runNextFlowIds": next});
+        let flow = |id: &str, next: &[&str]| json!({"_id": id, "name": id, "pageGenerators": [{"_exportId": "e"}], "_runNextFlowIds": next});
         let bundle = |flows: Vec<serde_json::Value>| -> Bundle {
             serde_json::from_value(
-                json!({"exports": [{"_id": "e", "type": "webhook"}], "flows": flows}),
+                json!({"exports": [{"_id": "e", "name": "e", "type": "webhook"}], "flows": flows}),
             )
             .unwrap()
         };

@@ -1,6 +1,7 @@
 use crate::{validate, ValidationErrors, MASK};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// The longest `http.requestTimeoutMs`: a request, plus what deliver keeps back, must fit in
 /// one invocation of the deliver function (120 s in infra/template.yaml).
@@ -10,19 +11,32 @@ pub const MAX_REQUEST_TIMEOUT_MS: u64 = 100_000;
 ///
 /// A credential field may hold the secret itself or `secret:NAME`, which the secrets port
 /// resolves at run time so that the stored definition holds no secret at all.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"_id": "orders-api", "name": "Orders API", "type": "http",
+    "http": {"baseURI": "https://api.example.com/v1",
+             "auth": {"type": "token", "token": {"token": "secret:ORDERS_TOKEN"}},
+             "requestTimeoutMs": 10000, "retry": {"maxAttempts": 5}},
+    "concurrencyLevel": 4}))]
 pub struct Connection {
+    /// The id; generated on create when absent. Letters, digits, `_`, `-`, `.`; at most 128.
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
+    /// Which system this reaches; the settings sit under the field of the same name.
     #[serde(rename = "type")]
     pub kind: ConnectionType,
+    /// Settings of an `http` connection (required when `type` is http).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConnection>,
+    /// Settings of an `sftp` connection (required when `type` is sftp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sftp: Option<SftpConnection>,
+    /// Settings of an `s3` connection (required when `type` is s3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Connection>,
     /// At most this many requests in flight over this connection, across all runs and every
@@ -36,39 +50,60 @@ pub struct Connection {
     /// At most this many requests a second, across all runs and processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub integration_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on create.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on every change.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_modified: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ConnectionType {
+    /// A REST API.
     Http,
+    /// An SFTP server (files written by sftp imports).
     Sftp,
+    /// An S3 bucket (files read by s3 exports, written by s3 imports).
     S3,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// A header: name and value (the value may be a template where the definition says so).
 pub struct NameValue {
     pub name: String,
+    /// Credential headers (`Authorization`, `X-Api-Key`, ...) are masked in every answer;
+    /// write `secret:NAME` to keep the secret out of the store.
     pub value: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// How to reach a REST API.
 pub struct HttpConnection {
+    /// `http://` or `https://` URL that every relativeURI is joined to.
     #[serde(rename = "baseURI")]
     pub base_uri: String,
+    /// Headers sent with every request over this connection.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<NameValue>,
+    /// How requests authenticate (none when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<HttpAuth>,
     /// Per-request timeout in milliseconds (default 30000, at most 100000).
@@ -78,6 +113,8 @@ pub struct HttpConnection {
         skip_serializing_if = "Option::is_none"
     )]
     pub request_timeout_ms: Option<u64>,
+    /// Retries of 429, 5xx and network failures, with backoff and jitter that honour
+    /// `Retry-After` (3 attempts when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
     /// Allow requests to link-local / cloud metadata addresses (169.254.0.0/16, fd00:ec2::254).
@@ -85,7 +122,7 @@ pub struct HttpConnection {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_metadata_addresses: bool,
     /// Allow requests to loopback and private addresses (127.0.0.0/8, 10/8, 172.16/12,
-    /// 192.168/16, fc00::/7) where the deployment refuses them (on AWS, by default): a
+    /// 192.168/16, 100.64/10, fc00::/7) where the deployment refuses them (on AWS, by default): a
     /// template must not be able to reach the VPC's services unless the connection says so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_private_addresses: bool,
@@ -98,7 +135,7 @@ pub struct HttpConnection {
 /// Which redirects (301, 302, 303, 307, 308) a connection follows, at most 5 in a row.
 /// Whatever is allowed, the connection's credentials (its auth, its headers and credential
 /// headers such as `X-Api-Key`) go only to its own origin, and no request carries a Referer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum FollowRedirects {
     /// Only to the baseURI's scheme, host and port.
@@ -116,8 +153,9 @@ impl FollowRedirects {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// How failed requests are retried.
 pub struct RetryPolicy {
     /// Attempts in all, the first included (default 3). 1 means no retry.
     #[serde(
@@ -125,8 +163,10 @@ pub struct RetryPolicy {
         deserialize_with = "crate::parse::required_count"
     )]
     pub max_attempts: u32,
+    /// The first backoff in milliseconds (default 200); it doubles per attempt.
     #[serde(default = "default_base_delay")]
     pub base_delay_ms: u64,
+    /// The longest backoff in milliseconds (default 20000).
     #[serde(default = "default_max_delay")]
     pub max_delay_ms: u64,
 }
@@ -149,10 +189,13 @@ impl Default for RetryPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A request rate held across every run and process sharing the store.
 pub struct RateLimit {
+    /// Requests a second (a positive number; 0.5 is one every two seconds).
     pub requests_per_second: f64,
+    /// Requests that may go at once after a quiet spell (default 1).
     #[serde(
         default,
         deserialize_with = "crate::parse::count",
@@ -161,46 +204,73 @@ pub struct RateLimit {
     pub burst: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// How requests authenticate: `type` picks one, whose settings sit under the field of that name.
 pub struct HttpAuth {
     #[serde(rename = "type")]
+    #[schema(schema_with = auth_type_schema)]
     pub kind: AuthType,
+    /// Required when `type` is basic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic: Option<BasicAuth>,
+    /// Required when `type` is token (or its alias bearer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenAuth>,
+    /// Required when `type` is apikey.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub apikey: Option<ApiKeyAuth>,
+    /// Required when `type` is oauth2 (or its alias oauth).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth2: Option<OAuth2Auth>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// The spellings `AuthType` reads, its serde aliases (`bearer`, `oauth`) included, so the
+/// published schema accepts what the API accepts.
+fn auth_type_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["basic", "token", "bearer", "apikey", "oauth2", "oauth"]))
+        .description(Some(
+            "basic, token (alias bearer), apikey or oauth2 (alias oauth); answers use the first spelling",
+        ))
+        .build()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthType {
+    /// `Authorization: Basic` from username and password.
     Basic,
+    /// A bearer token (or any scheme) in a header.
     #[serde(alias = "bearer")]
     Token,
+    /// An API key in a header or the query.
     Apikey,
+    /// OAuth 2.0 client credentials.
     #[serde(alias = "oauth")]
     Oauth2,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// HTTP basic authentication.
 pub struct BasicAuth {
     pub username: String,
+    /// Masked in every answer; may be `secret:NAME`.
     pub password: String,
 }
 
 /// `Authorization: Bearer <token>` by default; scheme and header are configurable.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenAuth {
+    /// Masked in every answer; may be `secret:NAME`.
     pub token: String,
+    /// Written before the token (default `Bearer`; empty for none).
     #[serde(default = "default_scheme")]
     pub scheme: String,
+    /// The header that carries it (default `Authorization`).
     #[serde(default = "default_auth_header")]
     pub header_name: String,
 }
@@ -211,44 +281,56 @@ fn default_auth_header() -> String {
     "Authorization".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiKeyLocation {
+    /// A request header named `name`.
     Header,
+    /// A query parameter named `name`.
     Query,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// An API key sent with every request.
 pub struct ApiKeyAuth {
+    /// Where the key goes.
     #[serde(rename = "in")]
     pub location: ApiKeyLocation,
+    /// The header or query parameter name.
     pub name: String,
+    /// The key; masked in every answer; may be `secret:NAME`.
     pub value: String,
 }
 
 /// OAuth 2.0 client credentials grant; the token is cached until shortly before it expires.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OAuth2Auth {
+    /// Where the token is asked for.
     #[serde(rename = "tokenURI")]
     pub token_uri: String,
     pub client_id: String,
+    /// Masked in every answer; may be `secret:NAME`.
     pub client_secret: String,
+    /// Scopes asked for, space separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// How to reach an SFTP server.
 pub struct SftpConnection {
     pub host: String,
+    /// Default 22.
     #[serde(default = "default_sftp_port")]
     pub port: u16,
     pub username: String,
+    /// Masked in every answer; may be `secret:NAME`. This or `privateKey` is required.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// PEM/OpenSSH private key text.
+    /// PEM/OpenSSH private key text; masked in every answer; may be `secret:NAME`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
     /// The server's pinned host key: a known_hosts style `ssh-ed25519 AAAA...` line or a
@@ -260,12 +342,15 @@ fn default_sftp_port() -> u16 {
     22
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// An S3 bucket, reached with the function's (or the local AWS profile's) credentials.
 pub struct S3Connection {
     pub bucket: String,
+    /// The bucket's region (default: the deployment's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// A key prefix every key is under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
 }
@@ -273,6 +358,7 @@ pub struct S3Connection {
 impl Connection {
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
+        validate::identity(&mut e, &self.id, &self.name);
         match self.kind {
             ConnectionType::Http => match &self.http {
                 None => e.add("http", "is required when type is http"),

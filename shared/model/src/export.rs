@@ -1,28 +1,43 @@
 use crate::{validate, NameValue, ValidationErrors};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Where records come from (a page generator), or, used as a page processor, a lookup:
 /// a request whose reply enriches each record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"_id": "new-orders", "name": "Orders changed since the last run",
+    "_connectionId": "orders-api", "type": "http",
+    "http": {"relativeURI": "/orders?updated_since={{lastExportDateTime}}",
+             "resourcePath": "data.orders", "paging": {"method": "page"}},
+    "pageSize": 200}))]
 pub struct Export {
+    /// The id; generated on create when absent. Letters, digits, `_`, `-`, `.`; at most 128.
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
+    /// The connection it reads over (required for http; s3 may name the bucket instead).
     #[serde(
         rename = "_connectionId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub connection_id: Option<String>,
+    /// Where the records come from; the settings sit under the field of the same name.
     #[serde(rename = "type")]
     pub kind: ExportType,
+    /// Settings of an `http` export (required when `type` is http), also of a lookup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpExport>,
+    /// Settings of an `s3` export: run when an object lands under the prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Export>,
+    /// Settings of a `dynamodb` export (required when `type` is dynamodb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamodb: Option<DynamoDbExport>,
     /// How a file source is parsed (s3 exports); json when absent.
@@ -38,48 +53,67 @@ pub struct Export {
     /// Output filter: records for which the condition is false are ignored (counted in numIgnore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub integration_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on create.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on every change.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_modified: Option<DateTime<Utc>>,
 }
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 10_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExportType {
+    /// A REST API, read on a schedule or by hand, page by page.
     Http,
+    /// Objects landing in an S3 bucket (JSON array, NDJSON or CSV).
     S3,
+    /// Changes to a DynamoDB table, from its stream.
     Dynamodb,
     /// Records posted to the run endpoint (or given to `sluice run --records`).
     Webhook,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// A request (or a series of paged requests) whose replies hold the records.
 pub struct HttpExport {
     /// Handlebars template; sees `lastExportDateTime`, `currentExportDateTime`,
     /// `export.http.paging.{page,skip,token}` and, for lookups, `record`.
     #[serde(rename = "relativeURI")]
     pub relative_uri: String,
+    /// Default GET.
     #[serde(default = "default_get")]
     pub method: String,
+    /// Headers of this export's requests (values are templates), besides the connection's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<NameValue>,
+    /// Handlebars template of the request body (a POST search, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Path to the array of records in the reply (`data.items` or `$.data.items`); the whole
     /// reply when absent (an array is the records, an object is one record).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_path: Option<String>,
+    /// How to ask for the next page (one request when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paging: Option<Paging>,
 }
@@ -87,7 +121,7 @@ fn default_get() -> String {
     "GET".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PagingMethod {
     /// `{{export.http.paging.page}}` in the URI counts up from `page` (default 1).
@@ -102,12 +136,15 @@ pub enum PagingMethod {
     Url,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Paging of an http export.
 pub struct Paging {
     pub method: PagingMethod,
+    /// The first page number (page paging; default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<u64>,
+    /// The first offset (skip paging; default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip: Option<u64>,
     /// JSONPath to the token or next URL in the reply (token and url paging).
@@ -132,21 +169,26 @@ pub struct Paging {
     pub last_page_status_code: Option<u16>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// Which objects of a bucket an s3 export reads.
 pub struct S3Export {
     /// The bucket (defaults to the connection's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
+    /// Only keys under this prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
+    /// Only keys ending so (`.csv`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suffix: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The DynamoDB table whose stream feeds the flow.
 pub struct DynamoDbExport {
+    /// The table (its stream must be on and wired to the trigger function).
     pub table_name: String,
     /// Which stream events produce records (default INSERT and MODIFY).
     #[serde(default = "default_event_types")]
@@ -156,29 +198,37 @@ fn default_event_types() -> Vec<String> {
     vec!["INSERT".into(), "MODIFY".into()]
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileType {
+    /// A JSON array of records (or one object).
     #[default]
     Json,
+    /// One JSON record per line.
     Ndjson,
+    /// Comma (or other) separated values, with a header row by default.
     Csv,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// How a file is parsed (exports) or written (imports).
 pub struct FileFormat {
     #[serde(rename = "type")]
     pub kind: FileType,
+    /// CSV settings (type csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvOptions>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// CSV settings.
 pub struct CsvOptions {
+    /// One ASCII character (default `,`).
     #[serde(default = "default_delimiter")]
     pub column_delimiter: String,
+    /// The first row names the columns (default true).
     #[serde(default = "yes")]
     pub has_header_row: bool,
     /// Columns to write, in order (imports); all fields of the first record when absent.
@@ -202,15 +252,22 @@ impl Default for CsvOptions {
 }
 
 /// A CEL condition over `record` (and, in evaluators, `response` and `extracted`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Filter {
-    #[serde(rename = "type", default = "cel_type")]
-    pub kind: String,
+    /// Only `cel` (the default).
+    #[serde(rename = "type", default)]
+    pub kind: FilterType,
+    /// The CEL expression, e.g. `record.total > 100`.
     pub expression: String,
 }
-fn cel_type() -> String {
-    "cel".into()
+
+/// The language of a filter: CEL only (integrator.io's `expression` rule arrays are not read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FilterType {
+    #[default]
+    Cel,
 }
 
 impl Export {
@@ -220,6 +277,7 @@ impl Export {
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
+        validate::identity(&mut e, &self.id, &self.name);
         match self.kind {
             ExportType::Http => {
                 if self.connection_id.is_none() {
@@ -305,12 +363,6 @@ impl Export {
 }
 
 pub(crate) fn filter(e: &mut ValidationErrors, field: &str, f: &Filter) {
-    if f.kind != "cel" {
-        e.add(
-            format!("{field}.type"),
-            format!("'{}' is not a supported filter type (cel)", f.kind),
-        );
-    }
     validate::condition(e, &format!("{field}.expression"), &f.expression);
 }
 

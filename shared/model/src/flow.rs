@@ -1,23 +1,35 @@
 use crate::{validate, NameValue, ResponseMapping, ValidationErrors};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Export(s) linked to an ordered list of page processors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"_id": "orders-to-erp", "name": "Orders to the ERP",
+    "schedule": "*/15 * * * *", "timezone": "Europe/Berlin",
+    "pageGenerators": [{"_exportId": "new-orders"}],
+    "pageProcessors": [{"type": "import", "_importId": "post-order"}]}))]
 pub struct Flow {
+    /// The id; generated on create when absent. Letters, digits, `_`, `-`, `.`; at most 128.
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The integration this belongs to (`GET /flows?_integrationId=` filters by it).
     #[serde(
         rename = "_integrationId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub integration_id: Option<String>,
+    /// A disabled flow does not run on its schedule, on S3 objects, stream changes or
+    /// chains; it can still be run by hand (`POST /flows/{id}/run`, `sluice run`).
     #[serde(default)]
     pub disabled: bool,
     /// 5-field cron (or integrator.io's 6-field form with `?` seconds), read in `timezone`.
@@ -26,8 +38,10 @@ pub struct Flow {
     /// IANA time zone of the schedule (default UTC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// The exports the records come from (at least one).
     #[serde(default)]
     pub page_generators: Vec<PageGenerator>,
+    /// What each page goes through, in order: imports and lookups.
     #[serde(default)]
     pub page_processors: Vec<PageProcessor>,
     /// Flows started when a run of this one completes.
@@ -46,36 +60,52 @@ pub struct Flow {
     /// Posted the job summary when a run ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_process: Vec<Callback>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on create.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on every change.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_modified: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One export feeding the flow.
 pub struct PageGenerator {
     #[serde(rename = "_exportId")]
     pub export_id: String,
+    /// Accepted for integrator.io compatibility; Sluice keeps every failed record retryable.
     #[serde(default)]
     pub skip_retries: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProcessorType {
+    /// An import: records go out.
     Import,
     /// A lookup: an http export whose reply is mapped into the record.
     Export,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One step each page goes through.
 pub struct PageProcessor {
     #[serde(rename = "type")]
     pub kind: ProcessorType,
+    /// The import run (type import).
     #[serde(rename = "_importId", default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<String>,
+    /// The lookup export run (type export).
     #[serde(rename = "_exportId", default, skip_serializing_if = "Option::is_none")]
     pub export_id: Option<String>,
     /// Overrides the import's responseMapping; for lookups, the only mapping.
@@ -94,10 +124,12 @@ impl PageProcessor {
 }
 
 /// An HTTP callback: the after-process webhook and the request/response notifications.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Callback {
+    /// Where the JSON is posted.
     pub url: String,
+    /// Headers sent with it; credential headers are masked in every answer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<NameValue>,
 }
@@ -114,6 +146,7 @@ impl Flow {
     /// [`crate::Bundle::validate`] or by the store.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
+        validate::identity(&mut e, &self.id, &self.name);
         if let Some(s) = &self.schedule {
             validate::schedule(&mut e, "schedule", s);
         }

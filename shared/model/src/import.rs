@@ -2,23 +2,39 @@ use crate::export::{file_format, filter};
 use crate::{validate, FileFormat, Filter, NameValue, ValidationErrors};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// Where records go (a page processor): a REST API, or a file on SFTP or S3.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"_id": "post-order", "name": "Create each order", "type": "http",
+    "_connectionId": "orders-api",
+    "http": {"method": "POST", "relativeURI": "/orders",
+             "body": "{\"ref\": {{json record.id}}, \"total\": {{json record.total}}}"},
+    "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]},
+    "evaluator": "response.status == 201"}))]
 pub struct Import {
+    /// The id; generated on create when absent. Letters, digits, `_`, `-`, `.`; at most 128.
     #[serde(rename = "_id", default, skip_serializing_if = "String::is_empty")]
     pub id: String,
+    /// Shown in lists and messages; required.
+    // serde default: a missing name gets validate()'s message naming the field.
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
+    /// The connection it writes over.
     #[serde(rename = "_connectionId")]
     pub connection_id: String,
+    /// Where records go; the settings sit under the field of the same name.
     #[serde(rename = "type")]
     pub kind: ImportType,
+    /// Settings of an `http` import (required when `type` is http).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpImport>,
+    /// Settings of an `sftp` import (required when `type` is sftp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sftp: Option<FileImport>,
+    /// Settings of an `s3` import (required when `type` is s3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<FileImport>,
     /// Format of the file written (sftp, s3); csv when absent.
@@ -34,29 +50,43 @@ pub struct Import {
     /// Default: `response.status >= 200 && response.status < 300`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluator: Option<String>,
+    /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",
         default,
         skip_serializing_if = "Option::is_none"
     )]
     pub integration_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on create.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set by the API on every change.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_modified: Option<DateTime<Utc>>,
 }
 
 pub const DEFAULT_EVALUATOR: &str = "response.status >= 200 && response.status < 300";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImportType {
+    /// Requests to a REST API.
     Http,
+    /// A file per page on an SFTP server.
     Sftp,
+    /// A file per page in an S3 bucket.
     S3,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RequestMode {
     /// One request per record; the body template sees `record`.
@@ -66,19 +96,25 @@ pub enum RequestMode {
     Page,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// The request made per record (or per page).
 pub struct HttpImport {
+    /// GET, POST (the default), PUT, PATCH or DELETE.
     #[serde(default = "default_post")]
     pub method: String,
+    /// Handlebars template joined to the connection's baseURI; `{{urlencode record.id}}`
+    /// for values.
     #[serde(rename = "relativeURI")]
     pub relative_uri: String,
+    /// Headers of this import's requests (values are templates), besides the connection's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers: Vec<NameValue>,
     /// Handlebars template; `{{json record}}` when absent. Use the `json` helper for values
     /// inside JSON bodies: it writes a quoted, escaped JSON value that cannot break the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// One request per record (the default) or one per page.
     #[serde(default)]
     pub request_mode: RequestMode,
     /// The header that carries each request's idempotency key (default `Idempotency-Key`),
@@ -122,7 +158,7 @@ impl HttpImport {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OverwritePolicy {
     /// Replace a file of the same name.
@@ -136,14 +172,16 @@ pub enum OverwritePolicy {
 
 /// A file written per page: directory and file name are templates over `job`, `flow`,
 /// `page` and `now`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileImport {
     /// Directory (sftp) or key prefix (s3).
     #[serde(default)]
     pub directory_path: String,
+    /// Handlebars template of the file name; `{{page.index}}` keeps the pages' files apart.
     pub file_name: String,
     #[serde(default)]
+    /// What to do when the file exists (default overwrite).
     pub overwrite: OverwritePolicy,
     /// For s3: the bucket, defaulting to the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,17 +191,21 @@ pub struct FileImport {
 /// integrator.io's responseMapping: `extract` is a JSONPath over
 /// `{status, headers, body}` (a bare `id` means the body's `id`), `generate` is the record
 /// field it is written to (dotted for nesting).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResponseMapping {
+    /// Each: a value taken from the reply into the record.
     #[serde(default)]
     pub fields: Vec<MappingField>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+/// One value taken from a reply.
 pub struct MappingField {
+    /// JSONPath into `{status, headers, body}`; a bare `id` is the body's `id`.
     pub extract: String,
+    /// The record field written (dotted for nesting: `erp.id`).
     pub generate: String,
 }
 
@@ -203,6 +245,7 @@ impl Import {
 
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
+        validate::identity(&mut e, &self.id, &self.name);
         validate::required(&mut e, "_connectionId", &self.connection_id);
         match self.kind {
             crate::ImportType::Http => match &self.http {

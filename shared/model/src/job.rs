@@ -1,31 +1,44 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::run::RunKind;
 use std::collections::BTreeMap;
 
 /// One run of a flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"_id": "9f1c2b3a4d5e6f708192a3b4", "_flowId": "orders-to-erp",
+    "_exportId": "new-orders", "flowExecutionGroupId": "0a1b2c3d4e5f60718293a4b5",
+    "type": "flow", "status": "completed_with_errors", "trigger": "schedule",
+    "numSuccess": 498, "numError": 2, "numIgnore": 0, "numPages": 3, "numPagesDone": 3,
+    "pagingDone": true, "startedAt": "2026-11-22T10:15:00.041Z",
+    "endedAt": "2026-11-22T10:15:07.913Z", "createdAt": "2026-11-22T10:15:00.041Z",
+    "startDate": "2026-11-22T10:00:00.012Z", "endDate": "2026-11-22T10:15:00.041Z"}))]
 pub struct Job {
     #[serde(rename = "_id")]
     pub id: String,
     #[serde(rename = "_flowId")]
     pub flow_id: String,
+    /// The first export read.
     #[serde(rename = "_exportId", default, skip_serializing_if = "Option::is_none")]
     pub export_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_execution_group_id: Option<String>,
+    /// Always `flow`.
     #[serde(rename = "type", default = "flow_type")]
     pub kind: String,
     pub status: JobStatus,
     /// What started the run.
     pub trigger: RunKind,
+    /// Records that reached the end of the flow.
     #[serde(default)]
     pub num_success: u64,
+    /// Records that failed (each one a job error).
     #[serde(default)]
     pub num_error: u64,
+    /// Records filtered out.
     #[serde(default)]
     pub num_ignore: u64,
     /// Pages cut by the trigger so far (final once `pagingDone`).
@@ -37,16 +50,38 @@ pub struct Job {
     /// The trigger has read every record.
     #[serde(default)]
     pub paging_done: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Set when the job finished.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub created_at: Option<DateTime<Utc>>,
     /// The window of a delta run (`{{lastExportDateTime}}` .. `{{currentExportDateTime}}`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_date: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The end of the delta window.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub end_date: Option<DateTime<Utc>>,
     /// The exports this run reads over the delta window, each with where its window starts
     /// (its `{{lastExportDateTime}}`; null the first time). When the run completes, each
@@ -62,13 +97,16 @@ fn flow_type() -> String {
     "flow".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,
     Running,
+    /// Every record succeeded or was ignored.
     Completed,
+    /// Finished; some records failed (see the job's errors).
     CompletedWithErrors,
+    /// The run itself failed (the export could not be read, ...): see `message`.
     Failed,
     Canceled,
 }
@@ -134,8 +172,17 @@ impl Job {
 }
 
 /// One record that failed, with what is needed to understand and retry it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"_id": "9f1c2b3a4d5e6f708192a3b4-0-g0-p000001-r00017",
+    "_jobId": "9f1c2b3a4d5e6f708192a3b4", "_flowId": "orders-to-erp", "processorIndex": 0,
+    "_importId": "post-order", "stepName": "Create each order", "pageId": "g0-p000001",
+    "recordKey": "g0-p000001-r00017", "record": {"id": "A-1017", "total": 12.5},
+    "request": {"method": "POST", "url": "https://api.example.com/v1/orders"},
+    "response": {"status": 422, "body": {"error": "total must be a whole number"}},
+    "code": "evaluator", "message": "status 422: evaluator `response.status == 201` is false",
+    "retryDataKey": "9f1c2b3a4d5e6f708192a3b4/g0-p000001-r00017",
+    "occurredAt": "2026-11-22T10:15:03.417Z", "resolved": false, "tags": ["needs-erp-fix"]}))]
 pub struct JobError {
     #[serde(rename = "_id")]
     pub id: String,
@@ -145,23 +192,38 @@ pub struct JobError {
     pub flow_id: String,
     /// Index of the page processor that failed (-1: the export / trigger).
     pub processor_index: i64,
+    /// The import of the failing step (an import processor).
     #[serde(rename = "_importId", default, skip_serializing_if = "Option::is_none")]
     pub import_id: Option<String>,
+    /// The export of the failing step (the page generator, or a lookup processor).
     #[serde(rename = "_exportId", default, skip_serializing_if = "Option::is_none")]
     pub export_id: Option<String>,
+    /// The name of that import or export, as it was when the error happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_name: Option<String>,
     pub page_id: String,
     pub record_key: String,
-    /// The record as it entered the failing processor.
+    /// The record as it entered the failing processor: what a retry sends again
+    /// (`PUT /jobs/{id}/errors/{errorId}` may change it first).
     pub record: Value,
+    /// The rendered request, credentials masked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Value>,
+    /// The reply: status, headers, body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
+    /// Why: `evaluator` (the reply was judged a failure), `template`, `filter`, `mapping`,
+    /// `delivery_unknown`, `dead_letter`, `export` (the source could not be read), ...
     pub code: String,
     pub message: String,
     /// Key under which the record can be re-run (`POST /jobs/{id}/retry`).
     pub retry_data_key: String,
+    #[serde(with = "crate::time::ms")]
     pub occurred_at: DateTime<Utc>,
+    /// A resolved error is not retried by a retry of the whole job.
     #[serde(default)]
     pub resolved: bool,
+    /// Labels people put on errors to sort them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }

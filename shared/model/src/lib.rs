@@ -6,16 +6,19 @@
 //! the reason; cross-references (a flow's `_exportId` exists, ...) are checked by
 //! [`bundle::Bundle::validate`] and by the API against the store.
 
+pub mod api;
 pub mod bundle;
 pub mod connection;
 pub mod error;
 pub mod export;
 pub mod flow;
 pub mod import;
+pub mod integration;
 pub mod job;
 pub mod page;
 pub mod parse;
 pub mod run;
+pub mod time;
 pub mod validate;
 
 pub use bundle::Bundle;
@@ -24,6 +27,7 @@ pub use error::{FieldError, ValidationErrors};
 pub use export::*;
 pub use flow::*;
 pub use import::*;
+pub use integration::Integration;
 pub use job::*;
 pub use page::*;
 pub use run::*;

@@ -124,19 +124,58 @@ pub struct Reply {
     /// Lower-cased header names.
     #[serde(default)]
     pub headers: Map<String, Value>,
-    /// Parsed JSON when the body is JSON, else the text.
+    /// Parsed JSON when the body is JSON, else the text. For a bounded reply (see
+    /// [`BoundedBody`]) only the parts of it the import's evaluator reads.
     #[serde(default)]
     pub body: Value,
     #[serde(default)]
     pub attempts: u32,
     #[serde(default)]
     pub elapsed_ms: u64,
+    /// Set when the body was larger than the deployment's cap (`SLUICE_REPLY_EXCERPT_BYTES`):
+    /// what is kept of it instead of the whole, so no page, ledger entry or stored error grows
+    /// with the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounded: Option<BoundedBody>,
+}
+
+/// What is kept of a reply body larger than the cap: its size, an excerpt, and what extract
+/// and evaluate need, taken from the whole body when it arrived. With these a big reply is
+/// judged exactly as it would be whole: its size never changes a record's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundedBody {
+    /// The whole body's size, in bytes.
+    pub bytes: u64,
+    /// The body's first bytes (up to the cap) as text.
+    pub excerpt: String,
+    /// Each `responseMapping` extract of the import, run over the whole reply: the extract as
+    /// written, and its first match (null for none).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub selected: Map<String, Value>,
+    /// Where the whole body is kept (`bucket/key` in the blob store), when the deployment
+    /// keeps them (`SLUICE_KEEP_FULL_REPLIES`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_at: Option<String>,
 }
 
 impl Reply {
     /// The document JSONPath mappings and CEL conditions see as `response`.
     pub fn as_document(&self) -> Value {
         serde_json::json!({"status": self.status, "headers": self.headers, "body": self.body})
+    }
+
+    /// The body as text, cut to `max` characters (an excerpt's own cut for a bounded reply),
+    /// and whether anything was left out.
+    pub fn body_text(&self, max: usize) -> (String, bool) {
+        let (text, cut) = match (&self.bounded, &self.body) {
+            (Some(b), _) => (b.excerpt.clone(), true),
+            (None, Value::String(s)) => (s.clone(), false),
+            (None, Value::Null) => (String::new(), false),
+            (None, other) => (other.to_string(), false),
+        };
+        let cut = cut || text.chars().count() > max;
+        (text.chars().take(max).collect(), cut)
     }
 }
 

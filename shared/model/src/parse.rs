@@ -196,16 +196,19 @@ mod tests {
     #[test]
     fn counts_say_whole_number_at_least_one_and_name_the_field() {
         for bad in [json!("10"), json!(-1), json!(1.5), json!(true)] {
-            let e = error_of::<Export>(json!({"_id": "e", "type": "webhook", "pageSize": bad}));
+            let e = error_of::<Export>(
+                json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": bad}),
+            );
             assert_eq!(e.field, "pageSize", "{bad}: {e:?}");
             assert!(e.message.contains("a whole number ≥ 1"), "{bad}: {e:?}");
             assert!(!e.message.contains("usize"), "{e:?}");
         }
         let ok: Export =
-            from_value(json!({"_id": "e", "type": "webhook", "pageSize": 20})).unwrap();
+            from_value(json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 20}))
+                .unwrap();
         assert_eq!(ok.page_size, Some(20));
         let zero: Export =
-            from_value(json!({"_id": "e", "type": "webhook", "pageSize": 0})).unwrap();
+            from_value(json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": 0})).unwrap();
         let refused = zero.validate().unwrap_err();
         assert_eq!(
             refused.0[0].field, "pageSize",
@@ -242,7 +245,7 @@ mod tests {
             "invalid type: a list, expected an object"
         );
         let e = error_of::<Bundle>(
-            json!({"flows": [{"_id": "f", "pageGenerators": [], "disabled": "no"}]}),
+            json!({"flows": [{"_id": "f", "name": "f", "pageGenerators": [], "disabled": "no"}]}),
         );
         assert_eq!(e.field, "flows[0].disabled");
         assert!(e.message.ends_with("expected true or false"), "{e:?}");

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 /// How a run was started. Decides what happens when the flow is already running: a run a
 /// person asked for answers 409, the others wait their turn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RunKind {
     Manual,
@@ -33,6 +33,11 @@ impl RunKind {
             RunKind::Dynamodb => "dynamodb",
             RunKind::Webhook => "webhook",
         }
+    }
+
+    /// Runs a person asked for: they run even when the flow is disabled ("manual only").
+    pub fn is_by_hand(self) -> bool {
+        matches!(self, RunKind::Manual | RunKind::Retry | RunKind::Webhook)
     }
 
     /// Runs a person asked for answer 409 when the flow is busy; runs started by events,
@@ -98,7 +103,9 @@ impl RunRequest {
 }
 
 /// The run endpoint's 201 answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"_jobId": "9f1c2b3a4d5e6f708192a3b4", "_exportId": "new-orders",
+    "flowExecutionGroupId": "0a1b2c3d4e5f60718293a4b5"}))]
 #[serde(rename_all = "camelCase")]
 pub struct RunStarted {
     #[serde(rename = "_jobId")]

@@ -184,3 +184,65 @@ pub fn header_name(errors: &mut ValidationErrors, field: &str, name: &str) {
         );
     }
 }
+
+/// The longest `_id` accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// Is `id` a safe identifier: 1 to [`MAX_ID_LEN`] characters of letters, digits, `_`, `-`
+/// and `.`, starting with a letter or digit? Ids end up in URL paths, store keys and file
+/// names, so `a/b`, `..` or a 5,000-character id is refused wherever one is given.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("must not be empty".into());
+    }
+    if id.len() > MAX_ID_LEN {
+        return Some(format!(
+            "is {} characters long; at most {MAX_ID_LEN} are allowed",
+            id.len()
+        ));
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) || !id.chars().all(allowed) {
+        return Some(format!(
+            "'{id}' is not a valid id: use letters, digits, '_', '-' and '.', starting with a letter or digit"
+        ));
+    }
+    None
+}
+
+/// Adds an error naming `field` when `id` is set but not a safe identifier.
+pub fn id(errors: &mut ValidationErrors, field: &str, id: &str) {
+    if !id.is_empty() {
+        if let Some(why) = id_problem(id) {
+            errors.add(field, why);
+        }
+    }
+}
+
+/// What every definition checks about itself: a safe `_id` (when given) and a `name`.
+pub fn identity(errors: &mut ValidationErrors, id_value: &str, name: &str) {
+    id(errors, "_id", id_value);
+    required(errors, "name", name);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_limited_to_a_safe_set_and_length() {
+        for good in [
+            "exp1",
+            "orders-to-warehouse",
+            "5f3a9c0e1b2d4e6f7a8b9c0d",
+            "a.b_c-1",
+        ] {
+            assert_eq!(id_problem(good), None, "{good}");
+        }
+        for bad in ["a/b", "..", ".hidden", "a b", "ü", "x%2F", ""] {
+            assert!(id_problem(bad).is_some(), "{bad}");
+        }
+        assert!(id_problem(&"x".repeat(5000)).unwrap().contains("5000"));
+        assert_eq!(id_problem(&"x".repeat(MAX_ID_LEN)), None);
+    }
+}

@@ -3,38 +3,23 @@
 //! the store, keep timestamps, mask secrets on the way out, and audit every change.
 
 use crate::auth::Caller;
-use crate::errors::{from_value, ApiError, ApiResult, Body};
-use axum::extract::{Path, State};
+use crate::errors::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{from_value, Body, Ids};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use sluice_core::ports::{AuditEntry, Kind};
 use sluice_core::runs;
 use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
-    chain_cycle, chain_loop_message, new_id, Connection, Export, Flow, Import, ProcessorType,
-    ValidationErrors, MASK,
+    chain_cycle, chain_loop_message, new_id, Connection, Export, Flow, Import, Integration,
+    ProcessorType, ValidationErrors, MASK,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Integrations are free-form groupings of flows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Integration {
-    #[serde(rename = "_id", default)]
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_modified: Option<chrono::DateTime<chrono::Utc>>,
-}
 
 fn to_value<T: Serialize>(t: &T) -> ApiResult<Value> {
     serde_json::to_value(t).map_err(|e| ApiError::from(anyhow::Error::from(e)))
@@ -133,6 +118,9 @@ pub async fn normalize(
         }
         Kind::Integration => {
             let i: Integration = from_value(doc)?;
+            if let Err(v) = i.validate() {
+                e.0.extend(v.0);
+            }
             to_value(&i)?
         }
     };
@@ -247,7 +235,7 @@ async fn reschedule_stored(sluice: &Sluice, doc: &Value) -> ApiResult<()> {
 }
 
 fn now_value(sluice: &Sluice) -> Value {
-    serde_json::to_value(sluice.clock.now()).unwrap_or(Value::Null)
+    Value::String(sluice_model::time::format(&sluice.clock.now()))
 }
 
 pub async fn create(
@@ -262,6 +250,9 @@ pub async fn create(
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::validation(Some("_id".into()), "must be a string")),
     };
+    if let Some(why) = sluice_model::validate::id_problem(&id) {
+        return Err(ApiError::validation(Some("_id".into()), why));
+    }
     if exists(sluice, kind, &id).await? {
         return Err(ApiError::conflict(format!(
             "{} already exists: {id}",
@@ -412,25 +403,27 @@ pub async fn list(sluice: &Sluice, kind: Kind) -> ApiResult<Vec<Value>> {
     Ok(docs.iter().map(|d| present(kind, d)).collect())
 }
 
-// ---- handlers, one set per kind (paths are literal for the OpenAPI document)
+// ---- handlers, one set per kind (paths and operation ids are literal for the OpenAPI document)
 
 type St = State<Arc<Sluice>>;
 
 macro_rules! crud {
-    ($module:ident, $kind:expr, $tag:tt, $collection:tt, $item:tt) => {
+    ($module:ident, $kind:expr, $ty:ty, $tag:literal, $collection:literal, $item:literal,
+     $changes:literal, $list:literal, $create:literal, $get:literal, $update:literal,
+     $delete:literal) => {
         pub mod $module {
             use super::*;
 
-            #[utoipa::path(get, path = $collection, tag = $tag,
-                responses((status = 200, description = "All of this kind", body = Vec<serde_json::Value>)))]
+            #[utoipa::path(get, path = $collection, tag = $tag, operation_id = $list,
+                responses((status = 200, description = "All of this kind, ordered by _id", body = Vec<$ty>)))]
             pub async fn list_all(State(s): St) -> ApiResult<Json<Vec<Value>>> {
                 Ok(Json(list(&s, $kind).await?))
             }
 
-            #[utoipa::path(post, path = $collection, tag = $tag,
-                request_body = serde_json::Value,
-                responses((status = 201, description = "Created", body = serde_json::Value),
-                          (status = 400, description = "validation_error")))]
+            #[utoipa::path(post, path = $collection, tag = $tag, operation_id = $create,
+                request_body = $ty,
+                responses((status = 201, description = "Created, with _id, createdAt and lastModified (secrets masked)", body = $ty),
+                          (status = 409, description = "conflict: the _id exists", body = ErrorBody)))]
             pub async fn create_one(
                 State(s): St,
                 Extension(caller): Extension<Caller>,
@@ -440,39 +433,35 @@ macro_rules! crud {
                 Ok((StatusCode::CREATED, Json(present($kind, &doc))))
             }
 
-            #[utoipa::path(get, path = $item, tag = $tag,
+            #[utoipa::path(get, path = $item, tag = $tag, operation_id = $get,
                 params(("id" = String, Path, description = "_id")),
-                responses((status = 200, description = "The definition", body = serde_json::Value),
-                          (status = 404, description = "not_found")))]
-            pub async fn get_one(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+                responses((status = 200, description = "The definition (secrets masked)", body = $ty)))]
+            pub async fn get_one(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Value>> {
                 Ok(Json(present($kind, &load(&s, $kind, &id).await?)))
             }
 
-            #[utoipa::path(put, path = $item, tag = $tag,
+            #[utoipa::path(put, path = $item, tag = $tag, operation_id = $update,
                 params(("id" = String, Path, description = "_id")),
-                request_body = serde_json::Value,
-                responses((status = 200, description = "Updated (fields given replace those stored)", body = serde_json::Value),
-                          (status = 400, description = "validation_error"),
-                          (status = 404, description = "not_found")))]
+                request_body(content = ref($changes), description = "The fields to replace; the rest stay as stored"),
+                responses((status = 200, description = "Updated (fields given replace those stored)", body = $ty)))]
             pub async fn update_one(
                 State(s): St,
                 Extension(caller): Extension<Caller>,
-                Path(id): Path<String>,
+                Ids(id): Ids<String>,
                 body: Body,
             ) -> ApiResult<Json<Value>> {
                 let doc = update(&s, $kind, &id, body.object()?, &caller.0).await?;
                 Ok(Json(present($kind, &doc)))
             }
 
-            #[utoipa::path(delete, path = $item, tag = $tag,
+            #[utoipa::path(delete, path = $item, tag = $tag, operation_id = $delete,
                 params(("id" = String, Path, description = "_id")),
                 responses((status = 204, description = "Deleted"),
-                          (status = 404, description = "not_found"),
-                          (status = 409, description = "conflict: still in use")))]
+                          (status = 409, description = "conflict: still in use (the message names the users)", body = ErrorBody)))]
             pub async fn delete_one(
                 State(s): St,
                 Extension(caller): Extension<Caller>,
-                Path(id): Path<String>,
+                Ids(id): Ids<String>,
             ) -> ApiResult<StatusCode> {
                 delete(&s, $kind, &id, &caller.0).await?;
                 Ok(StatusCode::NO_CONTENT)
@@ -481,14 +470,8 @@ macro_rules! crud {
             pub fn routes() -> axum::Router<Arc<Sluice>> {
                 use axum::routing::get;
                 axum::Router::new()
-                    .route(
-                        $collection,
-                        get(list_all).post(create_one),
-                    )
-                    .route(
-                        $item,
-                        get(get_one).put(update_one).delete(delete_one),
-                    )
+                    .route($collection, get(list_all).post(create_one))
+                    .route($item, get(get_one).put(update_one).delete(delete_one))
             }
         }
     };
@@ -497,28 +480,56 @@ macro_rules! crud {
 crud!(
     connections,
     Kind::Connection,
+    Connection,
     "connections",
     "/connections",
-    "/connections/{id}"
+    "/connections/{id}",
+    "#/components/schemas/ConnectionChanges",
+    "listConnections",
+    "createConnection",
+    "getConnection",
+    "updateConnection",
+    "deleteConnection"
 );
 crud!(
     exports,
     Kind::Export,
+    Export,
     "exports",
     "/exports",
-    "/exports/{id}"
+    "/exports/{id}",
+    "#/components/schemas/ExportChanges",
+    "listExports",
+    "createExport",
+    "getExport",
+    "updateExport",
+    "deleteExport"
 );
 crud!(
     imports,
     Kind::Import,
+    Import,
     "imports",
     "/imports",
-    "/imports/{id}"
+    "/imports/{id}",
+    "#/components/schemas/ImportChanges",
+    "listImports",
+    "createImport",
+    "getImport",
+    "updateImport",
+    "deleteImport"
 );
 crud!(
     integrations,
     Kind::Integration,
+    Integration,
     "integrations",
     "/integrations",
-    "/integrations/{id}"
+    "/integrations/{id}",
+    "#/components/schemas/IntegrationChanges",
+    "listIntegrations",
+    "createIntegration",
+    "getIntegration",
+    "updateIntegration",
+    "deleteIntegration"
 );

@@ -4,32 +4,29 @@
 use super::definitions::{self as defs, doc_id, load, present};
 use super::header_secrets;
 use crate::auth::Caller;
-use crate::errors::{ApiError, ApiResult, Body};
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use crate::errors::{ApiError, ApiResult, ErrorBody};
+use crate::extract::{Body, Ids, Query};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sluice_core::ports::Kind;
+use sluice_core::ports::{AuditEntry, Kind};
 use sluice_core::runs::{self, watermark};
 use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
-    Bundle, Connection, Export, Flow, Import, ProcessorType, RunKind, RunRequest, RunStarted,
+    Bundle, Connection, Export, Flow, Import, Job, ProcessorType, RunKind, RunRequest, RunStarted,
 };
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 type St = State<Arc<Sluice>>;
 
-/// A bad query string answered in the API's error shape.
-fn query<T>(q: Result<Query<T>, QueryRejection>) -> ApiResult<T> {
-    q.map(|Query(q)| q)
-        .map_err(|r| ApiError::validation(None, r.body_text()))
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only flows of this integration.
     #[serde(rename = "_integrationId")]
@@ -38,13 +35,9 @@ pub struct ListQuery {
     pub disabled: Option<bool>,
 }
 
-#[utoipa::path(get, path = "/flows", tag = "flows", params(ListQuery),
-    responses((status = 200, description = "Flows", body = Vec<serde_json::Value>)))]
-pub async fn list_flows(
-    State(s): St,
-    q: Result<Query<ListQuery>, QueryRejection>,
-) -> ApiResult<Json<Vec<Value>>> {
-    let q = query(q)?;
+#[utoipa::path(get, path = "/flows", tag = "flows", operation_id = "listFlows", params(ListQuery),
+    responses((status = 200, description = "Flows, ordered by _id", body = Vec<Flow>)))]
+pub async fn list_flows(State(s): St, Query(q): Query<ListQuery>) -> ApiResult<Json<Vec<Value>>> {
     let flows = defs::list(&s, Kind::Flow).await?;
     Ok(Json(
         flows
@@ -63,9 +56,9 @@ pub async fn list_flows(
     ))
 }
 
-#[utoipa::path(post, path = "/flows", tag = "flows", request_body = serde_json::Value,
-    responses((status = 201, description = "The flow with _id, createdAt, lastModified", body = serde_json::Value),
-              (status = 400, description = "validation_error")))]
+#[utoipa::path(post, path = "/flows", tag = "flows", operation_id = "createFlow", request_body = Flow,
+    responses((status = 201, description = "The flow with _id, createdAt, lastModified", body = Flow),
+              (status = 409, description = "conflict: the _id exists", body = ErrorBody)))]
 pub async fn create_flow(
     State(s): St,
     Extension(caller): Extension<Caller>,
@@ -75,105 +68,125 @@ pub async fn create_flow(
     Ok((StatusCode::CREATED, Json(present(Kind::Flow, &doc))))
 }
 
-#[utoipa::path(get, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "The flow", body = serde_json::Value),
-              (status = 404, description = "not_found")))]
-pub async fn get_flow(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/flows/{id}", tag = "flows", operation_id = "getFlow", params(("id" = String, Path)),
+    responses((status = 200, description = "The flow", body = Flow)))]
+pub async fn get_flow(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Value>> {
     Ok(Json(present(Kind::Flow, &load(&s, Kind::Flow, &id).await?)))
 }
 
-#[utoipa::path(put, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
-    request_body = serde_json::Value,
-    responses((status = 200, description = "Fields given replace those stored", body = serde_json::Value),
-              (status = 400, description = "validation_error"), (status = 404, description = "not_found")))]
+#[utoipa::path(put, path = "/flows/{id}", tag = "flows", operation_id = "updateFlow", params(("id" = String, Path)),
+    request_body(content = ref("#/components/schemas/FlowChanges"), description = "The fields to replace (`{\"disabled\": true}` alone disables)"),
+    responses((status = 200, description = "Fields given replace those stored", body = Flow)))]
 pub async fn update_flow(
     State(s): St,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Ids(id): Ids<String>,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let doc = defs::update(&s, Kind::Flow, &id, body.object()?, &caller.0).await?;
     Ok(Json(present(Kind::Flow, &doc)))
 }
 
-#[utoipa::path(delete, path = "/flows/{id}", tag = "flows", params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "not_found"),
-              (status = 409, description = "conflict: another flow chains to it (_runNextFlowIds)")))]
+#[utoipa::path(delete, path = "/flows/{id}", tag = "flows", operation_id = "deleteFlow", params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"),
+              (status = 409, description = "conflict: another flow chains to it (_runNextFlowIds)", body = ErrorBody)))]
 pub async fn delete_flow(
     State(s): St,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Ids(id): Ids<String>,
 ) -> ApiResult<StatusCode> {
     defs::delete(&s, Kind::Flow, &id, &caller.0).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/flows/{id}/run", tag = "flows", params(("id" = String, Path)),
-    request_body(content = serde_json::Value, description = "Optional: _exportIds, startDate, endDate, records"),
-    responses((status = 201, description = "{_jobId, _exportId, flowExecutionGroupId}", body = serde_json::Value),
-              (status = 409, description = "conflict: Flow is currently running")))]
+/// What a run may be asked for (the body of `POST /flows/{id}/run`; all optional).
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"_exportIds": ["new-orders"], "startDate": "2026-11-01T00:00:00.000Z"}))]
+pub struct RunBody {
+    /// Only these page generators (default: all).
+    #[serde(rename = "_exportIds", default)]
+    pub export_ids: Option<Vec<String>>,
+    /// The delta window's start (`{{lastExportDateTime}}`); default: the last run's end.
+    #[serde(default)]
+    pub start_date: Option<DateTime<Utc>>,
+    /// The delta window's end (`{{currentExportDateTime}}`); default: now.
+    #[serde(default)]
+    pub end_date: Option<DateTime<Utc>>,
+    /// Records for a webhook export.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub records: Option<Vec<Value>>,
+}
+
+impl From<RunBody> for RunRequest {
+    fn from(b: RunBody) -> Self {
+        RunRequest {
+            export_ids: b.export_ids,
+            start_date: b.start_date,
+            end_date: b.end_date,
+            records: b.records,
+            ..Default::default()
+        }
+    }
+}
+
+#[utoipa::path(post, path = "/flows/{id}/run", tag = "flows", operation_id = "runFlow", params(("id" = String, Path)),
+    request_body(content = Option<RunBody>, description = "Optional: _exportIds, startDate, endDate, records"),
+    responses((status = 201, description = "The run was started", body = RunStarted),
+              (status = 409, description = "conflict: Flow is currently running", body = ErrorBody)))]
 pub async fn run_flow(
     State(s): St,
     Extension(caller): Extension<Caller>,
-    Path(id): Path<String>,
+    Ids(id): Ids<String>,
     body: Body,
 ) -> ApiResult<(StatusCode, Json<RunStarted>)> {
-    let request: RunRequest = if body.is_blank() {
-        RunRequest::default()
-    } else {
-        body.parse()?
-    };
-    let started = runs::start_run(&s, &id, request, RunKind::Manual)
+    let request: RunBody = body.json_or_default()?;
+    let started = runs::start_run(&s, &id, request.into(), RunKind::Manual)
         .await?
         .ok_or_else(|| ApiError::conflict("Flow is currently running"))?;
-    let entry = sluice_core::ports::AuditEntry {
-        id: sluice_model::new_id(),
-        resource_type: Kind::Flow,
-        resource_id: id.clone(),
-        action: "run".into(),
-        time: s.clock.now(),
-        actor: caller.0,
-        changes: json!({ "_jobId": started.job_id }),
-    };
+    let entry = sluice_core::ports::AuditEntry::of_job(
+        &id,
+        &started.job_id,
+        "run",
+        &caller.0,
+        s.clock.now(),
+    );
     s.store.append_audit(&entry).await?;
     Ok((StatusCode::CREATED, Json(started)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LimitQuery {
     /// How many jobs, newest first (default 10).
     pub limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/flows/{id}/jobs/latest", tag = "flows",
+#[utoipa::path(get, path = "/flows/{id}/jobs/latest", tag = "flows", operation_id = "latestJobsOfFlow",
     params(("id" = String, Path), LimitQuery),
-    responses((status = 200, description = "Newest jobs first", body = Vec<serde_json::Value>)))]
+    responses((status = 200, description = "Newest jobs first", body = Vec<Job>)))]
 pub async fn latest_jobs(
     State(s): St,
-    Path(id): Path<String>,
-    q: Result<Query<LimitQuery>, QueryRejection>,
-) -> ApiResult<Json<Value>> {
-    let q = query(q)?;
+    Ids(id): Ids<String>,
+    Query(q): Query<LimitQuery>,
+) -> ApiResult<Json<Vec<Job>>> {
     load(&s, Kind::Flow, &id).await?;
     let jobs = s
         .store
         .list_jobs(&id, q.limit.unwrap_or(10).clamp(1, 1000))
         .await?;
-    Ok(Json(
-        serde_json::to_value(jobs).map_err(anyhow::Error::from)?,
-    ))
+    Ok(Json(jobs))
 }
 
-#[utoipa::path(get, path = "/flows/{id}/audit", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "Who changed what and when, oldest first", body = Vec<serde_json::Value>)))]
-pub async fn flow_audit(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/flows/{id}/audit", tag = "flows", operation_id = "flowAudit", params(("id" = String, Path)),
+    responses((status = 200, description = "Who changed what and when, oldest first", body = Vec<AuditEntry>)))]
+pub async fn flow_audit(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Vec<AuditEntry>>> {
     let entries = s.store.list_audit(&id).await?;
     if entries.is_empty() {
         load(&s, Kind::Flow, &id).await?;
     }
-    Ok(Json(
-        serde_json::to_value(entries).map_err(anyhow::Error::from)?,
-    ))
+    Ok(Json(entries))
 }
 
 /// The exports and imports a flow uses, in order, without repeats.
@@ -217,9 +230,33 @@ fn connection_ids(exports: &[Export], imports: &[Import]) -> Vec<String> {
     dedup(ids).into_iter().map(String::from).collect()
 }
 
-#[utoipa::path(get, path = "/flows/{id}/dependencies", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "{uses: {exports, imports, connections}, usedBy: {flows}}", body = serde_json::Value)))]
-pub async fn dependencies(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// What a flow uses and what uses it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"uses": {"exports": ["new-orders"], "imports": ["post-order"],
+    "connections": ["orders-api"]}, "usedBy": {"flows": ["nightly-report"]}}))]
+pub struct Dependencies {
+    pub uses: Uses,
+    pub used_by: UsedBy,
+}
+
+/// The ids of the definitions a flow runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Uses {
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    pub connections: Vec<String>,
+}
+
+/// The flows that chain to this one (`_runNextFlowIds`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsedBy {
+    pub flows: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/flows/{id}/dependencies", tag = "flows", operation_id = "flowDependencies", params(("id" = String, Path)),
+    responses((status = 200, description = "What the flow uses and what uses it", body = Dependencies)))]
+pub async fn dependencies(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Dependencies>> {
     let flow = s.flow(&id).await?;
     let (exports, imports) = parts_of(&s, &flow).await?;
     let used_by: Vec<String> = s
@@ -234,22 +271,40 @@ pub async fn dependencies(State(s): St, Path(id): Path<String>) -> ApiResult<Jso
         })
         .map(|f| doc_id(f).to_string())
         .collect();
-    Ok(Json(json!({
-        "uses": {
-            "exports": exports.iter().map(|x| &x.id).collect::<Vec<_>>(),
-            "imports": imports.iter().map(|x| &x.id).collect::<Vec<_>>(),
-            "connections": connection_ids(&exports, &imports),
+    Ok(Json(Dependencies {
+        uses: Uses {
+            exports: exports.iter().map(|x| x.id.clone()).collect(),
+            imports: imports.iter().map(|x| x.id.clone()).collect(),
+            connections: connection_ids(&exports, &imports),
         },
-        "usedBy": { "flows": used_by },
-    })))
+        used_by: UsedBy { flows: used_by },
+    }))
 }
 
-#[utoipa::path(get, path = "/flows/{id}/descendants", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "{exports: [...], imports: [...]} in full", body = serde_json::Value)))]
-pub async fn descendants(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// The exports and imports a flow runs, in full.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"exports": [{"_id": "incoming", "name": "Orders posted to the run", "type": "webhook"}],
+    "imports": [{"_id": "post-order", "name": "Create each order", "type": "http",
+                 "_connectionId": "orders-api", "http": {"method": "POST", "relativeURI": "/orders"}}]}))]
+pub struct Descendants {
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+}
+
+#[utoipa::path(get, path = "/flows/{id}/descendants", tag = "flows", operation_id = "flowDescendants", params(("id" = String, Path)),
+    responses((status = 200, description = "The exports and imports the flow runs, in full (credential headers masked)", body = Descendants)))]
+pub async fn descendants(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Value>> {
     let flow = s.flow(&id).await?;
     let (exports, imports) = parts_of(&s, &flow).await?;
-    Ok(Json(json!({ "exports": exports, "imports": imports })))
+    let mut out = serde_json::to_value(Descendants { exports, imports })?;
+    for kind in [Kind::Export, Kind::Import] {
+        if let Some(Value::Array(docs)) = out.get_mut(kind.collection()) {
+            for d in docs.iter_mut() {
+                *d = header_secrets::masked(kind, d);
+            }
+        }
+    }
+    Ok(Json(out))
 }
 
 /// The flow, the flows it chains to (recursively), and everything they use; secrets masked.
@@ -284,9 +339,9 @@ async fn bundle_of(s: &Sluice, id: &str) -> ApiResult<Bundle> {
     Ok(bundle)
 }
 
-#[utoipa::path(get, path = "/flows/{id}/template", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "A portable bundle of the flow and all it uses, secrets removed", body = serde_json::Value)))]
-pub async fn template(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/flows/{id}/template", tag = "flows", operation_id = "flowTemplate", params(("id" = String, Path)),
+    responses((status = 200, description = "A portable bundle of the flow, the flows it chains to and all they use, secrets masked", body = Bundle)))]
+pub async fn template(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Value>> {
     let mut bundle = to_json(&bundle_of(&s, &id).await?)?;
     for kind in [Kind::Export, Kind::Import, Kind::Flow] {
         if let Some(Value::Array(docs)) = bundle.get_mut(kind.collection()) {
@@ -298,15 +353,25 @@ pub async fn template(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Va
     Ok(Json(bundle))
 }
 
-#[utoipa::path(post, path = "/flows/import-template", tag = "flows", request_body = serde_json::Value,
-    responses((status = 201, description = "The ids loaded, by kind", body = serde_json::Value),
-              (status = 400, description = "validation_error")))]
+/// The ids `POST /flows/import-template` stored, by kind.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[schema(example = json!({"connections": ["orders-api"], "exports": ["new-orders"],
+    "imports": ["post-order"], "flows": ["orders-to-erp"]}))]
+pub struct Loaded {
+    pub connections: Vec<String>,
+    pub exports: Vec<String>,
+    pub imports: Vec<String>,
+    pub flows: Vec<String>,
+}
+
+#[utoipa::path(post, path = "/flows/import-template", tag = "flows", operation_id = "importTemplate", request_body = Bundle,
+    responses((status = 201, description = "The ids stored, by kind (each created or replaced)", body = Loaded)))]
 pub async fn import_template(
     State(s): St,
     Extension(caller): Extension<Caller>,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
-    let mut raw: Value = body.parse()?;
+) -> ApiResult<(StatusCode, Json<Loaded>)> {
+    let mut raw = Value::Object(body.object()?);
     // Masked secrets mean "keep what is stored under that id".
     let mut e = sluice_model::ValidationErrors::new();
     for kind in [Kind::Export, Kind::Import, Kind::Flow] {
@@ -322,7 +387,7 @@ pub async fn import_template(
             }
         }
     }
-    let mut bundle: Bundle = crate::errors::from_value(raw)?;
+    let mut bundle: Bundle = crate::extract::from_value(raw)?;
     for (i, c) in bundle.connections.iter_mut().enumerate() {
         if let Some(stored) = s.store.get_definition(Kind::Connection, &c.id).await? {
             if let Ok(stored) = serde_json::from_value::<Connection>(stored) {
@@ -342,16 +407,19 @@ pub async fn import_template(
     e.into_result()
         .map_err(|v| ApiError::from(Error::from(v)))?;
 
-    let now = s.clock.now();
-    let mut loaded = json!({"connections": [], "exports": [], "imports": [], "flows": []});
+    let now = json!(sluice_model::time::format(&s.clock.now()));
+    let mut loaded = Loaded::default();
     let mut put = |kind: Kind, id: &str, mut doc: Value| {
         let created = doc.get("createdAt").cloned().filter(|v| !v.is_null());
-        doc["createdAt"] = created.unwrap_or_else(|| json!(now));
-        doc["lastModified"] = json!(now);
-        loaded[kind.collection()]
-            .as_array_mut()
-            .expect("array")
-            .push(json!(id));
+        doc["createdAt"] = created.unwrap_or_else(|| now.clone());
+        doc["lastModified"] = now.clone();
+        match kind {
+            Kind::Connection => &mut loaded.connections,
+            Kind::Export => &mut loaded.exports,
+            Kind::Import => &mut loaded.imports,
+            Kind::Flow | Kind::Integration => &mut loaded.flows,
+        }
+        .push(id.to_string());
         (kind, id.to_string(), doc)
     };
     let mut docs = Vec::new();
@@ -379,28 +447,58 @@ pub async fn import_template(
     Ok((StatusCode::CREATED, Json(loaded)))
 }
 
+/// `POST /templates/import`: the same as `POST /flows/import-template`.
+#[utoipa::path(post, path = "/templates/import", tag = "flows", operation_id = "importTemplateAlias", request_body = Bundle,
+    responses((status = 201, description = "The ids stored, by kind (each created or replaced)", body = Loaded)))]
+pub async fn import_template_alias(
+    state: St,
+    caller: Extension<Caller>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Loaded>)> {
+    import_template(state, caller, body).await
+}
+
 fn to_json<T: serde::Serialize>(t: &T) -> ApiResult<Value> {
     Ok(serde_json::to_value(t).map_err(anyhow::Error::from)?)
 }
 
-#[utoipa::path(get, path = "/flows/{id}/lastExportDateTime", tag = "flows", params(("id" = String, Path)),
-    responses((status = 200, description = "{lastExportDateTime: string|null (the first page generator's), exports: {exportId: string|null}}", body = serde_json::Value)))]
-pub async fn last_export_date_time(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Value>> {
-    let flow: Flow =
-        serde_json::from_value(load(&s, Kind::Flow, &id).await?).map_err(anyhow::Error::from)?;
-    let mut exports = serde_json::Map::new();
-    for g in &flow.page_generators {
+/// Where the flow's next delta runs start: per export (kept per export of the flow).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"lastExportDateTime": "2026-11-22T10:15:00.041Z",
+    "exports": {"new-orders": "2026-11-22T10:15:00.041Z", "new-refunds": null}}))]
+pub struct LastExportDateTime {
+    /// The first page generator's: the end of its last completed delta run's window; null
+    /// before the first.
+    #[serde(with = "sluice_model::time::ms_opt")]
+    pub last_export_date_time: Option<DateTime<Utc>>,
+    /// Each page generator's, by export id (RFC 3339 UTC milliseconds, or null).
+    pub exports: BTreeMap<String, Option<String>>,
+}
+
+#[utoipa::path(get, path = "/flows/{id}/lastExportDateTime", tag = "flows", operation_id = "flowLastExportDateTime", params(("id" = String, Path)),
+    responses((status = 200, description = "Where the next delta runs start", body = LastExportDateTime)))]
+pub async fn last_export_date_time(
+    State(s): St,
+    Ids(id): Ids<String>,
+) -> ApiResult<Json<LastExportDateTime>> {
+    let flow: Flow = serde_json::from_value(load(&s, Kind::Flow, &id).await?)?;
+    let mut exports = BTreeMap::new();
+    let mut first = None;
+    for (i, g) in flow.page_generators.iter().enumerate() {
         let at = watermark::read(&s, &id, &g.export_id).await?;
-        exports.insert(g.export_id.clone(), json!(at));
+        if i == 0 {
+            first = at;
+        }
+        exports.insert(
+            g.export_id.clone(),
+            at.map(|t| sluice_model::time::format(&t)),
+        );
     }
-    let first = flow
-        .page_generators
-        .first()
-        .and_then(|g| exports.get(&g.export_id).cloned())
-        .unwrap_or(Value::Null);
-    Ok(Json(
-        json!({ "lastExportDateTime": first, "exports": exports }),
-    ))
+    Ok(Json(LastExportDateTime {
+        last_export_date_time: first,
+        exports,
+    }))
 }
 
 pub fn routes() -> axum::Router<Arc<Sluice>> {
@@ -408,7 +506,7 @@ pub fn routes() -> axum::Router<Arc<Sluice>> {
     axum::Router::new()
         .route("/flows", get(list_flows).post(create_flow))
         .route("/flows/import-template", post(import_template))
-        .route("/templates/import", post(import_template))
+        .route("/templates/import", post(import_template_alias))
         .route(
             "/flows/{id}",
             get(get_flow).put(update_flow).delete(delete_flow),

@@ -2,6 +2,8 @@
 //! with workers), called over HTTP with reqwest.
 #![allow(dead_code)]
 
+pub mod conformance;
+
 use axum::routing::post;
 use serde_json::{json, Value};
 use sluice_api::{router, ApiConfig};
@@ -24,9 +26,20 @@ pub struct Reply {
     pub status: u16,
     pub text: String,
     pub json: Value,
+    pub content_type: Option<String>,
 }
 
 impl Reply {
+    /// The `field` of every error entry.
+    pub fn fields(&self) -> Vec<String> {
+        self.json["errors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["field"].as_str().map(String::from))
+            .collect()
+    }
+
     /// The first error entry's (code, field).
     pub fn error(&self) -> (String, Option<String>, String) {
         let e = &self.json["errors"][0];
@@ -67,7 +80,9 @@ impl Api {
         key: Option<&str>,
         body: Option<Vec<u8>>,
     ) -> Reply {
-        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base));
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
@@ -76,9 +91,62 @@ impl Api {
         }
         let res = req.send().await.unwrap();
         let status = res.status().as_u16();
+        let headers = res.headers().clone();
         let text = res.text().await.unwrap();
+        assert_eq!(
+            headers.get("x-content-type-options").map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..]),
+            "{method} {path}: every answer carries X-Content-Type-Options: nosniff"
+        );
+        let content_type = headers.get("content-type").and_then(|v| v.to_str().ok());
+        conformance::check(method.as_str(), path, status, content_type, &text);
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Reply { status, text, json }
+        Reply {
+            status,
+            text,
+            json,
+            content_type: content_type.map(String::from),
+        }
+    }
+
+    /// A request with the given headers (and no others but the key's).
+    pub async fn send_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Reply {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(KEY)
+            .body(body.to_string());
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let content_type = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        let text = res.text().await.unwrap();
+        conformance::check(
+            method.as_str(),
+            path,
+            status,
+            content_type.as_deref(),
+            &text,
+        );
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            text,
+            json,
+            content_type,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -114,6 +182,39 @@ impl Api {
     pub async fn delete(&self, path: &str) -> Reply {
         self.send(reqwest::Method::DELETE, path, Some(KEY), None)
             .await
+    }
+
+    /// Runs `flow` over `records` and waits for its job to finish.
+    pub async fn run_and_wait(&self, flow: &str, records: Value) -> sluice_model::Job {
+        let r = self
+            .post(&format!("/flows/{flow}/run"), json!({ "records": records }))
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        let job_id = r.json["_jobId"].as_str().unwrap();
+        self.wait(job_id).await
+    }
+
+    pub async fn wait(&self, job_id: &str) -> sluice_model::Job {
+        self.runtime
+            .wait_for_job(job_id, std::time::Duration::from_secs(20), |_| {})
+            .await
+            .unwrap()
+    }
+
+    /// Points the fixture's import at a path the target does not serve, so every record
+    /// fails (404), runs `n` records through `f1` and returns the finished job.
+    pub async fn failed_run(&self, n: usize) -> sluice_model::Job {
+        let r = self
+            .put(
+                "/imports/imp1",
+                json!({"http": {"method": "POST", "relativeURI": "/missing"}}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let records: Vec<Value> = (0..n).map(|i| json!({ "id": i })).collect();
+        let job = self.run_and_wait("f1", json!(records)).await;
+        assert_eq!(job.num_error, n as u64);
+        job
     }
 
     /// Creates a connection (with SECRET), a webhook export, an http import to `target` and

@@ -7,6 +7,7 @@
 //! | audit entry     | `audit#<resourceId>`  | `<time>#<entry id>`              | `doc`                               |
 //! | job             | `job#<jobId>`         | `job`                            | the job's fields, counters as N     |
 //! | job by flow     | `flowjobs#<flowId>`   | `<createdAt>#<jobId>`            | `jobId`                             |
+//! | job by time     | `jobs`                | `<createdAt>#<jobId>`            | `jobId` (`GET /jobs` of all flows)  |
 //! | page outcome    | `job#<jobId>`         | `outcome#<pageId>#<processor>`   | (claim marker)                      |
 //! | job error       | `errors#<jobId>`      | `<error id>`                     | the error's fields                  |
 //! | ledger entry    | `ledger#<key>`        | `ledger`                         | `claimedAt`, `outcome`?, `ttl`      |
@@ -46,7 +47,8 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use sluice_core::ports::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
 
@@ -347,6 +349,8 @@ impl Store for DynamoStore {
             format!("{created}#{}", job.id),
         );
         index.insert("jobId".into(), s(&job.id));
+        let mut by_time = key("jobs", format!("{created}#{}", job.id));
+        by_time.insert("jobId".into(), s(&job.id));
         let result = self
             .client
             .transact_write_items()
@@ -355,6 +359,7 @@ impl Store for DynamoStore {
                     .condition_expression("attribute_not_exists(pk)"),
             )?)
             .transact_items(tx_put(self.put_of(index))?)
+            .transact_items(tx_put(self.put_of(by_time))?)
             .send()
             .await;
         conditional_transaction(result, "create job")
@@ -400,6 +405,67 @@ impl Store for DynamoStore {
             }
         }
         Ok(jobs)
+    }
+
+    async fn find_jobs(&self, query: &JobQuery) -> anyhow::Result<Listing<Job>> {
+        let pk = match &query.flow_id {
+            Some(flow) => format!("flowjobs#{flow}"),
+            None => "jobs".to_string(),
+        };
+        // Index keys are `<createdAt>#<jobId>`. One range condition is allowed on the sort
+        // key, so both bounds go into one inclusive BETWEEN and the upper one (the cursor,
+        // or `until`, which no key equals) is dropped when met.
+        let low = query.since.map(stamp).unwrap_or_else(|| "0".into());
+        let until = query.until.map(stamp).unwrap_or_else(|| "~".into());
+        let high = match &query.cursor {
+            Some(c) if c.as_str() < until.as_str() => c.clone(),
+            _ => until,
+        };
+        let limit = query.limit.max(1);
+        let (mut items, mut next_cursor, mut last) = (Vec::new(), None, String::new());
+        let mut start = None;
+        'pages: loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :lo AND :hi")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":lo", s(&low))
+                .expression_attribute_values(":hi", s(&high))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .context("dynamodb Query (jobs)")?;
+            for item in out.items.unwrap_or_default() {
+                let (Some(AttributeValue::S(sk)), Some(AttributeValue::S(id))) =
+                    (item.get("sk"), item.get("jobId"))
+                else {
+                    continue;
+                };
+                if sk == &high {
+                    continue;
+                }
+                let Some(job) = self.get_job(id).await? else {
+                    continue;
+                };
+                if !query.matches(&job) {
+                    continue;
+                }
+                if items.len() == limit {
+                    next_cursor = Some(last);
+                    break 'pages;
+                }
+                last = sk.clone();
+                items.push(job);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(Listing { items, next_cursor })
     }
 
     async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job> {
@@ -543,27 +609,91 @@ impl Store for DynamoStore {
             .collect()
     }
 
-    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()> {
+    async fn find_errors(
+        &self,
+        job_id: &str,
+        query: &ErrorQuery,
+    ) -> anyhow::Result<Listing<JobError>> {
+        let pk = format!("errors#{job_id}");
+        let mut matched = Vec::new();
+        let mut start = query
+            .cursor
+            .as_ref()
+            .map(|after| key(pk.clone(), after.clone()));
+        // Filters are read here, not in a FilterExpression: one predicate for both adapters,
+        // and DynamoDB's Limit counts items before filtering anyway.
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .context("dynamodb Query (errors)")?;
+            for item in out.items.unwrap_or_default() {
+                let e: JobError = serde_json::from_value(item_to_object(&item, &["pk", "sk"]))
+                    .context("stored job error is unreadable")?;
+                if query.matches(&e) {
+                    matched.push(e);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() && matched.len() <= query.limit.max(1) => start = Some(k),
+                _ => break,
+            }
+        }
+        Ok(query.page(matched))
+    }
+
+    async fn update_error(&self, error: &JobError) -> anyhow::Result<bool> {
+        let mut item = object_to_item(&serde_json::to_value(error)?);
+        item.extend(key(format!("errors#{}", error.job_id), &error.id));
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (update error)")),
+        }
+    }
+
+    async fn mark_errors(
+        &self,
+        job_id: &str,
+        error_ids: &[String],
+        resolved: bool,
+    ) -> anyhow::Result<usize> {
+        let mut found = 0;
         for id in error_ids {
             let result = self
                 .client
                 .update_item()
                 .table_name(&self.table)
                 .set_key(Some(key(format!("errors#{job_id}"), id)))
-                .update_expression("SET resolved = :t")
+                .update_expression("SET resolved = :r")
                 .condition_expression("attribute_exists(pk)")
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":r", AttributeValue::Bool(resolved))
                 .send()
                 .await;
             match result {
-                Ok(_) => {}
+                Ok(_) => found += 1,
                 Err(e) if is_condition_failed(&e) => {}
                 Err(e) => {
                     return Err(anyhow::Error::new(e).context("dynamodb UpdateItem (resolve)"))
                 }
             }
         }
-        Ok(())
+        Ok(found)
     }
 
     async fn ledger_claim(

@@ -37,12 +37,12 @@ pub async fn define_flow(sluice: &Sluice, connection: Value, export: Value) {
         (
             Kind::Import,
             "i",
-            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
+            json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
         ),
         (
             Kind::Flow,
             "f",
-            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+            json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
     for (kind, id, doc) in defs {

@@ -2,6 +2,7 @@
 
 pub mod cancel;
 pub mod dev;
+pub mod jobs;
 pub mod run;
 pub mod sink;
 pub mod validate;

@@ -52,7 +52,7 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
             .map(|f| f.id.clone())
             .with_context(|| format!("{} has no flows", args.bundle.display()))?,
     };
-    let mut runtime = LocalRuntime::open(args.data, args.settings.clone())?;
+    let runtime = LocalRuntime::open(args.data, args.settings.clone())?;
     let sluice = runtime.sluice();
     store_bundle(&sluice, &bundle).await?;
     let started_at = Instant::now();
@@ -60,6 +60,20 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         Some(job_id) => job_id,
         None => start(&runtime, &flow_id, &args).await?,
     };
+    follow(runtime, &job_id, started_at, args.as_json, args.timeout).await
+}
+
+/// Waits for a started job with progress on stderr, cancels it on a stop signal or after
+/// `timeout` seconds, prints its summary and first errors (or both as JSON) and answers the
+/// exit code: 0 completed, 2 completed with errors, 1 otherwise. `sluice retry` uses it too.
+pub async fn follow(
+    mut runtime: LocalRuntime,
+    job_id: &str,
+    started_at: Instant,
+    as_json: bool,
+    timeout: u64,
+) -> anyhow::Result<ExitCode> {
+    let sluice = runtime.sluice();
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let progress = |j: &Job| {
         let line = progress_line(j);
@@ -71,7 +85,7 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         let _ = std::io::stderr().flush();
     };
     let finished = tokio::select! {
-        waited = runtime.wait_for_job(&job_id, Duration::from_secs(args.timeout), progress) => waited,
+        waited = runtime.wait_for_job(job_id, Duration::from_secs(timeout), progress) => waited,
         signal = super::stop_signal() => Err(anyhow::anyhow!("stopped by {signal}")),
     };
     if finished.is_ok() {
@@ -89,17 +103,17 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
         let message = format!(
             "{e:#}; records still in flight were not counted and may or may not have been delivered"
         );
-        runtime.cancel(&job_id, message).await?;
+        runtime.cancel(job_id, message).await?;
     }
     let job = sluice
         .store
-        .get_job(&job_id)
+        .get_job(job_id)
         .await?
         .context("the job is stored")?;
     if interactive {
         eprintln!();
     }
-    report(&sluice, &job, started_at.elapsed(), args.as_json).await?;
+    report(&sluice, &job, started_at.elapsed(), as_json).await?;
     Ok(match job.status {
         JobStatus::Completed => ExitCode::SUCCESS,
         JobStatus::CompletedWithErrors => ExitCode::from(2),

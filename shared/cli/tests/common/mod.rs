@@ -37,10 +37,10 @@ impl SlowRun {
             dir.path(),
             "slow.json",
             &json!({
-                "connections": [{"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}],
-                "exports": [{"_id": "e", "type": "webhook", "pageSize": 2}],
-                "imports": [{"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
-                "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+                "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}],
+                "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 2}],
+                "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
+                "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
             }),
         );
         let records: String = (0..8).map(|n| format!("{{\"n\": {n}}}\n")).collect();

@@ -1,7 +1,7 @@
 //! Behaviour every [`Store`] adapter must show. The embedded adapter's tests and the AWS
 //! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift.
 
-use super::store::{AuditEntry, Kind, LedgerState, PageOutcome, Store};
+use super::store::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::json;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun, RunKind, RunRequest, RunSource};
@@ -11,7 +11,9 @@ use std::time::Duration;
 pub async fn store_contract(store: &dyn Store) {
     definitions(store).await;
     jobs_and_outcomes(store).await;
+    job_listing(store).await;
     errors(store).await;
+    error_listing(store).await;
     ledger(store).await;
     locks(store).await;
     queued_runs(store).await;
@@ -197,6 +199,8 @@ async fn errors(store: &dyn Store) {
         retry_data_key: format!("je/{id}"),
         occurred_at: t0,
         resolved: false,
+        step_name: Some("post items".into()),
+        tags: Vec::new(),
     };
     store.put_errors(&[err("e1"), err("e2")]).await.unwrap();
     store.put_errors(&[err("e1")]).await.unwrap();
@@ -206,6 +210,197 @@ async fn errors(store: &dyn Store) {
     let listed = store.list_errors("je").await.unwrap();
     assert!(listed.iter().find(|e| e.id == "e1").unwrap().resolved);
     assert!(!listed.iter().find(|e| e.id == "e2").unwrap().resolved);
+}
+
+/// `find_jobs`: every flow or one, newest first, filtered by status and creation time, paged
+/// by a cursor that neither skips nor repeats a job.
+async fn job_listing(store: &dyn Store) {
+    // A window of its own (2031), so jobs other checks made stay out of it.
+    let t0 = Utc.with_ymd_and_hms(2031, 3, 1, 0, 0, 0).unwrap();
+    for i in 0..7i64 {
+        let flow = if i % 2 == 0 { "la" } else { "lb" };
+        let mut j = job(&format!("l{i}"), flow, t0 + ChronoDuration::seconds(i));
+        if i == 3 {
+            j.status = JobStatus::Failed;
+        }
+        store.create_job(&j).await.unwrap();
+    }
+    let window = JobQuery {
+        since: Some(t0),
+        until: Some(t0 + ChronoDuration::days(1)),
+        limit: 3,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    let mut query = window.clone();
+    loop {
+        let page = store.find_jobs(&query).await.unwrap();
+        assert!(page.items.len() <= 3, "limit honoured");
+        seen.extend(page.items.iter().map(|j| j.id.clone()));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["l6", "l5", "l4", "l3", "l2", "l1", "l0"],
+        "every job once, newest first, across pages"
+    );
+    let of = |q: JobQuery| async move {
+        let page = store.find_jobs(&q).await.unwrap();
+        page.items.into_iter().map(|j| j.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        of(JobQuery {
+            flow_id: Some("lb".into()),
+            limit: 10,
+            ..window.clone()
+        })
+        .await,
+        ["l5", "l3", "l1"],
+        "one flow's jobs"
+    );
+    assert_eq!(
+        of(JobQuery {
+            status: Some(JobStatus::Failed),
+            limit: 10,
+            ..window.clone()
+        })
+        .await,
+        ["l3"],
+        "by status"
+    );
+    assert_eq!(
+        of(JobQuery {
+            since: Some(t0 + ChronoDuration::seconds(2)),
+            until: Some(t0 + ChronoDuration::seconds(4)),
+            limit: 10,
+            ..window.clone()
+        })
+        .await,
+        ["l3", "l2"],
+        "since is inclusive, until exclusive"
+    );
+    let last = store
+        .find_jobs(&JobQuery {
+            limit: 7,
+            ..window.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(last.items.len(), 7);
+    assert_eq!(last.next_cursor, None, "no cursor when nothing follows");
+}
+
+/// `find_errors` pages and filters; `update_error` and `mark_errors` change what is stored.
+async fn error_listing(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let errors: Vec<JobError> = (0..9)
+        .map(|i| JobError {
+            id: format!("el-{i:02}"),
+            job_id: "jl".into(),
+            flow_id: "fa".into(),
+            processor_index: i % 3,
+            import_id: Some(format!("imp{}", i % 3)),
+            export_id: None,
+            step_name: Some(format!("step {}", i % 3)),
+            page_id: "p0".into(),
+            record_key: format!("p0-r{i}"),
+            record: json!({"n": i}),
+            request: None,
+            response: None,
+            code: if i < 5 { "evaluator" } else { "template" }.into(),
+            message: "failed".into(),
+            retry_data_key: format!("jl/p0-r{i}"),
+            occurred_at: t0,
+            resolved: false,
+            tags: Vec::new(),
+        })
+        .collect();
+    store.put_errors(&errors).await.unwrap();
+    let ids = |page: &sluice_model::api::Listing<JobError>| {
+        page.items.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    };
+    let mut query = ErrorQuery {
+        limit: 4,
+        ..Default::default()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.find_errors("jl", &query).await.unwrap();
+        assert!(page.items.len() <= 4);
+        seen.extend(ids(&page));
+        match page.next_cursor {
+            Some(c) => query.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 9, "every error once across pages: {seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ordered by _id");
+
+    let by_processor = ErrorQuery {
+        processor_index: Some(1),
+        limit: 10,
+        ..Default::default()
+    };
+    let page = store.find_errors("jl", &by_processor).await.unwrap();
+    assert_eq!(ids(&page), ["el-01", "el-04", "el-07"]);
+    let filtered = ErrorQuery {
+        processor_index: Some(1),
+        code: Some("template".into()),
+        limit: 1,
+        ..Default::default()
+    };
+    let page = store.find_errors("jl", &filtered).await.unwrap();
+    assert_eq!(ids(&page), ["el-07"]);
+    assert_eq!(page.next_cursor, None, "a filtered last page has no cursor");
+
+    assert_eq!(
+        store
+            .mark_errors("jl", &["el-00".into(), "el-01".into(), "nope".into()], true)
+            .await
+            .unwrap(),
+        2,
+        "only existing errors are counted"
+    );
+    let resolved = ErrorQuery {
+        resolved: Some(true),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&store.find_errors("jl", &resolved).await.unwrap()),
+        ["el-00", "el-01"]
+    );
+    store
+        .mark_errors("jl", &["el-00".into()], false)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&store.find_errors("jl", &resolved).await.unwrap()),
+        ["el-01"]
+    );
+    store.put_errors(&errors[1..2]).await.unwrap();
+    assert_eq!(
+        ids(&store.find_errors("jl", &resolved).await.unwrap()),
+        ["el-01"],
+        "a resolved error written again stays resolved"
+    );
+
+    let mut edited = errors[2].clone();
+    edited.record = json!({"n": 2, "fixed": true});
+    edited.tags = vec!["fixed-by-hand".into()];
+    assert!(store.update_error(&edited).await.unwrap());
+    let stored = store.list_errors("jl").await.unwrap();
+    assert_eq!(stored.iter().find(|e| e.id == "el-02"), Some(&edited));
+    let mut stranger = edited.clone();
+    stranger.id = "el-99".into();
+    assert!(
+        !store.update_error(&stranger).await.unwrap(),
+        "no such error: nothing written"
+    );
+    assert_eq!(store.list_errors("jl").await.unwrap().len(), 9);
 }
 
 async fn ledger(store: &dyn Store) {

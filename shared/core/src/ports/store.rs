@@ -2,11 +2,72 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
 
+/// Which jobs `Store::find_jobs` returns: newest first (by createdAt), all conditions met.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobQuery {
+    pub flow_id: Option<String>,
+    pub status: Option<JobStatus>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (at least 1).
+    pub limit: usize,
+    /// The `nextCursor` of the page before; what it holds is the adapter's business.
+    pub cursor: Option<String>,
+}
+
+impl JobQuery {
+    /// The conditions the adapters' indexes do not answer themselves.
+    pub fn matches(&self, job: &Job) -> bool {
+        self.status.is_none_or(|s| job.status == s)
+            && self.flow_id.as_ref().is_none_or(|f| &job.flow_id == f)
+    }
+}
+
+/// Which errors of a job `Store::find_errors` returns: ordered by `_id`, all conditions met.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ErrorQuery {
+    pub processor_index: Option<i64>,
+    pub code: Option<String>,
+    pub resolved: Option<bool>,
+    /// At most this many (at least 1).
+    pub limit: usize,
+    /// The `nextCursor` of the page before: the last `_id` it held.
+    pub cursor: Option<String>,
+}
+
+impl ErrorQuery {
+    pub fn matches(&self, e: &JobError) -> bool {
+        self.processor_index.is_none_or(|p| e.processor_index == p)
+            && self.code.as_ref().is_none_or(|c| &e.code == c)
+            && self.resolved.is_none_or(|r| e.resolved == r)
+    }
+
+    /// Takes matching errors (already ordered by `_id`, after the cursor) into a page.
+    pub fn page(&self, ordered: impl IntoIterator<Item = JobError>) -> Listing<JobError> {
+        let mut items = Vec::new();
+        let mut more = false;
+        for e in ordered.into_iter().filter(|e| self.matches(e)) {
+            if items.len() == self.limit.max(1) {
+                more = true;
+                break;
+            }
+            items.push(e);
+        }
+        let next_cursor = more
+            .then(|| items.last().map(|e: &JobError| e.id.clone()))
+            .flatten();
+        Listing { items, next_cursor }
+    }
+}
+
 /// The kinds of definitions users write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Connection,
@@ -47,22 +108,47 @@ impl Kind {
 }
 
 /// Who changed what and when.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"_id": "0a1b2c3d4e5f60718293a4b5", "resourceType": "flow",
+    "_resourceId": "orders-to-erp", "action": "update", "time": "2026-11-22T10:15:00.041Z",
+    "actor": "ops", "changes": {"disabled": {"oldValue": false, "newValue": true}}}))]
 pub struct AuditEntry {
     #[serde(rename = "_id")]
     pub id: String,
     pub resource_type: Kind,
     #[serde(rename = "_resourceId")]
     pub resource_id: String,
-    /// create, update, delete, run
+    /// create, update, delete, run, cancel
     pub action: String,
+    #[serde(with = "sluice_model::time::ms")]
     pub time: DateTime<Utc>,
     /// The API key's name, or `cli`.
     pub actor: String,
     /// Field-level changes: `{"field": {"oldValue": .., "newValue": ..}}` (secrets masked).
     #[serde(default)]
     pub changes: Value,
+}
+
+impl AuditEntry {
+    /// A flow's job was started or canceled by `actor`: the entry names the job.
+    pub fn of_job(
+        flow_id: &str,
+        job_id: &str,
+        action: &str,
+        actor: &str,
+        time: DateTime<Utc>,
+    ) -> Self {
+        AuditEntry {
+            id: sluice_model::new_id(),
+            resource_type: Kind::Flow,
+            resource_id: flow_id.to_string(),
+            action: action.to_string(),
+            time,
+            actor: actor.to_string(),
+            changes: serde_json::json!({ "_jobId": job_id }),
+        }
+    }
 }
 
 /// Counters one evaluate step adds to its job, applied at most once per
@@ -117,6 +203,8 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>>;
     /// Newest first (by createdAt), at most `limit`.
     async fn list_jobs(&self, flow_id: &str, limit: usize) -> anyhow::Result<Vec<Job>>;
+    /// Jobs of every flow (or one), newest first, a page at a time.
+    async fn find_jobs(&self, query: &JobQuery) -> anyhow::Result<Listing<Job>>;
     /// The trigger has cut all `num_pages` pages. Returns the job as it now stands.
     async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job>;
     /// Adds the counters atomically, once per (job, page, processor). `None` when this outcome
@@ -135,8 +223,28 @@ pub trait Store: Send + Sync + 'static {
     // --- errors
     /// Idempotent on each error's `_id`.
     async fn put_errors(&self, errors: &[JobError]) -> anyhow::Result<()>;
+    /// Every error of the job, ordered by `_id`.
     async fn list_errors(&self, job_id: &str) -> anyhow::Result<Vec<JobError>>;
-    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()>;
+    /// A page of the job's errors, ordered by `_id`.
+    async fn find_errors(
+        &self,
+        job_id: &str,
+        query: &ErrorQuery,
+    ) -> anyhow::Result<Listing<JobError>>;
+    /// Replaces a stored error (its retry data, tags, resolution) by `_id`. False when the
+    /// job has no such error.
+    async fn update_error(&self, error: &JobError) -> anyhow::Result<bool>;
+    /// Sets `resolved` on the named errors of the job; returns how many exist. Ids the job
+    /// does not have are skipped.
+    async fn mark_errors(
+        &self,
+        job_id: &str,
+        error_ids: &[String],
+        resolved: bool,
+    ) -> anyhow::Result<usize>;
+    async fn resolve_errors(&self, job_id: &str, error_ids: &[String]) -> anyhow::Result<()> {
+        self.mark_errors(job_id, error_ids, true).await.map(|_| ())
+    }
 
     // --- delivery ledger: what was already sent, so a redelivered page never sends twice
     /// Claims `key` for a send of job `job_id`, and looks at the job once the claim is made: a

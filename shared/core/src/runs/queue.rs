@@ -54,7 +54,7 @@ pub(crate) async fn keep(
     flow_id: &str,
     run: QueuedRun,
 ) -> Result<Option<RunStarted>> {
-    start::check(sluice, flow_id, &run.request).await?;
+    start::check(sluice, flow_id, &run.request, run.kind).await?;
     let run = records_aside(sluice, flow_id, run).await?;
     if !sluice.store.queue_run(flow_id, &run).await? {
         tracing::info!(flow = %flow_id, run = %run.id, kind = run.kind.as_str(), "run kept already");

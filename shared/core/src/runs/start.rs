@@ -43,16 +43,21 @@ pub(super) enum Start {
 }
 
 /// The generators a request runs (all, or those of `_exportIds`), checked against the flow
-/// and the store, so a run that cannot start says so before it is kept or started.
+/// and the store, so a run that cannot start says so before it is kept or started. A
+/// disabled flow runs only by hand.
 pub(super) async fn check(
     sluice: &Sluice,
     flow_id: &str,
     request: &RunRequest,
+    kind: RunKind,
 ) -> Result<(Flow, Vec<(usize, Export)>)> {
     request.validate()?;
     let flow = sluice.flow(flow_id).await?;
-    if flow.disabled {
-        return Err(Error::invalid("disabled", "Flow is disabled"));
+    if flow.disabled && !kind.is_by_hand() {
+        return Err(Error::invalid(
+            "disabled",
+            "Flow is disabled: it runs only by hand (POST /flows/{id}/run, sluice run)",
+        ));
     }
     let mut generators: Vec<usize> = (0..flow.page_generators.len()).collect();
     if let Some(ids) = &request.export_ids {
@@ -82,7 +87,7 @@ pub(super) async fn start_as(
     request: RunRequest,
     kind: RunKind,
 ) -> Result<Start> {
-    let (_, generators) = check(sluice, flow_id, &request).await?;
+    let (_, generators) = check(sluice, flow_id, &request, kind).await?;
     let now = sluice.clock.now();
     if !sluice
         .store

@@ -77,7 +77,7 @@ pub(super) async fn advance(sluice: &Sluice, job: &Job) -> Result<()> {
     for export_id in job.delta_exports.keys() {
         let current = read(sluice, &job.flow_id, export_id).await?;
         if current.is_none_or(|at| at < end) {
-            let value = json!(end.to_rfc3339());
+            let value = json!(sluice_model::time::format(&end));
             sluice
                 .store
                 .put_state(&key(&job.flow_id, export_id), &value)

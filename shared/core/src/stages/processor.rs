@@ -105,6 +105,14 @@ impl Processor {
         }
     }
 
+    /// The import's or lookup export's name, for the errors of this step.
+    pub fn name(&self) -> &str {
+        match &self.target {
+            Target::Import(i) => &i.name,
+            Target::Lookup(e) => &e.name,
+        }
+    }
+
     /// Whether this processor's requests are sent again after a failure that may have
     /// reached the target: lookups and idempotent methods always, POST and PATCH imports as
     /// the import says (`http.retryAmbiguous`, by default while an idempotency key is sent).
@@ -124,22 +132,18 @@ impl Processor {
     }
 }
 
-/// The reply document (`{status, headers, body}`) each active record of a page is mapped and
-/// judged on: its own reply, else the page's batch reply. Indexed like `page.records`.
-pub(crate) fn reply_documents(page: &sluice_model::Page) -> Vec<Option<serde_json::Value>> {
-    let batch = page
-        .batch
-        .as_ref()
-        .and_then(|b| b.reply.as_ref())
-        .map(|r| r.as_document());
+/// The reply each record of a page is mapped and judged on: its own, else the page's batch
+/// reply. Indexed like `page.records`.
+pub(crate) fn replies(page: &sluice_model::Page) -> Vec<Option<sluice_model::Reply>> {
+    let batch = page.batch.as_ref().and_then(|b| b.reply.as_ref());
     page.records
         .iter()
         .map(|r| {
             r.exchange
                 .as_ref()
                 .and_then(|e| e.reply.as_ref())
-                .map(|r| r.as_document())
-                .or_else(|| batch.clone())
+                .or(batch)
+                .cloned()
         })
         .collect()
 }

@@ -61,7 +61,11 @@ impl AddressPolicy {
         }
         let loopback = ip.is_loopback();
         let private = match ip {
-            IpAddr::V4(v4) => v4.is_private() || v4.is_unspecified(),
+            // RFC 1918, "this network" 0/8, and the shared space 100.64/10 (VPCs use it).
+            IpAddr::V4(v4) => {
+                let [a, b, ..] = v4.octets();
+                v4.is_private() || a == 0 || (a == 100 && (b & 0xc0) == 64)
+            }
             IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xfe00) == 0xfc00,
         };
         let allowed = match self.private {

@@ -10,6 +10,7 @@
 //! ([`Ambiguous`]).
 
 mod auth;
+pub(crate) mod bounded;
 mod callbacks;
 mod guard;
 mod limits;
@@ -98,6 +99,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         return forward(sluice, page).await;
     }
     let ambiguous = p.ambiguous_failures();
+    let needs = bounded::Needs::of(sluice, &p);
     let limiter = sluice.caches.http.limiter(connection);
     let refs = p.definition_headers();
     let concurrency = connection
@@ -114,7 +116,16 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             ambiguous,
         };
         let request = batch.request.clone();
-        let sent = deliver_once(sluice, &p.flow.id, route, &page.job_id, &key, request).await?;
+        let sent = deliver_once(
+            sluice,
+            &p.flow.id,
+            route,
+            &needs,
+            &page.job_id,
+            &key,
+            request,
+        )
+        .await?;
         let deferred = matches!(sent, Sent::Later);
         match sent {
             Sent::Done(Ok(reply)) => batch.reply = Some(reply),
@@ -152,8 +163,8 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let job_id = page.job_id.clone();
         let results: Vec<(usize, Result<Sent>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let (limiter, lock, job_id) = (limiter.clone(), &lock, &job_id);
-                let flow = p.flow.id.as_str();
+                let (limiter, lock, flow, needs, job_id) =
+                    (limiter.clone(), &lock, p.flow.id.as_str(), &needs, &job_id);
                 async move {
                     let route = Route {
                         connection,
@@ -161,7 +172,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         limiter: &limiter,
                         ambiguous,
                     };
-                    let outcome = deliver_once(sluice, flow, route, job_id, &key, req).await;
+                    let outcome = deliver_once(sluice, flow, route, needs, job_id, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -273,6 +284,9 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
 pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 
 /// What became of one send.
+// Sent lives for one record's turn and is matched at once: boxing the reply would cost an
+// allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
 enum Sent {
     /// Sent now or before: the reply, or the record-level failure.
     Done(Outcome),
@@ -300,6 +314,7 @@ async fn deliver_once(
     sluice: &Sluice,
     flow: &str,
     route: Route<'_>,
+    needs: &bounded::Needs,
     job_id: &str,
     key: &str,
     request: RenderedRequest,
@@ -322,10 +337,17 @@ async fn deliver_once(
         permit.release().await;
         return Ok(Sent::Later);
     }
-    let claim = sluice
+    let claim = match sluice
         .store
         .ledger_claim(job_id, key, sluice.clock.now())
-        .await;
+        .await
+    {
+        Ok(LedgerState::Done(v)) => bounded::recorded_outcome(sluice, v)
+            .await
+            .map(LedgerState::Done)
+            .map_err(Into::into),
+        other => other,
+    };
     let earlier = match claim {
         Ok(LedgerState::Claimed) => None,
         Ok(LedgerState::JobCanceled) => {
@@ -349,7 +371,10 @@ async fn deliver_once(
         permit.release().await;
         return Ok(Sent::Done(outcome));
     }
-    let outcome = send_with_retries(sluice, route, Some(permit), &request).await;
+    let outcome = match send_with_retries(sluice, route, Some(permit), &request).await {
+        Ok(reply) => Ok(bounded::bound(sluice, needs, key, reply).await),
+        failed => failed,
+    };
     let record = match &outcome {
         Ok(reply) => {
             sluice.measure(Measurement::Delivery {
@@ -360,6 +385,7 @@ async fn deliver_once(
         }
         Err((code, message)) => json!({"error": message, "code": code}),
     };
+    let record = bounded::ledger_outcome(sluice, key, record).await?;
     sluice.store.ledger_complete(key, &record).await?;
     Ok(Sent::Done(outcome))
 }

@@ -46,8 +46,8 @@ pub(crate) struct Sender<'a> {
     refs: &'a [NameValue],
     base: BaseUri,
     client: reqwest::Client,
-    pub policy: AddressPolicy,
-    pub timeout: Duration,
+    policy: AddressPolicy,
+    timeout: Duration,
 }
 
 impl<'a> Sender<'a> {
@@ -79,18 +79,19 @@ impl<'a> Sender<'a> {
     pub async fn send(&self, request: &RenderedRequest) -> Result<Reply, SendError> {
         let deadline = Instant::now() + self.timeout;
         let mut hop = Hop::of(request)?;
-        for redirects in 0.. {
+        let mut redirects = 0;
+        loop {
             guard::check_literal(&hop.url, self.policy).map_err(SendError::Refused)?;
             let response = self.send_hop(&hop, deadline).await?;
             let status = response.status().as_u16();
             match redirect_target(&response, &hop.url) {
                 Some(next) if redirects < MAX_REDIRECTS && self.follows(&next) => {
+                    redirects += 1;
                     hop = hop.redirected(status, next);
                 }
                 _ => return read_reply(response, self.timeout).await,
             }
         }
-        unreachable!("the loop returns")
     }
 
     fn follows(&self, next: &Url) -> bool {
@@ -230,6 +231,7 @@ async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Re
         body,
         attempts: 1,
         elapsed_ms: 0,
+        bounded: None,
     })
 }
 

@@ -75,6 +75,9 @@ fn metadata_and_private_addresses() {
     assert!(policy(false, none).refused(ip("10.1.2.3")).is_some());
     assert!(policy(false, none).refused(ip("192.168.1.1")).is_some());
     assert!(policy(false, none).refused(ip("0.0.0.0")).is_some());
+    assert!(policy(false, none).refused(ip("100.64.1.2")).is_some());
+    assert!(policy(false, loopback).refused(ip("100.127.0.1")).is_some());
+    assert!(policy(false, none).refused(ip("100.128.0.1")).is_none());
     assert!(policy(false, none).refused(ip("93.184.216.34")).is_none());
 }
 

@@ -1,12 +1,13 @@
 //! evaluate: the import's CEL evaluator judges each record; counts, stores errors, sends the
 //! page to the next processor or finishes it; the last page closes the job ([`crate::runs`]).
 
-use super::processor::{reply_documents, Processor};
+use super::deliver::bounded;
+use super::processor::{replies, Processor};
 use crate::ports::{Measurement, PageOutcome};
 use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
-use sluice_model::{JobError, Page, PageRecord, RecordState, StageMessage};
+use sluice_model::{JobError, Page, PageRecord, RecordState, Reply, StageMessage};
 
 /// What evaluate decided for one page at one processor.
 #[derive(Debug, Default, PartialEq)]
@@ -102,17 +103,18 @@ pub(crate) async fn count_page(
 
 /// Runs the evaluator over every active record that has a reply.
 fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
-    let docs = reply_documents(page);
-    for (r, doc) in page
+    let replies = replies(page);
+    for (r, reply) in page
         .records
         .iter_mut()
-        .zip(docs)
+        .zip(replies)
         .filter(|(r, _)| r.is_active())
     {
-        let Some(doc) = doc else {
+        let Some(reply) = reply else {
             r.fail("no_reply", "no reply was recorded for this record");
             continue;
         };
+        let doc = reply.as_document();
         let extracted = Value::Object(r.extracted.clone());
         match sluice.caches.conditions.check(
             expression,
@@ -123,36 +125,26 @@ fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
             ],
         ) {
             Ok(true) => {}
-            Ok(false) => {
-                let status = doc["status"].as_u64().unwrap_or(0);
-                r.fail(
-                    "evaluator",
-                    format!(
-                        "status {status}: evaluator `{expression}` is false{}",
-                        excerpt(&doc["body"])
-                    ),
-                )
-            }
+            Ok(false) => r.fail(
+                "evaluator",
+                format!(
+                    "status {}: evaluator `{expression}` is false{}",
+                    reply.status,
+                    excerpt(&reply)
+                ),
+            ),
             Err(e) => r.fail("evaluator_error", e),
         }
     }
 }
 
-fn excerpt(body: &Value) -> String {
-    let text = match body {
-        Value::Null => return String::new(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let cut: String = text.chars().take(300).collect();
-    format!(
-        " (reply: {cut}{})",
-        if text.chars().count() > 300 {
-            "…"
-        } else {
-            ""
-        }
-    )
+/// The reply's body in an error message: its first 300 characters.
+fn excerpt(reply: &Reply) -> String {
+    let (text, cut) = reply.body_text(300);
+    if text.is_empty() {
+        return String::new();
+    }
+    format!(" (reply: {text}{})", if cut { "…" } else { "" })
 }
 
 /// Counts the page's records and builds the errors; active records at the last processor are
@@ -178,16 +170,20 @@ pub(crate) fn tally(
                     processor_index: page.processor_index as i64,
                     import_id: processor.and_then(|p| p.import_id()),
                     export_id: processor.and_then(|p| p.export_id()),
+                    step_name: processor.map(|p| p.name().to_string()),
                     page_id: page.page_id.clone(),
                     record_key: r.key.clone(),
                     record: r.data.clone(),
                     request: exchange.map(|e| masked_request(&e.request)),
-                    response: exchange.and_then(|e| e.reply.as_ref()).map(|r| json!(r)),
+                    response: exchange
+                        .and_then(|e| e.reply.as_ref())
+                        .map(|r| bounded::for_error(r, sluice.settings.replies.excerpt_bytes)),
                     code: code.clone(),
                     message: message.clone(),
                     retry_data_key: format!("{}/{}", page.job_id, r.key),
                     occurred_at: now,
                     resolved: false,
+                    tags: Vec::new(),
                 });
             }
             RecordState::Active if is_last => v.success += 1,

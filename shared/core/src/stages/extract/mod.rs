@@ -1,9 +1,9 @@
 //! extract: responseMapping, RFC 9535 JSONPath selections from the reply into record fields.
 
-use super::processor::{reply_documents, Processor};
+use super::processor::{replies, Processor};
 use crate::{Result, Sluice, Stage};
 use serde_json::{Map, Value};
-use sluice_model::{extract_path, Page, PageRecord, ResponseMapping, StageMessage};
+use sluice_model::{extract_path, Page, PageRecord, Reply, ResponseMapping, StageMessage};
 
 /// The extract stage's entry point (what its Lambda function runs).
 pub const HANDLER: super::StageHandler =
@@ -14,15 +14,15 @@ pub const HANDLER: super::StageHandler =
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
     if let Some(mapping) = p.mapping() {
-        let docs = reply_documents(&page);
-        for (r, doc) in page
+        let replies = replies(&page);
+        for (r, reply) in page
             .records
             .iter_mut()
-            .zip(docs)
+            .zip(replies)
             .filter(|(r, _)| r.is_active())
         {
-            if let Some(doc) = doc {
-                if let Err(e) = apply_mapping(mapping, &doc, r) {
+            if let Some(reply) = reply {
+                if let Err(e) = apply_mapping(mapping, &reply, r) {
                     r.fail("mapping", e);
                 }
             }
@@ -36,14 +36,23 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 }
 
 /// Writes each mapped value into `record.extracted[generate]` and into the record's data at the
-/// dotted path `generate`. A path that matches nothing gives null.
+/// dotted path `generate`. A path that matches nothing gives null. A bounded reply (too big
+/// to keep whole) brings its selections, made over the whole reply when it arrived.
 pub fn apply_mapping(
     mapping: &ResponseMapping,
-    reply_doc: &Value,
+    reply: &Reply,
     record: &mut PageRecord,
 ) -> Result<(), String> {
+    let doc = reply.as_document();
     for f in &mapping.fields {
-        let value = select(reply_doc, &f.extract)?;
+        let selected = reply
+            .bounded
+            .as_ref()
+            .and_then(|b| b.selected.get(&f.extract));
+        let value = match selected {
+            Some(v) => v.clone(),
+            None => select(&doc, &f.extract)?,
+        };
         record.extracted.insert(f.generate.clone(), value.clone());
         set_path(&mut record.data, &f.generate, value);
     }
@@ -91,7 +100,7 @@ mod tests {
     use serde_json::json;
     use sluice_model::{MappingField, Reply};
 
-    fn doc() -> Value {
+    fn reply() -> Reply {
         Reply {
             status: 201,
             headers: json!({"location": "/orders/9"})
@@ -101,8 +110,12 @@ mod tests {
             body: json!({"id": "ord-9", "items": [{"sku": "a"}, {"sku": "b"}]}),
             attempts: 1,
             elapsed_ms: 3,
+            bounded: None,
         }
-        .as_document()
+    }
+
+    fn doc() -> Value {
+        reply().as_document()
     }
 
     #[test]
@@ -134,7 +147,7 @@ mod tests {
             ],
         };
         let mut r = PageRecord::new("k".into(), json!({"name": "x", "sync": 5}));
-        apply_mapping(&mapping, &doc(), &mut r).unwrap();
+        apply_mapping(&mapping, &reply(), &mut r).unwrap();
         assert_eq!(
             r.data,
             json!({"name": "x", "sync": {"status": 201}, "orderId": "ord-9"})

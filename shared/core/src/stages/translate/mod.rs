@@ -102,14 +102,21 @@ fn base_context(
         "page".into(),
         json!({"index": page.page_index, "id": page.page_id}),
     );
-    m.insert("now".into(), json!(sluice.clock.now().to_rfc3339()));
+    m.insert(
+        "now".into(),
+        json!(sluice_model::time::format(&sluice.clock.now())),
+    );
     m.insert(
         "lastExportDateTime".into(),
-        json!(job.and_then(|j| j.start_date).map(|d| d.to_rfc3339())),
+        json!(job
+            .and_then(|j| j.start_date)
+            .map(|d| sluice_model::time::format(&d))),
     );
     m.insert(
         "currentExportDateTime".into(),
-        json!(job.and_then(|j| j.end_date).map(|d| d.to_rfc3339())),
+        json!(job
+            .and_then(|j| j.end_date)
+            .map(|d| sluice_model::time::format(&d))),
     );
     let base_uri = p.connection.http.as_ref().map(|h| h.base_uri.clone());
     m.insert("connection".into(), json!({"baseURI": base_uri}));

@@ -102,8 +102,8 @@ async fn next_page(
         return Ok(None);
     }
     let ctx = json!({
-        "lastExportDateTime": window.last_export_date_time.map(|d| d.to_rfc3339()),
-        "currentExportDateTime": window.current_export_date_time.map(|d| d.to_rfc3339()),
+        "lastExportDateTime": window.last_export_date_time.map(|d| sluice_model::time::format(&d)),
+        "currentExportDateTime": window.current_export_date_time.map(|d| sluice_model::time::format(&d)),
         "export": {"http": {"paging": {"page": c.page, "skip": c.skip, "token": c.token}}},
     });
     let templates = &sluice.caches.templates;

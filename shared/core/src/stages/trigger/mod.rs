@@ -65,7 +65,8 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         canceled: false,
         at: None,
     };
-    let mut failure: Option<(String, Option<String>)> = None;
+    // Why reading failed, with the export (id and name) it failed at.
+    let mut failure: Option<(String, Option<String>, Option<String>)> = None;
     for gi in generators {
         // A continuation picks up at the generator it was reading.
         if resume.is_some_and(|r| gi < r.generator_index) {
@@ -75,7 +76,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         let export = match sluice.export(&export_id).await {
             Ok(e) => e,
             Err(e) => {
-                failure = Some((e.to_string(), Some(export_id)));
+                failure = Some((e.to_string(), Some(export_id), None));
                 break;
             }
         };
@@ -86,7 +87,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             return Ok(());
         }
         if let Err(message) = read? {
-            failure = Some((message, Some(export.id.clone())));
+            failure = Some((message, Some(export.id.clone()), Some(export.name.clone())));
             break;
         }
         if cutter.continued {
@@ -98,7 +99,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         .store
         .finish_paging(&order.job_id, cutter.pages)
         .await?;
-    if let Some((message, export_id)) = failure {
+    if let Some((message, export_id, step_name)) = failure {
         let error = JobError {
             id: format!("{}-export", order.job_id),
             job_id: order.job_id.clone(),
@@ -106,6 +107,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             processor_index: -1,
             import_id: None,
             export_id,
+            step_name,
             page_id: String::new(),
             record_key: String::new(),
             record: Value::Null,
@@ -116,6 +118,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             retry_data_key: order.job_id.clone(),
             occurred_at: sluice.clock.now(),
             resolved: false,
+            tags: Vec::new(),
         };
         sluice.store.put_errors(&[error]).await?;
         runs::fail_job(sluice, &order.job_id, message).await?;

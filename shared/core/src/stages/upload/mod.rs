@@ -92,6 +92,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         body: json!({"path": outcome["path"], "bytes": outcome["bytes"]}),
                         attempts: 1,
                         elapsed_ms: 0,
+                        bounded: None,
                     }),
                 })
             }
