@@ -398,6 +398,28 @@ async fn a_post_cut_off_mid_reply_is_retried_with_the_same_idempotency_key() {
 }
 
 #[tokio::test]
+async fn one_request_per_page_carries_the_pages_key_and_is_retried_with_it() {
+    let target = cutting_off_first_replies().await;
+    let h = loaded(
+        &target.base_url,
+        json!({"http": {"requestMode": "page", "body": "{{json records}}"}}),
+        json!({}),
+    )
+    .await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(job.num_success, 3, "{:?}", h.errors(&job.id).await);
+    let keys = keys_of(&target);
+    assert_eq!(keys.len(), 1, "one key for the page's request: {keys:?}");
+    let (key, sends) = keys.iter().next().unwrap();
+    assert_eq!(*sends, 2, "cut off, then sent again with the same key");
+    assert!(
+        key.starts_with(&format!("{}:", job.id)) && key.ends_with(":0:batch"),
+        "{key}"
+    );
+    assert_eq!(target.received()[1].json().as_array().unwrap().len(), 3);
+}
+
+#[tokio::test]
 async fn without_retry_ambiguous_a_post_cut_off_is_not_sent_again_but_a_429_is() {
     // Every record: a 429 first (declined, safe to repeat), then a reply cut off.
     let target = TestServer::start(|n, _| {
