@@ -28,7 +28,7 @@ use crate::budget;
 use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
-use guard::AddressPolicy;
+use guard::{AddressPolicy, GuardedClient};
 use send::{SendError, Sender};
 use serde_json::json;
 use sluice_model::{
@@ -46,29 +46,19 @@ const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// kept in the store, so every process (each Lambda instance) shares them (see `limits`).
 #[derive(Default)]
 pub struct HttpState {
-    /// One client (and connection pool) per address policy: its resolver enforces it.
-    clients: Mutex<HashMap<AddressPolicy, reqwest::Client>>,
+    /// One client (and connection pool) per address policy: it refuses what the policy does.
+    clients: Mutex<HashMap<AddressPolicy, GuardedClient>>,
     pub(crate) tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<limits::Limiter>>>,
 }
 
 impl HttpState {
-    /// The client for requests under `policy`. It follows no redirects itself (a request's
-    /// redirects are followed by `send`, which keeps credentials at their origin) and sends
-    /// no Referer.
-    pub(crate) fn client(&self, policy: AddressPolicy) -> reqwest::Client {
+    /// The client for requests under `policy` (see [`GuardedClient`]).
+    pub(crate) fn client(&self, policy: AddressPolicy) -> GuardedClient {
         let mut clients = self.clients.lock().unwrap();
         clients
             .entry(policy)
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .referer(false)
-                    .dns_resolver(guard::GuardedResolver(policy))
-                    .build()
-                    .expect("an HTTP client with default TLS builds")
-            })
+            .or_insert_with(|| GuardedClient::new(policy))
             .clone()
     }
 
