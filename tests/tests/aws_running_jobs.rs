@@ -1,5 +1,5 @@
 //! The flows API on the AWS adapters (moto): while a job runs through SQS, DynamoDB and the
-//! real handlers, deleting its flow is refused naming the job, and canceling it stops every
+//! real handlers, deleting its flow (or what it uses) is refused naming the job, and canceling it stops every
 //! further send; its counts still cover every record.
 
 use serde_json::{json, Value};
@@ -106,6 +106,19 @@ async fn on_aws_a_running_flow_is_not_deleted_and_a_canceled_job_sends_nothing_m
             .contains(&format!("running job {job_id}")),
         "{body}"
     );
+
+    // What the job uses, recorded in its DynamoDB item when it started, is held too.
+    for path in ["imports/i", "exports/e", "connections/c"] {
+        let (status, body) = call(reqwest::Method::DELETE, format!("{base}/{path}")).await;
+        assert_eq!(status, 409, "{path}: {body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("used by running job {job_id}")),
+            "{path}: {body}"
+        );
+    }
 
     let (status, body) = call(
         reqwest::Method::POST,

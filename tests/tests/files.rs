@@ -1,6 +1,7 @@
 //! File imports: CSV written to a real OpenSSH sshd on loopback, and to S3 (blobs).
 
 use serde_json::{json, Value};
+use sluice_core::runs::retry_errors;
 use sluice_e2e::*;
 use sluice_model::JobStatus;
 
@@ -159,4 +160,97 @@ async fn files_go_to_s3_through_the_blobs_port() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines, orders(2));
+}
+
+/// A run whose file import writes `orders-{{page.index}}.csv` after an http import that
+/// refuses "order 0" twice: the first run writes pages 0 and 1 (page 0 without order 0), the
+/// first retry's one page (order 0 refused again) is index 2 and writes nothing, the second
+/// retry's is index 3. No retry replaces a file of a run before it, and every retry belongs
+/// to the first run's flow execution group.
+#[tokio::test]
+async fn retries_number_their_pages_on_and_never_replace_the_first_runs_files() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let refused = std::sync::Arc::new(AtomicUsize::new(0));
+    let sink = {
+        let refused = refused.clone();
+        TestServer::start(move |_, r| {
+            if r.json()["name"] == "order 0" && refused.fetch_add(1, Ordering::SeqCst) < 2 {
+                Answer::json(400, json!({"error": "not yet"}))
+            } else {
+                Answer::json(201, json!({}))
+            }
+        })
+        .await
+    };
+    let ssh = SshServer::start().unwrap();
+    let dir = ssh.root().join("retried");
+    let mut bundle = sftp_bundle(
+        &ssh,
+        dir.to_str().unwrap(),
+        json!({"sftp": {"overwrite": "fail"}}),
+        ssh.host_key_line(),
+    );
+    let group_uri = json!({"http": {"relativeURI": "/orders?group={{job.flowExecutionGroupId}}"}});
+    let http = http_bundle(&sink.base_url, group_uri, json!({}));
+    bundle["connections"]
+        .as_array_mut()
+        .unwrap()
+        .push(http["connections"][0].clone());
+    bundle["imports"]
+        .as_array_mut()
+        .unwrap()
+        .push(http["imports"][0].clone());
+    bundle["exports"][0]["pageSize"] = json!(2);
+    bundle["flows"][0]["pageProcessors"] =
+        json!([{"type": "import", "_importId": "imp"}, {"type": "import", "_importId": "out"}]);
+    let h = Harness::new();
+    h.load(bundle).await;
+
+    let first = h.run("f", orders(4)).await;
+    assert_eq!((first.num_success, first.num_error), (3, 1));
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    let page0 = "name,qty\norder 1,1\n";
+    let page1 = "name,qty\norder 2,2\norder 3,3\n";
+    assert_eq!(
+        (read("orders-0.csv"), read("orders-1.csv")),
+        (page0.into(), page1.into())
+    );
+
+    let sluice = h.sluice();
+    let mut jobs = vec![first.clone()];
+    for _ in 0..2 {
+        let before = jobs.last().unwrap().id.clone();
+        let started = retry_errors(&sluice, &before, None).await.unwrap();
+        jobs.push(h.wait(&started.job_id).await);
+    }
+    let (retry1, retry2) = (&jobs[1], &jobs[2]);
+    assert_eq!(
+        (retry1.num_error, retry1.first_page_index),
+        (1, 2),
+        "{retry1:?}"
+    );
+    assert_eq!(
+        (retry2.num_success, retry2.first_page_index),
+        (1, 3),
+        "{retry2:?}"
+    );
+    for retry in [retry1, retry2] {
+        assert_eq!(retry.flow_execution_group_id, first.flow_execution_group_id);
+    }
+    let group = format!("group={}", first.flow_execution_group_id.clone().unwrap());
+    let queries: Vec<String> = sink.received().iter().map(|r| r.query.clone()).collect();
+    assert_eq!(queries, vec![group; 6], "templates see the group");
+    // The files of the first run are as it wrote them; the retry that went through wrote its own
+    // (with the `fail` overwrite policy, one name used twice would have been an error).
+    assert_eq!(
+        (read("orders-0.csv"), read("orders-1.csv")),
+        (page0.into(), page1.into())
+    );
+    assert_eq!(read("orders-3.csv"), "name,qty\norder 0,0\n");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders-0.csv", "orders-1.csv", "orders-3.csv"]);
 }

@@ -358,6 +358,56 @@ async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
     assert_eq!(chained[0].trigger, sluice_model::RunKind::Chain);
 }
 
+/// Each error names the step it happened at: its processor index, the lookup's `_exportId`
+/// or the import's `_importId`, and that definition's name.
+#[tokio::test]
+async fn errors_name_their_step_at_a_lookup_and_at_an_import() {
+    let server = TestServer::start(|_, r| match r.path.as_str() {
+        "/customers/1" => Answer::json(404, json!({"error": "no such customer"})),
+        p if p.starts_with("/customers/") => Answer::json(200, json!({"tier": "gold"})),
+        _ if r.json()["name"] == "order 2" => Answer::json(422, json!({"error": "refused"})),
+        _ => Answer::json(201, json!({"id": "o"})),
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&server.base_url, json!({"name": "post orders"}), json!({}));
+    bundle["exports"].as_array_mut().unwrap().push(json!({"_id": "lookup", "name": "customer lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers/{{record.qty}}"}}));
+    bundle["flows"][0]["pageProcessors"] = json!([
+        {"type": "export", "_exportId": "lookup"},
+        {"type": "import", "_importId": "imp"}
+    ]);
+    h.load(bundle).await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!((job.num_success, job.num_error), (1, 2));
+    let mut errors = h.errors(&job.id).await;
+    errors.sort_by_key(|e| e.processor_index);
+    let steps: Vec<_> = errors
+        .iter()
+        .map(|e| {
+            (
+                e.processor_index,
+                e.export_id.as_deref(),
+                e.import_id.as_deref(),
+                e.step_name.as_deref(),
+                e.record["name"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            (
+                0,
+                Some("lookup"),
+                None,
+                Some("customer lookup"),
+                Some("order 1")
+            ),
+            (1, None, Some("imp"), Some("post orders"), Some("order 2")),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_chain_to_a_running_flow_waits_and_runs_after_it() {
     let server = TestServer::start(|_, r| {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use serde_json::json;
+use sluice_core::ports::Kind;
 use sluice_core::runs::{retry_errors, watermark};
 use sluice_e2e::*;
 use sluice_model::{JobStatus, RunRequest};
@@ -203,4 +204,56 @@ async fn a_window_that_ends_before_it_starts_is_refused() {
         panic!("expected a validation error: {refused:?}");
     };
     assert_eq!(errors.0[0].field, "endDate", "{errors:?}");
+}
+
+/// A run whose export cannot be read fails and leaves the watermark: the next run reads the
+/// failed run's window again.
+#[tokio::test]
+async fn a_failed_run_leaves_the_watermark_and_the_next_run_reads_its_window_again() {
+    let (h, source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let first = h.run_with("f", only("e2")).await;
+    let w = mark(&h, "e2").await.unwrap();
+    assert_eq!(Some(w), first.end_date);
+
+    let down = TestServer::always(500, json!({"error": "down"})).await;
+    let store = &h.sluice().store;
+    let mut src = store
+        .get_definition(Kind::Connection, "src")
+        .await
+        .unwrap()
+        .unwrap();
+    let up = src["http"].clone();
+    src["http"] = json!({"baseURI": down.base_url, "retry": {"maxAttempts": 1}});
+    store
+        .put_definition(Kind::Connection, "src", &src)
+        .await
+        .unwrap();
+    let failed = h.run_with("f", only("e2")).await;
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    assert_eq!(mark(&h, "e2").await, Some(w), "a failed run leaves it");
+    let errors = h.errors(&failed.id).await;
+    let step = (
+        errors[0].processor_index,
+        errors[0].export_id.as_deref(),
+        errors[0].step_name.as_deref(),
+    );
+    assert_eq!(
+        step,
+        (-1, Some("e2"), Some("e2")),
+        "the error names its export"
+    );
+
+    src["http"] = up;
+    store
+        .put_definition(Kind::Connection, "src", &src)
+        .await
+        .unwrap();
+    let next = h.run_with("f", only("e2")).await;
+    assert_eq!(next.status, JobStatus::Completed);
+    assert_eq!(
+        asked_since(&source, "/two"),
+        vec![String::new(), sluice_model::time::format(&w)],
+        "the next run reads from where the last completed run ended"
+    );
+    assert_eq!(mark(&h, "e2").await, next.end_date);
 }

@@ -58,10 +58,7 @@ async fn deleting_a_running_flow_or_what_it_uses_is_refused_naming_the_job() {
         "{}",
         r.text
     );
-    for path in ["/exports/exp1", "/imports/imp1", "/connections/conn1"] {
-        let r = api.delete(path).await;
-        assert_eq!(r.status, 409, "{path}: {}", r.text);
-    }
+    assert_deletes_refused_naming(&api, &job).await;
 
     api.runtime
         .wait_for_job(&job, Duration::from_secs(30), |_| {})
@@ -84,6 +81,74 @@ async fn deleting_a_running_flow_or_what_it_uses_is_refused_naming_the_job() {
     );
     let r = api.delete("/flows/f1").await;
     assert_eq!(r.status, 204, "once the job ended: {}", r.text);
+}
+
+/// Deleting exp1, imp1 or conn1 is a 409 that names running job `job`.
+async fn assert_deletes_refused_naming(api: &Api, job: &str) {
+    for path in ["/exports/exp1", "/imports/imp1", "/connections/conn1"] {
+        let r = api.delete(path).await;
+        assert_eq!(r.status, 409, "{path}: {}", r.text);
+        assert!(
+            r.error().2.contains(&format!("running job {job}")),
+            "{path}: {}",
+            r.text
+        );
+    }
+}
+
+/// The flow is changed mid-run to read another export into another import over another
+/// connection: what the running job started with still cannot be deleted until it ends, and
+/// every record it delivered counts as a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_running_job_started_with_is_not_deleted_even_once_the_flow_moved_on() {
+    let api = Api::start().await;
+    let sink = seed_slow(&api, Duration::from_millis(150)).await;
+    let job = run(&api, 6).await;
+    until("the first send", || !sink.received().is_empty()).await;
+    for (path, body) in [
+        (
+            "/connections",
+            json!({"_id": "conn2", "name": "other", "type": "http",
+            "http": {"baseURI": sink.base_url}}),
+        ),
+        (
+            "/exports",
+            json!({"_id": "exp2", "name": "other in", "type": "webhook"}),
+        ),
+        (
+            "/imports",
+            json!({"_id": "imp2", "name": "other out", "type": "http",
+            "_connectionId": "conn2", "http": {"method": "POST", "relativeURI": "/items"}}),
+        ),
+    ] {
+        let r = api.post(path, body).await;
+        assert_eq!(r.status, 201, "{path}: {}", r.text);
+    }
+    let r = api
+        .put(
+            "/flows/f1",
+            json!({"pageGenerators": [{"_exportId": "exp2"}],
+                   "pageProcessors": [{"type": "import", "_importId": "imp2"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_deletes_refused_naming(&api, &job).await;
+
+    let done = api.wait(&job).await;
+    api.runtime
+        .wait_idle(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.status, done.num_success, done.num_error),
+        (JobStatus::Completed, 6, 0),
+        "{done:?}"
+    );
+    assert_eq!(sink.received().len(), 6);
+    for path in ["/imports/imp1", "/exports/exp1", "/connections/conn1"] {
+        let r = api.delete(path).await;
+        assert_eq!(r.status, 204, "{path}, once the job ended: {}", r.text);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -226,3 +226,48 @@ async fn a_stream_batch_too_large_for_an_item_waits_with_its_records_in_the_buck
     );
     assert_eq!(received_ids(&sink).len(), 603);
 }
+
+/// An event the trigger could not keep is not answered as handled: with the table gone, a
+/// stream batch fails its invocation (Lambda delivers it again) and an S3 notification on the
+/// trigger queue is listed as a failed message (SQS delivers it again), while a message that
+/// needed nothing kept (moto's `s3:TestEvent`) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_the_trigger_could_not_keep_are_not_answered_as_handled() {
+    let Some(env) =
+        common::env("events_the_trigger_could_not_keep_are_not_answered_as_handled").await
+    else {
+        return;
+    };
+    let h = &env.harness;
+    let sink = TestServer::always(200, json!({})).await;
+    define(&env, &sink).await;
+    hold_the_flow(&env).await;
+    h.dynamodb
+        .delete_table()
+        .table_name(&h.settings.table)
+        .send()
+        .await
+        .unwrap();
+
+    let ids = vec!["db-lost".to_string()];
+    let answer = trigger_handler(&h.sluice, stream_batch(&ids, 0)).await;
+    assert!(answer.is_err(), "a batch not kept fails: {answer:?}");
+
+    let notification = json!({"Records": [{"eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": "in-bucket"}, "object": {"key": "drop/lost.ndjson", "sequencer": "0A"}}}]});
+    let message = |id: &str, body: String| {
+        json!({"messageId": id, "receiptHandle": id, "body": body, "eventSource": "aws:sqs",
+               "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:trigger", "awsRegion": "us-east-1",
+               "attributes": {}, "messageAttributes": {}})
+    };
+    let batch = json!({"Records": [
+        message("m-notification", notification.to_string()),
+        message("m-test-event", json!({"Event": "s3:TestEvent"}).to_string()),
+    ]});
+    let answer = trigger_handler(&h.sluice, batch).await.unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([{"itemIdentifier": "m-notification"}]),
+        "{answer}"
+    );
+}

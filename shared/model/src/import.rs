@@ -178,7 +178,8 @@ pub struct FileImport {
     /// Directory (sftp) or key prefix (s3).
     #[serde(default)]
     pub directory_path: String,
-    /// Handlebars template of the file name; `{{page.index}}` keeps the pages' files apart.
+    /// Handlebars template of the file name; `{{page.index}}` keeps the pages' files apart
+    /// (unique in a run and its retries: a retry numbers on); `{{job._id}}` keeps runs apart.
     pub file_name: String,
     #[serde(default)]
     /// What to do when the file exists (default overwrite).

@@ -4,7 +4,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::run::RunKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One run of a flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -92,6 +92,49 @@ pub struct Job {
     /// Why a failed job failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The `{{page.index}}` of this job's first page. 0 for a run; a retry numbers its pages
+    /// on from the jobs of its `flowExecutionGroupId` before it, so files named by page index
+    /// are never replaced by a retry.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub first_page_index: u64,
+    /// The definitions the run uses, as they were when it started. None of them can be
+    /// deleted while the job runs, even once the flow no longer lists it.
+    #[serde(default, skip_serializing_if = "RunUses::is_empty")]
+    pub uses: RunUses,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The exports, imports (lookups included among the exports) and connections a run reads
+/// or writes through.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RunUses {
+    #[serde(
+        rename = "_exportIds",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    pub export_ids: BTreeSet<String>,
+    #[serde(
+        rename = "_importIds",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    pub import_ids: BTreeSet<String>,
+    #[serde(
+        rename = "_connectionIds",
+        default,
+        skip_serializing_if = "BTreeSet::is_empty"
+    )]
+    pub connection_ids: BTreeSet<String>,
+}
+
+impl RunUses {
+    pub fn is_empty(&self) -> bool {
+        self.export_ids.is_empty() && self.import_ids.is_empty() && self.connection_ids.is_empty()
+    }
 }
 fn flow_type() -> String {
     "flow".into()
@@ -153,6 +196,8 @@ impl Job {
             end_date: None,
             delta_exports: BTreeMap::new(),
             message: None,
+            first_page_index: 0,
+            uses: RunUses::default(),
         }
     }
 

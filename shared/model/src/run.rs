@@ -73,6 +73,9 @@ pub struct RunRequest {
     /// Where the records come from when an event started the run (S3 object, retry).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<RunSource>,
+    /// A retry: the job whose errors it runs again (its pages number on from that job's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
 }
 
 impl RunRequest {

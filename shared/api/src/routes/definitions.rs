@@ -370,6 +370,10 @@ pub fn flow_uses(f: &Flow, kind: Kind, id: &str) -> bool {
 
 pub async fn delete(sluice: &Sluice, kind: Kind, id: &str, actor: &str) -> ApiResult<()> {
     let stored = load(sluice, kind, id).await?;
+    if kind != Kind::Flow {
+        // The running job first: it is what the user must wait for (or cancel).
+        runs::unused_by_running_jobs(sluice, kind, id).await?;
+    }
     if let Some(users) = used_by(sluice, kind, id).await? {
         return Err(ApiError::conflict(format!(
             "{} {id} is still used by {users}",

@@ -98,6 +98,13 @@ async fn jobs_and_outcomes(store: &dyn Store) {
         !store.create_job(&job("j1", "fa", t0)).await.unwrap(),
         "a job id is opened once"
     );
+    // What a run uses and where its page numbering starts are kept with the job.
+    let mut retry = job("j4", "fc", t0);
+    retry.first_page_index = 7;
+    retry.uses.import_ids.insert("imp".into());
+    retry.uses.connection_ids.insert("conn".into());
+    store.create_job(&retry).await.unwrap();
+    assert_eq!(store.get_job("j4").await.unwrap(), Some(retry));
     let latest = store.list_jobs("fa", 10).await.unwrap();
     assert_eq!(
         latest.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),

@@ -22,6 +22,6 @@ mod start;
 pub mod watermark;
 
 pub use finish::{cancel_job, complete_job, fail_job, Then};
-pub use hold::while_idle;
+pub use hold::{unused_by_running_jobs, while_idle};
 pub use queue::start_event_run;
 pub use start::{retry_errors, start_run};

@@ -1,7 +1,7 @@
 //! Starting a run: the flow's run lock, the job, the run order to the trigger queue. A run a
 //! person asked for is refused when the flow is busy; the others wait in [`super::queue`].
 
-use super::{queue, watermark};
+use super::{hold, queue, watermark};
 use crate::{Error, Result, Sluice, Stage};
 use sluice_model::{
     new_id, Export, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest,
@@ -87,7 +87,7 @@ pub(super) async fn start_as(
     request: RunRequest,
     kind: RunKind,
 ) -> Result<Start> {
-    let (_, generators) = check(sluice, flow_id, &request, kind).await?;
+    let (flow, generators) = check(sluice, flow_id, &request, kind).await?;
     let now = sluice.clock.now();
     if !sluice
         .store
@@ -101,6 +101,12 @@ pub(super) async fn start_as(
     let mut job = Job::new(job_id.to_string(), flow_id.to_string(), kind, now);
     job.export_id = exports.first().map(|e| e.id.clone());
     job.flow_execution_group_id = Some(new_id());
+    if let Some(retried) = &request.retry_of {
+        let (group, first) = number_on(sluice, retried).await?;
+        job.flow_execution_group_id = Some(group);
+        job.first_page_index = first;
+    }
+    job.uses = hold::uses(sluice, &flow, &exports).await?;
     job.delta_exports = watermark::plan(sluice, flow_id, &exports, &request, kind).await?;
     // The job's window (what templates see): the one asked for, else its first export's.
     job.start_date = match (request.start_date, &job.export_id) {
@@ -115,6 +121,10 @@ pub(super) async fn start_as(
         // A waiting run whose job exists started before (its removal from the waiting runs
         // did not happen): it is not run twice.
         return created.map(|_| Start::Ran).map_err(Into::into);
+    }
+    if let (Some(_), Some(group)) = (&request.retry_of, &job.flow_execution_group_id) {
+        let last = serde_json::json!(job_id);
+        sluice.store.put_state(&last_of_group(group), &last).await?;
     }
     let source = match (request.source, request.records) {
         (Some(s), _) => s,
@@ -141,6 +151,42 @@ pub(super) async fn start_as(
         export_id: job.export_id,
         flow_execution_group_id: job.flow_execution_group_id.unwrap_or_default(),
     }))
+}
+
+/// A retry of `retried` joins its flow execution group and numbers its pages on from the
+/// group's last job, so `{{page.index}}` (and the file names made of it) is never used twice
+/// in a run and its retries. Called holding the flow's run lock: every earlier job of the
+/// group is closed, so the last one's page count is final. The group's last job is kept as
+/// small state (`flowExecutionGroup:{id}:lastJob`), written once the retry's job exists.
+async fn number_on(sluice: &Sluice, retried: &str) -> Result<(String, u64)> {
+    let retried_job = sluice
+        .store
+        .get_job(retried)
+        .await?
+        .ok_or_else(|| Error::not_found("Job", retried))?;
+    let group = retried_job
+        .flow_execution_group_id
+        .clone()
+        .unwrap_or_else(|| retried_job.id.clone());
+    let key = last_of_group(&group);
+    // No state yet: the group's only job is the one retried.
+    let last = match sluice
+        .store
+        .get_state(&key)
+        .await?
+        .as_ref()
+        .and_then(|v| v.as_str())
+    {
+        Some(id) => sluice.store.get_job(id).await?,
+        None => None,
+    }
+    .unwrap_or(retried_job);
+    Ok((group, last.first_page_index + last.num_pages))
+}
+
+/// The state key naming the last job of a flow execution group that a retry joined.
+fn last_of_group(group: &str) -> String {
+    format!("flowExecutionGroup:{group}:lastJob")
 }
 
 /// Called holding the flow's run lock. A job is only opened under that lock and its lock is
@@ -221,6 +267,7 @@ pub async fn retry_errors(
         ));
     }
     let request = RunRequest {
+        retry_of: Some(job.id.clone()),
         export_ids: job.export_id.clone().map(|e| vec![e]),
         source: if items.is_empty() {
             None

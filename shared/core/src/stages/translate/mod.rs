@@ -93,7 +93,11 @@ fn base_context(
     sluice: &Sluice,
 ) -> serde_json::Map<String, Value> {
     let mut m = serde_json::Map::new();
-    m.insert("job".into(), json!({"_id": page.job_id}));
+    m.insert(
+        "job".into(),
+        json!({"_id": page.job_id,
+            "flowExecutionGroupId": job.and_then(|j| j.flow_execution_group_id.as_deref())}),
+    );
     m.insert(
         "flow".into(),
         json!({"_id": p.flow.id, "name": p.flow.name}),

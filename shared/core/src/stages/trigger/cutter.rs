@@ -22,6 +22,9 @@ use sluice_model::{
 pub(super) struct PageCutter<'a> {
     pub sluice: &'a Sluice,
     pub order: &'a RunOrder,
+    /// The job's `firstPageIndex`: where `{{page.index}}` starts (a retry numbers on).
+    pub first_page_index: u64,
+    /// Pages cut so far in this job.
     pub pages: u64,
     /// This invocation ran short of time and queued a continuation for the rest.
     pub continued: bool,
@@ -172,7 +175,7 @@ impl Batch {
             job_id: cutter.order.job_id.clone(),
             flow_id: cutter.order.flow_id.clone(),
             page_id,
-            page_index: index,
+            page_index: cutter.first_page_index + index,
             processor_index: self.processor,
             records,
             batch: None,

@@ -60,6 +60,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
     let mut cutter = PageCutter {
         sluice,
         order: &order,
+        first_page_index: job.first_page_index,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
         canceled: false,
