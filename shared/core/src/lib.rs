@@ -8,10 +8,12 @@
 pub mod budget;
 pub mod conditions;
 pub mod error;
+pub mod helpers;
 pub mod ports;
 pub mod runs;
 pub mod runtime;
 pub mod stages;
+pub mod values;
 
 pub use error::{Error, Result};
 pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};

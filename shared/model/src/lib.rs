@@ -15,6 +15,7 @@ pub mod flow;
 pub mod import;
 pub mod integration;
 pub mod job;
+pub mod moment;
 pub mod page;
 pub mod parse;
 pub mod run;
