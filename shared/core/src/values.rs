@@ -49,6 +49,18 @@ pub(crate) fn short(v: &Value) -> String {
     }
 }
 
+/// Empty as integrator.io's `isEmpty` and `discardIfEmpty` mean it: null (or missing), "",
+/// an empty list or an empty object.
+pub fn is_empty(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    }
+}
+
 /// JavaScript's truth: null, false, 0 and "" are false; lists and objects, even empty, true.
 pub fn truthy(v: &Value) -> bool {
     match v {

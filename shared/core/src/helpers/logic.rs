@@ -41,13 +41,7 @@ pub fn contains(args: &Args) -> Result<bool, String> {
 
 /// `{{#isEmpty v}}`: missing, null, "", an empty list or an empty object.
 pub fn is_empty(args: &Args) -> Result<bool, String> {
-    Ok(match args.get(0) {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    })
+    Ok(crate::values::is_empty(args.get(0)))
 }
 
 /// `{{#and a b ...}}`: every argument true.

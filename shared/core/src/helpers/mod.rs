@@ -261,11 +261,9 @@ impl HelperDef for LogicHelper {
     }
 }
 
-/// A small process-wide cache of what helpers compile from their arguments (date formats,
+/// A process-wide cache of what helpers compile from their arguments (date formats,
 /// regular expressions): templates are few, records many.
-pub(crate) struct Compiled<T>(
-    std::sync::LazyLock<std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<T>>>>,
-);
+pub(crate) struct Compiled<T>(std::sync::LazyLock<crate::compiled::CompiledCache<T>>);
 
 impl<T> Compiled<T> {
     pub const fn new() -> Self {
@@ -277,16 +275,6 @@ impl<T> Compiled<T> {
         key: &str,
         compile: impl FnOnce() -> Result<T, String>,
     ) -> Result<std::sync::Arc<T>, String> {
-        if let Some(v) = self.0.read().unwrap().get(key) {
-            return Ok(v.clone());
-        }
-        let v = std::sync::Arc::new(compile()?);
-        let mut map = self.0.write().unwrap();
-        // Bounded: a template that builds formats from record data must not grow it for ever.
-        if map.len() > 1000 {
-            map.clear();
-        }
-        map.insert(key.to_string(), v.clone());
-        Ok(v)
+        self.0.get(key, compile)
     }
 }
