@@ -8,11 +8,13 @@
 pub mod budget;
 pub mod conditions;
 pub mod error;
+pub mod hooks;
 pub mod ports;
 pub mod runs;
 pub mod runtime;
 pub mod stages;
 
 pub use error::{Error, Result};
+pub use hooks::ScriptLimits;
 pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};
 pub use stages::Stage;

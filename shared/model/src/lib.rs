@@ -18,6 +18,7 @@ pub mod job;
 pub mod page;
 pub mod parse;
 pub mod run;
+pub mod script;
 pub mod time;
 pub mod validate;
 
@@ -31,6 +32,7 @@ pub use integration::Integration;
 pub use job::*;
 pub use page::*;
 pub use run::*;
+pub use script::*;
 
 /// The value shown in place of a secret in every API response, log line and template bundle.
 /// Sending it back on an update means "keep the stored secret".
