@@ -36,7 +36,7 @@ use utoipa::{Modify, OpenApi};
         d::scripts::list_all, d::scripts::create_one, d::scripts::get_one,
         d::scripts::update_one, d::scripts::delete_one,
         jobs::list_jobs, jobs::get_job, jobs::job_errors, jobs::get_error, jobs::update_error,
-        jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job,
+        jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job, jobs::cancel_job,
     ),
     components(schemas(sluice_model::api::ErrorBody, sluice_model::Integration, sluice_model::Script)),
     modifiers(&Conventions),

@@ -6,13 +6,19 @@
 //! ones (`sluice-embedded`); the contract tests in [`ports::contract`] run against both.
 
 pub mod budget;
+pub mod compiled;
 pub mod conditions;
 pub mod error;
 pub mod hooks;
+pub mod filters;
+pub mod helpers;
+pub mod mapping;
 pub mod ports;
 pub mod runs;
 pub mod runtime;
 pub mod stages;
+pub mod transform;
+pub mod values;
 
 pub use error::{Error, Result};
 pub use hooks::ScriptLimits;

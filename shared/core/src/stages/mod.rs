@@ -72,6 +72,9 @@ impl std::str::FromStr for Stage {
 pub(crate) struct Caches {
     pub templates: translate::TemplateCache,
     pub conditions: crate::conditions::ConditionCache,
+    pub filters: crate::filters::FilterCache,
+    pub mappings: crate::mapping::MappingCache,
+    pub transforms: crate::transform::TransformCache,
     pub http: deliver::HttpState,
     pub scripts: crate::hooks::Scripts,
 }
@@ -81,6 +84,9 @@ impl Caches {
         Caches {
             templates: Default::default(),
             conditions: Default::default(),
+            filters: Default::default(),
+            mappings: Default::default(),
+            transforms: Default::default(),
             http: Default::default(),
             scripts: crate::hooks::Scripts::new(settings.scripts.clone()),
         }
