@@ -237,19 +237,31 @@ fn refs_under<'a>(
 
 impl UsesScripts for crate::Export {
     fn script_refs(&self) -> Vec<(String, &HookRef)> {
-        self.hooks
-            .iter()
+        let mut out: Vec<_> = (self.hooks.iter())
             .flat_map(|h| refs_under("hooks", h.refs()))
-            .collect()
+            .collect();
+        if let Some(crate::Transform::Script(h)) = &self.transform {
+            out.push(("transform.script".into(), h));
+        }
+        out.extend(filter_ref(self.filter.as_ref()));
+        out
     }
 }
 
 impl UsesScripts for crate::Import {
     fn script_refs(&self) -> Vec<(String, &HookRef)> {
-        self.hooks
-            .iter()
+        let mut out: Vec<_> = (self.hooks.iter())
             .flat_map(|h| refs_under("hooks", h.refs()))
-            .collect()
+            .collect();
+        out.extend(filter_ref(self.filter.as_ref()));
+        out
+    }
+}
+
+fn filter_ref(filter: Option<&crate::Filter>) -> Option<(String, &HookRef)> {
+    match filter {
+        Some(crate::Filter::Script(h)) => Some(("filter.script".into(), h)),
+        _ => None,
     }
 }
 

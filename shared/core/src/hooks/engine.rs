@@ -19,7 +19,7 @@
 //!   hold the garbage), and the next call compiles it afresh: the engine stays healthy.
 //! - A panic in the engine thread ends the thread; the next call starts a new one.
 
-use super::{CallOutput, ScriptError, ScriptLimits};
+use super::{CallsOutput, ScriptError, ScriptLimits};
 use rquickjs::function::Rest;
 use rquickjs::{CaughtError, Context, Ctx, Function, Object, Runtime, Value as JsValue};
 use serde_json::Value;
@@ -45,8 +45,9 @@ const MAX_COMPILED: usize = 256;
 struct Call {
     script: Arc<Script>,
     function: String,
-    options: String,
-    reply: tokio::sync::oneshot::Sender<CallOutput>,
+    /// One call per element, in order, under one deadline.
+    inputs: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<CallsOutput>,
 }
 
 /// The handle stage code holds (in the per-process caches): sends calls to the engine
@@ -69,26 +70,32 @@ impl Engine {
         self.calls.lock().map(|c| c.is_some()).unwrap_or(false)
     }
 
-    /// Calls `function` of `script` with `options` (JSON) and returns what it returned.
-    pub async fn call(&self, script: Arc<Script>, function: &str, options: &Value) -> CallOutput {
+    /// Calls `function` of `script` once with each of `inputs` (JSON), all within one time
+    /// limit, and returns what each call returned.
+    pub async fn call_each(
+        &self,
+        script: Arc<Script>,
+        function: &str,
+        inputs: &[Value],
+    ) -> CallsOutput {
         let (reply, answer) = tokio::sync::oneshot::channel();
+        let n = inputs.len();
         let call = Call {
             script,
             function: function.to_string(),
-            options: options.to_string(),
+            inputs: inputs.iter().map(Value::to_string).collect(),
             reply,
         };
         if let Err(e) = self.send(call) {
-            return CallOutput::failed(e);
+            return CallsOutput::failed(e, n);
         }
         answer.await.unwrap_or_else(|_| {
             // The thread died mid-call (a panic): forget it, the next call starts another.
             if let Ok(mut c) = self.calls.lock() {
                 *c = None;
             }
-            CallOutput::failed(ScriptError::Unavailable(
-                "the script engine stopped during the call; it restarts on the next".into(),
-            ))
+            let why = "the script engine stopped during the call; it restarts on the next";
+            CallsOutput::failed(ScriptError::Unavailable(why.into()), n)
         })
     }
 
@@ -121,13 +128,14 @@ fn start(limits: ScriptLimits) -> Result<mpsc::Sender<Call>, ScriptError> {
         .spawn(move || match Sandbox::new(limits) {
             Ok(mut sandbox) => {
                 for call in rx {
-                    let out = sandbox.call(&call.script, &call.function, &call.options);
+                    let out = sandbox.call(&call.script, &call.function, &call.inputs);
                     let _ = call.reply.send(out);
                 }
             }
             Err(e) => {
                 for call in rx {
-                    let _ = call.reply.send(CallOutput::failed(e.clone()));
+                    let n = call.inputs.len();
+                    let _ = call.reply.send(CallsOutput::failed(e.clone(), n));
                 }
             }
         })
@@ -181,14 +189,41 @@ impl Sandbox {
         })
     }
 
-    fn call(&mut self, script: &Script, function: &str, options: &str) -> CallOutput {
+    fn call(&mut self, script: &Script, function: &str, inputs: &[String]) -> CallsOutput {
         self.logs.borrow_mut().clear();
         self.arm(self.limits.timeout);
-        let out = self
-            .compiled_context(script)
-            .and_then(|context| context.with(|ctx| invoke(&ctx, &script.id, function, options)));
+        let mut results = Vec::with_capacity(inputs.len());
+        let context = self.compiled_context(script);
+        for input in inputs {
+            let out = match &context {
+                Err(e) => Err(e.clone()),
+                Ok(context) => context.with(|ctx| invoke(&ctx, &script.id, function, input)),
+            };
+            let out = self.limit_reached(out);
+            let stop = matches!(
+                out,
+                Err(ScriptError::TimedOut(_) | ScriptError::OutOfMemory(_))
+            );
+            results.push(out);
+            if stop {
+                // The limit is the page's: the calls not made fail with it too.
+                let e = results.last().cloned().expect("pushed");
+                results.resize(inputs.len(), e);
+                // What the script left in its globals may be the garbage: start it afresh.
+                self.compiled.remove(&script.id);
+                self.runtime.run_gc();
+                break;
+            }
+        }
         self.arm(Duration::ZERO);
-        let out = match out {
+        self.interrupted.store(false, Ordering::Relaxed);
+        let logs = std::mem::take(&mut *self.logs.borrow_mut());
+        CallsOutput { results, logs }
+    }
+
+    /// A call stopped by the interrupt or the heap limit, told apart from a plain exception.
+    fn limit_reached(&self, out: Result<Value, ScriptError>) -> Result<Value, ScriptError> {
+        match out {
             Err(ScriptError::Thrown { .. }) if self.interrupted.swap(false, Ordering::Relaxed) => {
                 Err(ScriptError::TimedOut(self.limits.timeout))
             }
@@ -196,18 +231,7 @@ impl Sandbox {
                 Err(ScriptError::OutOfMemory(self.limits.memory_bytes))
             }
             other => other,
-        };
-        if matches!(
-            out,
-            Err(ScriptError::TimedOut(_) | ScriptError::OutOfMemory(_))
-        ) {
-            // What the script left in its globals may be the garbage: start it afresh.
-            self.compiled.remove(&script.id);
-            self.runtime.run_gc();
         }
-        self.interrupted.store(false, Ordering::Relaxed);
-        let logs = std::mem::take(&mut *self.logs.borrow_mut());
-        CallOutput { result: out, logs }
     }
 
     /// Sets the running call's deadline (`ZERO`: none).

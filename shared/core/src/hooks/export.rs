@@ -2,8 +2,9 @@
 //! given to it before it is saved (sent on), with integrator.io's options, and its answer
 //! `{data, errors, abort}` is what the page holds.
 //!
-//! Counting stays exact: records it drops stay in the page as ignored, records it adds join
-//! the page with keys of their own, errors it adds become failed records, and the errors it
+//! Counting stays exact. Records carry no identity a script keeps, so the page's active
+//! records take the answer's `data` in order: when it returns fewer, the rest stay in the page
+//! as ignored; when more, the extra join the page with keys of their own; errors it adds become failed records, and the errors it
 //! was given (unreadable input) stay as they were. A hook that throws or answers the wrong
 //! shape fails the page's records (a page error), keeping their data for a retry. `abort`
 //! stops new pages; the pages already cut, this one included, go on.

@@ -28,86 +28,117 @@ fn options_base(sluice: &Sluice, p: &Processor) -> Map<String, Value> {
     common_options(sluice, settings, Some(&p.connection))
 }
 
-/// Runs preMap, then postMap, over the page's active records, before they are rendered.
-/// (Until imports have mappings, what postMap sees as `postMapData` is preMap's data.)
-pub(crate) async fn before_render(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
-    let Some(hooks) = hooks_of(p) else {
+/// preMap, before the mapping: `data` is the page's active records; each `{data}` answer
+/// replaces what this import maps and renders (the record as it came is kept).
+pub(crate) async fn pre_map(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
+    let Some(hook) = hooks_of(p).and_then(|h| h.pre_map.as_ref()) else {
         return Ok(());
     };
-    if let Some(hook) = &hooks.pre_map {
-        let data = active_data(page);
-        let mut options = options_base(sluice, p);
-        options.insert("data".into(), Value::Array(data));
-        run_record_hook(sluice, page, HookPoint::PreMap, hook, options).await?;
-    }
-    if let Some(hook) = &hooks.post_map {
-        let pre_map_data: Vec<Value> = (page.records.iter())
-            .filter(|r| r.is_active())
-            .map(|r| r.flow_data().clone())
-            .collect();
-        let mut options = options_base(sluice, p);
-        options.insert("preMapData".into(), Value::Array(pre_map_data));
-        options.insert("postMapData".into(), Value::Array(active_data(page)));
-        run_record_hook(sluice, page, HookPoint::PostMap, hook, options).await?;
-    }
+    let mut options = options_base(sluice, p);
+    let data = active(page).map(|(_, r)| r.data.clone()).collect();
+    options.insert("data".into(), Value::Array(data));
+    let point = HookPoint::PreMap;
+    let answers = record_answers(sluice, page, point, hook, options).await?;
+    apply_answers(page, point, hook, answers, |r, _, data| r.set_data(data));
     Ok(())
 }
 
-fn active_data(page: &Page) -> Vec<Value> {
-    (page.records.iter())
-        .filter(|r| r.is_active())
-        .map(|r| r.data.clone())
-        .collect()
-}
-
-/// Calls a preMap/postMap hook with the page's active records and applies its answer:
-/// one `{data}`, `{errors}`, `{data, errors}` or `{}` per record.
-async fn run_record_hook(
+/// postMap, after the mapping: `preMapData` (what was mapped) and `postMapData` (what the
+/// mapping made, or the record itself without a mapping); each `{data}` answer is what the
+/// body is rendered from. `mapped` is the mapping's output by position in the page.
+pub(crate) async fn post_map(
     sluice: &Sluice,
     page: &mut Page,
+    p: &Processor,
+    mapped: &mut Option<Vec<Option<Value>>>,
+) -> Result<()> {
+    let Some(hook) = hooks_of(p).and_then(|h| h.post_map.as_ref()) else {
+        return Ok(());
+    };
+    let mut options = options_base(sluice, p);
+    let pre: Vec<Value> = active(page).map(|(_, r)| r.data.clone()).collect();
+    let post = active(page).map(|(i, r)| {
+        (mapped.as_ref().and_then(|m| m[i].clone())).unwrap_or_else(|| r.data.clone())
+    });
+    let post = post.collect();
+    options.insert("preMapData".into(), Value::Array(pre));
+    options.insert("postMapData".into(), Value::Array(post));
+    let point = HookPoint::PostMap;
+    let answers = record_answers(sluice, page, point, hook, options).await?;
+    let m = mapped.get_or_insert_with(|| vec![None; page.records.len()]);
+    apply_answers(page, point, hook, answers, |_, i, data| m[i] = Some(data));
+    Ok(())
+}
+
+fn active(page: &Page) -> impl Iterator<Item = (usize, &sluice_model::PageRecord)> {
+    page.records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_active())
+}
+
+/// Calls a preMap/postMap hook and reads its answer: one `{data}`, `{errors}`,
+/// `{data, errors}` or `{}` per active record.
+async fn record_answers(
+    sluice: &Sluice,
+    page: &Page,
     point: HookPoint,
     hook: &HookRef,
     options: Map<String, Value>,
-) -> Result<()> {
-    let given = page.records.iter().filter(|r| r.is_active()).count();
+) -> Result<Result<Vec<RecordAnswer>, HookFailure>> {
+    let given = active(page).count();
     if given == 0 {
-        return Ok(());
+        return Ok(Ok(Vec::new()));
     }
-    let answers = call(sluice, point, hook, &Value::Object(options))
+    Ok(call(sluice, point, hook, &Value::Object(options))
         .await?
         .and_then(|answer| {
             let items =
                 shape::one_per_record(answer, given).map_err(|e| failure(point, hook, e))?;
             (items.into_iter().enumerate())
                 .map(|(i, item)| shape::record_answer(item, i).map_err(|e| failure(point, hook, e)))
-                .collect::<Result<Vec<_>, _>>()
-        });
-    let active = page.records.iter_mut().filter(|r| r.is_active());
-    match answers {
-        Err(f) => active.for_each(|r| r.fail(SCRIPT_ERROR, f.0.clone())),
-        Ok(answers) => {
-            for (r, answer) in active.zip(answers) {
-                match answer {
-                    RecordAnswer::Data(data) => r.set_data(data),
-                    RecordAnswer::Errors(message) => r.fail(
-                        SCRIPT_ERROR,
-                        format!(
-                            "{} hook (script {}, function {}) rejected the record: {message}",
-                            point.name(),
-                            hook.script_id,
-                            hook.function
-                        ),
-                    ),
-                    RecordAnswer::Ignore => {
-                        r.state = RecordState::Ignored {
-                            reason: format!("ignored by the {} hook", point.name()),
-                        }
-                    }
+                .collect()
+        }))
+}
+
+/// Applies the answers to the active records in order: `keep` takes each `{data}` (with the
+/// record's position in the page); `{errors}` fails the record, `{}` ignores it, and an
+/// answer that could not be read fails them all.
+fn apply_answers(
+    page: &mut Page,
+    point: HookPoint,
+    hook: &HookRef,
+    answers: Result<Vec<RecordAnswer>, HookFailure>,
+    mut keep: impl FnMut(&mut sluice_model::PageRecord, usize, Value),
+) {
+    let active = page
+        .records
+        .iter_mut()
+        .enumerate()
+        .filter(|(_, r)| r.is_active());
+    let answers = match answers {
+        Ok(a) => a,
+        Err(f) => return active.for_each(|(_, r)| r.fail(SCRIPT_ERROR, f.0.clone())),
+    };
+    for ((i, r), answer) in active.zip(answers) {
+        match answer {
+            RecordAnswer::Data(data) => keep(r, i, data),
+            RecordAnswer::Errors(message) => r.fail(
+                SCRIPT_ERROR,
+                format!(
+                    "{} hook (script {}, function {}) rejected the record: {message}",
+                    point.name(),
+                    hook.script_id,
+                    hook.function
+                ),
+            ),
+            RecordAnswer::Ignore => {
+                r.state = RecordState::Ignored {
+                    reason: format!("ignored by the {} hook", point.name()),
                 }
             }
         }
     }
-    Ok(())
 }
 
 pub(super) fn failure(
@@ -139,6 +170,14 @@ pub(crate) fn response_data(reply: &Reply, state: &RecordState) -> Value {
     })
 }
 
+/// What was sent for the record: its request's JSON body, else the record as this import
+/// had it (a page's one request, a body that is not JSON).
+fn sent_data(r: &sluice_model::PageRecord) -> Value {
+    let body = r.exchange.as_ref().and_then(|e| e.request.body.as_deref());
+    body.and_then(|b| serde_json::from_str(b).ok())
+        .unwrap_or_else(|| r.data.clone())
+}
+
 /// Whether a record with a reply was part of what was sent: its own request, or (one request
 /// per page) a record still active or judged by the evaluator, not one set aside before.
 fn was_sent(r: &sluice_model::PageRecord) -> bool {
@@ -153,7 +192,7 @@ fn was_sent(r: &sluice_model::PageRecord) -> bool {
 /// postSubmit, after the evaluator judged the replies: every record that was sent (has a
 /// reply) is given as `responseData`, and its answer decides: `errors` non-empty fails the
 /// record, `ignored: true` ignores it, else it succeeds (a failure can be forgiven).
-pub(crate) async fn after_submit(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
+pub(crate) async fn post_submit(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
     let Some(hook) = hooks_of(p).and_then(|h| h.post_submit.as_ref()) else {
         return Ok(());
     };
@@ -170,10 +209,7 @@ pub(crate) async fn after_submit(sluice: &Sluice, page: &mut Page, p: &Processor
         "preMapData".into(),
         pick(&|i| page.records[i].flow_data().clone()),
     );
-    options.insert(
-        "postMapData".into(),
-        pick(&|i| page.records[i].data.clone()),
-    );
+    options.insert("postMapData".into(), pick(&|i| sent_data(&page.records[i])));
     options.insert(
         "responseData".into(),
         pick(&|i| response_data(replies[i].as_ref().expect("sent"), &page.records[i].state)),

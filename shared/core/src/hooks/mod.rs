@@ -23,6 +23,7 @@ pub mod export;
 pub mod import;
 pub mod processor;
 mod shape;
+pub(crate) mod shaping;
 #[cfg(all(test, feature = "hooks"))]
 mod tests;
 
@@ -138,10 +139,17 @@ pub struct CallOutput {
     pub logs: Vec<String>,
 }
 
-impl CallOutput {
-    pub(crate) fn failed(e: ScriptError) -> Self {
-        CallOutput {
-            result: Err(e),
+/// What several calls of one function gave (a script filter or transform: one per record).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallsOutput {
+    pub results: Vec<Result<Value, ScriptError>>,
+    pub logs: Vec<String>,
+}
+
+impl CallsOutput {
+    pub(crate) fn failed(e: ScriptError, calls: usize) -> Self {
+        CallsOutput {
+            results: vec![Err(e); calls],
             logs: Vec::new(),
         }
     }
@@ -168,10 +176,35 @@ impl Scripts {
 
     /// Calls `function` of `script` with `options`.
     pub async fn call(&self, script: Arc<Script>, function: &str, options: &Value) -> CallOutput {
+        let mut out = self
+            .call_each(script, function, std::slice::from_ref(options))
+            .await;
+        CallOutput {
+            result: out.results.pop().expect("one call, one result"),
+            logs: out.logs,
+        }
+    }
+
+    /// Calls `function` of `script` once with each of `inputs`, in one round trip to the
+    /// engine and within one time limit (a page's).
+    pub async fn call_each(
+        &self,
+        script: Arc<Script>,
+        function: &str,
+        inputs: &[Value],
+    ) -> CallsOutput {
         let engine = self
             .engine
             .get_or_init(|| engine::Engine::new(self.limits.clone()));
-        engine.call(script, function, options).await
+        engine.call_each(script, function, inputs).await
+    }
+}
+
+impl Sluice {
+    /// Whether this process started its script engine: only a page that calls a script
+    /// starts it, so building a `Sluice` (a Lambda's INIT) never does.
+    pub fn script_engine_started(&self) -> bool {
+        self.caches.scripts.started()
     }
 }
 
@@ -205,23 +238,39 @@ pub(crate) async fn call(
     hook: &HookRef,
     options: &Value,
 ) -> crate::Result<Result<Value, HookFailure>> {
-    let script = match sluice.script(&hook.script_id).await {
+    let script = match load(sluice, point, hook).await? {
         Ok(s) => Arc::new(s),
-        Err(crate::Error::NotFound { .. }) => {
-            return Ok(Err(HookFailure::new(
-                point,
-                hook,
-                "the script does not exist",
-            )));
-        }
-        Err(e) => return Err(e),
+        Err(f) => return Ok(Err(f)),
     };
     let out = sluice
         .caches
         .scripts
         .call(script, &hook.function, options)
         .await;
-    for line in &out.logs {
+    log_lines(point, hook, &out.logs);
+    Ok(out.result.map_err(|e| HookFailure::new(point, hook, e)))
+}
+
+/// The script a hook names; one that does not exist is the hook's failure.
+async fn load(
+    sluice: &Sluice,
+    point: HookPoint,
+    hook: &HookRef,
+) -> crate::Result<Result<Script, HookFailure>> {
+    match sluice.script(&hook.script_id).await {
+        Ok(s) => Ok(Ok(s)),
+        Err(crate::Error::NotFound { .. }) => Ok(Err(HookFailure::new(
+            point,
+            hook,
+            "the script does not exist",
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// A script's `console.log` lines, into the job's logs.
+fn log_lines(point: HookPoint, hook: &HookRef, lines: &[String]) {
+    for line in lines {
         tracing::info!(
             target: "sluice::script",
             script = %hook.script_id,
@@ -230,7 +279,6 @@ pub(crate) async fn call(
             "{line}"
         );
     }
-    Ok(out.result.map_err(|e| HookFailure::new(point, hook, e)))
 }
 
 /// `options.settings` and, when the connection passes any, `options.secrets`: what every

@@ -2,7 +2,7 @@
 //! every call fails saying how to get one. (The Lambda functions that run no scripts are
 //! built so; a flow whose hook reaches one of them fails those records readably.)
 
-use super::{CallOutput, ScriptError, ScriptLimits};
+use super::{CallsOutput, ScriptError, ScriptLimits};
 use serde_json::Value;
 use sluice_model::Script;
 use std::sync::Arc;
@@ -18,14 +18,13 @@ impl Engine {
         false
     }
 
-    pub async fn call(
+    pub async fn call_each(
         &self,
         _script: Arc<Script>,
         _function: &str,
-        _options: &Value,
-    ) -> CallOutput {
-        CallOutput::failed(ScriptError::Unavailable(
-            "this build has no script engine: build it with sluice-core's `hooks` feature".into(),
-        ))
+        inputs: &[Value],
+    ) -> CallsOutput {
+        let why = "this build has no script engine: build it with sluice-core's `hooks` feature";
+        CallsOutput::failed(ScriptError::Unavailable(why.into()), inputs.len())
     }
 }

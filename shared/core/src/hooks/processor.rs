@@ -10,7 +10,7 @@ use crate::{Result, Sluice};
 use serde_json::Value;
 use sluice_model::{HookPoint, Page};
 
-pub(crate) async fn after_response_map(
+pub(crate) async fn post_response_map(
     sluice: &Sluice,
     page: &mut Page,
     p: &Processor,

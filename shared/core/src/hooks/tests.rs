@@ -202,8 +202,13 @@ fn limits_come_from_the_environment_and_bad_values_are_named() {
     assert!(err.to_string().contains(ENV_SCRIPT_MEMORY_MB), "{err}");
 }
 
-#[test]
-fn an_unused_engine_is_never_started() {
+#[tokio::test]
+async fn the_engine_starts_at_the_first_call_not_before() {
     let s = scripts();
     assert!(!s.started());
+    let out = s
+        .call(script("s", "function f() { return 1; }"), "f", &json!({}))
+        .await;
+    assert_eq!(out.result, Ok(json!(1)));
+    assert!(s.started());
 }
