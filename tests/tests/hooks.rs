@@ -13,6 +13,11 @@ fn with_script(mut bundle: Value, content: &str) -> Value {
     bundle
 }
 
+/// `http_bundle` with `import` merged into its import, and script `s` holding `content`.
+fn hooked(server: &TestServer, import: Value, content: &str) -> Value {
+    with_script(http_bundle(&server.base_url, import, json!({})), content)
+}
+
 fn hook(function: &str) -> Value {
     json!({"_scriptId": "s", "function": function})
 }
@@ -42,13 +47,13 @@ async fn a_process_whose_flows_run_no_script_never_starts_the_engine() {
         !h.sluice().script_engine_started(),
         "no script ran: no engine"
     );
-    let bundle = http_bundle(
-        &server.base_url,
-        json!({"hooks": {"preMap": hook("preMap")}}),
-        json!({}),
-    );
     let script = "function preMap(o) { return o.data.map(d => ({data: d})); }";
-    h.load(with_script(bundle, script)).await;
+    h.load(hooked(
+        &server,
+        json!({"hooks": {"preMap": hook("preMap")}}),
+        script,
+    ))
+    .await;
     h.run("f", orders(1)).await;
     assert!(h.sluice().script_engine_started());
 }
@@ -65,12 +70,12 @@ function preMap(options) {
     return {data: Object.assign({}, d, {name: d.name.toUpperCase()})};
   });
 }"#;
-    let bundle = http_bundle(
-        &server.base_url,
+    h.load(hooked(
+        &server,
         json!({"hooks": {"preMap": hook("preMap")}}),
-        json!({}),
-    );
-    h.load(with_script(bundle, script)).await;
+        script,
+    ))
+    .await;
     let job = h.run("f", orders(25)).await;
     assert_eq!(
         (job.num_success, job.num_error, job.num_ignore),
@@ -110,8 +115,7 @@ function postMap(options) {
         "mapping": {"fields": [{"extract": "name", "generate": "title"}]},
         "hooks": {"postMap": hook("postMap")}
     });
-    let bundle = http_bundle(&server.base_url, import, json!({}));
-    h.load(with_script(bundle, script)).await;
+    h.load(hooked(&server, import, script)).await;
     let job = h.run("f", orders(3)).await;
     assert_eq!(job.num_success, 3, "{job:?}");
     let mut bodies: Vec<Value> = server.received().iter().map(|r| r.json()).collect();
@@ -144,12 +148,12 @@ function postSubmit(options) {
     return r;
   });
 }"#;
-    let bundle = http_bundle(
-        &server.base_url,
+    h.load(hooked(
+        &server,
         json!({"hooks": {"postSubmit": hook("postSubmit")}}),
-        json!({}),
-    );
-    h.load(with_script(bundle, script)).await;
+        script,
+    ))
+    .await;
     let job = h.run("f", orders(10)).await;
     assert_eq!(
         (job.num_success, job.num_error, job.num_ignore),
@@ -261,12 +265,12 @@ async fn a_throwing_hook_or_a_wrong_answer_fails_the_records_naming_script_funct
     let server = TestServer::start(accepting()).await;
     let h = Harness::new();
     let script = "function preMap(options) {\n  if (options.data[0].qty === 0) {\n    throw new Error('cannot map ' + options.data.length);\n  }\n  return [{data: {}}];\n}";
-    let bundle = http_bundle(
-        &server.base_url,
+    h.load(hooked(
+        &server,
         json!({"hooks": {"preMap": hook("preMap")}}),
-        json!({}),
-    );
-    h.load(with_script(bundle, script)).await;
+        script,
+    ))
+    .await;
     let job = h.run("f", orders(12)).await;
     assert_eq!((job.num_error, job.num_success), (12, 0), "{job:?}");
     assert!(server.received().is_empty());
@@ -301,12 +305,12 @@ function preMap(options) {
   if (how === 'fetch') return fetch('http://127.0.0.1:9/');
   return options.data.map(d => ({data: d}));
 }"#;
-    let bundle = http_bundle(
-        &server.base_url,
+    h.load(hooked(
+        &server,
         json!({"hooks": {"preMap": hook("preMap")}}),
-        json!({}),
-    );
-    h.load(with_script(bundle, script)).await;
+        script,
+    ))
+    .await;
     let cases = [
         ("loop", "was stopped after 300 ms"),
         ("bomb", "ran out of memory: the script heap is 16 MiB"),
