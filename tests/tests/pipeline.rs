@@ -295,9 +295,19 @@ async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
     .unwrap()
     .unwrap();
     let second = start_run(&s, "f", RunRequest::default(), RunKind::Manual).await;
+    let Err(sluice_core::Error::Conflict(refused)) = second else {
+        panic!("{second:?}")
+    };
+    // It names the running job and when its lease ends.
+    let lease = s.store.lock_holder("f").await.unwrap().unwrap().lease_until;
+    let expected = format!("Flow is currently running: job {}, started ", first.job_id);
+    assert!(refused.starts_with(&expected), "{refused}");
     assert!(
-        matches!(second, Err(sluice_core::Error::Conflict(ref m)) if m == "Flow is currently running"),
-        "{second:?}"
+        refused.ends_with(&format!(
+            "; its run lock's lease ends at {} (renewed while the job makes progress)",
+            lease.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        "{refused}"
     );
     let queued = start_run(&s, "f", RunRequest::default(), RunKind::Schedule)
         .await

@@ -251,8 +251,9 @@ async fn a_flow_running_in_another_live_process_is_refused_naming_the_job_and_pr
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let pid = first.child.id();
     assert!(
-        stderr.contains("Flow is currently running")
-            && stderr.contains(&format!("is being run by sluice process {pid}")),
+        stderr.contains("Flow is currently running: job ")
+            && stderr.contains("its run lock's lease ends at ")
+            && stderr.contains(&format!("it runs in sluice process {pid} on ")),
         "{stderr}"
     );
     first.kill_9();

@@ -29,7 +29,29 @@ pub async fn start_run(
     }
     match start_as(sluice, flow_id, &new_id(), request, kind).await? {
         Start::Started(started) => Ok(Some(started)),
-        Start::Busy | Start::Ran => Err(Error::Conflict("Flow is currently running".into())),
+        Start::Busy | Start::Ran => Err(Error::Conflict(refusal(sluice, flow_id).await)),
+    }
+}
+
+/// Why a run a person asked for is refused: which job holds the flow, and until when its
+/// lease holds if that job stops making progress (then the next run closes it as abandoned).
+pub async fn refusal(sluice: &Sluice, flow_id: &str) -> String {
+    const BUSY: &str = "Flow is currently running";
+    let Ok(Some(holder)) = sluice.store.lock_holder(flow_id).await else {
+        return BUSY.into();
+    };
+    let until = holder
+        .lease_until
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match sluice.store.get_job(&holder.owner).await {
+        Ok(Some(job)) => format!(
+            "{BUSY}: job {}{}; its run lock's lease ends at {until} (renewed while the job makes progress)",
+            job.id,
+            job.started_at
+                .map(|t| format!(", started {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .unwrap_or_default()
+        ),
+        _ => format!("{BUSY}: its run lock is held by {} until {until}", holder.owner),
     }
 }
 
@@ -229,9 +251,9 @@ pub async fn retry_errors(
         },
         ..Default::default()
     };
-    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry)
-        .await?
-        .ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
+    let Some(started) = start_run(sluice, &job.flow_id, request, RunKind::Retry).await? else {
+        return Err(Error::Conflict(refusal(sluice, &job.flow_id).await));
+    };
     let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
     sluice.store.resolve_errors(job_id, &ids).await?;
     Ok(started)
