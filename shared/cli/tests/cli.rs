@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn validate_accepts_the_example_bundle() {
@@ -430,6 +431,111 @@ fn help_says_where_local_connections_may_go() {
             "{command}: {help}"
         );
     }
+}
+
+/// `sluice dev` over `data` with the slow run's bundle loaded through its API.
+async fn start_dev_with(slow: &SlowRun, data: &std::path::Path) -> (std::process::Child, String) {
+    let (dev, base) = start_dev(data).await;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(slow.dir.path().join("slow.json")).unwrap()).unwrap();
+    let loaded = reqwest::Client::new()
+        .post(format!("{base}/flows/import-template"))
+        .bearer_auth("k")
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
+    (dev, base)
+}
+
+/// The job as `GET /jobs/{id}` of the API at `base` shows it.
+async fn get_job(base: &str, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}/jobs/{id}"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_api() {
+    let slow = SlowRun::new().await;
+    let data = slow.dir.path().join("dev-data");
+    let http = reqwest::Client::new();
+    let (dev, base) = start_dev_with(&slow, &data).await;
+    for how in ["local", "api"] {
+        let records: Vec<_> = (0..8).map(|n| json!({"n": n})).collect();
+        let started: serde_json::Value = http
+            .post(format!("{base}/flows/f/run"))
+            .bearer_auth("k")
+            .json(&json!({ "records": records }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job_id = started["_jobId"].as_str().unwrap().to_string();
+        let before = slow.sink.received().len();
+        for _ in 0..200 {
+            if slow.sink.received().len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut cancel = sluice();
+        cancel.args(["cancel", &job_id]);
+        match how {
+            "local" => cancel.arg("--data").arg(&data),
+            _ => cancel.args(["--api", &base, "--api-key", "k"]),
+        };
+        let out = tokio::task::spawn_blocking(move || cancel.output().unwrap())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{how}: {}", stderr_of(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("job {job_id} canceled")),
+            "{how}"
+        );
+        let sent = slow.sink.received().len();
+        // Three more turns of the slow sink: nothing of the canceled job goes out.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            slow.sink.received().len(),
+            sent,
+            "{how}: sent after the cancel"
+        );
+        let after = get_job(&base, &job_id).await;
+        assert_eq!(after["status"], "canceled", "{how}: {after}");
+        let counted = ["numSuccess", "numError", "numIgnore"]
+            .iter()
+            .map(|k| after[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(counted, 8, "{how}: every record counted: {after}");
+        assert_eq!(
+            after["numSuccess"].as_u64().unwrap() as usize,
+            sent - before,
+            "{how}: {after}"
+        );
+
+        let mut again = sluice();
+        again.args(["cancel", &job_id, "--data"]).arg(&data);
+        let out = tokio::task::spawn_blocking(move || again.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr_of(&out).contains("already finished"),
+            "{}",
+            stderr_of(&out)
+        );
+    }
+    stop(dev, "INT").await;
 }
 
 /// `sluice jobs`, `sluice errors JOB` and `sluice retry JOB` over a run whose target failed

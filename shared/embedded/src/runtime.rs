@@ -5,7 +5,7 @@ use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
-use sluice_core::runs::cancel_job;
+use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::BTreeMap;
@@ -220,7 +220,7 @@ impl LocalRuntime {
         if !held {
             // Another run of the flow took the lock after this job's lease ran out.
             let message = "abandoned: its process stopped and another run of the flow started before it could resume; records not counted may or may not have been delivered".to_string();
-            cancel_job(&self.sluice, &job.id, message).await?;
+            cancel_job(&self.sluice, &job.id, message, Then::StartNothing).await?;
             return Ok(None);
         }
         Ok(Some(job))
@@ -284,7 +284,7 @@ impl LocalRuntime {
     /// Cancels a job this runtime worked on and forgets its queued messages, so nothing of
     /// it resumes. Call after [`stop`](Self::stop), so no worker sends another record of it.
     pub async fn cancel(&self, job_id: &str, message: String) -> anyhow::Result<()> {
-        cancel_job(&self.sluice, job_id, message).await?;
+        cancel_job(&self.sluice, job_id, message, Then::StartNothing).await?;
         self.queue.discard_job(job_id).await?;
         Ok(())
     }

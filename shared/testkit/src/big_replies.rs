@@ -44,20 +44,20 @@ pub async fn target() -> TestServer {
 /// to `/echo`; flow `f`.
 pub fn bundle(base_url: &str) -> Value {
     json!({
-        "connections": [{"_id": "c", "type": "http", "http": {"baseURI": base_url, "requestTimeoutMs": 60000}}],
-        "exports": [{"_id": "e", "type": "webhook", "pageSize": 10}],
+        "connections": [{"_id": "c", "name": "Target", "type": "http", "http": {"baseURI": base_url, "requestTimeoutMs": 60000}}],
+        "exports": [{"_id": "e", "name": "Orders in", "type": "webhook", "pageSize": 10}],
         "imports": [
-            {"_id": "i", "_connectionId": "c", "type": "http",
+            {"_id": "i", "name": "Post orders", "_connectionId": "c", "type": "http",
              "http": {"relativeURI": "/orders", "body": "{{json record}}"},
              "responseMapping": {"fields": [
                  {"extract": "id", "generate": "orderId"},
                  {"extract": "$.body.items[-1].sku", "generate": "lastSku"}
              ]},
              "evaluator": "response.status == 201 && response.body.status.ok == true"},
-            {"_id": "echo", "_connectionId": "c", "type": "http",
+            {"_id": "echo", "name": "Echo", "_connectionId": "c", "type": "http",
              "http": {"relativeURI": "/echo", "body": "{{json record}}"}}
         ],
-        "flows": [{"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [
+        "flows": [{"_id": "f", "name": "Big replies", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [
             {"type": "import", "_importId": "i"}, {"type": "import", "_importId": "echo"}
         ]}]
     })

@@ -14,7 +14,9 @@
 use crate::ports::Measurement;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::Value;
-use sluice_model::{Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage};
+use sluice_model::{
+    JobStatus, Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage,
+};
 
 /// Counts pages across generators, sends them, and keeps the place.
 pub(super) struct PageCutter<'a> {
@@ -23,6 +25,8 @@ pub(super) struct PageCutter<'a> {
     pub pages: u64,
     /// This invocation ran short of time and queued a continuation for the rest.
     pub continued: bool,
+    /// The job was canceled while it was read: reading stopped.
+    pub canceled: bool,
     /// Where a checkpointed read stands; `None` for sources that are not checkpointed
     /// (records given inline are all in the run order already: its pages are sent when it
     /// has been read whole).
@@ -37,6 +41,20 @@ pub(super) struct Position {
 }
 
 impl PageCutter<'_> {
+    /// Before each page goes out: a job canceled meanwhile stops its reading (an error that
+    /// unwinds the read, after `canceled` is set), so nothing more of it is read or sent.
+    async fn check_not_canceled(&mut self) -> Result<()> {
+        let job = self.sluice.store.get_job(&self.order.job_id).await?;
+        if job.is_some_and(|j| j.status == JobStatus::Canceled) {
+            self.canceled = true;
+            return Err(Error::Conflict(format!(
+                "job {} was canceled",
+                self.order.job_id
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts keeping the place in a unit, `skip` of whose records are in pages already.
     pub fn reading(&mut self, cursor: Value, skip: u64) {
         self.at = Some(Position {
@@ -134,6 +152,7 @@ impl Batch {
         if self.records.is_empty() {
             return Ok(());
         }
+        cutter.check_not_canceled().await?;
         let index = cutter.pages;
         let page_id = if self.processor == 0 {
             format!("g{}-p{index:06}", self.generator)

@@ -62,6 +62,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         order: &order,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
+        canceled: false,
         at: None,
     };
     // Why reading failed, with the export (id and name) it failed at.
@@ -80,7 +81,12 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
-        if let Err(message) = read_generator(&mut cutter, gi, &export, &job, resume_here).await? {
+        let read = read_generator(&mut cutter, gi, &export, &job, resume_here).await;
+        if cutter.canceled {
+            // Canceled while reading: nothing more of it is read or sent.
+            return Ok(());
+        }
+        if let Err(message) = read? {
             failure = Some((message, Some(export.id.clone()), Some(export.name.clone())));
             break;
         }
