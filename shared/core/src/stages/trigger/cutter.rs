@@ -14,9 +14,7 @@
 use crate::ports::Measurement;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::Value;
-use sluice_model::{
-    JobStatus, Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage,
-};
+use sluice_model::{JobStatus, Page, PageRecord, Resume, RunOrder, SourceRecord, StageMessage};
 
 /// Counts pages across generators, sends them, and keeps the place.
 pub(super) struct PageCutter<'a> {
@@ -116,17 +114,45 @@ pub(super) struct Batch {
     pub generator: usize,
     processor: usize,
     size: usize,
-    filter: Option<String>,
+    /// The export's transform and output filter, applied in that order as pages are cut.
+    shaping: Shaping,
     pub records: Vec<SourceRecord>,
 }
 
+/// What trigger does to each record before it is paged: the export's `transform`, then its
+/// output `filter` (which so sees the transformed record).
+#[derive(Default)]
+pub(super) struct Shaping {
+    pub transform: Option<sluice_model::Transform>,
+    pub filter: Option<sluice_model::Filter>,
+}
+
+impl Shaping {
+    pub fn of(export: &sluice_model::Export) -> Self {
+        Shaping {
+            transform: export.transform.clone(),
+            filter: export.filter.clone(),
+        }
+    }
+
+    fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) {
+        if let Some(t) = &self.transform {
+            sluice.transform_records(t, records.iter_mut());
+        }
+        if let Some(f) = &self.filter {
+            let whose = ("the export's filter", sluice_model::OUTPUT_FILTER_FAILED);
+            crate::filters::apply(sluice, f, whose, records.iter_mut());
+        }
+    }
+}
+
 impl Batch {
-    pub fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
+    pub fn new(generator: usize, processor: usize, size: usize, shaping: Shaping) -> Self {
         Batch {
             generator,
             processor,
             size,
-            filter,
+            shaping,
             records: Vec::with_capacity(size),
         }
     }
@@ -165,9 +191,7 @@ impl Batch {
             .enumerate()
             .map(|(i, read)| read.into_page_record(format!("{page_id}-r{i:05}")))
             .collect();
-        if let Some(expr) = &self.filter {
-            apply_filter(cutter.sluice, expr, &mut records);
-        }
+        self.shaping.apply(cutter.sluice, &mut records);
         let page = Page {
             job_id: cutter.order.job_id.clone(),
             flow_id: cutter.order.flow_id.clone(),
@@ -187,21 +211,6 @@ impl Batch {
             .await?;
         cutter.pages += 1;
         cutter.checkpoint(self.generator).await
-    }
-}
-
-/// The export's output filter: records it rejects are ignored (and counted), never dropped.
-fn apply_filter(sluice: &Sluice, expr: &str, records: &mut [PageRecord]) {
-    for r in records.iter_mut().filter(|r| r.is_active()) {
-        match sluice.caches.conditions.check(expr, &[("record", &r.data)]) {
-            Ok(true) => {}
-            Ok(false) => {
-                r.state = RecordState::Ignored {
-                    reason: format!("filtered out by the export's filter `{expr}`"),
-                }
-            }
-            Err(e) => r.fail("filter", e),
-        }
     }
 }
 
