@@ -57,6 +57,8 @@ pub struct AwsSettings {
     pub allow_private_addresses: bool,
     /// How big replies are kept (`SLUICE_REPLY_EXCERPT_BYTES`, `SLUICE_KEEP_FULL_REPLIES`).
     pub replies: sluice_core::ReplyLimits,
+    /// `SLUICE_SCRIPT_TIMEOUT_MS`, `SLUICE_SCRIPT_MEMORY_MB`.
+    pub scripts: sluice_core::ScriptLimits,
 }
 
 impl AwsSettings {
@@ -104,6 +106,7 @@ impl AwsSettings {
             max_inline_page_bytes,
             allow_private_addresses,
             replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
+            scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
         })
     }
 }
@@ -157,6 +160,8 @@ mod tests {
             ENV_ENDPOINT => Some("http://127.0.0.1:5000".into()),
             ENV_MAX_INLINE => Some("1000".into()),
             ENV_ALLOW_PRIVATE | ENV_KEEP_FULL_REPLIES => None,
+            sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
+            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
             ENV_REPLY_EXCERPT_BYTES => Some("4096".into()),
             other => Some(format!("v-{other}")),
         })
@@ -174,6 +179,8 @@ mod tests {
         let bad = AwsSettings::from_vars(|name| match name {
             ENV_MAX_INLINE => Some("lots".into()),
             ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
+            sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
+            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
@@ -182,6 +189,8 @@ mod tests {
             AwsSettings::from_vars(move |name| match name {
                 ENV_ALLOW_PRIVATE => Some(value.clone()),
                 ENV_MAX_INLINE | ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
+                sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
+                | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
                 other => Some(other.into()),
             })
         };

@@ -75,15 +75,17 @@ pub enum Kind {
     Import,
     Flow,
     Integration,
+    Script,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Connection,
         Kind::Export,
         Kind::Import,
         Kind::Flow,
         Kind::Integration,
+        Kind::Script,
     ];
     /// The name used in paths and tables: `connections`, `exports`, ...
     pub fn collection(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Kind {
             Kind::Import => "imports",
             Kind::Flow => "flows",
             Kind::Integration => "integrations",
+            Kind::Script => "scripts",
         }
     }
     /// The name used in messages: "Export not found: exp123".
@@ -103,6 +106,7 @@ impl Kind {
             Kind::Import => "Import",
             Kind::Flow => "Flow",
             Kind::Integration => "Integration",
+            Kind::Script => "Script",
         }
     }
 }
@@ -164,6 +168,13 @@ pub struct PageOutcome {
     pub num_ignore: u64,
     /// The page has left its last processor (adds one to the job's numPagesDone).
     pub page_done: bool,
+}
+
+/// The holder of a run lock: its owner (the running job's id) and when its lease ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockHolder {
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
 }
 
 /// What the delivery ledger knew of a key when it was claimed.
@@ -278,6 +289,9 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> anyhow::Result<bool>;
     async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()>;
+    /// Who holds the flow's run lock and until when (a lease already run out included), for
+    /// saying why a run is refused. `None` when nobody does.
+    async fn lock_holder(&self, flow_id: &str) -> anyhow::Result<Option<LockHolder>>;
 
     // --- runs waiting for their flow: kept durably, in arrival order, until they start
     /// Keeps `run` behind the flow's running job. False (nothing written) when it is kept

@@ -114,7 +114,8 @@ fn job_uses(job: &Job, kind: Kind, id: &str) -> bool {
         Kind::Export => &job.uses.export_ids,
         Kind::Import => &job.uses.import_ids,
         Kind::Flow => return job.flow_id == id,
-        Kind::Integration => return false,
+        // Not recorded in `uses` yet: a script a running job calls can still be deleted.
+        Kind::Integration | Kind::Script => return false,
     };
     ids.contains(id)
 }
