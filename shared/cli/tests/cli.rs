@@ -55,6 +55,66 @@ fn validate_names_each_bad_field() {
 }
 
 #[test]
+fn validate_knows_the_helpers_and_names_bad_mappings_transforms_and_filter_rules() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/shaped-orders/bundle.json"
+    );
+    let out = sluice().args(["validate", example]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "https://x.example"}}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
+                "http": {"relativeURI": "/x/{{hash \"sha256\" \"hex\" record.id}}",
+                         "body": "{\"d\": \"{{dateFormat \"YYYY\" record.at}}\", \"n\": {{toFixed record.n 2}}}"}}]
+        }),
+    );
+    let out = sluice().arg("validate").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "https://x.example"}}],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook",
+                "transform": {"type": "expression", "expression": {"rules": [[{"extract": "a[", "generate": "b"}]]}},
+                "filter": {"type": "expression", "expression": {"rules": ["and", ["equals", ["extract", "a"]]]}}}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
+                "http": {"relativeURI": "/x"},
+                "mapping": {"fields": [
+                    {"extract": "at", "generate": "at", "dataType": "date", "extractDateFormat": "LL"},
+                    {"extract": "{{frobnicate record.x}}", "generate": "x"}]}}]
+        }),
+    );
+    let out = sluice().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "exports[0].transform.expression.rules[0][0].extract: Invalid path",
+        "exports[0].filter.expression.rules[1]: 'equals' takes 2 operand(s), got 1",
+        "imports[0].mapping.fields[0].extractDateFormat: 'LL' in 'LL': localized formats",
+        "imports[0].mapping.fields[1].extract: ",
+        "Unknown helper 'frobnicate'",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
 fn syntax_errors_and_unknown_fields_say_where() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("broken.json");
