@@ -312,4 +312,8 @@ pub struct RetryItem {
 pub enum StageMessage {
     Run(RunOrder),
     Page(Page),
+    /// A job that has closed, as it was when it closed: the deliver stage posts it to the
+    /// flow's `afterProcess` callbacks. Whichever stage closes a job queues this rather than
+    /// posting itself, so only the functions that send requests link an HTTP client.
+    AfterProcess(crate::Job),
 }
