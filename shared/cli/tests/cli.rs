@@ -174,9 +174,16 @@ fn run_reads_past_a_bad_line_names_the_file_as_given_and_takes_a_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
-    let slow = SlowRun::new().await;
+    // Cheap to check, since the sink is the flow's callback target too: a canceled job still
+    // gets its after-process call, from the stopped runtime itself.
+    let slow =
+        SlowRun::with_flow(|base| json!({"afterProcess": [{"url": format!("{base}/done")}]})).await;
+    let orders = |slow: &SlowRun| {
+        let got = slow.sink.received();
+        got.iter().filter(|r| r.path == "/orders").count()
+    };
     for attempt in 0..2 {
-        let sent_before = slow.sink.received().len();
+        let sent_before = orders(&slow);
         let mut cmd = slow.command();
         cmd.args(["--timeout", "2"]);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -200,10 +207,14 @@ async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
         );
         // Nor is it held up by the connection slot the canceled run's request was holding.
         assert!(
-            slow.sink.received().len() > sent_before,
+            orders(&slow) > sent_before,
             "run {attempt} sent nothing: {stdout}\n{stderr}"
         );
     }
+    let got = slow.sink.received();
+    let done: Vec<_> = got.iter().filter(|r| r.path == "/done").collect();
+    assert_eq!(done.len(), 2, "one after-process call per canceled run");
+    assert!(done.iter().all(|d| d.json()["status"] == "canceled"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
