@@ -62,7 +62,7 @@ impl SqsQueue {
                 uuid::Uuid::new_v4()
             ),
             StageMessage::Run(_) => format!("messages/run-{}.json", uuid::Uuid::new_v4()),
-            StageMessage::AfterProcess(job) => {
+            StageMessage::AfterProcess { job } => {
                 format!(
                     "messages/{}/after-process-{}.json",
                     job.id,

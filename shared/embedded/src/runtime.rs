@@ -197,7 +197,7 @@ impl LocalRuntime {
                 None => {
                     let (callbacks, stale): (Vec<_>, Vec<_>) = messages
                         .into_iter()
-                        .partition(|m| matches!(m.message, StageMessage::AfterProcess(_)));
+                        .partition(|m| matches!(m.message, StageMessage::AfterProcess { .. }));
                     callbacks.into_iter().for_each(|m| self.queue.resume(m));
                     dropped.extend(stale.iter().map(|m| m.seq));
                 }
@@ -295,7 +295,7 @@ impl LocalRuntime {
     pub async fn cancel(&self, job_id: &str, message: String) -> anyhow::Result<()> {
         cancel_job(&self.sluice, job_id, message).await?;
         for message in self.queue.take_job(job_id).await? {
-            if matches!(message, StageMessage::AfterProcess(_)) {
+            if matches!(message, StageMessage::AfterProcess { .. }) {
                 Stage::Deliver
                     .handler()
                     .handle(&self.sluice, message)

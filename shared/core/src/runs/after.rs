@@ -22,7 +22,7 @@ pub(super) async fn callbacks(sluice: &Sluice, flow: &Flow, job: &Job) -> Result
     if flow.after_process.is_empty() {
         return Ok(());
     }
-    let message = StageMessage::AfterProcess(job.clone());
+    let message = StageMessage::AfterProcess { job: job.clone() };
     sluice.queue.send(Stage::Deliver, message).await?;
     Ok(())
 }

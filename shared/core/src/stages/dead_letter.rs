@@ -54,7 +54,7 @@ async fn settle_message(
         }
         // The job is closed already and its callbacks are best effort: the error line above
         // (with the job's fields) is what is left of a callback that could not go out.
-        StageMessage::AfterProcess(_) => Ok(()),
+        StageMessage::AfterProcess { .. } => Ok(()),
     }
 }
 

@@ -131,7 +131,7 @@ impl StageHandler {
                     Takes::Pages(run) | Takes::PagesAndClosedJobs(run, _),
                     StageMessage::Page(page),
                 ) => run(sluice, page).await,
-                (Takes::PagesAndClosedJobs(_, closed), StageMessage::AfterProcess(job)) => {
+                (Takes::PagesAndClosedJobs(_, closed), StageMessage::AfterProcess { job }) => {
                     closed(sluice, job).await
                 }
                 _ => Err(Error::Internal(anyhow::anyhow!(
@@ -177,7 +177,7 @@ pub fn message_span(stage: Stage, message: &StageMessage) -> tracing::Span {
             job = %page.job_id,
             page = %page.page_id,
         ),
-        StageMessage::AfterProcess(job) => tracing::info_span!(
+        StageMessage::AfterProcess { job } => tracing::info_span!(
             "message",
             stage = stage.name(),
             flow = %job.flow_id,
