@@ -18,7 +18,11 @@ async fn a_1_mb_and_a_10_mb_reply_are_judged_whole_and_kept_bounded() {
     let store = &h.sluice().store;
     let mut ledger = Vec::new();
     for key in big_replies::ledger_keys(&job.id) {
-        match store.ledger_claim(&key, chrono::Utc::now()).await.unwrap() {
+        match store
+            .ledger_claim(&job.id, &key, chrono::Utc::now())
+            .await
+            .unwrap()
+        {
             LedgerState::Done(outcome) => ledger.push(outcome),
             other => panic!("{key}: {other:?}"),
         }
@@ -46,7 +50,11 @@ async fn an_evaluator_reading_a_whole_big_list_keeps_it_and_whole_bodies_are_kep
     assert_eq!(job.num_success, 1, "{:?}", h.errors(&job.id).await);
     let s = h.sluice();
     let key = &big_replies::ledger_keys(&job.id)[0];
-    let LedgerState::Done(outcome) = s.store.ledger_claim(key, chrono::Utc::now()).await.unwrap()
+    let LedgerState::Done(outcome) = s
+        .store
+        .ledger_claim(&job.id, key, chrono::Utc::now())
+        .await
+        .unwrap()
     else {
         panic!("{key} is not done")
     };

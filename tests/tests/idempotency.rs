@@ -63,7 +63,7 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
     open_job(&s, "j2").await;
     // A process claimed the record and died before recording the reply.
     s.store
-        .ledger_claim("deliver:j2:g0-p000000:0:r1", chrono::Utc::now())
+        .ledger_claim("j2", "deliver:j2:g0-p000000:0:r1", chrono::Utc::now())
         .await
         .unwrap();
     let mut r = PageRecord::new("r1".into(), json!({}));

@@ -162,6 +162,51 @@ async fn callbacks_follow_no_redirects_so_their_credentials_stay_put() {
     );
 }
 
+#[tokio::test]
+async fn callbacks_to_an_address_literal_the_deployment_refuses_are_not_sent() {
+    // A callback names an IP address, so no resolver sees it: the literal itself must be
+    // checked against the deployment's policy (here: loopback refused, as deployed).
+    let hooks = TestServer::always(200, json!({})).await;
+    let target = TestServer::always(201, json!({})).await;
+    let h = Harness::with_settings(Settings::default());
+    let mut bundle = http_bundle(
+        &target.base_url,
+        json!({}),
+        json!({"http": {"allowPrivateAddresses": true}}),
+    );
+    let callback = json!({"url": format!("{}/done", hooks.base_url)});
+    bundle["flows"][0]["afterProcess"] = json!([callback]);
+    bundle["flows"][0]["notifyResponse"] = callback;
+    h.load(bundle).await;
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(job.num_success, 1, "{:?}", h.errors(&job.id).await);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(hooks.received().is_empty(), "{:?}", hooks.received());
+}
+
+#[tokio::test]
+async fn an_oauth2_token_uri_at_a_refused_address_is_never_asked() {
+    // The target is reached by name (refused where it is resolved); the token endpoint is
+    // an IP address the deployment refuses: the client secret must not go there either.
+    let tokens = TestServer::always(200, json!({"access_token": "t", "expires_in": 600})).await;
+    let target = TestServer::always(201, json!({})).await;
+    let h = Harness::with_settings(Settings::default());
+    let oauth = json!({"type": "oauth2", "oauth2": {
+        "tokenURI": format!("{}/token", tokens.base_url), "clientId": "cid", "clientSecret": "cs-881"}});
+    h.load(http_bundle(
+        &target.base_url.replace("127.0.0.1", "localhost"),
+        json!({}),
+        json!({"http": {"auth": oauth, "retry": {"maxAttempts": 1}}}),
+    ))
+    .await;
+    let job = h.run("f", orders(1)).await;
+    assert!(tokens.received().is_empty(), "{:?}", tokens.received());
+    assert!(target.received().is_empty());
+    let e = &h.errors(&job.id).await[0];
+    assert_eq!(e.code, "address_refused", "{e:?}");
+    assert!(e.message.contains("127.0.0.1"), "{}", e.message);
+}
+
 // 2. URI templates -----------------------------------------------------------------------
 
 #[tokio::test]
@@ -350,6 +395,28 @@ async fn a_post_cut_off_mid_reply_is_retried_with_the_same_idempotency_key() {
         keys.keys().all(|k| k.starts_with(&format!("{}:", job.id))),
         "derived from the job, page, processor and record: {keys:?}"
     );
+}
+
+#[tokio::test]
+async fn one_request_per_page_carries_the_pages_key_and_is_retried_with_it() {
+    let target = cutting_off_first_replies().await;
+    let h = loaded(
+        &target.base_url,
+        json!({"http": {"requestMode": "page", "body": "{{json records}}"}}),
+        json!({}),
+    )
+    .await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(job.num_success, 3, "{:?}", h.errors(&job.id).await);
+    let keys = keys_of(&target);
+    assert_eq!(keys.len(), 1, "one key for the page's request: {keys:?}");
+    let (key, sends) = keys.iter().next().unwrap();
+    assert_eq!(*sends, 2, "cut off, then sent again with the same key");
+    assert!(
+        key.starts_with(&format!("{}:", job.id)) && key.ends_with(":0:batch"),
+        "{key}"
+    );
+    assert_eq!(target.received()[1].json().as_array().unwrap().len(), 3);
 }
 
 #[tokio::test]

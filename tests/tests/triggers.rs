@@ -385,6 +385,58 @@ async fn the_tick_starts_due_flows_only() {
     assert!(next[0].1 > Utc::now());
 }
 
+#[tokio::test]
+async fn a_disabled_flow_runs_on_no_event_and_no_chain_but_by_hand() {
+    let sink = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&sink.base_url, json!({}), json!({}));
+    bundle["exports"].as_array_mut().unwrap().extend([
+        json!({"_id": "objects", "name": "objects", "type": "s3", "s3": {"bucket": "in"}}),
+        json!({"_id": "rows", "name": "rows", "type": "dynamodb", "dynamodb": {"tableName": "orders"}}),
+    ]);
+    let off = |id: &str, export: &str| {
+        json!({"_id": id, "name": id, "disabled": true, "pageGenerators": [{"_exportId": export}],
+               "pageProcessors": [{"type": "import", "_importId": "imp"}]})
+    };
+    let flows = bundle["flows"].as_array_mut().unwrap();
+    flows[0]["_runNextFlowIds"] = json!(["chained"]);
+    flows.extend([
+        off("on-s3", "objects"),
+        off("on-rows", "rows"),
+        off("chained", "exp"),
+    ]);
+    h.load(bundle).await;
+    let s = h.sluice();
+    s.blobs
+        .put("in", "a.ndjson", Bytes::from("{\"n\": 1}\n"))
+        .await
+        .unwrap();
+    assert!(on_s3_object(&s, "in", "a.ndjson", None)
+        .await
+        .unwrap()
+        .is_empty());
+    let change = TableChange {
+        table_name: "orders".into(),
+        event_name: "INSERT".into(),
+        new_image: Some(json!({"id": "a"})),
+        event_id: None,
+    };
+    assert!(on_table_changes(&s, vec![change]).await.unwrap().is_empty());
+    let job = h.run("f", orders(1)).await;
+    assert_eq!(job.num_success, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    for flow in ["on-s3", "on-rows", "chained"] {
+        let jobs = s.store.list_jobs(flow, 5).await.unwrap();
+        assert!(jobs.is_empty(), "{flow} ran: {jobs:?}");
+    }
+    let job = h.run("chained", orders(2)).await;
+    assert_eq!(
+        (job.trigger, job.num_success),
+        (RunKind::Manual, 2),
+        "by hand it runs"
+    );
+}
+
 /// A source API with 5 records served 2 at a time, paged in the style given.
 async fn paged_source(style: &'static str) -> TestServer {
     TestServer::start(move |_, r| {

@@ -1,7 +1,7 @@
-//! Reading requests: the JSON body (size limit, `application/json` only, an object, every
-//! unsupported field named at once, serde errors naming the path), query strings and path
-//! ids (a safe character set and length, the parameter named), each refused in the API's
-//! error shape.
+//! Reading requests: the JSON body (size limit, `application/json` only, an object with a
+//! leading byte order mark skipped, every unsupported field named at once, serde errors
+//! naming the path), query strings and path ids (a safe character set and length, the
+//! parameter named), each refused in the API's error shape.
 
 use crate::errors::{ApiError, ApiResult, ErrorCode};
 use crate::schemas;
@@ -69,9 +69,12 @@ impl Body {
         self.0.iter().all(|b| b.is_ascii_whitespace())
     }
 
-    /// The body as a JSON object (what PUT merges into the stored document).
+    /// The body as a JSON object (what PUT merges into the stored document). A UTF-8 byte
+    /// order mark (some Windows editors save files with one) is skipped, as `sluice validate`
+    /// skips it.
     pub fn object(&self) -> ApiResult<Map<String, Value>> {
-        let de = &mut serde_json::Deserializer::from_slice(&self.0);
+        let json = self.0.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&self.0);
+        let de = &mut serde_json::Deserializer::from_slice(json);
         let value: Value = serde_path_to_error::deserialize(de).map_err(path_error)?;
         match value {
             Value::Object(m) => Ok(m),

@@ -34,7 +34,7 @@ use utoipa::{Modify, OpenApi};
         d::integrations::list_all, d::integrations::create_one, d::integrations::get_one,
         d::integrations::update_one, d::integrations::delete_one,
         jobs::list_jobs, jobs::get_job, jobs::job_errors, jobs::get_error, jobs::update_error,
-        jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job,
+        jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job, jobs::cancel_job,
     ),
     components(schemas(sluice_model::api::ErrorBody, sluice_model::Integration)),
     modifiers(&Conventions),

@@ -46,6 +46,11 @@ fn type_of(p: &Value, nested: &mut Vec<String>) -> String {
         if let Some(Value::Array(values)) = target.get("enum") {
             return one_of(values);
         }
+        // An untagged enum (a filter's `expression`: text or rules) reads as its choices.
+        if let Some(Value::Array(choices)) = target.get("oneOf") {
+            let choices: Vec<String> = choices.iter().map(|c| type_of(c, nested)).collect();
+            return choices.join(" or ");
+        }
         nested.push(name.to_string());
         return format!("[{name}](#{})", name.to_lowercase());
     }

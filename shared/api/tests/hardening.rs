@@ -155,3 +155,18 @@ async fn every_definition_kind_needs_a_name() {
     let r = api.post("/integrations", json!({"name": "   "})).await;
     assert_eq!(r.status, 400);
 }
+
+#[tokio::test]
+async fn a_body_with_a_utf8_byte_order_mark_is_read() {
+    // What some Windows editors write at the start of a saved bundle, sent with
+    // `curl --data-binary @bundle.json`.
+    let api = Api::start().await;
+    let r = api
+        .post_raw(
+            "/integrations",
+            "\u{feff}{\"_id\": \"bom\", \"name\": \"g\"}",
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["_id"], "bom");
+}

@@ -15,7 +15,8 @@ use crate::store::create_table;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::QueueAttributeName;
-use sluice_core::ports::{Metrics, NoMetrics};
+use serde_json::Value;
+use sluice_core::ports::{Kind, Metrics, NoMetrics};
 use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
@@ -310,6 +311,17 @@ impl Harness {
         }
         n += self.drain_dead_letters().await?;
         Ok(n)
+    }
+
+    /// Stores these definitions, as the API would after checking them.
+    pub async fn define(&self, defs: impl IntoIterator<Item = (Kind, &str, Value)>) {
+        for (kind, id, doc) in defs {
+            self.sluice
+                .store
+                .put_definition(kind, id, &doc)
+                .await
+                .expect("the definition is stored");
+        }
     }
 
     /// Pumps until the job is finished (or `timeout`, to avoid hangs) and returns it.

@@ -38,7 +38,11 @@ async fn a_1_mb_and_a_10_mb_reply_are_judged_whole_and_kept_bounded() {
     let errors = store.list_errors(&job_id).await.unwrap();
     let mut ledger = Vec::new();
     for key in big_replies::ledger_keys(&job_id) {
-        match store.ledger_claim(&key, chrono::Utc::now()).await.unwrap() {
+        match store
+            .ledger_claim(&job_id, &key, chrono::Utc::now())
+            .await
+            .unwrap()
+        {
             LedgerState::Done(outcome) => ledger.push(outcome),
             other => panic!("{key}: {other:?}"),
         }

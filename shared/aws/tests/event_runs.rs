@@ -49,14 +49,7 @@ async fn define(env: &common::Env, sink: &TestServer) {
             json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "exp"}, {"_exportId": "objects"}, {"_exportId": "table"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
-    for (kind, id, doc) in defs {
-        env.harness
-            .sluice
-            .store
-            .put_definition(kind, id, &doc)
-            .await
-            .unwrap();
-    }
+    env.harness.define(defs).await;
 }
 
 /// The manual run that holds the flow while the events arrive (its run order waits in the
@@ -102,9 +95,12 @@ async fn all_jobs(env: &common::Env, n: usize) -> Vec<Job> {
         }
         assert!(
             Instant::now() < deadline,
-            "{} of {n} jobs, {} finished",
+            "{} of {n} jobs, {} finished; unfinished: {:?}",
             jobs.len(),
-            jobs.iter().filter(|j| j.status.is_finished()).count()
+            jobs.iter().filter(|j| j.status.is_finished()).count(),
+            jobs.iter()
+                .filter(|j| !j.status.is_finished())
+                .collect::<Vec<_>>()
         );
         if h.pump().await.unwrap() == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

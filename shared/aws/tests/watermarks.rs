@@ -46,9 +46,7 @@ async fn a_delta_run_moves_its_exports_watermark_and_a_run_fed_with_records_does
             json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e1"}, {"_exportId": "e2"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
         ),
     ];
-    for (kind, id, doc) in defs {
-        h.sluice.store.put_definition(kind, id, &doc).await.unwrap();
-    }
+    h.define(defs).await;
     let run = |request: RunRequest| async {
         let started = start_run(&h.sluice, "f", request, RunKind::Manual)
             .await

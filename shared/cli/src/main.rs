@@ -58,6 +58,22 @@ enum Command {
         #[command(flatten)]
         network: Network,
     },
+    /// Cancel a running job: no record of it is sent after this; records not yet sent count
+    /// as ignored. Locally (the `--data` a `sluice run` or `sluice dev` uses), or through a
+    /// flows API with --api (a `sluice dev` elsewhere, or the deployed API on AWS).
+    Cancel {
+        /// The job's id (see `sluice jobs`).
+        job: String,
+        /// Where the local store and blobs live (not read with --api).
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// Base URL of a flows API to cancel through (e.g. http://127.0.0.1:8080).
+        #[arg(long)]
+        api: Option<String>,
+        /// Its key (default: $SLUICE_API_KEY).
+        #[arg(long)]
+        api_key: Option<String>,
+    },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
     ///
@@ -237,6 +253,23 @@ fn main() -> ExitCode {
                     settings: network.settings()?,
                 })
                 .await
+            }
+            Command::Cancel {
+                job,
+                data,
+                api,
+                api_key,
+            } => {
+                let target = match api.as_deref() {
+                    Some(base) => commands::cancel::Target::Api {
+                        base,
+                        key: api_key
+                            .or_else(|| std::env::var("SLUICE_API_KEY").ok())
+                            .unwrap_or_default(),
+                    },
+                    None => commands::cancel::Target::Local(&data),
+                };
+                commands::cancel::run(&job, target).await
             }
             Command::Dev {
                 what: Some(DevCommand::Sink { port }),

@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 #[test]
 fn validate_accepts_the_example_bundle() {
@@ -178,12 +179,8 @@ async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
     // gets its after-process call, from the stopped runtime itself.
     let slow =
         SlowRun::with_flow(|base| json!({"afterProcess": [{"url": format!("{base}/done")}]})).await;
-    let orders = |slow: &SlowRun| {
-        let got = slow.sink.received();
-        got.iter().filter(|r| r.path == "/orders").count()
-    };
     for attempt in 0..2 {
-        let sent_before = orders(&slow);
+        let sent_before = slow.sent("/orders").len();
         let mut cmd = slow.command();
         cmd.args(["--timeout", "2"]);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -207,12 +204,11 @@ async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
         );
         // Nor is it held up by the connection slot the canceled run's request was holding.
         assert!(
-            orders(&slow) > sent_before,
+            slow.sent("/orders").len() > sent_before,
             "run {attempt} sent nothing: {stdout}\n{stderr}"
         );
     }
-    let got = slow.sink.received();
-    let done: Vec<_> = got.iter().filter(|r| r.path == "/done").collect();
+    let done = slow.sent("/done");
     assert_eq!(done.len(), 2, "one after-process call per canceled run");
     assert!(done.iter().all(|d| d.json()["status"] == "canceled"));
 }
@@ -441,6 +437,118 @@ fn help_says_where_local_connections_may_go() {
             "{command}: {help}"
         );
     }
+}
+
+/// `sluice dev` over `data` with the slow run's bundle loaded through its API.
+async fn start_dev_with(slow: &SlowRun, data: &std::path::Path) -> (std::process::Child, String) {
+    let (dev, base) = start_dev(data).await;
+    let bundle: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(slow.dir.path().join("slow.json")).unwrap()).unwrap();
+    let loaded = reqwest::Client::new()
+        .post(format!("{base}/flows/import-template"))
+        .bearer_auth("k")
+        .json(&bundle)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
+    (dev, base)
+}
+
+/// The job as `GET /jobs/{id}` of the API at `base` shows it.
+async fn get_job(base: &str, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}/jobs/{id}"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_api() {
+    let slow =
+        SlowRun::with_flow(|base| json!({"afterProcess": [{"url": format!("{base}/done")}]})).await;
+    let data = slow.dir.path().join("dev-data");
+    let http = reqwest::Client::new();
+    let (dev, base) = start_dev_with(&slow, &data).await;
+    for how in ["local", "api"] {
+        let records: Vec<_> = (0..8).map(|n| json!({"n": n})).collect();
+        let started: serde_json::Value = http
+            .post(format!("{base}/flows/f/run"))
+            .bearer_auth("k")
+            .json(&json!({ "records": records }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job_id = started["_jobId"].as_str().unwrap().to_string();
+        let before = slow.sent("/orders").len();
+        for _ in 0..200 {
+            if slow.sent("/orders").len() > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let mut cancel = sluice();
+        cancel.args(["cancel", &job_id]);
+        match how {
+            "local" => cancel.arg("--data").arg(&data),
+            _ => cancel.args(["--api", &base, "--api-key", "k"]),
+        };
+        let out = tokio::task::spawn_blocking(move || cancel.output().unwrap())
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{how}: {}", stderr_of(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("job {job_id} canceled")),
+            "{how}"
+        );
+        let sent = slow.sent("/orders").len();
+        // Three more turns of the slow sink: nothing of the canceled job goes out.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            slow.sent("/orders").len(),
+            sent,
+            "{how}: sent after the cancel"
+        );
+        let after = get_job(&base, &job_id).await;
+        assert_eq!(after["status"], "canceled", "{how}: {after}");
+        let counted = ["numSuccess", "numError", "numIgnore"]
+            .iter()
+            .map(|k| after[k].as_u64().unwrap())
+            .sum::<u64>();
+        assert_eq!(counted, 8, "{how}: every record counted: {after}");
+        assert_eq!(
+            after["numSuccess"].as_u64().unwrap() as usize,
+            sent - before,
+            "{how}: {after}"
+        );
+
+        let mut again = sluice();
+        again.args(["cancel", &job_id, "--data"]).arg(&data);
+        let out = tokio::task::spawn_blocking(move || again.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr_of(&out).contains("already finished"),
+            "{}",
+            stderr_of(&out)
+        );
+        // Canceled by `sluice cancel` itself (local) or by the API of `sluice dev`: either
+        // way the flow's after-process callback gets the canceled job, once.
+        let done = slow.sent("/done");
+        let calls: Vec<_> = done.iter().filter(|d| d.json()["_id"] == job_id).collect();
+        assert_eq!(calls.len(), 1, "{how}: after-process calls {done:?}");
+        assert_eq!(calls[0].json()["status"], "canceled", "{how}");
+    }
+    stop(dev, "INT").await;
 }
 
 /// `sluice jobs`, `sluice errors JOB` and `sluice retry JOB` over a run whose target failed

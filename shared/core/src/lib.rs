@@ -6,12 +6,18 @@
 //! ones (`sluice-embedded`); the contract tests in [`ports::contract`] run against both.
 
 pub mod budget;
+pub mod compiled;
 pub mod conditions;
 pub mod error;
+pub mod filters;
+pub mod helpers;
+pub mod mapping;
 pub mod ports;
 pub mod runs;
 pub mod runtime;
 pub mod stages;
+pub mod transform;
+pub mod values;
 
 pub use error::{Error, Result};
 pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};

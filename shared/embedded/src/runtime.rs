@@ -5,7 +5,7 @@ use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
-use sluice_core::runs::cancel_job;
+use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::{Job, StageMessage};
 use std::collections::BTreeMap;
@@ -227,7 +227,7 @@ impl LocalRuntime {
         if !held {
             // Another run of the flow took the lock after this job's lease ran out.
             let message = "abandoned: its process stopped and another run of the flow started before it could resume; records not counted may or may not have been delivered".to_string();
-            cancel_job(&self.sluice, &job.id, message).await?;
+            cancel_job(&self.sluice, &job.id, message, Then::StartNothing).await?;
             return Ok(None);
         }
         Ok(Some(job))
@@ -293,7 +293,7 @@ impl LocalRuntime {
     /// The close queued the job for its after-process callbacks; with the workers stopped,
     /// they are posted here.
     pub async fn cancel(&self, job_id: &str, message: String) -> anyhow::Result<()> {
-        cancel_job(&self.sluice, job_id, message).await?;
+        cancel_job(&self.sluice, job_id, message, Then::StartNothing).await?;
         for message in self.queue.take_job(job_id).await? {
             if matches!(message, StageMessage::AfterProcess { .. }) {
                 Stage::Deliver

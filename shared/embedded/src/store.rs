@@ -403,8 +403,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn ledger_claim(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState> {
-        let key = key.to_string();
+    async fn ledger_claim(
+        &self,
+        job_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<LedgerState> {
+        let (job_id, key) = (job_id.to_string(), key.to_string());
         self.with(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let existing: Option<Option<String>> = tx
@@ -415,6 +420,11 @@ impl Store for SqliteStore {
             let state = match existing {
                 Some(Some(outcome)) => LedgerState::Done(serde_json::from_str(&outcome)?),
                 Some(None) => LedgerState::InFlight,
+                None if read_job(&tx, &job_id)?
+                    .is_some_and(|j| j.status == JobStatus::Canceled) =>
+                {
+                    LedgerState::JobCanceled
+                }
                 None => {
                     tx.execute(
                         "INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)",

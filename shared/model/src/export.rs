@@ -1,4 +1,4 @@
-use crate::{validate, NameValue, ValidationErrors};
+use crate::{validate, Filter, NameValue, Transform, ValidationErrors};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -50,7 +50,10 @@ pub struct Export {
         skip_serializing_if = "Option::is_none"
     )]
     pub page_size: Option<usize>,
-    /// Output filter: records for which the condition is false are ignored (counted in numIgnore).
+    /// Transformation rules applied to each record before the output filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+    /// Output filter: records for which it is false are ignored (counted in numIgnore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
     /// The integration this belongs to.
@@ -251,25 +254,6 @@ impl Default for CsvOptions {
     }
 }
 
-/// A CEL condition over `record` (and, in evaluators, `response` and `extracted`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Filter {
-    /// Only `cel` (the default).
-    #[serde(rename = "type", default)]
-    pub kind: FilterType,
-    /// The CEL expression, e.g. `record.total > 100`.
-    pub expression: String,
-}
-
-/// The language of a filter: CEL only (integrator.io's `expression` rule arrays are not read).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FilterType {
-    #[default]
-    Cel,
-}
-
 impl Export {
     pub fn page_size(&self) -> usize {
         self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
@@ -352,18 +336,17 @@ impl Export {
                 e.add("pageSize", format!("must be between 1 and {MAX_PAGE_SIZE}"));
             }
         }
+        if let Some(t) = &self.transform {
+            t.validate_into(&mut e, "transform");
+        }
         if let Some(f) = &self.filter {
-            filter(&mut e, "filter", f);
+            f.validate_into(&mut e, "filter");
         }
         if let Some(f) = &self.file {
             file_format(&mut e, "file", f);
         }
         e.into_result()
     }
-}
-
-pub(crate) fn filter(e: &mut ValidationErrors, field: &str, f: &Filter) {
-    validate::condition(e, &format!("{field}.expression"), &f.expression);
 }
 
 pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat) {

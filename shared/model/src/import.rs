@@ -1,5 +1,5 @@
-use crate::export::{file_format, filter};
-use crate::{validate, FileFormat, Filter, NameValue, ValidationErrors};
+use crate::export::file_format;
+use crate::{validate, FileFormat, Filter, Mapping, NameValue, ValidationErrors};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -43,6 +43,15 @@ pub struct Import {
     /// Records for which this is false are not sent and count as ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// How the record sent is built from the record received (integrator.io's mapping).
+    /// The body template, or without one the JSON body, sees the mapped record; the URI
+    /// and headers see the record as received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<Mapping>,
+    /// Templates fail on a field the record does not have (handlebars strict mode), so a
+    /// typo is a record error instead of an empty value. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strict_templates: bool,
     /// Values taken from each reply into the record (a flow's page processor may override).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_mapping: Option<ResponseMapping>,
@@ -94,6 +103,16 @@ pub enum RequestMode {
     Record,
     /// One request per page; the body template sees `records`.
     Page,
+}
+
+impl RequestMode {
+    /// The name the record (`record`) or the page's records (`records`) have in templates.
+    pub fn context_name(self) -> &'static str {
+        match self {
+            RequestMode::Record => "record",
+            RequestMode::Page => "records",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -293,7 +312,10 @@ impl Import {
             }
         }
         if let Some(f) = &self.filter {
-            filter(&mut e, "filter", f);
+            f.validate_into(&mut e, "filter");
+        }
+        if let Some(m) = &self.mapping {
+            m.validate_into(&mut e, "mapping");
         }
         if let Some(f) = &self.file {
             file_format(&mut e, "file", f);

@@ -11,26 +11,34 @@ pub mod bundle;
 pub mod connection;
 pub mod error;
 pub mod export;
+pub mod filter;
 pub mod flow;
 pub mod import;
 pub mod integration;
 pub mod job;
+pub mod mapping;
+pub mod moment;
 pub mod page;
 pub mod parse;
+pub mod paths;
 pub mod run;
 pub mod time;
+pub mod transform;
 pub mod validate;
 
 pub use bundle::Bundle;
 pub use connection::*;
 pub use error::{FieldError, ValidationErrors};
 pub use export::*;
+pub use filter::Filter;
 pub use flow::*;
 pub use import::*;
 pub use integration::Integration;
 pub use job::*;
+pub use mapping::Mapping;
 pub use page::*;
 pub use run::*;
+pub use transform::Transform;
 
 /// The value shown in place of a secret in every API response, log line and template bundle.
 /// Sending it back on an update means "keep the stored secret".

@@ -302,7 +302,16 @@ pub enum RunSource {
 pub struct RetryItem {
     pub processor_index: usize,
     pub record: Value,
+    /// The record failed in the trigger's shaping (the export's transform or output
+    /// filter), so it is shaped again before processor 0 sees it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reshape: bool,
 }
+
+/// Failure codes of the trigger's shaping: the export's `transform` and output `filter`.
+/// A record failed with one of them still holds its data as read, so a retry shapes it again.
+pub const TRANSFORM_FAILED: &str = "transform";
+pub const OUTPUT_FILTER_FAILED: &str = "output_filter";
 
 /// A message on one of the stage queues. (Pages dominate the traffic, so the size difference
 /// between the variants costs nothing worth a Box.)

@@ -11,6 +11,7 @@ use axum::{Extension, Json};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sluice_core::ports::{AuditEntry, Kind};
+use sluice_core::runs;
 use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
@@ -375,9 +376,23 @@ pub async fn delete(sluice: &Sluice, kind: Kind, id: &str, actor: &str) -> ApiRe
             kind.label()
         )));
     }
-    sluice.store.delete_definition(kind, id).await?;
     if kind == Kind::Flow {
-        sluice.store.set_next_run(id, None).await?;
+        // Held still: not while a job of it runs, nor while runs wait to start.
+        runs::while_idle(sluice, id, || async {
+            if let Some(waiting) = sluice.store.queued_runs(id, 1).await?.first() {
+                return Err(Error::Conflict(format!(
+                    "Flow {id} has runs waiting to start (the oldest a {} run queued {}); delete it once they have run",
+                    waiting.kind.as_str(),
+                    waiting.queued_at.to_rfc3339()
+                )));
+            }
+            sluice.store.delete_definition(kind, id).await?;
+            sluice.store.set_next_run(id, None).await?;
+            Ok(())
+        })
+        .await?;
+    } else {
+        sluice.store.delete_definition(kind, id).await?;
     }
     audit(sluice, kind, id, "delete", actor, Some(&stored), None).await?;
     Ok(())

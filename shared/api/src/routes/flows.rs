@@ -145,15 +145,13 @@ pub async fn run_flow(
     let started = runs::start_run(&s, &id, request.into(), RunKind::Manual)
         .await?
         .ok_or_else(|| ApiError::conflict("Flow is currently running"))?;
-    let entry = sluice_core::ports::AuditEntry {
-        id: sluice_model::new_id(),
-        resource_type: Kind::Flow,
-        resource_id: id.clone(),
-        action: "run".into(),
-        time: s.clock.now(),
-        actor: caller.0,
-        changes: json!({ "_jobId": started.job_id }),
-    };
+    let entry = sluice_core::ports::AuditEntry::of_job(
+        &id,
+        &started.job_id,
+        "run",
+        &caller.0,
+        s.clock.now(),
+    );
     s.store.append_audit(&entry).await?;
     Ok((StatusCode::CREATED, Json(started)))
 }

@@ -1,16 +1,17 @@
 //! Jobs and their errors: listing jobs across flows, reading, filtering, editing, resolving
-//! and downloading a job's errors, and retrying failed records.
+//! and downloading a job's errors, retrying failed records, and canceling a running job.
 
+use crate::auth::Caller;
 use crate::errors::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Body, Ids, Query};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sluice_core::ports::{ErrorQuery, JobQuery};
+use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery};
 use sluice_core::runs;
 use sluice_core::Sluice;
 use sluice_model::api::Listing;
@@ -303,6 +304,32 @@ pub async fn retry_job(
     Ok((StatusCode::CREATED, Json(started)))
 }
 
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", operation_id = "cancelJob", params(("id" = String, Path)),
+    responses((status = 200, description = "The job, canceled: no record of it is sent from now on; records not yet sent count as ignored; the flow's next waiting run starts", body = Job),
+              (status = 404, description = "not_found", body = ErrorBody),
+              (status = 409, description = "conflict: the job had already finished", body = ErrorBody)))]
+pub async fn cancel_job(
+    State(s): St,
+    Extension(caller): Extension<Caller>,
+    Ids(id): Ids<String>,
+) -> ApiResult<Json<Job>> {
+    let job = load_job(&s, &id).await?;
+    let message = format!(
+        "canceled by {}: records not sent by then were not sent and count as ignored",
+        caller.0
+    );
+    if !runs::cancel_job(&s, &id, message, runs::Then::StartNext).await? {
+        let status = load_job(&s, &id).await?.status;
+        return Err(ApiError::conflict(format!(
+            "Job {id} had already finished ({}): there is nothing to cancel",
+            status.as_str()
+        )));
+    }
+    let entry = AuditEntry::of_job(&job.flow_id, &id, "cancel", &caller.0, s.clock.now());
+    s.store.append_audit(&entry).await?;
+    Ok(Json(load_job(&s, &id).await?))
+}
+
 pub fn routes() -> axum::Router<Arc<Sluice>> {
     use axum::routing::{get, post};
     axum::Router::new()
@@ -316,4 +343,5 @@ pub fn routes() -> axum::Router<Arc<Sluice>> {
             get(get_error).put(update_error),
         )
         .route("/jobs/{id}/retry", post(retry_job))
+        .route("/jobs/{id}/cancel", post(cancel_job))
 }

@@ -696,7 +696,12 @@ impl Store for DynamoStore {
         Ok(found)
     }
 
-    async fn ledger_claim(&self, k: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState> {
+    async fn ledger_claim(
+        &self,
+        job_id: &str,
+        k: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<LedgerState> {
         let mut item = key(format!("ledger#{k}"), "ledger");
         item.insert("claimedAt".into(), s(stamp(now)));
         item.insert(
@@ -712,16 +717,38 @@ impl Store for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(LedgerState::Claimed),
+            Ok(_) => {}
             Err(e) if is_condition_failed(&e) => {
+                // Claimed before: it answers as it stands, whatever the job's status.
                 let existing = self.get(format!("ledger#{k}"), "ledger").await?;
-                Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
+                return Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
                     Some(outcome) => LedgerState::Done(from_av(outcome)),
                     None => LedgerState::InFlight,
-                })
+                });
             }
-            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
+            Err(e) => return Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
         }
+        // The job is read after the claim, consistently: a cancel that committed before this
+        // read is seen, and a send only starts after the read. Not one transaction with the
+        // claim: every concurrent send of a job would then contend for the job item
+        // (TransactionConflict), on the path each record takes.
+        let job = self.get(format!("job#{job_id}"), "job").await?;
+        let canceled = job
+            .as_ref()
+            .and_then(|i| i.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|st| st == JobStatus::Canceled.as_str());
+        if !canceled {
+            return Ok(LedgerState::Claimed);
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("ledger#{k}"), "ledger")))
+            .send()
+            .await
+            .context("dynamodb DeleteItem (claim of a canceled job)")?;
+        Ok(LedgerState::JobCanceled)
     }
 
     async fn ledger_complete(&self, k: &str, outcome: &Value) -> anyhow::Result<()> {

@@ -1,5 +1,6 @@
 //! The subcommands, one file each, and what they share.
 
+pub mod cancel;
 pub mod dev;
 pub mod jobs;
 pub mod run;

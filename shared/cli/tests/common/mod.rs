@@ -58,6 +58,12 @@ impl SlowRun {
         SlowRun { sink, dir }
     }
 
+    /// What the sink got at `path` (`/orders`: the records; `/done`: after-process calls).
+    pub fn sent(&self, path: &str) -> Vec<sluice_testkit::http::Received> {
+        let got = self.sink.received();
+        got.into_iter().filter(|r| r.path == path).collect()
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = sluice();
         cmd.arg("run")

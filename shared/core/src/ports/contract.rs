@@ -405,12 +405,13 @@ async fn error_listing(store: &dyn Store) {
 
 async fn ledger(store: &dyn Store) {
     let t0 = Utc::now();
+    store.create_job(&job("jl", "fl", t0)).await.unwrap();
     assert_eq!(
-        store.ledger_claim("k1", t0).await.unwrap(),
+        store.ledger_claim("jl", "k1", t0).await.unwrap(),
         LedgerState::Claimed
     );
     assert_eq!(
-        store.ledger_claim("k1", t0).await.unwrap(),
+        store.ledger_claim("jl", "k1", t0).await.unwrap(),
         LedgerState::InFlight,
         "a claim not completed is in flight"
     );
@@ -419,8 +420,45 @@ async fn ledger(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        store.ledger_claim("k1", t0).await.unwrap(),
+        store.ledger_claim("jl", "k1", t0).await.unwrap(),
         LedgerState::Done(json!({"status": 201}))
+    );
+    assert_eq!(
+        store.ledger_claim("jl", "k2", t0).await.unwrap(),
+        LedgerState::Claimed
+    );
+    // A canceled job: nothing new is claimed, what was sent still reads as sent.
+    assert!(store
+        .close_job("jl", JobStatus::Canceled, t0, Some("canceled".into()))
+        .await
+        .unwrap());
+    assert_eq!(
+        store.ledger_claim("jl", "k3", t0).await.unwrap(),
+        LedgerState::JobCanceled,
+        "no send of a canceled job"
+    );
+    assert_eq!(
+        store.ledger_claim("jl", "k3", t0).await.unwrap(),
+        LedgerState::JobCanceled,
+        "and no claim was left behind"
+    );
+    assert_eq!(
+        store.ledger_claim("jl", "k1", t0).await.unwrap(),
+        LedgerState::Done(json!({"status": 201}))
+    );
+    assert_eq!(
+        store.ledger_claim("jl", "k2", t0).await.unwrap(),
+        LedgerState::InFlight
+    );
+    // Other finished jobs still send what they read (a failed export's pages go on).
+    store.create_job(&job("jf", "fl", t0)).await.unwrap();
+    store
+        .close_job("jf", JobStatus::Failed, t0, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.ledger_claim("jf", "k4", t0).await.unwrap(),
+        LedgerState::Claimed
     );
 }
 

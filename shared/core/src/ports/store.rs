@@ -119,7 +119,7 @@ pub struct AuditEntry {
     pub resource_type: Kind,
     #[serde(rename = "_resourceId")]
     pub resource_id: String,
-    /// create, update, delete, run
+    /// create, update, delete, run, cancel
     pub action: String,
     #[serde(with = "sluice_model::time::ms")]
     pub time: DateTime<Utc>,
@@ -128,6 +128,27 @@ pub struct AuditEntry {
     /// Field-level changes: `{"field": {"oldValue": .., "newValue": ..}}` (secrets masked).
     #[serde(default)]
     pub changes: Value,
+}
+
+impl AuditEntry {
+    /// A flow's job was started or canceled by `actor`: the entry names the job.
+    pub fn of_job(
+        flow_id: &str,
+        job_id: &str,
+        action: &str,
+        actor: &str,
+        time: DateTime<Utc>,
+    ) -> Self {
+        AuditEntry {
+            id: sluice_model::new_id(),
+            resource_type: Kind::Flow,
+            resource_id: flow_id.to_string(),
+            action: action.to_string(),
+            time,
+            actor: actor.to_string(),
+            changes: serde_json::json!({ "_jobId": job_id }),
+        }
+    }
 }
 
 /// Counters one evaluate step adds to its job, applied at most once per
@@ -154,6 +175,8 @@ pub enum LedgerState {
     InFlight,
     /// Sent before; here is the recorded outcome.
     Done(Value),
+    /// Not claimed, and not to be sent: the job was canceled.
+    JobCanceled,
 }
 
 /// Definitions, jobs, errors, the delivery ledger, run locks and small state.
@@ -224,7 +247,16 @@ pub trait Store: Send + Sync + 'static {
     }
 
     // --- delivery ledger: what was already sent, so a redelivered page never sends twice
-    async fn ledger_claim(&self, key: &str, now: DateTime<Utc>) -> anyhow::Result<LedgerState>;
+    /// Claims `key` for a send of job `job_id`, and looks at the job once the claim is made: a
+    /// job canceled by then gets no claim (`JobCanceled`, none left behind), so nothing of it
+    /// is sent after the cancel. A key claimed before answers as it stands whatever the job's
+    /// status.
+    async fn ledger_claim(
+        &self,
+        job_id: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<LedgerState>;
     async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()>;
 
     // --- run locks: one run of a flow at a time; a lease so a crashed run cannot hold it forever

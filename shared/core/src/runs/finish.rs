@@ -20,44 +20,67 @@ pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
         .await?
     {
         let job = sluice.store.get_job(job_id).await?.unwrap_or(job);
-        after_run(sluice, &job).await?;
+        after_run(sluice, &job, Then::StartNext).await?;
     }
     Ok(())
 }
 
 /// Closes a job as failed (the export could not be read) and does the after-run work.
 pub async fn fail_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
-    end_job(sluice, job_id, JobStatus::Failed, message).await
-}
-
-/// Closes a job that was stopped before it finished (`sluice run` interrupted or out of
-/// time): its lock is released, so the flow can run again at once. Records still in flight
-/// are not counted; the message says so.
-pub async fn cancel_job(sluice: &Sluice, job_id: &str, message: String) -> Result<()> {
-    end_job(sluice, job_id, JobStatus::Canceled, message).await
-}
-
-async fn end_job(sluice: &Sluice, job_id: &str, status: JobStatus, message: String) -> Result<()> {
-    if sluice
-        .store
-        .close_job(job_id, status, sluice.clock.now(), Some(message))
-        .await?
-    {
-        if let Some(job) = sluice.store.get_job(job_id).await? {
-            after_run(sluice, &job).await?;
-        }
-    }
+    end_job(sluice, job_id, JobStatus::Failed, message, Then::StartNext).await?;
     Ok(())
 }
 
+/// Whether the process ending a job goes on to start the flow's next waiting run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    /// It carries on (the API, a stage): the flow's next waiting run starts now.
+    StartNext,
+    /// It is stopping, or is not the one running the flow's jobs (`sluice run` interrupted,
+    /// `sluice dev` shutting down, `sluice cancel`): a run started here would be cut off at
+    /// once, so waiting runs stay kept until the flow's next run ends or another is kept.
+    StartNothing,
+}
+
+/// Cancels an unfinished job: closed as `canceled` with `message`, its run lock released at
+/// once. From then on no stage sends a record of it (the ledger refuses a canceled job's
+/// claims, and the trigger stops reading): records whose turn had not come are counted as
+/// ignored, records already sent keep their outcome, so the counts stay exact. A canceled
+/// job chains nothing. False when the job had already finished (nothing changed).
+pub async fn cancel_job(
+    sluice: &Sluice,
+    job_id: &str,
+    message: String,
+    then: Then,
+) -> Result<bool> {
+    end_job(sluice, job_id, JobStatus::Canceled, message, then).await
+}
+
+async fn end_job(
+    sluice: &Sluice,
+    job_id: &str,
+    status: JobStatus,
+    message: String,
+    then: Then,
+) -> Result<bool> {
+    let closed = sluice
+        .store
+        .close_job(job_id, status, sluice.clock.now(), Some(message))
+        .await?;
+    if closed {
+        if let Some(job) = sluice.store.get_job(job_id).await? {
+            after_run(sluice, &job, then).await?;
+        }
+    }
+    Ok(closed)
+}
+
 /// The work after a job closed, done once by the caller whose close won.
-async fn after_run(sluice: &Sluice, job: &Job) -> Result<()> {
+async fn after_run(sluice: &Sluice, job: &Job, then: Then) -> Result<()> {
     tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");
     watermark::advance(sluice, job).await?;
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
-    // A canceled run (its process is stopping) starts nothing: a run waiting behind it
-    // stays kept until the flow's next run ends or another run is kept.
-    if job.status != JobStatus::Canceled {
+    if then == Then::StartNext {
         queue::start_next(sluice, &job.flow_id).await?;
     }
     let flow = match sluice.flow(&job.flow_id).await {

@@ -9,17 +9,19 @@
 //! - `Store::close_job` lets one caller win, so after-run work happens once per job;
 //! - a run that must wait (event, schedule, chain) is kept durably until its job exists,
 //!   and starts as the kind it was asked as;
-//! - a canceled job starts nothing after it.
+//! - a canceled job chains nothing, and no stage sends a record of it after the cancel.
 //!
 //! The stages call in here (trigger when paging ends or the export fails, evaluate when the
 //! last page is done, dead letter when a run order gave up); nothing here calls a stage.
 
 mod after;
 mod finish;
+mod hold;
 mod queue;
 mod start;
 pub mod watermark;
 
-pub use finish::{cancel_job, complete_job, fail_job};
+pub use finish::{cancel_job, complete_job, fail_job, Then};
+pub use hold::while_idle;
 pub use queue::start_event_run;
 pub use start::{retry_errors, start_run};

@@ -72,6 +72,9 @@ impl std::str::FromStr for Stage {
 pub(crate) struct Caches {
     pub templates: translate::TemplateCache,
     pub conditions: crate::conditions::ConditionCache,
+    pub filters: crate::filters::FilterCache,
+    pub mappings: crate::mapping::MappingCache,
+    pub transforms: crate::transform::TransformCache,
     pub http: deliver::HttpState,
 }
 

@@ -1,6 +1,7 @@
 //! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 client
 //! credentials with the token cached until shortly before it expires.
 
+use super::guard::{refusal_in, AddressPolicy};
 use crate::ports::secrets::resolve;
 use crate::{Error, Result, Sluice};
 use base64::Engine;
@@ -150,24 +151,29 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
         .http
         .as_ref()
         .ok_or_else(|| Error::invalid("http", "missing"))?;
-    let policy = super::guard::AddressPolicy::of_connection(&sluice.settings, http);
+    let policy = AddressPolicy::of_connection(&sluice.settings, http);
+    let token_uri = url::Url::parse(&o.token_uri)
+        .map_err(|e| Error::invalid("http.auth.oauth2.tokenURI", e.to_string()))?;
+    let failed = |e: reqwest::Error| match refusal_in(&e) {
+        Some(refused) => Error::Internal(refused.into()),
+        None => Error::Internal(anyhow::anyhow!(
+            "OAuth2 token request to {} failed: {e}",
+            o.token_uri
+        )),
+    };
     let resp = sluice
         .caches
         .http
         .client(policy)
-        .post(&o.token_uri)
+        .request(reqwest::Method::POST, token_uri)
+        .map_err(|refused| Error::Internal(refused.into()))?
         .basic_auth(&o.client_id, Some(secret))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body)
         .timeout(Duration::from_secs(30))
         .send()
         .await
-        .map_err(|e| {
-            Error::Internal(anyhow::anyhow!(
-                "OAuth2 token request to {} failed: {e}",
-                o.token_uri
-            ))
-        })?;
+        .map_err(failed)?;
     let status = resp.status();
     let v: serde_json::Value = resp
         .json()

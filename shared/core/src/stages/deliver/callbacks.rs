@@ -3,7 +3,8 @@
 //! `StageMessage::AfterProcess`: deliver is the stage that sends requests, so the others
 //! link no HTTP client). Best effort: a callback that fails is logged and changes nothing.
 //!
-//! Invariant: a callback goes out under the deployment's address policy, follows no redirect
+//! Invariant: a callback goes out under the deployment's address policy (an address it
+//! refuses, written as a name or as an IP address, is never connected to), follows no redirect
 //! (its credential headers stay with the URL they were written for) and carries no Referer.
 
 use super::guard::AddressPolicy;
@@ -40,14 +41,22 @@ async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl 
             return;
         }
     };
-    let client = sluice
-        .caches
-        .http
-        .client(AddressPolicy::of_deployment(&sluice.settings));
-    let mut req = client
-        .post(&cb.url)
-        .json(body)
-        .timeout(Duration::from_secs(10));
+    let policy = AddressPolicy::of_deployment(&sluice.settings);
+    let request = url::Url::parse(&cb.url)
+        .map_err(|e| e.to_string())
+        .and_then(|url| {
+            let client = sluice.caches.http.client(policy);
+            client
+                .request(reqwest::Method::POST, url)
+                .map_err(|refused| refused.to_string())
+        });
+    let mut req = match request {
+        Ok(req) => req.json(body).timeout(Duration::from_secs(10)),
+        Err(e) => {
+            tracing::warn!(url = %cb.url, callback = field, error = %e, "callback not sent");
+            return;
+        }
+    };
     for (name, value) in headers {
         req = req.header(name, value);
     }

@@ -3,10 +3,11 @@
 //! the connection allows.
 //!
 //! Invariant: every address an http client of Sluice connects to passed [`AddressPolicy`].
-//! A host written as an IP address is checked before each request and redirect
-//! ([`check_literal`]); a host name is checked where it is resolved, by the client's own
-//! resolver ([`GuardedResolver`]), so a redirect or a DNS answer that changes between a
-//! check and the connect cannot slip past.
+//! Stage code gets clients only as [`GuardedClient`]s: a host written as an IP address is
+//! checked as each request (each redirect hop, token request, callback) is built; a host
+//! name is checked where it is resolved, by the client's own resolver ([`GuardedResolver`]),
+//! so a redirect or a DNS answer that changes between a check and the connect cannot slip
+//! past.
 
 use crate::{PrivateAddresses, Settings};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
@@ -79,44 +80,94 @@ impl AddressPolicy {
     }
 }
 
+/// An HTTP client that reaches only what its policy allows: every request it builds has its
+/// URL's host checked when it is an IP address ([`GuardedClient::request`]), and its resolver
+/// ([`GuardedResolver`]) checks names. It is the only way Sluice's stage code gets a client,
+/// so no request (a delivery, a redirect hop, an OAuth2 token, a callback) can skip the check.
+#[derive(Clone)]
+pub(crate) struct GuardedClient {
+    client: reqwest::Client,
+    policy: AddressPolicy,
+}
+
+impl GuardedClient {
+    /// A client that follows no redirects itself (a request's redirects are followed by
+    /// `send`, which keeps credentials at their origin) and sends no Referer.
+    pub fn new(policy: AddressPolicy) -> GuardedClient {
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .redirect(reqwest::redirect::Policy::none())
+            .referer(false)
+            .dns_resolver(GuardedResolver(policy))
+            .build()
+            .expect("an HTTP client with default TLS builds");
+        GuardedClient { client, policy }
+    }
+
+    /// A request to `url`, unless its host is an address the policy refuses.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+    ) -> Result<reqwest::RequestBuilder, AddressRefused> {
+        check_literal(&url, self.policy)?;
+        Ok(self.client.request(method, url))
+    }
+}
+
 /// A URL whose host is an IP address: is it allowed? (Names are checked when resolved.)
-pub(crate) fn check_literal(url: &url::Url, policy: AddressPolicy) -> Result<(), String> {
+fn check_literal(url: &url::Url, policy: AddressPolicy) -> Result<(), AddressRefused> {
     let ip = match url.host() {
         Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-        Some(url::Host::Domain(_)) => return Ok(()),
-        None => return Err(format!("URL {url} has no host")),
+        // A name is checked where it is resolved; a URL without a host reaches nothing.
+        Some(url::Host::Domain(_)) | None => return Ok(()),
     };
     match policy.refused(ip) {
-        Some(why) => Err(format!("requests to {ip} are refused: {why}")),
+        Some(why) => Err(AddressRefused {
+            ip,
+            host: None,
+            why,
+        }),
         None => Ok(()),
     }
 }
 
-/// A refused address found while resolving a name; reqwest hands it back inside its error.
-#[derive(Debug, thiserror::Error)]
-#[error("requests to {ip} ({host}) are refused: {why}")]
+/// An address the policy refuses, found in a URL or while resolving a name; reqwest hands
+/// the latter back inside its error.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("requests to {ip}{} are refused: {why}", host.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
 pub(crate) struct AddressRefused {
     ip: IpAddr,
-    host: String,
+    /// The name that resolved to `ip`, when the URL named a host.
+    host: Option<String>,
     why: &'static str,
 }
 
-/// The refusal inside a reqwest error, if that is what it is.
-pub(crate) fn refusal_in(e: &reqwest::Error) -> Option<String> {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+/// The refusal inside an error's chain of sources (a reqwest error, an `anyhow` one), if
+/// that is what it is.
+pub(crate) fn refusal_in(e: &(dyn std::error::Error + 'static)) -> Option<AddressRefused> {
+    let mut cur = Some(e);
     while let Some(err) = cur {
         if let Some(refused) = err.downcast_ref::<AddressRefused>() {
-            return Some(refused.to_string());
+            return Some(refused.clone());
         }
         cur = err.source();
     }
     None
 }
 
+/// The refusal a stage error carries (an OAuth2 token request refused), if it does.
+pub(crate) fn refusal_of(e: &crate::Error) -> Option<AddressRefused> {
+    match e {
+        crate::Error::Internal(e) => e.chain().find_map(refusal_in),
+        _ => None,
+    }
+}
+
 /// The system resolver, refusing a name any of whose addresses the policy refuses (a name
 /// that also resolves to a public address could otherwise reach a private one).
-pub(crate) struct GuardedResolver(pub AddressPolicy);
+struct GuardedResolver(AddressPolicy);
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
@@ -129,7 +180,7 @@ impl Resolve for GuardedResolver {
                 if let Some(why) = policy.refused(a.ip()) {
                     let refused = AddressRefused {
                         ip: a.ip(),
-                        host: host.clone(),
+                        host: Some(host.clone()),
                         why,
                     };
                     return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);

@@ -27,10 +27,12 @@ use crate::budget;
 use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
 use futures::StreamExt;
-use guard::AddressPolicy;
+use guard::{AddressPolicy, GuardedClient};
 use send::{SendError, Sender};
 use serde_json::json;
-use sluice_model::{Connection, NameValue, Page, RenderedRequest, Reply, StageMessage};
+use sluice_model::{
+    Connection, NameValue, Page, RecordState, RenderedRequest, Reply, StageMessage,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -43,29 +45,19 @@ const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 /// kept in the store, so every process (each Lambda instance) shares them (see `limits`).
 #[derive(Default)]
 pub struct HttpState {
-    /// One client (and connection pool) per address policy: its resolver enforces it.
-    clients: Mutex<HashMap<AddressPolicy, reqwest::Client>>,
+    /// One client (and connection pool) per address policy: it refuses what the policy does.
+    clients: Mutex<HashMap<AddressPolicy, GuardedClient>>,
     pub(crate) tokens: auth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<limits::Limiter>>>,
 }
 
 impl HttpState {
-    /// The client for requests under `policy`. It follows no redirects itself (a request's
-    /// redirects are followed by `send`, which keeps credentials at their origin) and sends
-    /// no Referer.
-    pub(crate) fn client(&self, policy: AddressPolicy) -> reqwest::Client {
+    /// The client for requests under `policy` (see [`GuardedClient`]).
+    pub(crate) fn client(&self, policy: AddressPolicy) -> GuardedClient {
         let mut clients = self.clients.lock().unwrap();
         clients
             .entry(policy)
-            .or_insert_with(|| {
-                reqwest::Client::builder()
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .redirect(reqwest::redirect::Policy::none())
-                    .referer(false)
-                    .dns_resolver(guard::GuardedResolver(policy))
-                    .build()
-                    .expect("an HTTP client with default TLS builds")
-            })
+            .or_insert_with(|| GuardedClient::new(policy))
             .clone()
     }
 
@@ -115,16 +107,30 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             ambiguous,
         };
         let request = batch.request.clone();
-        let outcome = deliver_once(sluice, &p.flow.id, route, &needs, &key, request).await?;
-        let deferred = outcome.is_none();
-        match outcome {
-            Some(Ok(reply)) => batch.reply = Some(reply),
-            Some(Err((code, message))) => {
+        let sent = deliver_once(
+            sluice,
+            &p.flow.id,
+            route,
+            &needs,
+            &page.job_id,
+            &key,
+            request,
+        )
+        .await?;
+        let deferred = matches!(sent, Sent::Later);
+        match sent {
+            Sent::Done(Ok(reply)) => batch.reply = Some(reply),
+            Sent::Done(Err((code, message))) => {
                 for r in page.records.iter_mut().filter(|r| r.is_active()) {
                     r.fail(code, message.clone());
                 }
             }
-            None => {}
+            Sent::JobCanceled => {
+                for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                    r.state = not_sent(&page.job_id);
+                }
+            }
+            Sent::Later => {}
         }
         page.batch = Some(batch);
         if deferred {
@@ -145,10 +151,11 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             })
             .collect();
         let lock = LockKeeper::new(&page);
-        let results: Vec<(usize, Result<Option<Outcome>>)> = futures::stream::iter(work)
+        let job_id = page.job_id.clone();
+        let results: Vec<(usize, Result<Sent>)> = futures::stream::iter(work)
             .map(|(i, req, key)| {
-                let (limiter, lock, flow, needs) =
-                    (limiter.clone(), &lock, p.flow.id.as_str(), &needs);
+                let (limiter, lock, flow, needs, job_id) =
+                    (limiter.clone(), &lock, p.flow.id.as_str(), &needs, &job_id);
                 async move {
                     let route = Route {
                         connection,
@@ -156,7 +163,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         limiter: &limiter,
                         ambiguous,
                     };
-                    let outcome = deliver_once(sluice, flow, route, needs, &key, req).await;
+                    let outcome = deliver_once(sluice, flow, route, needs, job_id, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -168,13 +175,14 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         for (i, result) in results {
             let r = &mut page.records[i];
             match result? {
-                Some(Ok(reply)) => {
+                Sent::Done(Ok(reply)) => {
                     if let Some(e) = r.exchange.as_mut() {
                         e.reply = Some(reply);
                     }
                 }
-                Some(Err((code, message))) => r.fail(code, message),
-                None => deferred += 1,
+                Sent::Done(Err((code, message))) => r.fail(code, message),
+                Sent::JobCanceled => r.state = not_sent(&page.job_id),
+                Sent::Later => deferred += 1,
             }
         }
         if deferred > 0 {
@@ -266,8 +274,29 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
 /// A reply, or a record-level failure (code, message).
 pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
 
+/// What became of one send.
+// Sent lives for one record's turn and is matched at once: boxing the reply would cost an
+// allocation per record for nothing.
+#[allow(clippy::large_enum_variant)]
+enum Sent {
+    /// Sent now or before: the reply, or the record-level failure.
+    Done(Outcome),
+    /// Too little time left in the invocation: nothing claimed or sent.
+    Later,
+    /// The job was canceled: not sent, and never will be.
+    JobCanceled,
+}
+
+/// A record a canceled job did not send: ignored (so the job's counts still cover every
+/// record read), saying why.
+pub(crate) fn not_sent(job_id: &str) -> RecordState {
+    RecordState::Ignored {
+        reason: format!("not sent: job {job_id} was canceled before this record's turn"),
+    }
+}
+
 /// Sends one request (a record's, or a page's batch) at most once, within the invocation's
-/// time: `None` when too little time is left to send it (nothing claimed or sent; the page
+/// time: `Later` when too little time is left to send it (nothing claimed or sent; the page
 /// continues in the next invocation). The invocation's first send always goes, so every
 /// pass makes progress. Its turn under the connection's limits comes before the ledger
 /// claim, so a record still waiting for its turn when time runs out is not claimed (and so
@@ -277,9 +306,10 @@ async fn deliver_once(
     flow: &str,
     route: Route<'_>,
     needs: &bounded::Needs,
+    job_id: &str,
     key: &str,
     request: RenderedRequest,
-) -> Result<Option<Outcome>> {
+) -> Result<Sent> {
     let Route {
         connection,
         limiter,
@@ -287,18 +317,22 @@ async fn deliver_once(
     } = route;
     let needed = time_to_send(connection);
     let Some(first) = budget::start(needed) else {
-        return Ok(None);
+        return Ok(Sent::Later);
     };
     let permit = match take_turn(sluice, connection, limiter).await {
         Ok(permit) => permit,
-        Err(failure) => return Ok(Some(Err(failure))),
+        Err(failure) => return Ok(Sent::Done(Err(failure))),
     };
     // Waiting for the turn took time: check again, unless this is the one send that must go.
     if !first && budget::running_out(needed) {
         permit.release().await;
-        return Ok(None);
+        return Ok(Sent::Later);
     }
-    let claim = match sluice.store.ledger_claim(key, sluice.clock.now()).await {
+    let claim = match sluice
+        .store
+        .ledger_claim(job_id, key, sluice.clock.now())
+        .await
+    {
         Ok(LedgerState::Done(v)) => bounded::recorded_outcome(sluice, v)
             .await
             .map(LedgerState::Done)
@@ -307,6 +341,10 @@ async fn deliver_once(
     };
     let earlier = match claim {
         Ok(LedgerState::Claimed) => None,
+        Ok(LedgerState::JobCanceled) => {
+            permit.release().await;
+            return Ok(Sent::JobCanceled);
+        }
         Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
             Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| ("ledger", e.to_string())),
             None => Err(("network", v["error"].as_str().unwrap_or("failed before").to_string())),
@@ -322,7 +360,7 @@ async fn deliver_once(
     };
     if let Some(outcome) = earlier {
         permit.release().await;
-        return Ok(Some(outcome));
+        return Ok(Sent::Done(outcome));
     }
     let outcome = match send_with_retries(sluice, route, Some(permit), &request).await {
         Ok(reply) => Ok(bounded::bound(sluice, needs, key, reply).await),
@@ -340,7 +378,7 @@ async fn deliver_once(
     };
     let record = bounded::ledger_outcome(sluice, key, record).await?;
     sluice.store.ledger_complete(key, &record).await?;
-    Ok(Some(outcome))
+    Ok(Sent::Done(outcome))
 }
 
 /// The time a request needs once started: its timeout, plus a margin for the ledger writes,

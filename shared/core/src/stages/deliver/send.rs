@@ -9,7 +9,7 @@
 //! decides whether a non-idempotent request may be sent again.
 
 use super::auth;
-use super::guard::{self, AddressPolicy};
+use super::guard::{self, AddressPolicy, GuardedClient};
 use crate::stages::base_uri::BaseUri;
 use crate::Sluice;
 use serde_json::{Map, Value};
@@ -45,8 +45,7 @@ pub(crate) struct Sender<'a> {
     /// resolved on the way out.
     refs: &'a [NameValue],
     base: BaseUri,
-    client: reqwest::Client,
-    policy: AddressPolicy,
+    client: GuardedClient,
     timeout: Duration,
 }
 
@@ -70,7 +69,6 @@ impl<'a> Sender<'a> {
             refs,
             base,
             client: sluice.caches.http.client(policy),
-            policy,
             timeout,
         })
     }
@@ -81,7 +79,6 @@ impl<'a> Sender<'a> {
         let mut hop = Hop::of(request)?;
         let mut redirects = 0;
         loop {
-            guard::check_literal(&hop.url, self.policy).map_err(SendError::Refused)?;
             let response = self.send_hop(&hop, deadline).await?;
             let status = response.status().as_u16();
             match redirect_target(&response, &hop.url) {
@@ -125,7 +122,11 @@ impl<'a> Sender<'a> {
                 &mut headers,
             )
             .await
-            .map_err(|e| SendError::Fatal(e.to_string()))?;
+            .map_err(|e| match guard::refusal_of(&e) {
+                // The token endpoint is at a refused address.
+                Some(refused) => SendError::Refused(refused.to_string()),
+                None => SendError::Fatal(e.to_string()),
+            })?;
         } else {
             headers.retain(|(name, value)| !self.is_credential(name, value));
         }
@@ -133,6 +134,7 @@ impl<'a> Sender<'a> {
         let mut builder = self
             .client
             .request(hop.method.clone(), url)
+            .map_err(|refused| SendError::Refused(refused.to_string()))?
             .timeout(left.max(Duration::from_millis(1)));
         let mut has_content_type = false;
         for (name, value) in &headers {
@@ -237,7 +239,7 @@ async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Re
 
 fn classify(e: &reqwest::Error, timeout: Duration) -> SendError {
     if let Some(refused) = guard::refusal_in(e) {
-        SendError::Refused(refused)
+        SendError::Refused(refused.to_string())
     } else if e.is_builder() {
         SendError::Fatal(format!("the request cannot be sent: {}", root_cause(e)))
     } else if e.is_connect() {

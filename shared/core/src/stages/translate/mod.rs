@@ -15,8 +15,8 @@ use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
 use sluice_model::{
-    Connection, Exchange, Job, NameValue, Page, RecordState, RenderedFile, RenderedRequest,
-    RequestMode, StageMessage,
+    Connection, Exchange, Job, NameValue, Page, RenderedFile, RenderedRequest, RequestMode,
+    StageMessage,
 };
 
 /// The translate stage's entry point (what its Lambda function runs).
@@ -37,7 +37,12 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
     if let Target::Import(import) = &p.target {
         if let Some(filter) = &import.filter {
-            apply_filter(sluice, &mut page, &filter.expression);
+            crate::filters::apply(
+                sluice,
+                filter,
+                ("the import's filter", "filter"),
+                page.records.iter_mut(),
+            );
         }
     }
 
@@ -64,25 +69,6 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 async fn send(sluice: &Sluice, stage: Stage, page: Page) -> Result<()> {
     sluice.queue.send(stage, StageMessage::Page(page)).await?;
     Ok(())
-}
-
-/// Records for which the condition is false are ignored; a condition that fails is an error.
-pub(crate) fn apply_filter(sluice: &Sluice, page: &mut Page, expression: &str) {
-    for r in page.records.iter_mut().filter(|r| r.is_active()) {
-        match sluice
-            .caches
-            .conditions
-            .check(expression, &[("record", &r.data)])
-        {
-            Ok(true) => {}
-            Ok(false) => {
-                r.state = RecordState::Ignored {
-                    reason: format!("filtered out by `{expression}`"),
-                }
-            }
-            Err(e) => r.fail("filter", e),
-        }
-    }
 }
 
 /// What every template of this page sees besides the record(s).
@@ -128,9 +114,14 @@ struct RequestTemplates<'a> {
     uri: &'a str,
     headers: &'a [NameValue],
     body: Option<&'a str>,
+    /// Without a body template, send the record (or the page's records) as the JSON body:
+    /// true but for GET and DELETE, which carry a body only when one was written for them.
+    whole_body: bool,
     mode: RequestMode,
     /// The header that carries the send's idempotency key (imports only).
     idempotency_header: Option<&'a str>,
+    /// Handlebars strict mode (the import's `strictTemplates`).
+    strict: bool,
 }
 
 fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
@@ -139,20 +130,21 @@ fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
             method: &h.method,
             uri: &h.relative_uri,
             headers: &h.headers,
-            body: match h.method.to_ascii_uppercase().as_str() {
-                "GET" | "DELETE" => h.body.as_deref(),
-                _ => Some(h.body.as_deref().unwrap_or("{{json record}}")),
-            },
+            body: h.body.as_deref(),
+            whole_body: !matches!(h.method.to_ascii_uppercase().as_str(), "GET" | "DELETE"),
             mode: h.request_mode,
             idempotency_header: h.idempotency_key_header.as_deref(),
+            strict: i.strict_templates,
         }),
         Target::Lookup(e) => e.http.as_ref().map(|h| RequestTemplates {
             method: &h.method,
             uri: &h.relative_uri,
             headers: &h.headers,
             body: h.body.as_deref(),
+            whole_body: false,
             mode: RequestMode::Record,
             idempotency_header: None,
+            strict: false,
         }),
     }
 }
@@ -180,6 +172,13 @@ fn render_requests(
         }
     };
     let cache = &sluice.caches.templates;
+    let mut mapped = mapped_records(sluice, p, page, base.get("now"));
+    let with = |name: &str, value: Value| {
+        let mut ctx = base.clone();
+        ctx.insert(name.into(), value);
+        Value::Object(ctx)
+    };
+    let name = t.mode.context_name();
     match t.mode {
         RequestMode::Record => {
             let send_ids: Vec<String> = page
@@ -187,11 +186,16 @@ fn render_requests(
                 .iter()
                 .map(|r| page.send_id(Some(&r.key)))
                 .collect();
-            let records = page.records.iter_mut().zip(send_ids);
-            for (r, send_id) in records.filter(|(r, _)| r.is_active()) {
-                let mut ctx = base.clone();
-                ctx.insert("record".into(), r.data.clone());
-                match render_request(cache, &t, &p.connection, &base_uri, &Value::Object(ctx)) {
+            let records = page.records.iter_mut().zip(send_ids).enumerate();
+            for (i, (r, send_id)) in records.filter(|(_, (r, _))| r.is_active()) {
+                let ctx = Contexts {
+                    request: with(name, r.data.clone()),
+                    body: mapped
+                        .as_mut()
+                        .and_then(|m| m[i].take())
+                        .map(|m| with(name, m)),
+                };
+                match render_request(cache, &t, &p.connection, &base_uri, &ctx) {
                     Ok(mut request) => {
                         add_idempotency_key(&t, &mut request, send_id);
                         r.exchange = Some(Exchange {
@@ -204,15 +208,22 @@ fn render_requests(
             }
         }
         RequestMode::Page => {
-            let records: Vec<Value> = page
-                .records
-                .iter()
-                .filter(|r| r.is_active())
-                .map(|r| r.data.clone())
-                .collect();
-            let mut ctx = base.clone();
-            ctx.insert("records".into(), Value::Array(records));
-            match render_request(cache, &t, &p.connection, &base_uri, &Value::Object(ctx)) {
+            let active = || {
+                page.records
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.is_active())
+            };
+            let records: Vec<Value> = active().map(|(_, r)| r.data.clone()).collect();
+            let body = mapped.as_mut().map(|m| {
+                let mapped: Vec<Value> = active().filter_map(|(i, _)| m[i].take()).collect();
+                with(name, Value::Array(mapped))
+            });
+            let ctx = Contexts {
+                request: with(name, Value::Array(records)),
+                body,
+            };
+            match render_request(cache, &t, &p.connection, &base_uri, &ctx) {
                 Ok(mut request) => {
                     add_idempotency_key(&t, &mut request, page.send_id(None));
                     page.batch = Some(Exchange {
@@ -228,6 +239,53 @@ fn render_requests(
             }
         }
     }
+}
+
+/// Each active record through the import's mapping, by position in the page (`None` for
+/// records that are not active); a record the mapping fails for becomes an error (code
+/// `mapping`). `None` when the processor has no mapping: what is sent is the record itself.
+fn mapped_records(
+    sluice: &Sluice,
+    p: &Processor,
+    page: &mut Page,
+    now: Option<&Value>,
+) -> Option<Vec<Option<Value>>> {
+    let Target::Import(import) = &p.target else {
+        return None;
+    };
+    let mapping = import.mapping.as_ref()?;
+    let active = page.records.iter_mut().filter(|r| r.is_active());
+    let compiled = match crate::mapping::compiled(&sluice.caches.mappings, mapping) {
+        Ok(c) => c,
+        Err(e) => {
+            for r in active {
+                r.fail("mapping", e.clone());
+            }
+            return Some(vec![None; page.records.len()]);
+        }
+    };
+    let templates = sluice.templates(import.strict_templates, now);
+    let mapped = page.records.iter_mut().map(|r| {
+        if !r.is_active() {
+            return None;
+        }
+        match crate::mapping::apply(&compiled, &r.data, templates) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                r.fail("mapping", e);
+                None
+            }
+        }
+    });
+    Some(mapped.collect())
+}
+
+/// What a request's templates render with: the URI and headers see the record as it came
+/// (`request`), the body the mapped record when the import maps (`body`), as integrator.io
+/// does.
+struct Contexts {
+    request: Value,
+    body: Option<Value>,
 }
 
 /// The send's idempotency key in the import's header, unless the import writes that header
@@ -250,12 +308,12 @@ fn render_request(
     t: &RequestTemplates,
     connection: &Connection,
     base_uri: &BaseUri,
-    ctx: &Value,
+    contexts: &Contexts,
 ) -> Result<RenderedRequest, (&'static str, String)> {
     let template = |e: String| ("template", e);
-    let ctx = handlebars::Context::wraps(ctx).map_err(|e| template(e.to_string()))?;
+    let ctx = handlebars::Context::wraps(&contexts.request).map_err(|e| template(e.to_string()))?;
     let uri = cache
-        .render_escaped(t.uri, &ctx, Escape::UriComponent)
+        .render_as(t.uri, &ctx, Escape::UriComponent, t.strict)
         .map_err(|e| template(format!("relativeURI: {e}")))?;
     // A URL outside the connection's baseURI is refused before anything is sent.
     let url = base_uri
@@ -274,21 +332,35 @@ fn render_request(
             hv.value.clone()
         } else {
             cache
-                .render(&hv.value, &ctx)
+                .render_as(&hv.value, &ctx, Escape::None, t.strict)
                 .map_err(|e| template(format!("headers[{i}]: {e}")))?
         };
         headers.push((hv.name.clone(), v));
     }
     let method = t.method.to_ascii_uppercase();
-    // GET and DELETE carry a body only when one was written for them (lookups).
     let escape = templates::body_escape(headers.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let body = match t.body {
-        Some(b) => Some(
-            cache
-                .render_escaped(b, &ctx, escape)
-                .map_err(|e| template(format!("body: {e}")))?,
-        ),
-        None => None,
+    let body = match (t.body, &contexts.body) {
+        (Some(b), mapped) => {
+            let mapped_ctx;
+            let ctx = match mapped {
+                Some(body) => {
+                    mapped_ctx =
+                        handlebars::Context::wraps(body).map_err(|e| template(e.to_string()))?;
+                    &mapped_ctx
+                }
+                None => &ctx,
+            };
+            Some(
+                cache
+                    .render_as(b, ctx, escape, t.strict)
+                    .map_err(|e| template(format!("body: {e}")))?,
+            )
+        }
+        (None, _) if !t.whole_body => None,
+        // Without a body template the record (a mapping's output when the import maps) is
+        // the JSON body itself.
+        (None, Some(mapped)) => Some(mapped[t.mode.context_name()].to_string()),
+        (None, None) => Some(contexts.request[t.mode.context_name()].to_string()),
     };
     Ok(RenderedRequest {
         method,
@@ -325,6 +397,7 @@ fn render_page_file(
     };
     let cache = &sluice.caches.templates;
     let ctx = Value::Object(base.clone());
+    let mapped = mapped_records(sluice, p, page, base.get("now"));
     let rendered = (|| -> Result<RenderedFile, String> {
         let directory = cache
             .render_value(&spec.directory_path, &ctx)
@@ -337,11 +410,18 @@ fn render_page_file(
                 "fileName rendered to '{name}', which is not a plain file name"
             ));
         }
+        // The file holds the records as the import's mapping makes them.
         let active: Vec<&Value> = page
             .records
             .iter()
-            .filter(|r| r.is_active())
-            .map(|r| &r.data)
+            .enumerate()
+            .filter(|(_, r)| r.is_active())
+            .map(|(i, r)| {
+                mapped
+                    .as_ref()
+                    .and_then(|m| m[i].as_ref())
+                    .unwrap_or(&r.data)
+            })
             .collect();
         let content =
             render_file(&active, import.file.as_ref()).map_err(|e| format!("file content: {e}"))?;

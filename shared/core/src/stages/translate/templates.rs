@@ -28,18 +28,26 @@ pub enum Escape {
     JsonString,
 }
 
-/// Compiled templates, keyed by their source text; compiled once per process.
+/// Compiled templates, keyed by their source text; compiled once per process. One registry
+/// per escaping, and a second set in handlebars strict mode (a missing field is an error)
+/// for imports that ask for it (`strictTemplates`).
 pub struct TemplateCache {
     plain: Registry,
     uri: Registry,
     json: Registry,
+    strict: [Registry; 3],
 }
 
 struct Registry(RwLock<Handlebars<'static>>);
 
 impl Registry {
     fn new(escape: Escape) -> Self {
+        Self::with_strictness(escape, false)
+    }
+
+    fn with_strictness(escape: Escape, strict: bool) -> Self {
         let mut hb = Handlebars::new();
+        hb.set_strict_mode(strict);
         // Output is JSON, CSV and URLs, never HTML: no HTML escaping.
         match escape {
             Escape::None => hb.register_escape_fn(handlebars::no_escape),
@@ -51,6 +59,7 @@ impl Registry {
         hb.register_helper("lowercase", Box::new(lowercase_helper));
         hb.register_helper("uppercase", Box::new(uppercase_helper));
         hb.register_helper("default", Box::new(default_helper));
+        crate::helpers::register(&mut hb);
         Registry(RwLock::new(hb))
     }
 
@@ -98,6 +107,8 @@ impl Default for TemplateCache {
             plain: Registry::new(Escape::None),
             uri: Registry::new(Escape::UriComponent),
             json: Registry::new(Escape::JsonString),
+            strict: [Escape::None, Escape::UriComponent, Escape::JsonString]
+                .map(|e| Registry::with_strictness(e, true)),
         }
     }
 }
@@ -121,11 +132,26 @@ impl TemplateCache {
         context: &Context,
         escape: Escape,
     ) -> Result<String, String> {
-        match escape {
-            Escape::None => self.plain.render(source, context),
-            Escape::UriComponent => self.uri.render(source, context),
-            Escape::JsonString => self.json.render(source, context),
-        }
+        self.render_as(source, context, escape, false)
+    }
+
+    /// Renders `source`, escaping as `escape` says; in `strict` mode a missing field fails.
+    pub fn render_as(
+        &self,
+        source: &str,
+        context: &Context,
+        escape: Escape,
+        strict: bool,
+    ) -> Result<String, String> {
+        let registry = match (escape, strict) {
+            (Escape::None, false) => &self.plain,
+            (Escape::UriComponent, false) => &self.uri,
+            (Escape::JsonString, false) => &self.json,
+            (Escape::None, true) => &self.strict[0],
+            (Escape::UriComponent, true) => &self.strict[1],
+            (Escape::JsonString, true) => &self.strict[2],
+        };
+        registry.render(source, context)
     }
 
     /// Renders with a JSON value as the context (builds the context once per call).
@@ -146,7 +172,8 @@ impl TemplateCache {
 
     pub fn compiled(&self) -> usize {
         [&self.plain, &self.uri, &self.json]
-            .iter()
+            .into_iter()
+            .chain(&self.strict)
             .map(|r| r.0.read().unwrap().get_templates().len())
             .sum()
     }

@@ -14,7 +14,7 @@
 use crate::ports::Measurement;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::Value;
-use sluice_model::{Page, PageRecord, RecordState, Resume, RunOrder, SourceRecord, StageMessage};
+use sluice_model::{JobStatus, Page, PageRecord, Resume, RunOrder, SourceRecord, StageMessage};
 
 /// Counts pages across generators, sends them, and keeps the place.
 pub(super) struct PageCutter<'a> {
@@ -23,6 +23,8 @@ pub(super) struct PageCutter<'a> {
     pub pages: u64,
     /// This invocation ran short of time and queued a continuation for the rest.
     pub continued: bool,
+    /// The job was canceled while it was read: reading stopped.
+    pub canceled: bool,
     /// Where a checkpointed read stands; `None` for sources that are not checkpointed
     /// (records given inline are all in the run order already: its pages are sent when it
     /// has been read whole).
@@ -37,6 +39,20 @@ pub(super) struct Position {
 }
 
 impl PageCutter<'_> {
+    /// Before each page goes out: a job canceled meanwhile stops its reading (an error that
+    /// unwinds the read, after `canceled` is set), so nothing more of it is read or sent.
+    async fn check_not_canceled(&mut self) -> Result<()> {
+        let job = self.sluice.store.get_job(&self.order.job_id).await?;
+        if job.is_some_and(|j| j.status == JobStatus::Canceled) {
+            self.canceled = true;
+            return Err(Error::Conflict(format!(
+                "job {} was canceled",
+                self.order.job_id
+            )));
+        }
+        Ok(())
+    }
+
     /// Starts keeping the place in a unit, `skip` of whose records are in pages already.
     pub fn reading(&mut self, cursor: Value, skip: u64) {
         self.at = Some(Position {
@@ -98,17 +114,45 @@ pub(super) struct Batch {
     pub generator: usize,
     processor: usize,
     size: usize,
-    filter: Option<String>,
+    /// The export's transform and output filter, applied in that order as pages are cut.
+    shaping: Shaping,
     pub records: Vec<SourceRecord>,
 }
 
+/// What trigger does to each record before it is paged: the export's `transform`, then its
+/// output `filter` (which so sees the transformed record).
+#[derive(Default)]
+pub(super) struct Shaping {
+    pub transform: Option<sluice_model::Transform>,
+    pub filter: Option<sluice_model::Filter>,
+}
+
+impl Shaping {
+    pub fn of(export: &sluice_model::Export) -> Self {
+        Shaping {
+            transform: export.transform.clone(),
+            filter: export.filter.clone(),
+        }
+    }
+
+    fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) {
+        if let Some(t) = &self.transform {
+            sluice.transform_records(t, records.iter_mut());
+        }
+        if let Some(f) = &self.filter {
+            let whose = ("the export's filter", sluice_model::OUTPUT_FILTER_FAILED);
+            crate::filters::apply(sluice, f, whose, records.iter_mut());
+        }
+    }
+}
+
 impl Batch {
-    pub fn new(generator: usize, processor: usize, size: usize, filter: Option<String>) -> Self {
+    pub fn new(generator: usize, processor: usize, size: usize, shaping: Shaping) -> Self {
         Batch {
             generator,
             processor,
             size,
-            filter,
+            shaping,
             records: Vec::with_capacity(size),
         }
     }
@@ -134,6 +178,7 @@ impl Batch {
         if self.records.is_empty() {
             return Ok(());
         }
+        cutter.check_not_canceled().await?;
         let index = cutter.pages;
         let page_id = if self.processor == 0 {
             format!("g{}-p{index:06}", self.generator)
@@ -146,9 +191,7 @@ impl Batch {
             .enumerate()
             .map(|(i, read)| read.into_page_record(format!("{page_id}-r{i:05}")))
             .collect();
-        if let Some(expr) = &self.filter {
-            apply_filter(cutter.sluice, expr, &mut records);
-        }
+        self.shaping.apply(cutter.sluice, &mut records);
         let page = Page {
             job_id: cutter.order.job_id.clone(),
             flow_id: cutter.order.flow_id.clone(),
@@ -168,21 +211,6 @@ impl Batch {
             .await?;
         cutter.pages += 1;
         cutter.checkpoint(self.generator).await
-    }
-}
-
-/// The export's output filter: records it rejects are ignored (and counted), never dropped.
-fn apply_filter(sluice: &Sluice, expr: &str, records: &mut [PageRecord]) {
-    for r in records.iter_mut().filter(|r| r.is_active()) {
-        match sluice.caches.conditions.check(expr, &[("record", &r.data)]) {
-            Ok(true) => {}
-            Ok(false) => {
-                r.state = RecordState::Ignored {
-                    reason: format!("filtered out by the export's filter `{expr}`"),
-                }
-            }
-            Err(e) => r.fail("filter", e),
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::budget;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
-use cutter::{Batch, PageCutter};
+use cutter::{Batch, PageCutter, Shaping};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_model::{
@@ -62,6 +62,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
         order: &order,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
+        canceled: false,
         at: None,
     };
     // Why reading failed, with the export (id and name) it failed at.
@@ -80,7 +81,12 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
-        if let Err(message) = read_generator(&mut cutter, gi, &export, &job, resume_here).await? {
+        let read = read_generator(&mut cutter, gi, &export, &job, resume_here).await;
+        if cutter.canceled {
+            // Canceled while reading: nothing more of it is read or sent.
+            return Ok(());
+        }
+        if let Err(message) = read? {
             failure = Some((message, Some(export.id.clone()), Some(export.name.clone())));
             break;
         }
@@ -132,8 +138,7 @@ async fn read_generator(
     resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
     let size = export.page_size();
-    let filter = export.filter.as_ref().map(|f| f.expression.clone());
-    let mut batch = Batch::new(gi, 0, size, filter);
+    let mut batch = Batch::new(gi, 0, size, Shaping::of(export));
     if let Some(r) = resume {
         batch.records.extend(r.carried.iter().cloned());
     }
@@ -160,15 +165,22 @@ async fn read_source(
             }
         }
         RunSource::Retry { items } => {
-            let mut by_processor: BTreeMap<usize, Vec<&RetryItem>> = BTreeMap::new();
+            // Records that failed at a processor re-enter there as they were; records that
+            // failed the export's shaping are shaped again.
+            let mut by_processor: BTreeMap<(usize, bool), Vec<&RetryItem>> = BTreeMap::new();
             for item in items {
                 by_processor
-                    .entry(item.processor_index)
+                    .entry((item.processor_index, item.reshape))
                     .or_default()
                     .push(item);
             }
-            for (processor, items) in by_processor {
-                let mut b = Batch::new(gi, processor, size, None);
+            for ((processor, reshape), items) in by_processor {
+                let shaping = if reshape {
+                    Shaping::of(export)
+                } else {
+                    Shaping::default()
+                };
+                let mut b = Batch::new(gi, processor, size, shaping);
                 for item in items {
                     b.push(cutter, item.record.clone()).await?;
                 }

@@ -11,6 +11,7 @@ pub mod sftp;
 #[cfg(all(test, feature = "sftp"))]
 mod tests;
 
+use super::deliver::not_sent;
 use super::processor::{Processor, Target};
 #[cfg(feature = "sftp")]
 use crate::ports::secrets::resolve;
@@ -48,8 +49,17 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         page.job_id, page.page_id, page.processor_index
     );
 
-    let outcome: Value = match sluice.store.ledger_claim(&key, sluice.clock.now()).await? {
+    let claim = sluice
+        .store
+        .ledger_claim(&page.job_id, &key, sluice.clock.now());
+    let outcome: Value = match claim.await? {
         LedgerState::Done(v) => v,
+        LedgerState::JobCanceled => {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                r.state = not_sent(&page.job_id);
+            }
+            return forward(sluice, page).await;
+        }
         state => {
             let redo = state == LedgerState::InFlight;
             let v = match import.kind {

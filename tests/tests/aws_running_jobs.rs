@@ -1,0 +1,133 @@
+//! The flows API on the AWS adapters (moto): while a job runs through SQS, DynamoDB and the
+//! real handlers, deleting its flow is refused naming the job, and canceling it stops every
+//! further send; its counts still cover every record.
+
+use serde_json::{json, Value};
+use sluice_api::{router, ApiConfig};
+use sluice_aws::harness::Harness;
+use sluice_core::ports::Kind;
+use sluice_testkit::http::{Answer, TestServer};
+use sluice_testkit::moto::Moto;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn call(method: reqwest::Method, url: String) -> (u16, Value) {
+    let r = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_aws_a_running_flow_is_not_deleted_and_a_canceled_job_sends_nothing_more() {
+    let Some(moto) = Moto::start_or_skip("on_aws_a_running_flow_is_not_deleted") else {
+        return;
+    };
+    let h = Arc::new(Harness::create(&moto.endpoint_url()).await.unwrap());
+    let sink = TestServer::start(|_, _| Answer::Slow {
+        delay: Duration::from_millis(300),
+        then: Box::new(Answer::json(201, json!({}))),
+    })
+    .await;
+    let defs = [
+        (
+            Kind::Connection,
+            "c",
+            json!({"_id": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}),
+        ),
+        (
+            Kind::Export,
+            "e",
+            json!({"_id": "e", "type": "webhook", "pageSize": 2}),
+        ),
+        (
+            Kind::Import,
+            "i",
+            json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}),
+        ),
+        (
+            Kind::Flow,
+            "f",
+            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+        ),
+    ];
+    h.define(defs).await;
+    let app = router(
+        h.sluice.clone(),
+        ApiConfig {
+            api_keys: vec![("ops".into(), "k".into())],
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // The event source mappings: every queue polled until the test ends.
+    let stop = Arc::new(AtomicBool::new(false));
+    let pumping = {
+        let (h, stop) = (h.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                if h.pump().await.unwrap() == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        })
+    };
+
+    let records: Vec<Value> = (0..10).map(|n| json!({"n": n})).collect();
+    let started = reqwest::Client::new()
+        .post(format!("{base}/flows/f/run"))
+        .bearer_auth("k")
+        .json(&json!({ "records": records }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 201);
+    let job: Value = started.json().await.unwrap();
+    let job_id = job["_jobId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sink.received().len() < 2 {
+        assert!(Instant::now() < deadline, "the job never sent");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let (status, body) = call(reqwest::Method::DELETE, format!("{base}/flows/f")).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("running job {job_id}")),
+        "{body}"
+    );
+
+    let (status, body) = call(
+        reqwest::Method::POST,
+        format!("{base}/jobs/{job_id}/cancel"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = sink.received().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(sink.received().len(), sent, "nothing sent after the cancel");
+    stop.store(true, Ordering::SeqCst);
+    pumping.await.unwrap();
+    while h.pump().await.unwrap() > 0 {}
+
+    let job = h.sluice.store.get_job(&job_id).await.unwrap().unwrap();
+    assert_eq!(job.status, sluice_model::JobStatus::Canceled);
+    assert_eq!(job.num_success as usize, sent, "{job:?}");
+    assert_eq!(
+        job.num_success + job.num_error + job.num_ignore,
+        10,
+        "every record counted: {job:?}"
+    );
+    let (status, _) = call(reqwest::Method::DELETE, format!("{base}/flows/f")).await;
+    assert_eq!(status, 204, "the flow is free once its job ended");
+}
