@@ -295,9 +295,19 @@ async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
     .unwrap()
     .unwrap();
     let second = start_run(&s, "f", RunRequest::default(), RunKind::Manual).await;
+    let Err(sluice_core::Error::Conflict(refused)) = second else {
+        panic!("{second:?}")
+    };
+    // It names the running job and when its lease ends.
+    let lease = s.store.lock_holder("f").await.unwrap().unwrap().lease_until;
+    let expected = format!("Flow is currently running: job {}, started ", first.job_id);
+    assert!(refused.starts_with(&expected), "{refused}");
     assert!(
-        matches!(second, Err(sluice_core::Error::Conflict(ref m)) if m == "Flow is currently running"),
-        "{second:?}"
+        refused.ends_with(&format!(
+            "; its run lock's lease ends at {} (renewed while the job makes progress)",
+            lease.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        "{refused}"
     );
     let queued = start_run(&s, "f", RunRequest::default(), RunKind::Schedule)
         .await
@@ -314,6 +324,60 @@ async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
         .await
         .unwrap()
         .is_some());
+}
+
+/// A process killed after closing its job but before the after-run work (a `sluice run`
+/// killed there, a Lambda timed out there) leaves the flow's run lock held by a finished job,
+/// and a redelivered evaluate finds the job closed and does nothing. The next run takes the
+/// lock over at once, first moving the closed job's watermark (so its window is not read
+/// again), instead of being refused until the lease runs out.
+#[tokio::test]
+async fn a_run_lock_left_by_a_closed_job_is_taken_over_at_once() {
+    use chrono::TimeZone;
+    use sluice_core::runs::{start_run, watermark};
+    let server = TestServer::start(|_, _| Answer::json(201, json!({}))).await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let s = h.sluice();
+    let now = chrono::Utc::now();
+    let window_end = chrono::Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut closed = sluice_model::Job::new("closed".into(), "f".into(), RunKind::Schedule, now);
+    closed.end_date = Some(window_end);
+    closed.delta_exports.insert("exp".into(), None);
+    let lease = s.settings.lock_lease;
+    assert!(s
+        .store
+        .acquire_lock("f", "closed", now, lease)
+        .await
+        .unwrap());
+    assert!(s.store.create_job(&closed).await.unwrap());
+    assert!(s
+        .store
+        .close_job("closed", JobStatus::Completed, now, None)
+        .await
+        .unwrap());
+    // Its process stops here: the lock is still held, the watermark not moved.
+
+    let request = RunRequest {
+        records: Some(orders(2)),
+        ..Default::default()
+    };
+    let started = start_run(&s, "f", request, RunKind::Manual)
+        .await
+        .expect("the lock of a closed job does not refuse a run")
+        .unwrap();
+    assert_eq!(
+        watermark::read(&s, "f", "exp").await.unwrap(),
+        Some(window_end),
+        "the closed job's watermark moved before the next run read it"
+    );
+    assert_eq!(
+        s.store.lock_holder("f").await.unwrap().map(|l| l.owner),
+        Some(started.job_id.clone())
+    );
+    let job = h.wait(&started.job_id).await;
+    assert_eq!(job.num_success, 2);
 }
 
 #[tokio::test]

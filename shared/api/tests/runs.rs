@@ -55,14 +55,11 @@ async fn second_manual_run_while_running_is_409() {
     api.seed(&t.url).await;
     // Someone holds the run lock (a run in progress elsewhere).
     let s = api.runtime.sluice();
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::seconds(600);
     assert!(s
         .store
-        .acquire_lock(
-            "f1",
-            "other-run",
-            chrono::Utc::now(),
-            Duration::from_secs(600)
-        )
+        .acquire_lock("f1", "other-run", now, Duration::from_secs(600))
         .await
         .unwrap());
     let r = api
@@ -70,7 +67,14 @@ async fn second_manual_run_while_running_is_409() {
         .await;
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.error().0, "conflict");
-    assert_eq!(r.error().2, "Flow is currently running");
+    assert_eq!(
+        r.error().2,
+        format!(
+            "Flow is currently running: its run lock is held by other-run until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        "names who holds the flow and until when"
+    );
     s.store.release_lock("f1", "other-run").await.unwrap();
     let r = api
         .post("/flows/f1/run", json!({"records": [{"id": 1}]}))

@@ -251,8 +251,9 @@ async fn a_flow_running_in_another_live_process_is_refused_naming_the_job_and_pr
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     let pid = first.child.id();
     assert!(
-        stderr.contains("Flow is currently running")
-            && stderr.contains(&format!("is being run by sluice process {pid}")),
+        stderr.contains("Flow is currently running: job ")
+            && stderr.contains("its run lock's lease ends at ")
+            && stderr.contains(&format!("it runs in sluice process {pid} on ")),
         "{stderr}"
     );
     first.kill_9();
@@ -300,21 +301,7 @@ async fn stopping_sluice_dev_leaves_its_jobs_to_resume_at_the_next_start() {
 
     // Back up: the job resumes and finishes; every record reached the sink once.
     let (dev, base) = start_dev(&data).await;
-    let job = loop {
-        let job: Value = http
-            .get(format!("{base}/jobs/{job_id}"))
-            .bearer_auth("k")
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["status"] != "running" {
-            break job;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let job = finished(&base, &job_id).await;
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(job["numSuccess"], 20, "{job}");
     let mut sent: Vec<u64> = slow
@@ -334,4 +321,69 @@ async fn stopping_sluice_dev_leaves_its_jobs_to_resume_at_the_next_start() {
         stderr.contains(&format!("resuming job {job_id}")),
         "{stderr}"
     );
+}
+
+/// What `sluice dev` at `base` answers to a GET of `path`.
+async fn get(base: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The job as `sluice dev` at `base` answers it once it is no longer running.
+async fn finished(base: &str, job_id: &str) -> Value {
+    loop {
+        let job = get(base, &format!("/jobs/{job_id}")).await;
+        if job["status"] != "running" {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_dev_resumes_the_job_of_a_killed_sluice_run_when_it_starts() {
+    let slow = SlowRun::new().await;
+    let run = Running::start(slow.command());
+    until("the run sends", || !slow.sink.received().is_empty()).await;
+    let job_id = job_named(&run.kill_9(), "running flow f: job ").unwrap();
+
+    let (dev, base) = start_dev(&slow.dir.path().join("data")).await;
+    let job = finished(&base, &job_id).await;
+    let errors = get(&base, &format!("/jobs/{job_id}/errors")).await;
+    let stderr = stop(dev, "INT").await;
+    assert!(
+        stderr.contains(&format!("resuming job {job_id} of flow f")),
+        "{stderr}"
+    );
+    // Every record counted; the one whose send the kill cut off is reported, not resent.
+    let count = |k: &str| job[k].as_u64().unwrap();
+    assert_eq!(count("numSuccess") + count("numError"), 8, "{job}");
+    let unknown: Vec<u64> = errors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["code"], "delivery_unknown", "{e}");
+            e["record"]["n"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(count("numError"), unknown.len() as u64, "{errors}");
+    assert!(unknown.len() <= 1, "one send was in flight: {unknown:?}");
+    for n in 0..8 {
+        let sent = slow
+            .sink
+            .received()
+            .iter()
+            .filter(|r| r.json()["n"].as_u64() == Some(n))
+            .count();
+        let expected = if unknown.contains(&n) { 0..=1 } else { 1..=1 };
+        assert!(expected.contains(&sent), "record {n} was sent {sent} times");
+    }
 }

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use serde_json::Value;
-use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+use sluice_core::ports::{
+    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+};
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::path::Path;
@@ -488,6 +490,27 @@ impl Store for SqliteStore {
                 "UPDATE locks SET lease_until = ?3 WHERE flow_id = ?1 AND owner = ?2",
                 params![flow, owner, until],
             )? == 1)
+        })
+        .await
+    }
+
+    async fn lock_holder(&self, flow_id: &str) -> anyhow::Result<Option<LockHolder>> {
+        let flow = flow_id.to_string();
+        self.with(move |c| {
+            let row: Option<(String, String)> = c
+                .query_row(
+                    "SELECT owner, lease_until FROM locks WHERE flow_id = ?1",
+                    [flow],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            row.map(|(owner, until)| {
+                Ok(LockHolder {
+                    owner,
+                    lease_until: parse_ts(&until)?,
+                })
+            })
+            .transpose()
         })
         .await
     }

@@ -47,7 +47,9 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
-use sluice_core::ports::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+use sluice_core::ports::{
+    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+};
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
@@ -789,6 +791,21 @@ impl Store for DynamoStore {
             Err(e) if is_condition_failed(&e) => Ok(false),
             Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (acquire lock)")),
         }
+    }
+
+    async fn lock_holder(&self, flow_id: &str) -> anyhow::Result<Option<LockHolder>> {
+        let Some(item) = self.get(format!("lock#{flow_id}"), "lock").await? else {
+            return Ok(None);
+        };
+        let owner = item.get("owner").and_then(|v| v.as_s().ok()).cloned();
+        let until = item
+            .get("leaseUntil")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .and_then(DateTime::<Utc>::from_timestamp_millis);
+        Ok(owner
+            .zip(until)
+            .map(|(owner, lease_until)| LockHolder { owner, lease_until }))
     }
 
     async fn renew_lock(

@@ -216,16 +216,13 @@ async fn start(
 /// Which process runs the flow's unfinished job, when another one on this data does.
 async fn held_by(runtime: &LocalRuntime, flow_id: &str) -> String {
     let sluice = runtime.sluice();
-    let Ok(jobs) = sluice.store.list_jobs(flow_id, 1).await else {
+    let Ok(Some(holder)) = sluice.store.lock_holder(flow_id).await else {
         return String::new();
     };
-    let Some(job) = jobs.into_iter().find(|j| !j.status.is_finished()) else {
-        return String::new();
-    };
-    match runtime.queue().other_runner_of(&job.id).await {
+    match runtime.queue().other_runner_of(&holder.owner).await {
         Ok(Some(r)) => format!(
-            " (job {} is being run by sluice process {} on {}; stop it there, or wait for it to finish)",
-            job.id, r.pid, r.host
+            "; it runs in sluice process {} on {}: stop that one, or wait for it to finish",
+            r.pid, r.host
         ),
         _ => String::new(),
     }

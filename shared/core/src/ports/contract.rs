@@ -1,7 +1,9 @@
 //! Behaviour every [`Store`] adapter must show. The embedded adapter's tests and the AWS
 //! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift.
 
-use super::store::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+use super::store::{
+    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+};
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::json;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun, RunKind, RunRequest, RunSource};
@@ -531,7 +533,16 @@ async fn slots(store: &dyn Store) {
 async fn locks(store: &dyn Store) {
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let lease = Duration::from_secs(60);
+    assert_eq!(store.lock_holder("fl").await.unwrap(), None);
     assert!(store.acquire_lock("fl", "run1", t0, lease).await.unwrap());
+    assert_eq!(
+        store.lock_holder("fl").await.unwrap(),
+        Some(LockHolder {
+            owner: "run1".into(),
+            lease_until: t0 + ChronoDuration::seconds(60)
+        }),
+        "who holds it, and until when"
+    );
     assert!(
         !store
             .acquire_lock("fl", "run1", t0 + ChronoDuration::seconds(1), lease)
@@ -580,6 +591,7 @@ async fn locks(store: &dyn Store) {
         "release by a non-owner does nothing"
     );
     store.release_lock("fl", "run2").await.unwrap();
+    assert_eq!(store.lock_holder("fl").await.unwrap(), None, "released");
     assert!(store
         .acquire_lock("fl", "run3", t0 + ChronoDuration::seconds(114), lease)
         .await

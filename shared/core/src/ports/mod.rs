@@ -16,4 +16,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
-pub use store::{AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, PageOutcome, Store};
+pub use store::{
+    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+};

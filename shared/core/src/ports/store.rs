@@ -166,6 +166,13 @@ pub struct PageOutcome {
     pub page_done: bool,
 }
 
+/// The holder of a run lock: its owner (the running job's id) and when its lease ends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockHolder {
+    pub owner: String,
+    pub lease_until: DateTime<Utc>,
+}
+
 /// What the delivery ledger knew of a key when it was claimed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LedgerState {
@@ -278,6 +285,9 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> anyhow::Result<bool>;
     async fn release_lock(&self, flow_id: &str, owner: &str) -> anyhow::Result<()>;
+    /// Who holds the flow's run lock and until when (a lease already run out included), for
+    /// saying why a run is refused. `None` when nobody does.
+    async fn lock_holder(&self, flow_id: &str) -> anyhow::Result<Option<LockHolder>>;
 
     // --- runs waiting for their flow: kept durably, in arrival order, until they start
     /// Keeps `run` behind the flow's running job. False (nothing written) when it is kept

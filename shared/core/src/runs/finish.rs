@@ -75,6 +75,29 @@ async fn end_job(
     Ok(closed)
 }
 
+/// Frees the flow's run lock if the job holding it is closed. Its closer stopped between the
+/// close and the release (a killed `sluice run`, a Lambda out of time), and the message it
+/// was handling, delivered again, finds the job closed and does nothing more: without this
+/// the flow would wait for the lease to run out. The closed job's watermark moves first (that
+/// step is idempotent, and the next run reads from it); chained flows and callbacks are not
+/// run again, since they may have happened. True when the lock is free (now or already).
+pub(super) async fn free_lock_of_closed_job(sluice: &Sluice, flow_id: &str) -> Result<bool> {
+    let Some(holder) = sluice.store.lock_holder(flow_id).await? else {
+        return Ok(true);
+    };
+    // An owner that is no job (an edit of what the flow uses) or a running job keeps it.
+    let Some(job) = sluice.store.get_job(&holder.owner).await? else {
+        return Ok(false);
+    };
+    if !job.status.is_finished() {
+        return Ok(false);
+    }
+    watermark::advance(sluice, &job).await?;
+    sluice.store.release_lock(flow_id, &job.id).await?;
+    tracing::warn!(job = %job.id, flow = %flow_id, "freed the run lock of a closed job whose after-run work stopped");
+    Ok(true)
+}
+
 /// The work after a job closed, done once by the caller whose close won.
 async fn after_run(sluice: &Sluice, job: &Job, then: Then) -> Result<()> {
     tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");

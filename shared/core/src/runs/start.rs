@@ -1,8 +1,9 @@
 //! Starting a run: the flow's run lock, the job, the run order to the trigger queue. A run a
 //! person asked for is refused when the flow is busy; the others wait in [`super::queue`].
 
-use super::{queue, watermark};
+use super::{finish, queue, watermark};
 use crate::{Error, Result, Sluice, Stage};
+use chrono::{DateTime, Utc};
 use sluice_model::{
     new_id, Export, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest,
     RunSource, RunStarted, StageMessage,
@@ -29,7 +30,29 @@ pub async fn start_run(
     }
     match start_as(sluice, flow_id, &new_id(), request, kind).await? {
         Start::Started(started) => Ok(Some(started)),
-        Start::Busy | Start::Ran => Err(Error::Conflict("Flow is currently running".into())),
+        Start::Busy | Start::Ran => Err(Error::Conflict(refusal(sluice, flow_id).await)),
+    }
+}
+
+/// Why a run a person asked for is refused: which job holds the flow, and until when its
+/// lease holds if that job stops making progress (then the next run closes it as abandoned).
+async fn refusal(sluice: &Sluice, flow_id: &str) -> String {
+    const BUSY: &str = "Flow is currently running";
+    let Ok(Some(holder)) = sluice.store.lock_holder(flow_id).await else {
+        return BUSY.into();
+    };
+    let until = holder
+        .lease_until
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match sluice.store.get_job(&holder.owner).await {
+        Ok(Some(job)) => format!(
+            "{BUSY}: job {}{}; its run lock's lease ends at {until} (renewed while the job makes progress)",
+            job.id,
+            job.started_at
+                .map(|t| format!(", started {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
+                .unwrap_or_default()
+        ),
+        _ => format!("{BUSY}: its run lock is held by {} until {until}", holder.owner),
     }
 }
 
@@ -89,11 +112,7 @@ pub(super) async fn start_as(
 ) -> Result<Start> {
     let (_, generators) = check(sluice, flow_id, &request, kind).await?;
     let now = sluice.clock.now();
-    if !sluice
-        .store
-        .acquire_lock(flow_id, job_id, now, sluice.settings.lock_lease)
-        .await?
-    {
+    if !lock(sluice, flow_id, job_id, now).await? {
         return Ok(Start::Busy);
     }
     close_abandoned_jobs(sluice, flow_id).await?;
@@ -141,6 +160,24 @@ pub(super) async fn start_as(
         export_id: job.export_id,
         flow_execution_group_id: job.flow_execution_group_id.unwrap_or_default(),
     }))
+}
+
+/// Takes the flow's run lock for `job_id`. A lock held by a job that is closed already is
+/// taken over at once: the process that closed it stopped before releasing it.
+async fn lock(sluice: &Sluice, flow_id: &str, job_id: &str, now: DateTime<Utc>) -> Result<bool> {
+    let lease = sluice.settings.lock_lease;
+    if sluice
+        .store
+        .acquire_lock(flow_id, job_id, now, lease)
+        .await?
+    {
+        return Ok(true);
+    }
+    Ok(finish::free_lock_of_closed_job(sluice, flow_id).await?
+        && sluice
+            .store
+            .acquire_lock(flow_id, job_id, now, lease)
+            .await?)
 }
 
 /// Called holding the flow's run lock. A job is only opened under that lock and its lock is
@@ -234,9 +271,9 @@ pub async fn retry_errors(
         },
         ..Default::default()
     };
-    let started = start_run(sluice, &job.flow_id, request, RunKind::Retry)
-        .await?
-        .ok_or_else(|| Error::Conflict("Flow is currently running".into()))?;
+    let Some(started) = start_run(sluice, &job.flow_id, request, RunKind::Retry).await? else {
+        return Err(Error::Conflict(refusal(sluice, &job.flow_id).await));
+    };
     let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
     sluice.store.resolve_errors(job_id, &ids).await?;
     Ok(started)

@@ -267,3 +267,93 @@ fn runner_row(r: &rusqlite::Row) -> rusqlite::Result<anyhow::Result<RunnerRow>> 
         seen_at,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(job: &str, flow: &str) -> NewRow {
+        NewRow {
+            stage: Stage::Translate,
+            job_id: job.into(),
+            flow_id: flow.into(),
+            body: format!("{{\"job\": \"{job}\"}}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_rows_of_gone_runners_are_adopted_once_and_live_ones_are_left() {
+        let db = QueueDb::in_memory().unwrap();
+        let now = Utc::now();
+        let stale = chrono::Duration::minutes(15);
+        let (me, alive, stopped) = (
+            Runner::this_process(),
+            Runner::this_process(),
+            Runner::this_process(),
+        );
+        for r in [&me, &alive, &stopped] {
+            db.register(r, now).unwrap();
+        }
+        db.commit(&alive.id, None, vec![row("j1", "f")])
+            .await
+            .unwrap();
+        db.commit(&stopped.id, None, vec![row("j2", "f"), row("j3", "g")])
+            .await
+            .unwrap();
+        db.unregister(&stopped.id).await.unwrap();
+
+        // Only flow g's rows of the stopped runner; the live runner keeps its own.
+        let (rows, gone) = db.adopt(&me, Some("g"), now, stale).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(),
+            ["j3"]
+        );
+        assert_eq!(gone, vec![stopped.id.clone()]);
+        let (rows, _) = db.adopt(&me, None, now, stale).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(),
+            ["j2"]
+        );
+        assert!(
+            db.adopt(&me, None, now, stale).await.unwrap().0.is_empty(),
+            "once"
+        );
+        assert_eq!(db.jobs_of(&me.id).await.unwrap(), ["j2", "j3"]);
+        assert_eq!(db.jobs_of(&alive.id).await.unwrap(), ["j1"]);
+        // A runner silent for longer than the stale limit is gone, wherever it runs.
+        let later = now + stale * 2;
+        let (rows, _) = db.adopt(&me, None, later, stale).await.unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.job_id.as_str()).collect::<Vec<_>>(),
+            ["j1"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_checkpoint_replaces_the_message_and_writes_what_was_sent_with_it() {
+        let db = QueueDb::in_memory().unwrap();
+        let me = Runner::this_process();
+        let seq = db.commit(&me.id, None, vec![row("j", "f")]).await.unwrap()[0];
+        let sent = db
+            .commit(
+                &me.id,
+                Some(Finish::Replace(seq, "{\"progress\": 1}".into())),
+                vec![row("j", "f")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(sent.len(), 1);
+        db.unregister(&me.id).await.unwrap();
+        let other = Runner::this_process();
+        let (rows, _) = db
+            .adopt(&other, None, Utc::now(), chrono::Duration::minutes(1))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].body, "{\"progress\": 1}");
+        db.commit(&other.id, Some(Finish::Delete(rows[0].seq)), vec![])
+            .await
+            .unwrap();
+        assert_eq!(db.delete_job("j").await.unwrap(), 1);
+    }
+}
