@@ -354,6 +354,6 @@ mod tests {
         db.commit(&other.id, Some(Finish::Delete(rows[0].seq)), vec![])
             .await
             .unwrap();
-        assert_eq!(db.delete_job("j").await.unwrap(), 1);
+        assert_eq!(db.take_job("j").await.unwrap().len(), 1);
     }
 }
