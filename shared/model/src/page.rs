@@ -57,6 +57,11 @@ pub struct PageRecord {
     pub exchange: Option<Exchange>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extracted: Map<String, Value>,
+    /// The record as the flow carries it, kept while this processor's import hooks
+    /// (`preMap`, `postMap`) changed `data` into what the import sends. It is what goes on
+    /// to the next processor and what an error keeps for a retry (see [`Self::flow_data`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Value>,
 }
 
 impl PageRecord {
@@ -67,6 +72,20 @@ impl PageRecord {
             state: RecordState::Active,
             exchange: None,
             extracted: Map::new(),
+            original: None,
+        }
+    }
+    /// The record as the flow carries it past this processor: what came in (with the
+    /// responseMapping's values), not what this import's hooks made of it to send.
+    pub fn flow_data(&self) -> &Value {
+        self.original.as_ref().unwrap_or(&self.data)
+    }
+    /// Replaces what this processor works on, keeping the record as it came in.
+    pub fn set_data(&mut self, data: Value) {
+        if self.original.is_none() {
+            self.original = Some(std::mem::replace(&mut self.data, data));
+        } else {
+            self.data = data;
         }
     }
     pub fn is_active(&self) -> bool {

@@ -67,8 +67,8 @@ impl std::str::FromStr for Stage {
     }
 }
 
-/// Per-process state of the stages: compiled templates, HTTP clients and tokens, limiters.
-#[derive(Default)]
+/// Per-process state of the stages: compiled templates, HTTP clients and tokens, limiters,
+/// the script engine (started by the first script call).
 pub(crate) struct Caches {
     pub templates: translate::TemplateCache,
     pub conditions: crate::conditions::ConditionCache,
@@ -76,6 +76,21 @@ pub(crate) struct Caches {
     pub mappings: crate::mapping::MappingCache,
     pub transforms: crate::transform::TransformCache,
     pub http: deliver::HttpState,
+    pub scripts: crate::hooks::Scripts,
+}
+
+impl Caches {
+    pub fn new(settings: &crate::Settings) -> Self {
+        Caches {
+            templates: Default::default(),
+            conditions: Default::default(),
+            filters: Default::default(),
+            mappings: Default::default(),
+            transforms: Default::default(),
+            http: Default::default(),
+            scripts: crate::hooks::Scripts::new(settings.scripts.clone()),
+        }
+    }
 }
 
 /// One stage's entry point: the stage and the function that takes its messages. A process
