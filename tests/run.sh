@@ -38,6 +38,16 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 # sluice-core without SFTP, so that build must stay clean too.
 cargo clippy -p sluice-core --no-default-features --quiet -- -D warnings
 
+step "the JavaScript engine is linked into trigger, translate and evaluate only"
+for f in trigger translate evaluate deliver extract upload api; do
+  n=$(cargo tree -q -p "sluice-fn-$f" -e normal --prefix none | grep -c '^rquickjs v' || true)
+  case "$f:$n" in
+    trigger:0|translate:0|evaluate:0) echo "sluice-fn-$f runs hooks but does not link rquickjs"; exit 1 ;;
+    deliver:[1-9]*|extract:[1-9]*|upload:[1-9]*|api:[1-9]*) echo "sluice-fn-$f links rquickjs"; exit 1 ;;
+  esac
+done
+echo "rquickjs only in trigger, translate, evaluate"
+
 step "SAM template lint"
 bash infra/lint.sh
 

@@ -2,7 +2,7 @@
 //! loaded into its store, runs started and awaited.
 
 use serde_json::{json, Value};
-use sluice_core::ports::{Kind, MapSecrets, SystemClock};
+use sluice_core::ports::{MapSecrets, SystemClock};
 use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
 pub use sluice_embedded::local_settings;
@@ -74,31 +74,7 @@ impl Harness {
     pub async fn load(&self, bundle: Value) {
         let bundle: Bundle = serde_json::from_value(bundle).expect("bundle parses");
         bundle.validate().expect("bundle is valid");
-        let store = &self.sluice().store;
-        for c in &bundle.connections {
-            store
-                .put_definition(Kind::Connection, &c.id, &json!(c))
-                .await
-                .unwrap();
-        }
-        for e in &bundle.exports {
-            store
-                .put_definition(Kind::Export, &e.id, &json!(e))
-                .await
-                .unwrap();
-        }
-        for i in &bundle.imports {
-            store
-                .put_definition(Kind::Import, &i.id, &json!(i))
-                .await
-                .unwrap();
-        }
-        for f in &bundle.flows {
-            store
-                .put_definition(Kind::Flow, &f.id, &json!(f))
-                .await
-                .unwrap();
-        }
+        self.sluice().store_bundle(&bundle).await.unwrap();
     }
 
     /// Runs `flow` with `records` (a webhook export) and waits for the job.

@@ -70,6 +70,7 @@ pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
         .merge(routes::definitions::exports::routes())
         .merge(routes::definitions::imports::routes())
         .merge(routes::definitions::integrations::routes())
+        .merge(routes::definitions::scripts::routes())
         .merge(routes::jobs::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             config,

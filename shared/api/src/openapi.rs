@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Sluice flows API",
-        description = "Flows, their parts (connections, exports, imports, integrations), runs, jobs and job errors. Field names follow integrator.io's flows API. Every route but /healthz and /openapi.json needs `Authorization: Bearer <key>`; every error answer is `{\"errors\":[{code, message, field?}]}`; times are RFC 3339 UTC with milliseconds.",
+        description = "Flows, their parts (connections, exports, imports, integrations, scripts), runs, jobs and job errors. Field names follow integrator.io's flows API. Every route but /healthz and /openapi.json needs `Authorization: Bearer <key>`; every error answer is `{\"errors\":[{code, message, field?}]}`; times are RFC 3339 UTC with milliseconds.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -33,10 +33,12 @@ use utoipa::{Modify, OpenApi};
         d::imports::update_one, d::imports::delete_one,
         d::integrations::list_all, d::integrations::create_one, d::integrations::get_one,
         d::integrations::update_one, d::integrations::delete_one,
+        d::scripts::list_all, d::scripts::create_one, d::scripts::get_one,
+        d::scripts::update_one, d::scripts::delete_one,
         jobs::list_jobs, jobs::get_job, jobs::job_errors, jobs::get_error, jobs::update_error,
         jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job, jobs::cancel_job,
     ),
-    components(schemas(sluice_model::api::ErrorBody, sluice_model::Integration)),
+    components(schemas(sluice_model::api::ErrorBody, sluice_model::Integration, sluice_model::Script)),
     modifiers(&Conventions),
     tags(
         (name = "flows", description = "Flows: CRUD, runs, jobs, audit, templates"),
@@ -44,6 +46,7 @@ use utoipa::{Modify, OpenApi};
         (name = "exports", description = "Where records come from (and lookups)"),
         (name = "imports", description = "Where records go"),
         (name = "integrations", description = "Groupings of flows"),
+        (name = "scripts", description = "JavaScript that hooks, filters and transforms call"),
         (name = "jobs", description = "Runs and the records that failed in them"),
         (name = "meta", description = "Health and this document")
     )
@@ -51,7 +54,14 @@ use utoipa::{Modify, OpenApi};
 pub struct ApiDoc;
 
 /// The definition kinds whose PUT takes `<Name>Changes`: the schema with nothing required.
-pub const DEFINITIONS: [&str; 5] = ["Connection", "Export", "Import", "Flow", "Integration"];
+pub const DEFINITIONS: [&str; 6] = [
+    "Connection",
+    "Export",
+    "Import",
+    "Flow",
+    "Integration",
+    "Script",
+];
 
 struct Conventions;
 

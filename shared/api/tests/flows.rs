@@ -132,7 +132,7 @@ async fn chained_flows_dependencies_descendants_and_delete() {
     assert_eq!(deps.status, 200);
     assert_eq!(
         deps.json,
-        json!({"uses": {"exports": ["exp1"], "imports": ["imp1"], "connections": ["conn1"]},
+        json!({"uses": {"exports": ["exp1"], "imports": ["imp1"], "connections": ["conn1"], "scripts": []},
                "usedBy": {"flows": []}})
     );
     let deps2 = api.get("/flows/f2/dependencies").await;

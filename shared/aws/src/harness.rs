@@ -119,6 +119,7 @@ impl Harness {
             max_inline_page_bytes: sluice_core::Settings::default().max_inline_page_bytes,
             allow_private_addresses: false,
             replies: Default::default(),
+            scripts: Default::default(),
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;

@@ -69,6 +69,7 @@ pub async fn build_sluice_with(
         max_inline_page_bytes: aws.max_inline_page_bytes,
         private_addresses,
         replies: aws.replies.clone(),
+        scripts: aws.scripts.clone(),
         ..Settings::default()
     };
     let sluice = Sluice::new(

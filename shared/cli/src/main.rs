@@ -193,6 +193,7 @@ impl Network {
             settings.private_addresses = PrivateAddresses::Allowed;
         }
         settings.replies = sluice_core::ReplyLimits::from_env()?;
+        settings.scripts = sluice_core::ScriptLimits::from_env()?;
         Ok(settings)
     }
 }

@@ -38,6 +38,13 @@ impl FilterCache {
         Ok(match filter {
             Filter::Cel(expression) => Compiled::Cel(expression),
             Filter::Rules(expression) => Compiled::Rules(self.rule(expression)?),
+            // Scripts run in the engine, page by page (`crate::hooks::shaping`), not here.
+            Filter::Script(h) => {
+                return Err(format!(
+                    "script filter {}.{} cannot be checked record by record here",
+                    h.script_id, h.function
+                ))
+            }
         })
     }
 
@@ -76,6 +83,7 @@ pub fn describe(filter: &Filter) -> String {
             "rules `{}`",
             serde_json::to_string(&r.rules).unwrap_or_default()
         ),
+        Filter::Script(h) => format!("script {}, function {}", h.script_id, h.function),
     }
 }
 

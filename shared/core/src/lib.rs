@@ -11,6 +11,7 @@ pub mod conditions;
 pub mod error;
 pub mod filters;
 pub mod helpers;
+pub mod hooks;
 pub mod mapping;
 pub mod ports;
 pub mod runs;
@@ -20,5 +21,6 @@ pub mod transform;
 pub mod values;
 
 pub use error::{Error, Result};
+pub use hooks::ScriptLimits;
 pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};
 pub use stages::Stage;

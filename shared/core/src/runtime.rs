@@ -1,10 +1,11 @@
 //! [`Sluice`]: the ports plus per-process caches, shared by every stage handler.
 
+use crate::hooks::ScriptLimits;
 use crate::ports::{Blobs, Clock, Kind, Measurement, Metrics, NoMetrics, Queue, Secrets, Store};
 use crate::stages::{self, Stage};
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
-use sluice_model::{Connection, Export, Flow, Import, StageMessage};
+use sluice_model::{Bundle, Connection, Export, Flow, Import, Script, StageMessage};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,6 +29,8 @@ pub struct Settings {
     pub instance: String,
     /// How much of a big reply is kept (see `stages::deliver::bounded`).
     pub replies: ReplyLimits,
+    /// How long and how big one script call may get (see [`crate::hooks`]).
+    pub scripts: ScriptLimits,
 }
 
 /// How big replies are kept. A reply whose body is larger than `excerpt_bytes` keeps that
@@ -102,6 +105,7 @@ impl Default for Settings {
             private_addresses: PrivateAddresses::Refused,
             instance: sluice_model::new_id(),
             replies: ReplyLimits::default(),
+            scripts: ScriptLimits::default(),
         }
     }
 }
@@ -129,6 +133,7 @@ impl Sluice {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
+        let caches = stages::Caches::new(&settings);
         Sluice {
             store,
             queue,
@@ -137,7 +142,7 @@ impl Sluice {
             clock,
             metrics: Arc::new(NoMetrics),
             settings,
-            caches: stages::Caches::default(),
+            caches,
         }
     }
 
@@ -183,6 +188,45 @@ impl Sluice {
     pub async fn connection(&self, id: &str) -> Result<Connection> {
         self.definition(Kind::Connection, id).await
     }
+    pub async fn script(&self, id: &str) -> Result<Script> {
+        self.definition(Kind::Script, id).await
+    }
+
+    /// Stores every definition of a bundle (`sluice run`, tests), scripts first so nothing
+    /// is stored before what it names. The caller validates the bundle.
+    pub async fn store_bundle(&self, bundle: &Bundle) -> anyhow::Result<()> {
+        let docs = (bundle
+            .scripts
+            .iter()
+            .map(|x| (Kind::Script, &x.id, json(x))))
+        .chain(
+            bundle
+                .connections
+                .iter()
+                .map(|x| (Kind::Connection, &x.id, json(x))),
+        )
+        .chain(
+            bundle
+                .exports
+                .iter()
+                .map(|x| (Kind::Export, &x.id, json(x))),
+        )
+        .chain(
+            bundle
+                .imports
+                .iter()
+                .map(|x| (Kind::Import, &x.id, json(x))),
+        )
+        .chain(bundle.flows.iter().map(|x| (Kind::Flow, &x.id, json(x))));
+        for (kind, id, doc) in docs {
+            self.store.put_definition(kind, id, &doc?).await?;
+        }
+        Ok(())
+    }
+}
+
+fn json<T: serde::Serialize>(t: &T) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::to_value(t)?)
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 use crate::flow::{chain_cycle, chain_loop_message};
-use crate::{Connection, Export, Flow, Import, ProcessorType, ValidationErrors};
+use crate::{
+    Connection, Export, Flow, Import, ProcessorType, Script, UsesScripts, ValidationErrors,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +30,9 @@ pub struct Bundle {
     pub imports: Vec<Import>,
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// The scripts the hooks of the exports, imports and flows call.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scripts: Vec<Script>,
 }
 
 impl Bundle {
@@ -42,6 +47,8 @@ impl Bundle {
         unique_ids(&mut e, "exports", self.exports.iter().map(|x| &x.id));
         unique_ids(&mut e, "imports", self.imports.iter().map(|x| &x.id));
         unique_ids(&mut e, "flows", self.flows.iter().map(|x| &x.id));
+        unique_ids(&mut e, "scripts", self.scripts.iter().map(|x| &x.id));
+        self.validate_scripts(&mut e);
         let conns: HashSet<&str> = self.connections.iter().map(|c| c.id.as_str()).collect();
         let exports: HashSet<&str> = self.exports.iter().map(|x| x.id.as_str()).collect();
         let imports: HashSet<&str> = self.imports.iter().map(|x| x.id.as_str()).collect();
@@ -140,6 +147,40 @@ impl Bundle {
             }
         }
         e.into_result()
+    }
+
+    /// Each script valid, and every script a definition names present.
+    fn validate_scripts(&self, e: &mut ValidationErrors) {
+        for (i, s) in self.scripts.iter().enumerate() {
+            let at = format!("scripts[{i}]");
+            if s.id.is_empty() {
+                e.add(format!("{at}._id"), "is required in a bundle");
+            }
+            if let Err(err) = s.validate() {
+                e.nest(&at, err);
+            }
+        }
+        let scripts: HashSet<&str> = self.scripts.iter().map(|s| s.id.as_str()).collect();
+        let users = (self.exports.iter().enumerate())
+            .map(|(i, x)| (format!("exports[{i}]"), x.script_refs()))
+            .chain(
+                (self.imports.iter().enumerate())
+                    .map(|(i, x)| (format!("imports[{i}]"), x.script_refs())),
+            )
+            .chain(
+                (self.flows.iter().enumerate())
+                    .map(|(i, x)| (format!("flows[{i}]"), x.script_refs())),
+            );
+        for (at, refs) in users {
+            for (field, r) in refs {
+                if !r.script_id.is_empty() && !scripts.contains(r.script_id.as_str()) {
+                    e.add(
+                        format!("{at}.{field}._scriptId"),
+                        format!("Script not found: {}", r.script_id),
+                    );
+                }
+            }
+        }
     }
 
     pub fn flow(&self, id: &str) -> Option<&Flow> {

@@ -50,6 +50,11 @@ pub struct Connection {
     /// At most this many requests a second, across all runs and processes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
+    /// Names of secrets (as `secret:NAME` references resolve them) that the scripts of the
+    /// exports and imports using this connection receive as `options.secrets.NAME`. Scripts
+    /// see no secret, and none of the connection's credentials, unless it is listed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub script_secrets: Vec<String>,
     /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",
@@ -428,6 +433,18 @@ impl Connection {
             }
             if r.burst == Some(0) {
                 e.add("rateLimit.burst", "must be at least 1");
+            }
+        }
+        for (i, name) in self.script_secrets.iter().enumerate() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                e.add(
+                    format!("scriptSecrets[{i}]"),
+                    format!("'{name}' is not a secret name (letters, digits, `_`, `-`)"),
+                );
             }
         }
         e.into_result()

@@ -56,6 +56,13 @@ pub struct Export {
     /// Output filter: records for which it is false are ignored (counted in numIgnore).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// The script hook run on each page before it is saved (`preSavePage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::ExportHooks>,
+    /// Free-form values handed to this export's scripts as `options.settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",
@@ -344,6 +351,9 @@ impl Export {
         }
         if let Some(f) = &self.file {
             file_format(&mut e, "file", f);
+        }
+        if let Some(h) = &self.hooks {
+            crate::script::validate_hooks(&mut e, "hooks", h.refs());
         }
         e.into_result()
     }

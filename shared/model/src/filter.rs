@@ -21,6 +21,9 @@ pub enum Filter {
     Cel(String),
     /// integrator.io's rule expression.
     Rules(RuleExpression),
+    /// A script function called per record with `{record, settings}`: the record goes on
+    /// when it returns true (truthy), is ignored when false.
+    Script(crate::HookRef),
 }
 
 /// A filter as written: `type` says how `expression` is read.
@@ -29,7 +32,7 @@ pub enum Filter {
 #[schema(as = Filter)]
 pub struct FilterDoc {
     /// `cel` (the default): `expression` is a CEL condition; `expression`: it is
-    /// integrator.io's `{version, rules}`.
+    /// integrator.io's `{version, rules}`; `script`: `script` names the function.
     #[serde(rename = "type", default)]
     pub kind: FilterType,
     /// The CEL condition (`record.total > 100`), or the rules. Rule operators: `and`,
@@ -37,7 +40,11 @@ pub struct FilterDoc {
     /// `lessthanequals`, `contains`, `doesnotcontain`, `startswith`, `endswith`, `matches`,
     /// `isempty`/`empty`, `isnotempty`/`notempty`, `anyof`; values: `extract`, `string`,
     /// `number`, `boolean`, `epochtime`, `lowercase`, `uppercase`, `ceiling`, `floor`, `abs`.
-    pub expression: FilterExpression,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<FilterExpression>,
+    /// The script function of a `script` filter: `{_scriptId, function}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<crate::HookRef>,
 }
 
 /// How a filter is written.
@@ -49,6 +56,8 @@ pub enum FilterType {
     Cel,
     /// integrator.io's rule expression (prefix-notation arrays).
     Expression,
+    /// A script function.
+    Script,
 }
 
 /// A CEL condition (text) or a rule expression (object).
@@ -80,14 +89,23 @@ fn version_one() -> String {
 impl TryFrom<FilterDoc> for Filter {
     type Error = String;
     fn try_from(doc: FilterDoc) -> Result<Self, String> {
-        match (doc.kind, doc.expression) {
-            (FilterType::Cel, FilterExpression::Cel(s)) => Ok(Filter::Cel(s)),
-            (FilterType::Expression, FilterExpression::Rules(r)) => Ok(Filter::Rules(r)),
-            (FilterType::Cel, FilterExpression::Rules(_)) => Err(
+        match (doc.kind, doc.expression, doc.script) {
+            (FilterType::Script, None, Some(script)) => Ok(Filter::Script(script)),
+            (FilterType::Script, _, None) => {
+                Err("type \"script\" takes script: {\"_scriptId\", \"function\"}".into())
+            }
+            (FilterType::Script, Some(_), Some(_)) => {
+                Err("a script filter takes script, not expression".into())
+            }
+            (_, _, Some(_)) => Err("script is read only when type is \"script\"".into()),
+            (_, None, None) => Err("expression is required (or type \"script\" with script)".into()),
+            (FilterType::Cel, Some(FilterExpression::Cel(s)), None) => Ok(Filter::Cel(s)),
+            (FilterType::Expression, Some(FilterExpression::Rules(r)), None) => Ok(Filter::Rules(r)),
+            (FilterType::Cel, Some(FilterExpression::Rules(_)), None) => Err(
                 "expression is a rule expression ({version, rules}): set type to \"expression\""
                     .into(),
             ),
-            (FilterType::Expression, FilterExpression::Cel(_)) => Err(
+            (FilterType::Expression, Some(FilterExpression::Cel(_)), None) => Err(
                 "type \"expression\" takes {\"version\": \"1\", \"rules\": [...]}; a text expression is type \"cel\""
                     .into(),
             ),
@@ -97,15 +115,19 @@ impl TryFrom<FilterDoc> for Filter {
 
 impl From<Filter> for FilterDoc {
     fn from(f: Filter) -> Self {
-        match f {
-            Filter::Cel(s) => FilterDoc {
-                kind: FilterType::Cel,
-                expression: FilterExpression::Cel(s),
-            },
-            Filter::Rules(r) => FilterDoc {
-                kind: FilterType::Expression,
-                expression: FilterExpression::Rules(r),
-            },
+        let (kind, expression, script) = match f {
+            Filter::Cel(s) => (FilterType::Cel, Some(FilterExpression::Cel(s)), None),
+            Filter::Rules(r) => (
+                FilterType::Expression,
+                Some(FilterExpression::Rules(r)),
+                None,
+            ),
+            Filter::Script(h) => (FilterType::Script, None, Some(h)),
+        };
+        FilterDoc {
+            kind,
+            expression,
+            script,
         }
     }
 }
@@ -145,6 +167,7 @@ impl Filter {
                     e.add(format!("{at}.{}", err.at), err.message);
                 }
             }
+            Filter::Script(h) => h.validate_into(e, &format!("{field}.script")),
         }
     }
 }

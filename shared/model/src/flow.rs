@@ -111,6 +111,9 @@ pub struct PageProcessor {
     /// Overrides the import's responseMapping; for lookups, the only mapping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_mapping: Option<ResponseMapping>,
+    /// Script hook run after the responseMapping (`postResponseMap`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::ProcessorHooks>,
 }
 
 impl PageProcessor {
@@ -176,6 +179,10 @@ impl Flow {
             }
             if let Some(m) = &p.response_mapping {
                 m.validate_into(&mut e, &format!("pageProcessors[{i}].responseMapping"));
+            }
+            if let Some(h) = &p.hooks {
+                let field = format!("pageProcessors[{i}].hooks");
+                crate::script::validate_hooks(&mut e, &field, h.refs());
             }
         }
         for (i, c) in self

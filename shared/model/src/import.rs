@@ -43,6 +43,13 @@ pub struct Import {
     /// Records for which this is false are not sent and count as ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// Script hooks: `preMap`, `postMap`, `postSubmit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hooks: Option<crate::ImportHooks>,
+    /// Free-form values handed to this import's scripts as `options.settings`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
     /// How the record sent is built from the record received (integrator.io's mapping).
     /// The body template, or without one the JSON body, sees the mapped record; the URI
     /// and headers see the record as received.
@@ -325,6 +332,9 @@ impl Import {
         }
         if let Some(ev) = &self.evaluator {
             validate::condition(&mut e, "evaluator", ev);
+        }
+        if let Some(h) = &self.hooks {
+            crate::script::validate_hooks(&mut e, "hooks", h.refs());
         }
         e.into_result()
     }

@@ -22,6 +22,7 @@ pub mod page;
 pub mod parse;
 pub mod paths;
 pub mod run;
+pub mod script;
 pub mod time;
 pub mod transform;
 pub mod validate;
@@ -38,6 +39,7 @@ pub use job::*;
 pub use mapping::Mapping;
 pub use page::*;
 pub use run::*;
+pub use script::*;
 pub use transform::Transform;
 
 /// The value shown in place of a secret in every API response, log line and template bundle.

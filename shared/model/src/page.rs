@@ -57,6 +57,11 @@ pub struct PageRecord {
     pub exchange: Option<Exchange>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub extracted: Map<String, Value>,
+    /// The record as the flow carries it, kept while this processor's import hooks
+    /// (`preMap`, `postMap`) changed `data` into what the import sends. It is what goes on
+    /// to the next processor and what an error keeps for a retry (see [`Self::flow_data`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Value>,
 }
 
 impl PageRecord {
@@ -67,6 +72,20 @@ impl PageRecord {
             state: RecordState::Active,
             exchange: None,
             extracted: Map::new(),
+            original: None,
+        }
+    }
+    /// The record as the flow carries it past this processor: what came in (with the
+    /// responseMapping's values), not what this import's hooks made of it to send.
+    pub fn flow_data(&self) -> &Value {
+        self.original.as_ref().unwrap_or(&self.data)
+    }
+    /// Replaces what this processor works on, keeping the record as it came in.
+    pub fn set_data(&mut self, data: Value) {
+        if self.original.is_none() {
+            self.original = Some(std::mem::replace(&mut self.data, data));
+        } else {
+            self.data = data;
         }
     }
     pub fn is_active(&self) -> bool {
@@ -321,4 +340,38 @@ pub const OUTPUT_FILTER_FAILED: &str = "output_filter";
 pub enum StageMessage {
     Run(RunOrder),
     Page(Page),
+    /// A job that has closed, as it was when it closed: the deliver stage posts it to the
+    /// flow's `afterProcess` callbacks. Whichever stage closes a job queues this rather than
+    /// posting itself, so only the functions that send requests link an HTTP client. (A
+    /// struct variant: the job's own `message` field must not meet the tag.)
+    AfterProcess {
+        job: crate::Job,
+    },
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::StageMessage;
+    use crate::{Job, RunKind};
+
+    #[test]
+    fn a_closed_job_with_a_message_round_trips_as_a_queue_message() {
+        let mut job = Job::new(
+            "j1".into(),
+            "f1".into(),
+            RunKind::Manual,
+            chrono::Utc::now(),
+        );
+        job.message = Some("canceled: did not finish within 2s".into());
+        let body = serde_json::to_string(&StageMessage::AfterProcess { job }).unwrap();
+        let StageMessage::AfterProcess { job } = serde_json::from_str(&body).unwrap() else {
+            panic!("not a closed job: {body}");
+        };
+        assert_eq!(
+            job.message.as_deref(),
+            Some("canceled: did not finish within 2s")
+        );
+        let again = serde_json::to_string(&StageMessage::AfterProcess { job }).unwrap();
+        assert_eq!(again, body);
+    }
 }

@@ -14,14 +14,30 @@ use crate::ValidationErrors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// integrator.io's `transform` of an export.
+/// integrator.io's `transform` of an export: rules, or a script function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "TransformDoc", into = "TransformDoc")]
+pub enum Transform {
+    /// Transformation 1.0 rules.
+    Expression(TransformExpression),
+    /// A script function called per record with `{record, settings}`; what it returns is
+    /// the record.
+    Script(crate::HookRef),
+}
+
+/// A transform as written: `type` says which of `expression` and `script` it reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Transform {
-    /// Only `expression` (scripts are not run).
+#[schema(as = Transform)]
+pub struct TransformDoc {
+    /// `expression` (rules) or `script`.
     #[serde(rename = "type")]
     pub kind: TransformType,
-    pub expression: TransformExpression,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<TransformExpression>,
+    /// The script function of a `script` transform: `{_scriptId, function}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<crate::HookRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -29,6 +45,61 @@ pub struct Transform {
 pub enum TransformType {
     /// Rules of extract/generate pairs.
     Expression,
+    /// A script function.
+    Script,
+}
+
+impl TryFrom<TransformDoc> for Transform {
+    type Error = String;
+    fn try_from(doc: TransformDoc) -> Result<Self, String> {
+        match (doc.kind, doc.expression, doc.script) {
+            (TransformType::Expression, Some(e), None) => Ok(Transform::Expression(e)),
+            (TransformType::Script, None, Some(s)) => Ok(Transform::Script(s)),
+            (TransformType::Expression, _, _) => {
+                Err("type \"expression\" takes expression: {version, rules}, and no script".into())
+            }
+            (TransformType::Script, _, _) => Err(
+                "type \"script\" takes script: {\"_scriptId\", \"function\"}, and no expression"
+                    .into(),
+            ),
+        }
+    }
+}
+
+impl From<Transform> for TransformDoc {
+    fn from(t: Transform) -> Self {
+        match t {
+            Transform::Expression(e) => TransformDoc {
+                kind: TransformType::Expression,
+                expression: Some(e),
+                script: None,
+            },
+            Transform::Script(s) => TransformDoc {
+                kind: TransformType::Script,
+                expression: None,
+                script: Some(s),
+            },
+        }
+    }
+}
+
+impl utoipa::PartialSchema for Transform {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        TransformDoc::schema()
+    }
+}
+impl ToSchema for Transform {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Transform".into()
+    }
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        TransformDoc::schemas(schemas);
+    }
 }
 
 /// Transformation 1.0 rules.
@@ -64,7 +135,17 @@ impl Transform {
     /// One compiled mapping per group of rules; errors name the rule under `at`.
     pub fn compile(&self, at: &str) -> Result<Vec<CompiledMapping>, ValidationErrors> {
         let mut e = ValidationErrors::new();
-        let expr = &self.expression;
+        let expr = match self {
+            Transform::Expression(expr) => expr,
+            // Scripts run in the engine, page by page (sluice-core's `hooks::shaping`).
+            Transform::Script(h) => {
+                e.add(
+                    format!("{at}.script"),
+                    format!("script {}.{} is not rules", h.script_id, h.function),
+                );
+                return Err(e);
+            }
+        };
         if expr.version != "1" {
             e.add(
                 format!("{at}.expression.version"),
@@ -92,6 +173,9 @@ impl Transform {
     }
 
     pub fn validate_into(&self, e: &mut ValidationErrors, at: &str) {
+        if let Transform::Script(h) = self {
+            return h.validate_into(e, &format!("{at}.script"));
+        }
         if let Err(errors) = self.compile(at) {
             e.0.extend(errors.0);
         }
@@ -114,8 +198,18 @@ mod tests {
             e.0[0].field, "transform.expression.rules[0][1].extract",
             "{e}"
         );
-        let e = serde_json::from_value::<Transform>(json!({"type": "script", "script": {}}))
-            .unwrap_err();
-        assert!(e.to_string().contains("unknown variant `script`"), "{e}");
+        let e = serde_json::from_value::<Transform>(
+            json!({"type": "script", "expression": {"rules": []}}),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("type \"script\" takes script"),
+            "{e}"
+        );
+        let t: Transform = serde_json::from_value(
+            json!({"type": "script", "script": {"_scriptId": "s", "function": "transform"}}),
+        )
+        .unwrap();
+        assert!(matches!(t, Transform::Script(_)));
     }
 }

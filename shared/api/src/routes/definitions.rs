@@ -1,4 +1,5 @@
-//! CRUD for every kind of definition (connections, exports, imports, flows, integrations):
+//! CRUD for every kind of definition (connections, exports, imports, flows, integrations,
+//! scripts):
 //! parse with the model's types (unknown fields refused), validate, check references against
 //! the store, keep timestamps, mask secrets on the way out, and audit every change.
 
@@ -16,7 +17,7 @@ use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
     chain_cycle, chain_loop_message, new_id, Connection, Export, Flow, Import, Integration,
-    ProcessorType, ValidationErrors, MASK,
+    ProcessorType, Script, UsesScripts, ValidationErrors, MASK,
 };
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -91,6 +92,7 @@ pub async fn normalize(
                     e.add("_connectionId", format!("Connection not found: {c}"));
                 }
             }
+            check_script_references(sluice, &x, &mut e).await?;
             to_value(&x)?
         }
         Kind::Import => {
@@ -106,6 +108,7 @@ pub async fn normalize(
                     format!("Connection not found: {}", x.connection_id),
                 );
             }
+            check_script_references(sluice, &x, &mut e).await?;
             to_value(&x)?
         }
         Kind::Flow => {
@@ -114,6 +117,7 @@ pub async fn normalize(
                 e.0.extend(v.0);
             }
             check_flow_references(sluice, &f, &mut e).await?;
+            check_script_references(sluice, &f, &mut e).await?;
             to_value(&f)?
         }
         Kind::Integration => {
@@ -123,10 +127,34 @@ pub async fn normalize(
             }
             to_value(&i)?
         }
+        Kind::Script => {
+            let x: Script = from_value(doc)?;
+            if let Err(v) = x.validate() {
+                e.0.extend(v.0);
+            }
+            to_value(&x)?
+        }
     };
     e.into_result()
         .map_err(|v| ApiError::from(Error::from(v)))?;
     Ok(out)
+}
+
+/// Every script the definition's hooks name is stored.
+async fn check_script_references(
+    sluice: &Sluice,
+    d: &impl UsesScripts,
+    e: &mut ValidationErrors,
+) -> ApiResult<()> {
+    for (field, r) in d.script_refs() {
+        if !r.script_id.is_empty() && !exists(sluice, Kind::Script, &r.script_id).await? {
+            e.add(
+                format!("{field}._scriptId"),
+                format!("Script not found: {}", r.script_id),
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn check_flow_references(
@@ -342,9 +370,32 @@ async fn used_by(sluice: &Sluice, kind: Kind, id: &str) -> ApiResult<Option<Stri
                 }
             }
         }
+        Kind::Script => users.extend(script_users(sluice, id).await?),
         Kind::Integration => {}
     }
     Ok((!users.is_empty()).then(|| users.join(", ")))
+}
+
+/// The exports, imports and flows whose hooks call script `id`, as "export e1".
+pub async fn script_users(sluice: &Sluice, id: &str) -> ApiResult<Vec<String>> {
+    let mut users = Vec::new();
+    for kind in [Kind::Export, Kind::Import, Kind::Flow] {
+        for d in sluice.store.list_definitions(kind).await? {
+            let uses = match kind {
+                Kind::Export => {
+                    serde_json::from_value::<Export>(d.clone()).is_ok_and(|x| x.uses_script(id))
+                }
+                Kind::Import => {
+                    serde_json::from_value::<Import>(d.clone()).is_ok_and(|x| x.uses_script(id))
+                }
+                _ => serde_json::from_value::<Flow>(d.clone()).is_ok_and(|x| x.uses_script(id)),
+            };
+            if uses {
+                users.push(format!("{} {}", kind.label().to_lowercase(), doc_id(&d)));
+            }
+        }
+    }
+    Ok(users)
 }
 
 pub fn doc_id(d: &Value) -> &str {
@@ -532,4 +583,18 @@ crud!(
     "getIntegration",
     "updateIntegration",
     "deleteIntegration"
+);
+crud!(
+    scripts,
+    Kind::Script,
+    Script,
+    "scripts",
+    "/scripts",
+    "/scripts/{id}",
+    "#/components/schemas/ScriptChanges",
+    "listScripts",
+    "createScript",
+    "getScript",
+    "updateScript",
+    "deleteScript"
 );

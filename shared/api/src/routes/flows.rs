@@ -18,6 +18,7 @@ use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
 use sluice_model::{
     Bundle, Connection, Export, Flow, Import, Job, ProcessorType, RunKind, RunRequest, RunStarted,
+    UsesScripts,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -220,6 +221,16 @@ fn dedup(ids: Vec<&str>) -> Vec<&str> {
     ids.into_iter().filter(|id| seen.insert(*id)).collect()
 }
 
+/// The scripts the flow's own hooks and those of its exports and imports call, without
+/// repeats.
+fn script_ids(flow: &Flow, exports: &[Export], imports: &[Import]) -> Vec<String> {
+    let refs = (flow.script_refs().into_iter())
+        .chain(exports.iter().flat_map(|x| x.script_refs()))
+        .chain(imports.iter().flat_map(|x| x.script_refs()));
+    let ids = refs.map(|(_, r)| r.script_id.as_str()).collect();
+    dedup(ids).into_iter().map(String::from).collect()
+}
+
 fn connection_ids(exports: &[Export], imports: &[Import]) -> Vec<String> {
     let ids = exports
         .iter()
@@ -234,7 +245,8 @@ fn connection_ids(exports: &[Export], imports: &[Import]) -> Vec<String> {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"uses": {"exports": ["new-orders"], "imports": ["post-order"],
-    "connections": ["orders-api"]}, "usedBy": {"flows": ["nightly-report"]}}))]
+    "connections": ["orders-api"], "scripts": ["order-hooks"]},
+    "usedBy": {"flows": ["nightly-report"]}}))]
 pub struct Dependencies {
     pub uses: Uses,
     pub used_by: UsedBy,
@@ -246,6 +258,8 @@ pub struct Uses {
     pub exports: Vec<String>,
     pub imports: Vec<String>,
     pub connections: Vec<String>,
+    /// The scripts its hooks (and those of its exports and imports) call.
+    pub scripts: Vec<String>,
 }
 
 /// The flows that chain to this one (`_runNextFlowIds`).
@@ -276,6 +290,7 @@ pub async fn dependencies(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<
             exports: exports.iter().map(|x| x.id.clone()).collect(),
             imports: imports.iter().map(|x| x.id.clone()).collect(),
             connections: connection_ids(&exports, &imports),
+            scripts: script_ids(&flow, &exports, &imports),
         },
         used_by: UsedBy { flows: used_by },
     }))
@@ -323,6 +338,11 @@ async fn bundle_of(s: &Sluice, id: &str) -> ApiResult<Bundle> {
                 bundle.connections.push(s.connection(&c).await?.masked());
             }
         }
+        for id in script_ids(&flow, &exports, &imports) {
+            if !bundle.scripts.iter().any(|x| x.id == id) {
+                bundle.scripts.push(s.script(&id).await?);
+            }
+        }
         for x in exports {
             if !bundle.exports.iter().any(|y| y.id == x.id) {
                 bundle.exports.push(x);
@@ -356,12 +376,13 @@ pub async fn template(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Valu
 /// The ids `POST /flows/import-template` stored, by kind.
 #[derive(Debug, Default, Serialize, ToSchema)]
 #[schema(example = json!({"connections": ["orders-api"], "exports": ["new-orders"],
-    "imports": ["post-order"], "flows": ["orders-to-erp"]}))]
+    "imports": ["post-order"], "flows": ["orders-to-erp"], "scripts": ["order-hooks"]}))]
 pub struct Loaded {
     pub connections: Vec<String>,
     pub exports: Vec<String>,
     pub imports: Vec<String>,
     pub flows: Vec<String>,
+    pub scripts: Vec<String>,
 }
 
 #[utoipa::path(post, path = "/flows/import-template", tag = "flows", operation_id = "importTemplate", request_body = Bundle,
@@ -417,12 +438,16 @@ pub async fn import_template(
             Kind::Connection => &mut loaded.connections,
             Kind::Export => &mut loaded.exports,
             Kind::Import => &mut loaded.imports,
+            Kind::Script => &mut loaded.scripts,
             Kind::Flow | Kind::Integration => &mut loaded.flows,
         }
         .push(id.to_string());
         (kind, id.to_string(), doc)
     };
     let mut docs = Vec::new();
+    for x in &bundle.scripts {
+        docs.push(put(Kind::Script, &x.id, to_json(x)?));
+    }
     for c in &bundle.connections {
         docs.push(put(Kind::Connection, &c.id, to_json(c)?));
     }

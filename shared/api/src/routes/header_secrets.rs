@@ -45,7 +45,7 @@ fn header_lists(kind: Kind, doc: &mut Value) -> Vec<(String, &mut Value)> {
             .and_then(|h| h.get_mut("headers"))
             .map(|headers| vec![("http.headers".to_string(), headers)])
             .unwrap_or_default(),
-        Kind::Connection | Kind::Integration => Vec::new(),
+        Kind::Connection | Kind::Integration | Kind::Script => Vec::new(),
     }
 }
 

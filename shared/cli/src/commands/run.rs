@@ -4,11 +4,10 @@
 use super::validate::parse_bundle;
 use anyhow::Context;
 use serde_json::json;
-use sluice_core::ports::Kind;
 use sluice_core::runs::start_run;
 use sluice_core::{Settings, Sluice};
 use sluice_embedded::LocalRuntime;
-use sluice_model::{Bundle, FileType, Job, JobStatus, RunKind, RunRequest, RunSource};
+use sluice_model::{FileType, Job, JobStatus, RunKind, RunRequest, RunSource};
 use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
@@ -54,7 +53,7 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
     };
     let runtime = LocalRuntime::open(args.data, args.settings.clone())?;
     let sluice = runtime.sluice();
-    store_bundle(&sluice, &bundle).await?;
+    sluice.store_bundle(&bundle).await?;
     let started_at = Instant::now();
     let job_id = match resume_or_replace(&runtime, &flow_id, &args).await? {
         Some(job_id) => job_id,
@@ -119,34 +118,6 @@ pub async fn follow(
         JobStatus::CompletedWithErrors => ExitCode::from(2),
         _ => ExitCode::from(1),
     })
-}
-
-async fn store_bundle(sluice: &Sluice, bundle: &Bundle) -> anyhow::Result<()> {
-    for c in &bundle.connections {
-        sluice
-            .store
-            .put_definition(Kind::Connection, &c.id, &json!(c))
-            .await?;
-    }
-    for e in &bundle.exports {
-        sluice
-            .store
-            .put_definition(Kind::Export, &e.id, &json!(e))
-            .await?;
-    }
-    for i in &bundle.imports {
-        sluice
-            .store
-            .put_definition(Kind::Import, &i.id, &json!(i))
-            .await?;
-    }
-    for f in &bundle.flows {
-        sluice
-            .store
-            .put_definition(Kind::Flow, &f.id, &json!(f))
-            .await?;
-    }
-    Ok(())
 }
 
 /// Takes over a job of the flow whose process was killed (its queued messages, its lock).

@@ -75,15 +75,17 @@ pub enum Kind {
     Import,
     Flow,
     Integration,
+    Script,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Connection,
         Kind::Export,
         Kind::Import,
         Kind::Flow,
         Kind::Integration,
+        Kind::Script,
     ];
     /// The name used in paths and tables: `connections`, `exports`, ...
     pub fn collection(self) -> &'static str {
@@ -93,6 +95,7 @@ impl Kind {
             Kind::Import => "imports",
             Kind::Flow => "flows",
             Kind::Integration => "integrations",
+            Kind::Script => "scripts",
         }
     }
     /// The name used in messages: "Export not found: exp123".
@@ -103,6 +106,7 @@ impl Kind {
             Kind::Import => "Import",
             Kind::Flow => "Flow",
             Kind::Integration => "Integration",
+            Kind::Script => "Script",
         }
     }
 }

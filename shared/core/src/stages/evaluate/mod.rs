@@ -36,6 +36,8 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     // A flow without processors has nothing to judge: its records are successes.
     if let Some(p) = &processor {
         judge(sluice, &mut page, p.evaluator());
+        crate::hooks::import::post_submit(sluice, &mut page, p).await?;
+        crate::hooks::processor::post_response_map(sluice, &mut page, p).await?;
     }
     let is_last = processor.as_ref().is_none_or(|p| p.is_last());
     let mut v = tally(sluice, &page, processor.as_ref(), is_last);
@@ -173,7 +175,7 @@ pub(crate) fn tally(
                     step_name: processor.map(|p| p.name().to_string()),
                     page_id: page.page_id.clone(),
                     record_key: r.key.clone(),
-                    record: r.data.clone(),
+                    record: r.flow_data().clone(),
                     request: exchange.map(|e| masked_request(&e.request)),
                     response: exchange
                         .and_then(|e| e.reply.as_ref())
@@ -188,7 +190,7 @@ pub(crate) fn tally(
             }
             RecordState::Active if is_last => v.success += 1,
             RecordState::Active => {
-                let mut next = PageRecord::new(r.key.clone(), r.data.clone());
+                let mut next = PageRecord::new(r.key.clone(), r.flow_data().clone());
                 next.state = RecordState::Active;
                 v.forward.push(next);
             }

@@ -35,8 +35,8 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     Ok(())
 }
 
-/// Writes each mapped value into `record.extracted[generate]` and into the record's data at the
-/// dotted path `generate`. A path that matches nothing gives null. A bounded reply (too big
+/// Writes each mapped value into `record.extracted[generate]` and into the record's data (as
+/// the flow carries it: [`PageRecord::flow_data`]) at the dotted path `generate`. A path that matches nothing gives null. A bounded reply (too big
 /// to keep whole) brings its selections, made over the whole reply when it arrived.
 pub fn apply_mapping(
     mapping: &ResponseMapping,
@@ -54,7 +54,9 @@ pub fn apply_mapping(
             None => select(&doc, &f.extract)?,
         };
         record.extracted.insert(f.generate.clone(), value.clone());
-        set_path(&mut record.data, &f.generate, value);
+        // Into the record the flow carries on (not what this import's hooks made to send).
+        let data = record.original.as_mut().unwrap_or(&mut record.data);
+        set_path(data, &f.generate, value);
     }
     Ok(())
 }

@@ -37,20 +37,27 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
     if let Target::Import(import) = &p.target {
         if let Some(filter) = &import.filter {
-            crate::filters::apply(
+            let whose = ("the import's filter", "filter");
+            let settings = import.settings.as_ref();
+            crate::hooks::shaping::filter_records(
                 sluice,
                 filter,
-                ("the import's filter", "filter"),
-                page.records.iter_mut(),
-            );
+                whose,
+                settings,
+                &mut page.records,
+            )
+            .await?;
         }
     }
 
+    crate::hooks::import::pre_map(sluice, &mut page, &p).await?;
+    let mut mapped = mapped_records(sluice, &p, &mut page, base.get("now"));
+    crate::hooks::import::post_map(sluice, &mut page, &p, &mut mapped).await?;
     let next = if p.writes_files() {
-        render_page_file(sluice, &mut page, &p, &base);
+        render_page_file(sluice, &mut page, &p, &base, mapped);
         Stage::Upload
     } else {
-        render_requests(sluice, &mut page, &p, &base);
+        render_requests(sluice, &mut page, &p, &base, mapped);
         Stage::Deliver
     };
     let anything_to_send = page.records.iter().any(|r| r.is_active());
@@ -149,11 +156,14 @@ fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
     }
 }
 
+/// `mapped`: what the mapping (and postMap) made of each active record, by position; the body
+/// renders it, the URI and headers the record itself.
 fn render_requests(
     sluice: &Sluice,
     page: &mut Page,
     p: &Processor,
     base: &serde_json::Map<String, Value>,
+    mut mapped: Option<Vec<Option<Value>>>,
 ) {
     let Some(t) = templates_of(p) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
@@ -172,7 +182,6 @@ fn render_requests(
         }
     };
     let cache = &sluice.caches.templates;
-    let mut mapped = mapped_records(sluice, p, page, base.get("now"));
     let with = |name: &str, value: Value| {
         let mut ctx = base.clone();
         ctx.insert(name.into(), value);
@@ -375,6 +384,7 @@ fn render_page_file(
     page: &mut Page,
     p: &Processor,
     base: &serde_json::Map<String, Value>,
+    mapped: Option<Vec<Option<Value>>>,
 ) {
     let Target::Import(import) = &p.target else {
         return;
@@ -397,7 +407,6 @@ fn render_page_file(
     };
     let cache = &sluice.caches.templates;
     let ctx = Value::Object(base.clone());
-    let mapped = mapped_records(sluice, p, page, base.get("now"));
     let rendered = (|| -> Result<RenderedFile, String> {
         let directory = cache
             .render_value(&spec.directory_path, &ctx)

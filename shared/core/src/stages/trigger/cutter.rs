@@ -11,6 +11,7 @@
 //! queue keeps checkpoints (the local runtime), a run order picked up again after its process
 //! died goes on from its last page instead of reading the source again.
 
+use crate::hooks::export::PreSavePage;
 use crate::ports::Measurement;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::Value;
@@ -116,6 +117,10 @@ pub(super) struct Batch {
     size: usize,
     /// The export's transform and output filter, applied in that order as pages are cut.
     shaping: Shaping,
+    /// The export's preSavePage hook, given each page after the shaping.
+    pre_save_page: Option<PreSavePage>,
+    /// The hook asked to abort: no new pages are cut, and what is read after is left.
+    aborted: bool,
     pub records: Vec<SourceRecord>,
 }
 
@@ -125,6 +130,8 @@ pub(super) struct Batch {
 pub(super) struct Shaping {
     pub transform: Option<sluice_model::Transform>,
     pub filter: Option<sluice_model::Filter>,
+    /// The export's `settings`, which script filters and transforms are given.
+    pub settings: Option<serde_json::Map<String, Value>>,
 }
 
 impl Shaping {
@@ -132,17 +139,22 @@ impl Shaping {
         Shaping {
             transform: export.transform.clone(),
             filter: export.filter.clone(),
+            settings: export.settings.clone(),
         }
     }
 
-    fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) {
+    async fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) -> Result<()> {
+        use crate::hooks::shaping::{filter_records, transform_records};
+        let settings = self.settings.as_ref();
         if let Some(t) = &self.transform {
-            sluice.transform_records(t, records.iter_mut());
+            let code = sluice_model::TRANSFORM_FAILED;
+            transform_records(sluice, t, code, settings, records).await?;
         }
         if let Some(f) = &self.filter {
             let whose = ("the export's filter", sluice_model::OUTPUT_FILTER_FAILED);
-            crate::filters::apply(sluice, f, whose, records.iter_mut());
+            filter_records(sluice, f, whose, settings, records).await?;
         }
+        Ok(())
     }
 }
 
@@ -153,8 +165,20 @@ impl Batch {
             processor,
             size,
             shaping,
+            pre_save_page: None,
+            aborted: false,
             records: Vec::with_capacity(size),
         }
+    }
+
+    pub fn with_pre_save_page(mut self, hook: Option<PreSavePage>) -> Self {
+        self.pre_save_page = hook;
+        self
+    }
+
+    /// The preSavePage hook asked to stop: readers need read no further.
+    pub fn aborted(&self) -> bool {
+        self.aborted
     }
 
     pub async fn push(&mut self, cutter: &mut PageCutter<'_>, record: Value) -> Result<()> {
@@ -164,6 +188,9 @@ impl Batch {
 
     /// Adds what was read (a record or an unreadable part) and sends the page once full.
     pub async fn take(&mut self, cutter: &mut PageCutter<'_>, read: SourceRecord) -> Result<()> {
+        if self.aborted {
+            return Ok(());
+        }
         if let Some(at) = cutter.at.as_mut() {
             at.taken += 1;
         }
@@ -191,7 +218,11 @@ impl Batch {
             .enumerate()
             .map(|(i, read)| read.into_page_record(format!("{page_id}-r{i:05}")))
             .collect();
-        self.shaping.apply(cutter.sluice, &mut records);
+        self.shaping.apply(cutter.sluice, &mut records).await?;
+        if let Some(hook) = &self.pre_save_page {
+            let sluice = cutter.sluice;
+            self.aborted = hook.apply(sluice, &page_id, index, &mut records).await?;
+        }
         let page = Page {
             job_id: cutter.order.job_id.clone(),
             flow_id: cutter.order.flow_id.clone(),

@@ -9,6 +9,7 @@ pub mod readers;
 pub mod schedule;
 
 use crate::budget;
+use crate::hooks::export::PreSavePage;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
@@ -138,7 +139,8 @@ async fn read_generator(
     resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
     let size = export.page_size();
-    let mut batch = Batch::new(gi, 0, size, Shaping::of(export));
+    let hook = PreSavePage::of(cutter.sluice, export, job).await?;
+    let mut batch = Batch::new(gi, 0, size, Shaping::of(export)).with_pre_save_page(hook);
     if let Some(r) = resume {
         batch.records.extend(r.carried.iter().cloned());
     }
@@ -276,6 +278,10 @@ async fn read_http(
         cutter.reading(place, skip);
         for r in records.into_iter().skip(skip as usize) {
             batch.push(cutter, r).await?;
+        }
+        if batch.aborted() {
+            // The preSavePage hook asked to stop: no more replies are fetched.
+            return Ok(Ok(()));
         }
         skip = 0;
         if !cursor.is_done() && budget::running_out(needed) {
