@@ -62,6 +62,13 @@ impl SqsQueue {
                 uuid::Uuid::new_v4()
             ),
             StageMessage::Run(_) => format!("messages/run-{}.json", uuid::Uuid::new_v4()),
+            StageMessage::AfterProcess { job } => {
+                format!(
+                    "messages/{}/after-process-{}.json",
+                    job.id,
+                    uuid::Uuid::new_v4()
+                )
+            }
         };
         self.blobs
             .put(&self.system_bucket, &key, Bytes::from(body))

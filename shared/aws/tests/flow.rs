@@ -7,6 +7,7 @@ use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use serde_json::{json, Value};
 use sluice_core::ports::Kind;
 use sluice_core::runs::start_run;
+use sluice_core::Stage;
 use sluice_model::JobStatus;
 use sluice_model::{RunKind, RunRequest};
 use std::sync::{Arc, Mutex};
@@ -76,10 +77,27 @@ async fn serve_orders() -> (String, Seen) {
     let app = Router::new()
         .route("/orders", post(orders))
         .with_state(seen.clone());
+    (serve(app).await, seen)
+}
+
+/// Records what a flow's after-process callback posts to /done.
+async fn serve_callbacks() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let record = |State(seen): State<Seen>, Json(body): Json<Value>| async move {
+        seen.lock().unwrap().push(body);
+        StatusCode::OK
+    };
+    let app = Router::new()
+        .route("/done", post(record))
+        .with_state(seen.clone());
+    (serve(app).await, seen)
+}
+
+async fn serve(app: Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), seen)
+    format!("http://{addr}")
 }
 
 #[tokio::test]
@@ -189,6 +207,19 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
     let (base_uri, seen) = serve_orders().await;
     define_flow(&env, &base_uri).await;
     let sluice = env.harness.sluice.clone();
+    let (hooks, done) = serve_callbacks().await;
+    let mut flow = sluice
+        .store
+        .get_definition(Kind::Flow, "f1")
+        .await
+        .unwrap()
+        .unwrap();
+    flow["afterProcess"] = json!([{"url": format!("{hooks}/done")}]);
+    sluice
+        .store
+        .put_definition(Kind::Flow, "f1", &flow)
+        .await
+        .unwrap();
     let records: Vec<Value> = (0..3).map(|n| json!({"n": n, "ok": true})).collect();
     let started = start_run(
         &sluice,
@@ -220,6 +251,12 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
     assert_eq!(errors.len(), 3);
     assert!(errors.iter().all(|e| e.code == "dead_letter"), "{errors:?}");
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+    // translate's dead-letter path closed the job; the deliver function posts its callback.
+    env.harness.drain(Stage::Deliver).await.unwrap();
+    let done = done.lock().unwrap();
+    assert_eq!(done.len(), 1, "one after-process call: {done:?}");
+    assert_eq!(done[0]["_id"], json!(job.id));
+    assert_eq!(done[0]["numError"], json!(3));
 }
 
 #[tokio::test]

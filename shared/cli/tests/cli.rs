@@ -55,6 +55,66 @@ fn validate_names_each_bad_field() {
 }
 
 #[test]
+fn validate_knows_the_helpers_and_names_bad_mappings_transforms_and_filter_rules() {
+    let example = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/shaped-orders/bundle.json"
+    );
+    let out = sluice().args(["validate", example]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "https://x.example"}}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
+                "http": {"relativeURI": "/x/{{hash \"sha256\" \"hex\" record.id}}",
+                         "body": "{\"d\": \"{{dateFormat \"YYYY\" record.at}}\", \"n\": {{toFixed record.n 2}}}"}}]
+        }),
+    );
+    let out = sluice().arg("validate").arg(&good).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.json",
+        &json!({
+            "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": "https://x.example"}}],
+            "exports": [{"_id": "e", "name": "e", "type": "webhook",
+                "transform": {"type": "expression", "expression": {"rules": [[{"extract": "a[", "generate": "b"}]]}},
+                "filter": {"type": "expression", "expression": {"rules": ["and", ["equals", ["extract", "a"]]]}}}],
+            "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
+                "http": {"relativeURI": "/x"},
+                "mapping": {"fields": [
+                    {"extract": "at", "generate": "at", "dataType": "date", "extractDateFormat": "LL"},
+                    {"extract": "{{frobnicate record.x}}", "generate": "x"}]}}]
+        }),
+    );
+    let out = sluice().arg("validate").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "exports[0].transform.expression.rules[0][0].extract: Invalid path",
+        "exports[0].filter.expression.rules[1]: 'equals' takes 2 operand(s), got 1",
+        "imports[0].mapping.fields[0].extractDateFormat: 'LL' in 'LL': localized formats",
+        "imports[0].mapping.fields[1].extract: ",
+        "Unknown helper 'frobnicate'",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
 fn syntax_errors_and_unknown_fields_say_where() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("broken.json");
@@ -175,9 +235,12 @@ fn run_reads_past_a_bad_line_names_the_file_as_given_and_takes_a_format() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
-    let slow = SlowRun::new().await;
+    // Cheap to check, since the sink is the flow's callback target too: a canceled job still
+    // gets its after-process call, from the stopped runtime itself.
+    let slow =
+        SlowRun::with_flow(|base| json!({"afterProcess": [{"url": format!("{base}/done")}]})).await;
     for attempt in 0..2 {
-        let sent_before = slow.sink.received().len();
+        let sent_before = slow.sent("/orders").len();
         let mut cmd = slow.command();
         cmd.args(["--timeout", "2"]);
         let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
@@ -201,10 +264,13 @@ async fn a_run_out_of_time_is_canceled_and_the_flow_can_run_again_at_once() {
         );
         // Nor is it held up by the connection slot the canceled run's request was holding.
         assert!(
-            slow.sink.received().len() > sent_before,
+            slow.sent("/orders").len() > sent_before,
             "run {attempt} sent nothing: {stdout}\n{stderr}"
         );
     }
+    let done = slow.sent("/done");
+    assert_eq!(done.len(), 2, "one after-process call per canceled run");
+    assert!(done.iter().all(|d| d.json()["status"] == "canceled"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +530,8 @@ async fn get_job(base: &str, id: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_api() {
-    let slow = SlowRun::new().await;
+    let slow =
+        SlowRun::with_flow(|base| json!({"afterProcess": [{"url": format!("{base}/done")}]})).await;
     let data = slow.dir.path().join("dev-data");
     let http = reqwest::Client::new();
     let (dev, base) = start_dev_with(&slow, &data).await;
@@ -481,9 +548,9 @@ async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_a
             .await
             .unwrap();
         let job_id = started["_jobId"].as_str().unwrap().to_string();
-        let before = slow.sink.received().len();
+        let before = slow.sent("/orders").len();
         for _ in 0..200 {
-            if slow.sink.received().len() > before {
+            if slow.sent("/orders").len() > before {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -502,11 +569,11 @@ async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_a
             String::from_utf8_lossy(&out.stdout).contains(&format!("job {job_id} canceled")),
             "{how}"
         );
-        let sent = slow.sink.received().len();
+        let sent = slow.sent("/orders").len();
         // Three more turns of the slow sink: nothing of the canceled job goes out.
         tokio::time::sleep(Duration::from_millis(2100)).await;
         assert_eq!(
-            slow.sink.received().len(),
+            slow.sent("/orders").len(),
             sent,
             "{how}: sent after the cancel"
         );
@@ -534,6 +601,12 @@ async fn sluice_cancel_stops_a_job_that_sluice_dev_runs_locally_or_through_its_a
             "{}",
             stderr_of(&out)
         );
+        // Canceled by `sluice cancel` itself (local) or by the API of `sluice dev`: either
+        // way the flow's after-process callback gets the canceled job, once.
+        let done = slow.sent("/done");
+        let calls: Vec<_> = done.iter().filter(|d| d.json()["_id"] == job_id).collect();
+        assert_eq!(calls.len(), 1, "{how}: after-process calls {done:?}");
+        assert_eq!(calls[0].json()["status"], "canceled", "{how}");
     }
     stop(dev, "INT").await;
 }

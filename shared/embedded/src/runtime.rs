@@ -7,7 +7,7 @@ use anyhow::Context;
 use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
 use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
-use sluice_model::Job;
+use sluice_model::{Job, StageMessage};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -161,8 +161,9 @@ impl LocalRuntime {
 
     /// Resumes the work a killed (or stopped) process left on this data: takes over the
     /// queued messages of runners that are gone, of `flow_id` or of every flow, and hands
-    /// them to the workers. Messages of jobs that have finished since are dropped. Returns
-    /// the unfinished jobs it resumed, oldest first.
+    /// them to the workers. Messages of jobs that have finished since are dropped, but for a
+    /// closed job's after-process callbacks, which are still posted. Returns the unfinished
+    /// jobs it resumed, oldest first.
     ///
     /// A resumed job keeps its run lock (its owner is the job): the lease is renewed here, so
     /// the flow cannot start another run while it resumes, even if the lease had lapsed. The
@@ -193,7 +194,13 @@ impl LocalRuntime {
                     }
                     resumed.push(job);
                 }
-                None => dropped.extend(messages.iter().map(|m| m.seq)),
+                None => {
+                    let (callbacks, stale): (Vec<_>, Vec<_>) = messages
+                        .into_iter()
+                        .partition(|m| matches!(m.message, StageMessage::AfterProcess { .. }));
+                    callbacks.into_iter().for_each(|m| self.queue.resume(m));
+                    dropped.extend(stale.iter().map(|m| m.seq));
+                }
             }
         }
         if !dropped.is_empty() {
@@ -283,9 +290,18 @@ impl LocalRuntime {
 
     /// Cancels a job this runtime worked on and forgets its queued messages, so nothing of
     /// it resumes. Call after [`stop`](Self::stop), so no worker sends another record of it.
+    /// The close queued the job for its after-process callbacks; with the workers stopped,
+    /// they are posted here.
     pub async fn cancel(&self, job_id: &str, message: String) -> anyhow::Result<()> {
         cancel_job(&self.sluice, job_id, message, Then::StartNothing).await?;
-        self.queue.discard_job(job_id).await?;
+        for message in self.queue.take_job(job_id).await? {
+            if matches!(message, StageMessage::AfterProcess { .. }) {
+                Stage::Deliver
+                    .handler()
+                    .handle(&self.sluice, message)
+                    .await?;
+            }
+        }
         Ok(())
     }
 

@@ -340,4 +340,38 @@ pub const OUTPUT_FILTER_FAILED: &str = "output_filter";
 pub enum StageMessage {
     Run(RunOrder),
     Page(Page),
+    /// A job that has closed, as it was when it closed: the deliver stage posts it to the
+    /// flow's `afterProcess` callbacks. Whichever stage closes a job queues this rather than
+    /// posting itself, so only the functions that send requests link an HTTP client. (A
+    /// struct variant: the job's own `message` field must not meet the tag.)
+    AfterProcess {
+        job: crate::Job,
+    },
+}
+
+#[cfg(test)]
+mod message_tests {
+    use super::StageMessage;
+    use crate::{Job, RunKind};
+
+    #[test]
+    fn a_closed_job_with_a_message_round_trips_as_a_queue_message() {
+        let mut job = Job::new(
+            "j1".into(),
+            "f1".into(),
+            RunKind::Manual,
+            chrono::Utc::now(),
+        );
+        job.message = Some("canceled: did not finish within 2s".into());
+        let body = serde_json::to_string(&StageMessage::AfterProcess { job }).unwrap();
+        let StageMessage::AfterProcess { job } = serde_json::from_str(&body).unwrap() else {
+            panic!("not a closed job: {body}");
+        };
+        assert_eq!(
+            job.message.as_deref(),
+            Some("canceled: did not finish within 2s")
+        );
+        let again = serde_json::to_string(&StageMessage::AfterProcess { job }).unwrap();
+        assert_eq!(again, body);
+    }
 }

@@ -12,7 +12,7 @@ use sluice_embedded::{local_settings, FsBlobs, SqliteStore};
 use sluice_model::StageMessage;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Where the job lives.
 pub enum Target<'a> {
@@ -35,16 +35,25 @@ pub async fn run(job_id: &str, target: Target<'_>) -> anyhow::Result<ExitCode> {
 }
 
 /// This process runs no stages: cancelling starts nothing here (a run it started would stop
-/// with it), so the flow's waiting runs start with its next run.
-struct NoStages;
+/// with it), so the flow's waiting runs start with its next run. The one message a cancel
+/// sends is the closed job for deliver to post to the flow's after-process callbacks: it is
+/// kept here, and this process posts them once the job is closed.
+#[derive(Default)]
+struct NoStages(Mutex<Vec<StageMessage>>);
 
 #[async_trait]
 impl Queue for NoStages {
-    async fn send(&self, stage: Stage, _: StageMessage) -> anyhow::Result<()> {
-        bail!(
-            "`sluice cancel` runs no stages (asked to send to {})",
-            stage.name()
-        )
+    async fn send(&self, stage: Stage, message: StageMessage) -> anyhow::Result<()> {
+        match message {
+            StageMessage::AfterProcess { .. } => {
+                self.0.lock().unwrap().push(message);
+                Ok(())
+            }
+            _ => bail!(
+                "`sluice cancel` runs no stages (asked to send to {})",
+                stage.name()
+            ),
+        }
     }
 }
 
@@ -53,9 +62,10 @@ async fn cancel_locally(job_id: &str, data: &Path) -> anyhow::Result<Value> {
     if !db.exists() {
         bail!("no local store at {} (give the --data a `sluice run` or `sluice dev` used, or --api URL)", db.display());
     }
+    let callbacks = Arc::new(NoStages::default());
     let sluice = Sluice::new(
         Arc::new(SqliteStore::open(&db)?),
-        Arc::new(NoStages),
+        callbacks.clone(),
         Arc::new(FsBlobs::new(data.join("blobs"))),
         Arc::new(EnvSecrets),
         Arc::new(SystemClock),
@@ -72,6 +82,10 @@ async fn cancel_locally(job_id: &str, data: &Path) -> anyhow::Result<Value> {
             "job {job_id} had already finished ({}): there is nothing to cancel",
             job.status.as_str()
         );
+    }
+    let closed = std::mem::take(&mut *callbacks.0.lock().unwrap());
+    for message in closed {
+        Stage::Deliver.handler().handle(&sluice, message).await?;
     }
     let job = sluice
         .store

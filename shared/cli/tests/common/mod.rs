@@ -27,12 +27,22 @@ pub struct SlowRun {
 
 impl SlowRun {
     pub async fn new() -> SlowRun {
+        Self::with_flow(|_| json!({})).await
+    }
+
+    /// A slow run whose flow also has the fields `extra` gives for the sink's base URL
+    /// (`afterProcess`, say).
+    pub async fn with_flow(extra: impl FnOnce(&str) -> serde_json::Value) -> SlowRun {
         let sink = TestServer::start(|_, _| Answer::Slow {
             delay: Duration::from_millis(700),
             then: Box::new(Answer::json(200, json!({}))),
         })
         .await;
         let dir = tempfile::tempdir().unwrap();
+        let mut flow = json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]});
+        flow.as_object_mut()
+            .unwrap()
+            .extend(extra(&sink.base_url).as_object().unwrap().clone());
         write(
             dir.path(),
             "slow.json",
@@ -40,12 +50,18 @@ impl SlowRun {
                 "connections": [{"_id": "c", "name": "c", "type": "http", "http": {"baseURI": sink.base_url}, "concurrencyLevel": 1}],
                 "exports": [{"_id": "e", "name": "e", "type": "webhook", "pageSize": 2}],
                 "imports": [{"_id": "i", "name": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders"}}],
-                "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]}]
+                "flows": [flow]
             }),
         );
         let records: String = (0..8).map(|n| format!("{{\"n\": {n}}}\n")).collect();
         std::fs::write(dir.path().join("r.ndjson"), records).unwrap();
         SlowRun { sink, dir }
+    }
+
+    /// What the sink got at `path` (`/orders`: the records; `/done`: after-process calls).
+    pub fn sent(&self, path: &str) -> Vec<sluice_testkit::http::Received> {
+        let got = self.sink.received();
+        got.into_iter().filter(|r| r.path == path).collect()
     }
 
     pub fn command(&self) -> Command {

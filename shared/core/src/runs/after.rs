@@ -2,9 +2,8 @@
 //! callbacks.
 
 use super::start::start_run;
-use crate::stages::deliver::post_callback;
-use crate::{Result, Sluice};
-use sluice_model::{Flow, Job, RunKind, RunRequest};
+use crate::{Result, Sluice, Stage};
+use sluice_model::{Flow, Job, RunKind, RunRequest, StageMessage};
 
 /// Starts the flows this one chains to. A chained flow that cannot start is logged: the run
 /// that chained it is over either way.
@@ -16,11 +15,14 @@ pub(super) async fn chain(sluice: &Sluice, flow: &Flow) {
     }
 }
 
-/// Posts the finished job to each of the flow's after-process callbacks. A refused or
-/// failed callback is logged; it does not change the job.
+/// Hands the closed job to the deliver stage, which posts it to the flow's after-process
+/// callbacks: the stage that closes a job (evaluate, trigger, a dead letter, the API) may be
+/// a function built without an HTTP client, and deliver sends requests anyway.
 pub(super) async fn callbacks(sluice: &Sluice, flow: &Flow, job: &Job) -> Result<()> {
-    for (i, cb) in flow.after_process.iter().enumerate() {
-        post_callback(sluice, &format!("afterProcess[{i}]"), cb, job).await;
+    if flow.after_process.is_empty() {
+        return Ok(());
     }
+    let message = StageMessage::AfterProcess { job: job.clone() };
+    sluice.queue.send(Stage::Deliver, message).await?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! A message that failed every delivery attempt becomes something a person can read and
 //! retry, never a silent loss: a page's unfinished records become job errors (code
-//! `dead_letter`) and count as errors so the job still completes; a run order fails its job.
+//! `dead_letter`) and count as errors so the job still completes; a run order fails its job;
+//! a closed job's after-process callbacks that never went out are logged.
 
 use super::evaluate;
 use super::Stage;
@@ -51,6 +52,9 @@ async fn settle_message(
             }
             settle(sluice, page).await
         }
+        // The job is closed already and its callbacks are best effort: the error line above
+        // (with the job's fields) is what is left of a callback that could not go out.
+        StageMessage::AfterProcess { .. } => Ok(()),
     }
 }
 

@@ -21,7 +21,7 @@ pub mod upload;
 use crate::{Error, Result, Sluice};
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sluice_model::{Page, RunOrder, StageMessage};
+use sluice_model::{Job, Page, RunOrder, StageMessage};
 use tracing::Instrument;
 
 /// A stage, and so a queue and a Lambda function.
@@ -103,31 +103,38 @@ pub struct StageHandler {
     takes: Takes,
 }
 
-/// The message kind a stage takes: trigger reads run orders, every other stage pages.
+type RunFn = for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>;
+type PageFn = for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>;
+type JobFn = for<'a> fn(&'a Sluice, Job) -> BoxFuture<'a, Result<()>>;
+
+/// The message kinds a stage takes: trigger reads run orders, every other stage pages, and
+/// deliver (the stage that sends requests) also the closed jobs whose callbacks it posts.
 #[derive(Clone, Copy)]
 enum Takes {
-    Runs(for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>),
-    Pages(for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>),
+    Runs(RunFn),
+    Pages(PageFn),
+    PagesAndClosedJobs(PageFn, JobFn),
 }
 
 impl StageHandler {
-    pub(crate) const fn runs(
-        stage: Stage,
-        run: for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>,
-    ) -> Self {
+    pub(crate) const fn runs(stage: Stage, run: RunFn) -> Self {
         StageHandler {
             stage,
             takes: Takes::Runs(run),
         }
     }
 
-    pub(crate) const fn pages(
-        stage: Stage,
-        run: for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>,
-    ) -> Self {
+    pub(crate) const fn pages(stage: Stage, run: PageFn) -> Self {
         StageHandler {
             stage,
             takes: Takes::Pages(run),
+        }
+    }
+
+    pub(crate) const fn pages_and_closed_jobs(stage: Stage, run: PageFn, closed: JobFn) -> Self {
+        StageHandler {
+            stage,
+            takes: Takes::PagesAndClosedJobs(run, closed),
         }
     }
 
@@ -138,7 +145,13 @@ impl StageHandler {
         let handled = async move {
             match (self.takes, message) {
                 (Takes::Runs(run), StageMessage::Run(order)) => run(sluice, order).await,
-                (Takes::Pages(run), StageMessage::Page(page)) => run(sluice, page).await,
+                (
+                    Takes::Pages(run) | Takes::PagesAndClosedJobs(run, _),
+                    StageMessage::Page(page),
+                ) => run(sluice, page).await,
+                (Takes::PagesAndClosedJobs(_, closed), StageMessage::AfterProcess { job }) => {
+                    closed(sluice, job).await
+                }
                 _ => Err(Error::Internal(anyhow::anyhow!(
                     "stage {} got a message it does not take",
                     self.stage.name()
@@ -164,8 +177,8 @@ impl Stage {
 }
 
 /// The span every handled message runs in: its log lines carry `stage`, `flow`, `job` and
-/// `page` (absent for a run order, which has no page yet) as fields of their own. The one
-/// place these fields are set; stage code logs without repeating them.
+/// `page` (absent for a run order, which has no page yet, and for a closed job) as fields of
+/// their own. The one place these fields are set; stage code logs without repeating them.
 pub fn message_span(stage: Stage, message: &StageMessage) -> tracing::Span {
     match message {
         StageMessage::Run(order) => tracing::info_span!(
@@ -181,6 +194,13 @@ pub fn message_span(stage: Stage, message: &StageMessage) -> tracing::Span {
             flow = %page.flow_id,
             job = %page.job_id,
             page = %page.page_id,
+        ),
+        StageMessage::AfterProcess { job } => tracing::info_span!(
+            "message",
+            stage = stage.name(),
+            flow = %job.flow_id,
+            job = %job.id,
+            page = tracing::field::Empty,
         ),
     }
 }

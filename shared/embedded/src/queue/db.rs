@@ -138,11 +138,15 @@ impl QueueDb {
         .await
     }
 
-    /// Deletes every message of a job (it was canceled). Returns how many.
-    pub async fn delete_job(&self, job_id: &str) -> anyhow::Result<usize> {
+    /// Deletes every message of a job (it was canceled) and answers their bodies.
+    pub async fn take_job(&self, job_id: &str) -> anyhow::Result<Vec<String>> {
         let job = job_id.to_string();
-        self.with(move |c| Ok(c.execute("DELETE FROM messages WHERE job_id = ?1", [job])?))
-            .await
+        self.with(move |c| {
+            let mut st = c.prepare("DELETE FROM messages WHERE job_id = ?1 RETURNING body")?;
+            let rows = st.query_map([job], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
     }
 
     /// The jobs `runner` still has messages of.
@@ -350,6 +354,6 @@ mod tests {
         db.commit(&other.id, Some(Finish::Delete(rows[0].seq)), vec![])
             .await
             .unwrap();
-        assert_eq!(db.delete_job("j").await.unwrap(), 1);
+        assert_eq!(db.take_job("j").await.unwrap().len(), 1);
     }
 }

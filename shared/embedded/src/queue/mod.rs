@@ -240,9 +240,14 @@ impl LocalQueue {
         self.db.delete(seqs).await
     }
 
-    /// Deletes every message of a job. Call once no worker handles them (after `stop`).
-    pub async fn discard_job(&self, job_id: &str) -> anyhow::Result<usize> {
-        self.db.delete_job(job_id).await
+    /// Takes every message of a job out of the queue. Call once no worker handles them
+    /// (after `stop`).
+    pub async fn take_job(&self, job_id: &str) -> anyhow::Result<Vec<StageMessage>> {
+        let bodies = self.db.take_job(job_id).await?;
+        bodies
+            .iter()
+            .map(|body| Ok(serde_json::from_str(body)?))
+            .collect()
     }
 
     /// The jobs this runner still holds messages of (unfinished work it would resume).
@@ -296,6 +301,7 @@ fn owner(message: &StageMessage) -> (&str, &str) {
     match message {
         StageMessage::Run(order) => (&order.job_id, &order.flow_id),
         StageMessage::Page(page) => (&page.job_id, &page.flow_id),
+        StageMessage::AfterProcess { job } => (&job.id, &job.flow_id),
     }
 }
 

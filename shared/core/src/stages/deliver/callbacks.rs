@@ -1,6 +1,7 @@
 //! A flow's callbacks: notifyRequest / notifyResponse copies of each exchange, and the
-//! after-process call the run posts when its job ends (`runs::after`). Best effort: a
-//! callback that fails is logged and changes nothing.
+//! after-process calls of a closed job (whichever stage closed it queued the job here, as
+//! `StageMessage::AfterProcess`: deliver is the stage that sends requests, so the others
+//! link no HTTP client). Best effort: a callback that fails is logged and changes nothing.
 //!
 //! Invariant: a callback goes out under the deployment's address policy (an address it
 //! refuses, written as a name or as an IP address, is never connected to), follows no redirect
@@ -9,20 +10,29 @@
 use super::guard::AddressPolicy;
 use crate::ports::secrets::resolve_headers;
 use crate::stages::processor::Processor;
-use crate::Sluice;
+use crate::{Error, Result, Sluice};
 use serde::Serialize;
 use serde_json::json;
-use sluice_model::{Callback, Flow, Page};
+use sluice_model::{Callback, Flow, Job, Page};
 use std::time::Duration;
+
+/// Posts the closed job to each of its flow's after-process callbacks (none if the flow was
+/// deleted meanwhile). A refused or failed callback is logged; it does not change the job.
+pub(super) async fn after_process(sluice: &Sluice, job: Job) -> Result<()> {
+    let flow = match sluice.flow(&job.flow_id).await {
+        Ok(flow) => flow,
+        Err(Error::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for (i, cb) in flow.after_process.iter().enumerate() {
+        post_callback(sluice, &format!("afterProcess[{i}]"), cb, &job).await;
+    }
+    Ok(())
+}
 
 /// Posts `body` to `cb` with its headers' `secret:NAME` values resolved. `field` names the
 /// callback in the definition (`afterProcess[0]`, `notifyRequest`), for the log.
-pub(crate) async fn post_callback(
-    sluice: &Sluice,
-    field: &str,
-    cb: &Callback,
-    body: &impl Serialize,
-) {
+async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl Serialize) {
     let headers = match resolve_headers(&*sluice.secrets, &format!("{field}.headers"), &cb.headers)
     {
         Ok(headers) => headers,

@@ -19,7 +19,6 @@ mod send;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use callbacks::post_callback;
 pub use limits::settle_slot_releases;
 pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
@@ -70,11 +69,13 @@ impl HttpState {
     }
 }
 
-/// The deliver stage's entry point (what its Lambda function runs).
-pub const HANDLER: super::StageHandler =
-    super::StageHandler::pages(Stage::Deliver, |sluice, page| {
-        Box::pin(handle(sluice, page))
-    });
+/// The deliver stage's entry point (what its Lambda function runs): pages to send, and
+/// closed jobs to post to their flow's after-process callbacks.
+pub const HANDLER: super::StageHandler = super::StageHandler::pages_and_closed_jobs(
+    Stage::Deliver,
+    |sluice, page| Box::pin(handle(sluice, page)),
+    |sluice, job| Box::pin(callbacks::after_process(sluice, job)),
+);
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
