@@ -1,11 +1,13 @@
 //! Shaping records end to end through the local runtime against a real HTTP server on
 //! loopback: an export's `transform` and output filter in rule form (trigger), an import's
-//! rule filter, mapping and strict templates (translate), and the example bundle in
-//! examples/shaped-orders. Every test checks that records in = success + error + ignore.
+//! rule filter, mapping and strict templates (translate), routers and branches (evaluate),
+//! and the example bundles in examples/shaped-orders and examples/routed-orders. Every test
+//! checks that records in = success + error + ignore.
 
 use serde_json::{json, Value};
 use sluice_e2e::*;
 use sluice_model::JobStatus;
+use std::sync::atomic::Ordering;
 
 fn created() -> impl Fn(usize, &Received) -> Answer + Send + Sync + 'static {
     |n, _| Answer::json(201, json!({"id": format!("ord-{n}")}))
@@ -364,5 +366,236 @@ async fn the_shaped_orders_example_runs_end_to_end() {
         errors[0].message.contains("(lines.quantity)") || errors[0].message.contains("(quantity)"),
         "{}",
         errors[0].message
+    );
+}
+
+/// Reads an example's bundle and records, pointing its connection at `base`.
+fn example(name: &str) -> (Value, Vec<Value>) {
+    let dir = format!("{}/../examples/{name}", env!("CARGO_MANIFEST_DIR"));
+    let bundle = std::fs::read_to_string(format!("{dir}/bundle.json")).unwrap();
+    let records: Vec<Value> = std::fs::read_to_string(format!("{dir}/orders.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (serde_json::from_str(&bundle).unwrap(), records)
+}
+
+#[tokio::test]
+async fn the_routed_orders_example_sends_each_order_down_its_regions_branch() {
+    let (mut bundle, records) = example("routed-orders");
+    let (server, h) = start(|base| {
+        bundle["connections"][0]["http"]["baseURI"] = json!(base);
+        bundle
+    })
+    .await;
+    let job = h.run("routed-orders", records.clone()).await;
+    assert_counts(&job, records.len() as u64);
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (3, 1, 1),
+        "SO-2003's quantity is no number; SO-2004 is cancelled: {job:?}"
+    );
+    let got = server.received();
+    let on = |path: &str| -> Vec<Value> {
+        got.iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.json())
+            .collect()
+    };
+    assert_eq!(
+        on("/eu/orders"),
+        // 23:15 UTC on 26 March is 00:15 on the 27th in Berlin.
+        vec![json!({"reference": "SO-2001", "shipTo": {"country": "DE"},
+                    "orderedAt": "27.03.2026 00:15", "total": 41.5,
+                    "positions": [{"article": "SKU-7", "quantity": 2},
+                                  {"article": "SKU-9", "quantity": 1}]})]
+    );
+    let mut main: Vec<Value> = on("/orders");
+    main.sort_by_key(|b| b["externalId"].to_string());
+    assert_eq!(
+        main,
+        vec![
+            json!({"externalId": "SO-2002", "country": "US", "orderDate": "03/26/2026 07:15 PM",
+                   "amount": 8, "lines": [{"item": "SKU-1", "quantity": 4}]}),
+            json!({"externalId": "SO-2005", "country": "CA", "orderDate": "03/27/2026 06:30 AM",
+                   "amount": 19.9, "lines": [{"item": "SKU-4", "quantity": 1},
+                                             {"item": "SKU-5", "quantity": 3}]}),
+        ]
+    );
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        (errors[0].code.as_str(), errors[0].record["number"].as_str()),
+        ("mapping", Some("SO-2003"))
+    );
+    assert_eq!(
+        errors[0].import_id.as_deref(),
+        Some("create-eu-order"),
+        "stored at the branch's step"
+    );
+}
+
+/// Imports `/a`, `/b`, ... posting `{name, qty}`, one per id, and a flow `f` fed by `exp`
+/// with `flow` merged in.
+fn routed_bundle(base: &str, imports: &[&str], flow: Value) -> Value {
+    let mut b = http_bundle(base, json!({}), json!({}));
+    let template = b["imports"][0].clone();
+    b["imports"] = imports
+        .iter()
+        .map(|id| {
+            let mut i = template.clone();
+            merge(
+                &mut i,
+                json!({"_id": id, "name": id, "http": {"relativeURI": format!("/{id}")}}),
+            );
+            i
+        })
+        .collect();
+    let f = &mut b["flows"][0];
+    f.as_object_mut().unwrap().remove("pageProcessors");
+    merge(f, flow);
+    b
+}
+
+fn step(import: &str) -> Value {
+    json!({"type": "import", "_importId": import})
+}
+
+fn by_path(server: &TestServer) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut m: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for r in server.received() {
+        m.entry(r.path.clone())
+            .or_default()
+            .push(r.json()["qty"].clone());
+    }
+    m.values_mut()
+        .for_each(|v| v.sort_by_key(|q| q.as_i64().unwrap_or(-1)));
+    m
+}
+
+#[tokio::test]
+async fn all_matching_branches_send_a_record_down_each_and_its_job_counts_it_once() {
+    // /b refuses qty 3 once (422 is not retried): that copy fails, its retry goes through.
+    let refused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let once = refused.clone();
+    let server = TestServer::start(move |n, r: &Received| {
+        if r.path == "/b" && r.json()["qty"] == 3 && !once.swap(true, Ordering::SeqCst) {
+            return Answer::json(422, json!({"error": "no"}));
+        }
+        Answer::json(201, json!({"id": n}))
+    })
+    .await;
+    let h = Harness::new();
+    h.load(routed_bundle(
+        &server.base_url,
+        &["a", "b", "c"],
+        json!({"routers": [
+            {"id": "fan-out", "routeRecordsTo": "all_matching_branches", "nextRouterId": "join",
+             "branches": [
+                {"name": "big", "inputFilter": {"type": "cel", "expression": "record.qty > 1"},
+                 "pageProcessors": [step("a")]},
+                {"name": "every", "pageProcessors": [step("b")]}]},
+            {"id": "join", "branches": [{"name": "last", "pageProcessors": [step("c")]}]}]}),
+    ))
+    .await;
+    let job = h.run("f", orders(4)).await;
+    assert_counts(&job, 4);
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (4, 0, 0),
+        "each record is counted by its copy on the first branch it took: {job:?}"
+    );
+    let got = by_path(&server);
+    assert_eq!(got["/a"], [json!(2), json!(3)]);
+    assert_eq!(got["/b"], [json!(0), json!(1), json!(2), json!(3)]);
+    assert_eq!(
+        got["/c"],
+        [json!(0), json!(1), json!(2), json!(2), json!(3)],
+        "both copies of 2 meet again at the next router; 3's copy on b failed"
+    );
+    let keys: std::collections::HashSet<String> = (server.received().iter())
+        .filter(|r| r.path == "/c")
+        .map(|r| r.headers["idempotency-key"].clone())
+        .collect();
+    assert_eq!(keys.len(), 5, "every copy is its own send: {keys:?}");
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.len(), 1, "the copy's error is stored: {errors:?}");
+    let e = &errors[0];
+    assert_eq!(
+        (e.import_id.as_deref(), e.record["qty"].as_i64()),
+        (Some("b"), Some(3))
+    );
+    assert!(e.record_key.ends_with(".r0b1"), "{}", e.record_key);
+
+    // The retry starts the record at the step where it failed, then goes on to the join.
+    let retry = sluice_core::runs::retry_errors(&h.sluice(), &job.id, None)
+        .await
+        .unwrap();
+    let again = h.wait(&retry.job_id).await;
+    assert_counts(&again, 1);
+    assert_eq!((again.num_success, again.num_error), (1, 0), "{again:?}");
+    let got = by_path(&server);
+    assert_eq!(got["/a"].len(), 2, "the retry does not go back through a");
+    assert_eq!((got["/b"].len(), got["/c"].len()), (5, 6));
+}
+
+#[tokio::test]
+async fn first_matching_branch_ignores_what_no_branch_takes_and_a_failure_can_proceed() {
+    // /check refuses qty 3: with proceedOnFailure it still goes on, and counts as an error.
+    let server = TestServer::start(|n, r: &Received| match r.json()["qty"].as_i64() {
+        Some(3) if r.path == "/check" => Answer::json(422, json!({"error": "suspicious"})),
+        _ => Answer::json(201, json!({"id": n})),
+    })
+    .await;
+    let h = Harness::new();
+    h.load(routed_bundle(
+        &server.base_url,
+        &["check", "big"],
+        json!({"pageProcessors": [{"type": "import", "_importId": "check", "proceedOnFailure": true}],
+               "routers": [{"id": "size", "name": "By size", "branches": [
+                 {"name": "big", "inputFilter": {"type": "cel", "expression": "record.qty >= 2"},
+                  "pageProcessors": [step("big")]},
+                 {"name": "one", "inputFilter": {"type": "expression", "expression":
+                    {"version": "1", "rules": ["equals", ["extract", "qty"], 1]}}},
+                 {"name": "nobody", "inputFilter": {"type": "cel", "expression": "record.name == 'nobody'"},
+                  "pageProcessors": [step("big")]}]}]}),
+    ))
+    .await;
+    let mut records = orders(5);
+    records[4] = json!({"name": "order x", "qty": "lots"});
+    let job = h.run("f", records).await;
+    assert_counts(&job, 5);
+    // 0: no branch takes it; 1: its branch has no steps; 2: big; 3: failed /check, went on
+    // to big; "lots": the first branch's filter cannot compare it with 2.
+    let got = by_path(&server);
+    assert_eq!(got["/check"].len(), 5);
+    assert_eq!(got["/big"], [json!(2), json!(3)]);
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (1, 2, 2),
+        "{job:?}"
+    );
+    let mut errors = h.errors(&job.id).await;
+    errors.sort_by_key(|e| e.processor_index);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        (errors[0].processor_index, errors[0].code.as_str()),
+        (0, "evaluator"),
+        "the failure at /check is stored though the record went on"
+    );
+    let router_error = &errors[1];
+    assert_eq!(router_error.code, "input_filter");
+    assert_eq!(router_error.step_name.as_deref(), Some("router By size"));
+    assert!(
+        router_error
+            .message
+            .contains("branch 'big' of router 'By size'"),
+        "{}",
+        router_error.message
+    );
+    assert_eq!(
+        router_error.processor_index, 3,
+        "stored at the router's position (after the 3 steps), so a retry is routed again"
     );
 }

@@ -156,6 +156,72 @@ async fn webhook_records_reach_an_http_target_through_every_queue() {
 }
 
 #[tokio::test]
+async fn a_router_sends_records_down_every_matching_branch_through_the_queues() {
+    let Some(env) =
+        common::env("a_router_sends_records_down_every_matching_branch_through_the_queues").await
+    else {
+        return;
+    };
+    let (base_uri, seen) = serve_orders().await;
+    let sluice = env.harness.sluice.clone();
+    let store = &sluice.store;
+    define_flow(&env, &base_uri).await;
+    // i2 posts every record with its own `ok` and says it came down the branch "all".
+    store
+        .put_definition(
+            Kind::Import,
+            "i2",
+            &json!({"_id": "i2", "name": "i2", "_connectionId": "c1", "type": "http",
+                    "http": {"method": "POST", "relativeURI": "/orders",
+                             "body": "{\"n\": {{record.n}}, \"ok\": {{record.ok}}, \"branch\": \"all\"}"}}),
+        )
+        .await
+        .unwrap();
+    store
+        .put_definition(
+            Kind::Flow,
+            "f2",
+            &json!({"_id": "f2", "name": "routed", "pageGenerators": [{"_exportId": "e1"}],
+                    "routers": [{"id": "r", "routeRecordsTo": "all_matching_branches", "branches": [
+                        {"name": "ok", "inputFilter": {"type": "cel", "expression": "record.ok"},
+                         "pageProcessors": [{"type": "import", "_importId": "i1"}]},
+                        {"name": "all", "pageProcessors": [{"type": "import", "_importId": "i2"}]}]}]}),
+        )
+        .await
+        .unwrap();
+    // 12 records in pages of 10; every third one is not ok: branch "all" only, refused there.
+    let records: Vec<Value> = (0..12).map(|n| json!({"n": n, "ok": n % 3 != 0})).collect();
+    let request = RunRequest {
+        records: Some(records),
+        ..Default::default()
+    };
+    let started = start_run(&sluice, "f2", request, RunKind::Webhook)
+        .await
+        .expect("run starts")
+        .expect("flow was idle");
+    let job = env
+        .harness
+        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(
+        (job.num_success, job.num_error, job.num_ignore),
+        (8, 4, 0),
+        "each record counted once, by its first branch: {job:?}"
+    );
+    assert_eq!((job.num_pages, job.num_branch_pages), (2, 2), "{job:?}");
+    assert_eq!(store.list_errors(&job.id).await.unwrap().len(), 4);
+    let bodies = seen.lock().unwrap().clone();
+    let down = |all: bool| {
+        bodies
+            .iter()
+            .filter(|b| (b["branch"] == "all") == all)
+            .count()
+    };
+    assert_eq!((down(false), down(true)), (8, 12), "{bodies:?}");
+}
+
+#[tokio::test]
 async fn a_page_larger_than_an_sqs_message_travels_by_reference() {
     let Some(env) = common::env("a_page_larger_than_an_sqs_message_travels_by_reference").await
     else {

@@ -47,6 +47,7 @@ async fn redelivered_writes_apply_once() {
         num_error: 2,
         num_ignore: 1,
         page_done: true,
+        branch_pages: 0,
     };
     let mut applied = 0;
     for _ in 0..4 {

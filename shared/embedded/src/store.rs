@@ -266,6 +266,7 @@ impl Store for SqliteStore {
             if o.page_done {
                 job.num_pages_done += 1;
             }
+            job.num_branch_pages += o.branch_pages;
             write_job(&tx, &job)?;
             tx.commit()?;
             Ok(Some(job))
@@ -740,6 +741,7 @@ mod tests {
             num_error: 0,
             num_ignore: 0,
             page_done: true,
+            branch_pages: 0,
         };
         let tasks: Vec<_> = (0..16)
             .map(|_| {

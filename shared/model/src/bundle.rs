@@ -110,24 +110,20 @@ impl Bundle {
                     );
                 }
             }
-            for (j, p) in f.page_processors.iter().enumerate() {
-                match (p.kind, p.target_id()) {
-                    (ProcessorType::Import, Some(id))
-                        if !id.is_empty() && !imports.contains(id) =>
-                    {
-                        e.add(
-                            format!("{at}.pageProcessors[{j}]._importId"),
-                            format!("Import not found: {id}"),
-                        )
-                    }
-                    (ProcessorType::Export, Some(id))
-                        if !id.is_empty() && !exports.contains(id) =>
-                    {
-                        e.add(
-                            format!("{at}.pageProcessors[{j}]._exportId"),
-                            format!("Export not found: {id}"),
-                        )
-                    }
+            for step in f.steps().iter() {
+                let p = step.processor;
+                let known = match p.kind {
+                    ProcessorType::Import => &imports,
+                    ProcessorType::Export => &exports,
+                };
+                match p.target_id() {
+                    Some(id) if !id.is_empty() && !known.contains(id) => e.add(
+                        format!("{at}.{}.{}", step.field, p.target_field()),
+                        match p.kind {
+                            ProcessorType::Import => format!("Import not found: {id}"),
+                            ProcessorType::Export => format!("Export not found: {id}"),
+                        },
+                    ),
                     _ => {}
                 }
             }

@@ -44,6 +44,10 @@ pub struct Flow {
     /// What each page goes through, in order: imports and lookups.
     #[serde(default)]
     pub page_processors: Vec<PageProcessor>,
+    /// Where records go after `pageProcessors`: `routers[0]` first, then on through each
+    /// branch's `nextRouterId`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<crate::Router>,
     /// Flows started when a run of this one completes.
     #[serde(
         rename = "_runNextFlowIds",
@@ -114,9 +118,41 @@ pub struct PageProcessor {
     /// Script hook run after the responseMapping (`postResponseMap`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<crate::ProcessorHooks>,
+    /// A record that fails here still goes on to the next steps (its error is stored, and
+    /// its job counts it as an error wherever it ends).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub proceed_on_failure: bool,
 }
 
 impl PageProcessor {
+    /// Checks the processor on its own, its fields named under `at` (`pageProcessors[2]`).
+    fn validate_into(&self, e: &mut ValidationErrors, at: &str) {
+        let (field, id) = match self.kind {
+            ProcessorType::Import => ("_importId", &self.import_id),
+            ProcessorType::Export => ("_exportId", &self.export_id),
+        };
+        if id.as_deref().unwrap_or("").is_empty() {
+            e.add(
+                format!("{at}.{field}"),
+                format!("is required when type is {:?}", self.kind).to_lowercase(),
+            );
+        }
+        if let Some(m) = &self.response_mapping {
+            m.validate_into(e, &format!("{at}.responseMapping"));
+        }
+        if let Some(h) = &self.hooks {
+            crate::script::validate_hooks(e, &format!("{at}.hooks"), h.refs());
+        }
+    }
+
+    /// The field of its import or lookup export id (`_importId`, `_exportId`).
+    pub fn target_field(&self) -> &'static str {
+        match self.kind {
+            ProcessorType::Import => "_importId",
+            ProcessorType::Export => "_exportId",
+        }
+    }
+
     /// The id of the import or export this processor runs.
     pub fn target_id(&self) -> Option<&str> {
         match self.kind {
@@ -145,6 +181,11 @@ impl Flow {
             .unwrap_or(chrono_tz::UTC)
     }
 
+    /// Its page processors numbered, with its routers (see [`crate::routing`]).
+    pub fn steps(&self) -> crate::Steps<'_> {
+        crate::Steps::of(self)
+    }
+
     /// Checks the flow on its own; references to exports and imports are checked by
     /// [`crate::Bundle::validate`] or by the store.
     pub fn validate(&self) -> Result<(), ValidationErrors> {
@@ -166,25 +207,10 @@ impl Flow {
                 &g.export_id,
             );
         }
-        for (i, p) in self.page_processors.iter().enumerate() {
-            let (field, id) = match p.kind {
-                ProcessorType::Import => ("_importId", &p.import_id),
-                ProcessorType::Export => ("_exportId", &p.export_id),
-            };
-            if id.as_deref().unwrap_or("").is_empty() {
-                e.add(
-                    format!("pageProcessors[{i}].{field}"),
-                    format!("is required when type is {:?}", p.kind).to_lowercase(),
-                );
-            }
-            if let Some(m) = &p.response_mapping {
-                m.validate_into(&mut e, &format!("pageProcessors[{i}].responseMapping"));
-            }
-            if let Some(h) = &p.hooks {
-                let field = format!("pageProcessors[{i}].hooks");
-                crate::script::validate_hooks(&mut e, &field, h.refs());
-            }
+        for step in self.steps().iter() {
+            step.processor.validate_into(&mut e, &step.field);
         }
+        crate::routing::validate(&mut e, &self.routers);
         for (i, c) in self
             .after_process
             .iter()

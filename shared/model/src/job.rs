@@ -47,6 +47,10 @@ pub struct Job {
     /// Pages that have left the last page processor.
     #[serde(default)]
     pub num_pages_done: u64,
+    /// Pages routers added: a page that went down k branches became k pages, k - 1 of them
+    /// new. The job's pages are all done when numPagesDone = numPages + numBranchPages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub num_branch_pages: u64,
     /// The trigger has read every record.
     #[serde(default)]
     pub paging_done: bool,
@@ -188,6 +192,7 @@ impl Job {
             num_ignore: 0,
             num_pages: 0,
             num_pages_done: 0,
+            num_branch_pages: 0,
             paging_done: false,
             started_at: Some(now),
             ended_at: None,
@@ -203,7 +208,7 @@ impl Job {
 
     /// Every page cut has left the last processor: time to close the job.
     pub fn all_pages_done(&self) -> bool {
-        self.paging_done && self.num_pages_done >= self.num_pages
+        self.paging_done && self.num_pages_done >= self.num_pages + self.num_branch_pages
     }
 
     /// The status a finished run gets from its counters.

@@ -30,6 +30,28 @@ pub struct Page {
 }
 
 impl Page {
+    /// The page that carries `records` on from this one to step `processor_index` (under
+    /// `page_id`: the same, or a branch's), with nothing of this step's exchanges.
+    pub fn onward(
+        &self,
+        processor_index: usize,
+        page_id: String,
+        records: Vec<PageRecord>,
+    ) -> Page {
+        Page {
+            job_id: self.job_id.clone(),
+            flow_id: self.flow_id.clone(),
+            page_id,
+            page_index: self.page_index,
+            processor_index,
+            records,
+            batch: None,
+            file: None,
+            records_ref: None,
+            trace_id: self.trace_id.clone(),
+        }
+    }
+
     /// Names one send of this page at its processor: `{job}:{page}:{processor}:{record}`
     /// (`batch` for the page's one request). The same on every retry and redelivery: the
     /// delivery ledger's key and the `Idempotency-Key` header are both built from it.
@@ -62,6 +84,40 @@ pub struct PageRecord {
     /// to the next processor and what an error keeps for a retry (see [`Self::flow_data`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Value>,
+    /// How the record's job counts it when it ends.
+    #[serde(default, skip_serializing_if = "Counting::is_as_it_ends")]
+    pub counting: Counting,
+}
+
+/// How a record is counted in its job when it ends. Whatever path it takes, each record read
+/// is counted exactly once: numSuccess + numError + numIgnore = records in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum Counting {
+    /// As it ends: a success, an error or an ignore.
+    #[default]
+    AsItEnds,
+    /// As an error wherever it ends: it failed at a step with `proceedOnFailure` and went
+    /// on (its error is stored).
+    AsError,
+    /// Not at all: a copy going down a further branch of an `all_matching_branches` router.
+    /// The record is counted by its copy on the first branch it took; this copy's errors
+    /// are stored and retryable like any.
+    NotCounted,
+}
+
+impl Counting {
+    fn is_as_it_ends(&self) -> bool {
+        *self == Counting::AsItEnds
+    }
+
+    /// After the record failed at a step that lets it go on.
+    pub fn after_failure(self) -> Counting {
+        match self {
+            Counting::NotCounted => Counting::NotCounted,
+            _ => Counting::AsError,
+        }
+    }
 }
 
 impl PageRecord {
@@ -73,6 +129,7 @@ impl PageRecord {
             exchange: None,
             extracted: Map::new(),
             original: None,
+            counting: Counting::AsItEnds,
         }
     }
     /// The record as the flow carries it past this processor: what came in (with the
@@ -331,6 +388,12 @@ pub struct RetryItem {
 /// A record failed with one of them still holds its data as read, so a retry shapes it again.
 pub const TRANSFORM_FAILED: &str = "transform";
 pub const OUTPUT_FILTER_FAILED: &str = "output_filter";
+
+/// Did the record fail before any step (unreadable, or the export's shaping)? Such a record
+/// never goes on past a step with `proceedOnFailure`: that step did not fail it.
+pub fn is_source_failure(code: &str) -> bool {
+    [UNREADABLE, TRANSFORM_FAILED, OUTPUT_FILTER_FAILED].contains(&code)
+}
 
 /// A message on one of the stage queues. (Pages dominate the traffic, so the size difference
 /// between the variants costs nothing worth a Box.)

@@ -268,9 +268,16 @@ fn filter_ref(filter: Option<&crate::Filter>) -> Option<(String, &HookRef)> {
 impl UsesScripts for crate::Flow {
     fn script_refs(&self) -> Vec<(String, &HookRef)> {
         let mut out = Vec::new();
-        for (i, p) in self.page_processors.iter().enumerate() {
-            if let Some(h) = &p.hooks {
-                out.extend(refs_under(&format!("pageProcessors[{i}].hooks"), h.refs()));
+        for step in self.steps().iter() {
+            if let Some(h) = &step.processor.hooks {
+                out.extend(refs_under(&format!("{}.hooks", step.field), h.refs()));
+            }
+        }
+        for (i, r) in self.routers.iter().enumerate() {
+            for (j, b) in r.branches.iter().enumerate() {
+                if let Some(crate::Filter::Script(h)) = &b.input_filter {
+                    out.push((format!("routers[{i}].branches[{j}].inputFilter.script"), h));
+                }
             }
         }
         out

@@ -170,17 +170,18 @@ async fn check_flow_references(
             );
         }
     }
-    for (i, p) in f.page_processors.iter().enumerate() {
+    for step in f.steps().iter() {
+        let p = step.processor;
         let Some(id) = p.target_id().filter(|id| !id.is_empty()) else {
             continue;
         };
-        let (kind, field) = match p.kind {
-            ProcessorType::Import => (Kind::Import, "_importId"),
-            ProcessorType::Export => (Kind::Export, "_exportId"),
+        let kind = match p.kind {
+            ProcessorType::Import => Kind::Import,
+            ProcessorType::Export => Kind::Export,
         };
         if !exists(sluice, kind, id).await? {
             e.add(
-                format!("pageProcessors[{i}].{field}"),
+                format!("{}.{}", step.field, p.target_field()),
                 format!("{} not found: {id}", kind.label()),
             );
         }
@@ -407,14 +408,15 @@ pub fn flow_uses(f: &Flow, kind: Kind, id: &str) -> bool {
     match kind {
         Kind::Export => {
             f.page_generators.iter().any(|g| g.export_id == id)
-                || f.page_processors
-                    .iter()
-                    .any(|p| p.kind == ProcessorType::Export && p.export_id.as_deref() == Some(id))
+                || f.steps().iter().any(|s| {
+                    s.processor.kind == ProcessorType::Export
+                        && s.processor.export_id.as_deref() == Some(id)
+                })
         }
-        Kind::Import => f
-            .page_processors
-            .iter()
-            .any(|p| p.kind == ProcessorType::Import && p.import_id.as_deref() == Some(id)),
+        Kind::Import => f.steps().iter().any(|s| {
+            s.processor.kind == ProcessorType::Import
+                && s.processor.import_id.as_deref() == Some(id)
+        }),
         _ => false,
     }
 }

@@ -198,7 +198,8 @@ async fn parts_of(s: &Sluice, flow: &Flow) -> ApiResult<(Vec<Export>, Vec<Import
         .map(|g| g.export_id.as_str())
         .collect();
     let mut import_ids = Vec::new();
-    for p in &flow.page_processors {
+    let steps = flow.steps();
+    for p in steps.iter().map(|s| s.processor) {
         match (p.kind, p.target_id()) {
             (ProcessorType::Export, Some(id)) => export_ids.push(id),
             (ProcessorType::Import, Some(id)) => import_ids.push(id),

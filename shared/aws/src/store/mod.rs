@@ -506,13 +506,14 @@ impl Store for DynamoStore {
                             .table_name(&self.table)
                             .set_key(Some(job_key(&o.job_id)))
                             .update_expression(
-                                "ADD numSuccess :s, numError :e, numIgnore :i, numPagesDone :d",
+                                "ADD numSuccess :s, numError :e, numIgnore :i, numPagesDone :d, numBranchPages :b",
                             )
                             .condition_expression("attribute_exists(pk)")
                             .expression_attribute_values(":s", n(o.num_success))
                             .expression_attribute_values(":e", n(o.num_error))
                             .expression_attribute_values(":i", n(o.num_ignore))
                             .expression_attribute_values(":d", n(u64::from(o.page_done)))
+                            .expression_attribute_values(":b", n(o.branch_pages))
                             .build()?,
                     )
                     .build(),

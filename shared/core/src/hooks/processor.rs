@@ -15,7 +15,8 @@ pub(crate) async fn post_response_map(
     page: &mut Page,
     p: &Processor,
 ) -> Result<()> {
-    let hook = p.flow.page_processors[p.index]
+    let hook = p
+        .entry
         .hooks
         .as_ref()
         .and_then(|h| h.post_response_map.as_ref());

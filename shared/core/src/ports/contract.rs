@@ -127,6 +127,7 @@ async fn jobs_and_outcomes(store: &dyn Store) {
         num_error: e,
         num_ignore: i,
         page_done: done,
+        branch_pages: 0,
     };
     let after = store
         .record_outcome(&outcome("p0", 0, 3, 1, 1, true))
@@ -168,6 +169,7 @@ async fn jobs_and_outcomes(store: &dyn Store) {
         j.all_pages_done(),
         "all pages done once the last page finished"
     );
+    branch_pages(store).await;
 
     assert!(
         store
@@ -187,6 +189,45 @@ async fn jobs_and_outcomes(store: &dyn Store) {
     assert_eq!(j.status, JobStatus::CompletedWithErrors);
     assert_eq!(j.ended_at, Some(t0));
     assert_eq!(store.get_job("nope").await.unwrap(), None);
+}
+
+/// A page a router split into branch pages is done when each of them is.
+async fn branch_pages(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let job = Job::new("jb".into(), "fbranch".into(), RunKind::Manual, t0);
+    store.create_job(&job).await.unwrap();
+    store.finish_paging("jb", 1).await.unwrap();
+    let outcome = |page: &str, proc_: usize, done, branch_pages| PageOutcome {
+        job_id: "jb".into(),
+        page_id: page.into(),
+        processor_index: proc_,
+        num_success: 0,
+        num_error: 0,
+        num_ignore: 1,
+        page_done: done,
+        branch_pages,
+    };
+    let split = outcome("p0", 0, false, 2);
+    let j = store.record_outcome(&split).await.unwrap().unwrap();
+    assert_eq!((j.num_branch_pages, j.num_ignore), (2, 1));
+    assert!(
+        store.record_outcome(&split).await.unwrap().is_none(),
+        "a redelivered split adds no pages"
+    );
+    for (i, page) in ["p0.r0b0", "p0.r0b1"].iter().enumerate() {
+        let j = store
+            .record_outcome(&outcome(page, 1 + i, true, 0))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!j.all_pages_done(), "{page}: a third branch page is out");
+    }
+    let j = store
+        .record_outcome(&outcome("p0.r0b2", 3, true, 0))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(j.all_pages_done() && j.num_branch_pages == 2, "{j:?}");
 }
 
 async fn errors(store: &dyn Store) {

@@ -168,6 +168,10 @@ pub struct PageOutcome {
     pub num_ignore: u64,
     /// The page has left its last processor (adds one to the job's numPagesDone).
     pub page_done: bool,
+    /// Pages this one became beyond itself at a router: going down k branches it is k
+    /// pages, k - 1 of them new (added to the job's numBranchPages).
+    #[serde(default)]
+    pub branch_pages: u64,
 }
 
 /// The holder of a run lock: its owner (the running job's id) and when its lease ends.

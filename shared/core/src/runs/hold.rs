@@ -67,7 +67,7 @@ pub(super) async fn uses(sluice: &Sluice, flow: &Flow, exports: &[&Export]) -> R
         uses.export_ids.insert(export.id.clone());
         uses.connection_ids.extend(export.connection_id.clone());
     }
-    for p in &flow.page_processors {
+    for p in flow.steps().iter().map(|s| s.processor) {
         let Some(id) = p.target_id() else { continue };
         match p.kind {
             ProcessorType::Import => {

@@ -68,5 +68,5 @@ async fn settle(sluice: &Sluice, page: Page) -> Result<()> {
         .records
         .iter()
         .all(|r| !matches!(r.state, RecordState::Active)));
-    evaluate::count_page(sluice, &page, &v, true).await
+    evaluate::count_page(sluice, &page, &v, 0).await
 }

@@ -14,6 +14,7 @@ pub mod deliver;
 pub mod evaluate;
 pub mod extract;
 pub(crate) mod processor;
+pub(crate) mod routing;
 pub mod translate;
 pub mod trigger;
 pub mod upload;

@@ -1,9 +1,11 @@
 //! The page processor a page is at: the flow's entry, the import or lookup export it runs,
 //! and the connection it goes over. Loaded by translate, deliver, extract, evaluate, upload.
+//! A page's `processorIndex` is a step number of the flow (`sluice_model::routing`).
 
 use crate::{Error, Result, Sluice};
 use sluice_model::{
-    Connection, Export, Flow, Import, ImportType, ProcessorType, ResponseMapping, DEFAULT_EVALUATOR,
+    Connection, Export, Flow, Import, ImportType, PageProcessor, Position, ProcessorType,
+    ResponseMapping, DEFAULT_EVALUATOR,
 };
 
 pub(crate) enum Target {
@@ -14,7 +16,10 @@ pub(crate) enum Target {
 
 pub(crate) struct Processor {
     pub flow: Flow,
-    pub index: usize,
+    /// The flow's entry for this step (a copy: `flow` stays whole).
+    pub entry: PageProcessor,
+    /// Where the step's records go next.
+    pub next: Position,
     pub target: Target,
     pub connection: Connection,
 }
@@ -37,11 +42,14 @@ impl Processor {
     /// The processor at `index` of an already loaded flow (no second read of the flow).
     pub async fn of(sluice: &Sluice, flow: Flow, index: usize) -> Result<Processor> {
         let flow_id = flow.id.as_str();
-        let entry = flow.page_processors.get(index).ok_or_else(|| {
+        let steps = flow.steps();
+        let step = steps.step(index).ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
                 "flow {flow_id} has no page processor {index}"
             ))
         })?;
+        let (entry, next) = (step.processor.clone(), step.next);
+        drop(steps);
         let id = entry.target_id().unwrap_or_default().to_string();
         let (target, connection_id) = match entry.kind {
             ProcessorType::Import => {
@@ -63,25 +71,19 @@ impl Processor {
         let connection = sluice.connection(&connection_id).await?;
         Ok(Processor {
             flow,
-            index,
+            entry,
+            next,
             target,
             connection,
         })
     }
 
-    pub fn is_last(&self) -> bool {
-        self.index + 1 >= self.flow.page_processors.len()
-    }
-
     /// The flow entry's mapping overrides the import's.
     pub fn mapping(&self) -> Option<&ResponseMapping> {
-        self.flow.page_processors[self.index]
-            .response_mapping
-            .as_ref()
-            .or(match &self.target {
-                Target::Import(i) => i.response_mapping.as_ref(),
-                Target::Lookup(_) => None,
-            })
+        self.entry.response_mapping.as_ref().or(match &self.target {
+            Target::Import(i) => i.response_mapping.as_ref(),
+            Target::Lookup(_) => None,
+        })
     }
 
     pub fn evaluator(&self) -> &str {

@@ -3,11 +3,14 @@
 
 use super::deliver::bounded;
 use super::processor::{replies, Processor};
+use super::routing;
 use crate::ports::{Measurement, PageOutcome};
 use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
-use sluice_model::{JobError, Page, PageRecord, RecordState, Reply, StageMessage};
+use sluice_model::{
+    Counting, Exchange, JobError, Page, PageRecord, Position, RecordState, Reply, StageMessage,
+};
 
 /// What evaluate decided for one page at one processor.
 #[derive(Debug, Default, PartialEq)]
@@ -28,57 +31,62 @@ pub const HANDLER: super::StageHandler =
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
-    let processor = if page.processor_index < flow.page_processors.len() {
-        Some(Processor::of(sluice, flow, page.processor_index).await?)
-    } else {
-        None
+    let at = flow.steps().position(page.processor_index);
+    let processor = match at {
+        Position::Step(i) => Some(Processor::of(sluice, flow.clone(), i).await?),
+        _ => None,
     };
-    // A flow without processors has nothing to judge: its records are successes.
     if let Some(p) = &processor {
         judge(sluice, &mut page, p.evaluator());
         crate::hooks::import::post_submit(sluice, &mut page, p).await?;
         crate::hooks::processor::post_response_map(sluice, &mut page, p).await?;
     }
-    let is_last = processor.as_ref().is_none_or(|p| p.is_last());
-    let mut v = tally(sluice, &page, processor.as_ref(), is_last);
-
+    // A page at a router is routed; a flow without processors has nothing to judge: its
+    // records are successes.
+    let next = processor.as_ref().map_or(at, |p| p.next);
+    let mut v = tally(sluice, &page, processor.as_ref(), next == Position::End);
+    let forward = std::mem::take(&mut v.forward);
+    let pages = match next {
+        _ if forward.is_empty() => Vec::new(),
+        Position::End => Vec::new(),
+        Position::Step(t) => vec![page.onward(t, page.page_id.clone(), forward)],
+        Position::Router(r) => routing::route(sluice, &flow, r, &page, forward, &mut v).await?,
+    };
     if !v.errors.is_empty() {
         sluice.store.put_errors(&v.errors).await?;
-    }
-    let page_done = v.forward.is_empty();
-    if !page_done {
-        let next = Page {
-            job_id: page.job_id.clone(),
-            flow_id: page.flow_id.clone(),
-            page_id: page.page_id.clone(),
-            page_index: page.page_index,
-            processor_index: page.processor_index + 1,
-            records: std::mem::take(&mut v.forward),
-            batch: None,
-            file: None,
-            records_ref: None,
-            trace_id: page.trace_id.clone(),
-        };
-        sluice
-            .queue
-            .send(Stage::Translate, StageMessage::Page(next))
-            .await?;
     }
     let now = sluice.clock.now();
     let _ = sluice
         .store
         .renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease)
         .await;
-    count_page(sluice, &page, &v, page_done).await
+    // Branch pages are counted before they go, so that none can finish before the job
+    // knows there are more; one page going on is sent first, as a page was before routers
+    // (a send that fails every attempt then leaves its page to the dead letter's count).
+    let split = pages.len() > 1;
+    if split {
+        count_page(sluice, &page, &v, pages.len()).await?;
+    }
+    for next in pages.iter().cloned() {
+        sluice
+            .queue
+            .send(Stage::Translate, StageMessage::Page(next))
+            .await?;
+    }
+    if split {
+        return Ok(());
+    }
+    count_page(sluice, &page, &v, pages.len()).await
 }
 
 /// Adds a page's verdicts to its job (once per page and processor) and closes the job when
-/// this was its last page.
+/// this was its last page. `pages_after`: how many pages carry its records on (0: the page
+/// is done; more than 1: a router split it).
 pub(crate) async fn count_page(
     sluice: &Sluice,
     page: &Page,
     v: &Verdicts,
-    page_done: bool,
+    pages_after: usize,
 ) -> Result<()> {
     let outcome = PageOutcome {
         job_id: page.job_id.clone(),
@@ -87,7 +95,8 @@ pub(crate) async fn count_page(
         num_success: v.success,
         num_error: v.error,
         num_ignore: v.ignore,
-        page_done,
+        page_done: pages_after == 0,
+        branch_pages: pages_after.saturating_sub(1) as u64,
     };
     if let Some(job) = sluice.store.record_outcome(&outcome).await? {
         sluice.measure(Measurement::Records {
@@ -149,8 +158,9 @@ fn excerpt(reply: &Reply) -> String {
     format!(" (reply: {text}{})", if cut { "…" } else { "" })
 }
 
-/// Counts the page's records and builds the errors; active records at the last processor are
-/// successes, at an earlier one they go on.
+/// Counts the page's records (each as its [`Counting`] says) and builds the errors; active
+/// records at the last processor are successes, at an earlier one they go on, and so do
+/// records that failed at a step with `proceedOnFailure`.
 pub(crate) fn tally(
     sluice: &Sluice,
     page: &Page,
@@ -158,45 +168,104 @@ pub(crate) fn tally(
     is_last: bool,
 ) -> Verdicts {
     let mut v = Verdicts::default();
-    let now = sluice.clock.now();
+    let proceed = !is_last && processor.is_some_and(|p| p.entry.proceed_on_failure);
+    let label = processor.map_or_else(StepLabel::default, Processor::label);
     for r in &page.records {
         match &r.state {
-            RecordState::Ignored { .. } => v.ignore += 1,
+            RecordState::Ignored { .. } => v.count(r.counting, Ended::Ignored),
             RecordState::Failed { code, message } => {
-                v.error += 1;
                 let exchange = r.exchange.as_ref().or(page.batch.as_ref());
-                v.errors.push(JobError {
-                    id: format!("{}-{}-{}", page.job_id, page.processor_index, r.key),
-                    job_id: page.job_id.clone(),
-                    flow_id: page.flow_id.clone(),
-                    processor_index: page.processor_index as i64,
-                    import_id: processor.and_then(|p| p.import_id()),
-                    export_id: processor.and_then(|p| p.export_id()),
-                    step_name: processor.map(|p| p.name().to_string()),
-                    page_id: page.page_id.clone(),
-                    record_key: r.key.clone(),
-                    record: r.flow_data().clone(),
-                    request: exchange.map(|e| masked_request(&e.request)),
-                    response: exchange
-                        .and_then(|e| e.reply.as_ref())
-                        .map(|r| bounded::for_error(r, sluice.settings.replies.excerpt_bytes)),
-                    code: code.clone(),
-                    message: message.clone(),
-                    retry_data_key: format!("{}/{}", page.job_id, r.key),
-                    occurred_at: now,
-                    resolved: false,
-                    tags: Vec::new(),
-                });
+                v.errors
+                    .push(job_error(sluice, page, &label, r, exchange, code, message));
+                if proceed && !sluice_model::is_source_failure(code) {
+                    let mut next = PageRecord::new(r.key.clone(), r.flow_data().clone());
+                    next.counting = r.counting.after_failure();
+                    v.forward.push(next);
+                } else {
+                    v.count(r.counting, Ended::Failed);
+                }
             }
-            RecordState::Active if is_last => v.success += 1,
+            RecordState::Active if is_last => v.count(r.counting, Ended::Succeeded),
             RecordState::Active => {
                 let mut next = PageRecord::new(r.key.clone(), r.flow_data().clone());
-                next.state = RecordState::Active;
+                next.counting = r.counting;
                 v.forward.push(next);
             }
         }
     }
     v
+}
+
+/// How a record ended, before its [`Counting`] says how its job counts it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Ended {
+    Succeeded,
+    Failed,
+    Ignored,
+}
+
+impl Verdicts {
+    pub(crate) fn count(&mut self, counting: Counting, ended: Ended) {
+        let counter = match (counting, ended) {
+            (Counting::NotCounted, _) => return,
+            (Counting::AsError, _) | (_, Ended::Failed) => &mut self.error,
+            (_, Ended::Succeeded) => &mut self.success,
+            (_, Ended::Ignored) => &mut self.ignore,
+        };
+        *counter += 1;
+    }
+}
+
+/// Which step an error is stored at, as its `_importId`, `_exportId` and `stepName`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StepLabel {
+    pub import_id: Option<String>,
+    pub export_id: Option<String>,
+    pub name: Option<String>,
+}
+
+impl Processor {
+    fn label(&self) -> StepLabel {
+        StepLabel {
+            import_id: self.import_id(),
+            export_id: self.export_id(),
+            name: Some(self.name().to_string()),
+        }
+    }
+}
+
+/// The stored error of a record that failed at the page's step.
+pub(crate) fn job_error(
+    sluice: &Sluice,
+    page: &Page,
+    label: &StepLabel,
+    r: &PageRecord,
+    exchange: Option<&Exchange>,
+    code: &str,
+    message: &str,
+) -> JobError {
+    JobError {
+        id: format!("{}-{}-{}", page.job_id, page.processor_index, r.key),
+        job_id: page.job_id.clone(),
+        flow_id: page.flow_id.clone(),
+        processor_index: page.processor_index as i64,
+        import_id: label.import_id.clone(),
+        export_id: label.export_id.clone(),
+        step_name: label.name.clone(),
+        page_id: page.page_id.clone(),
+        record_key: r.key.clone(),
+        record: r.flow_data().clone(),
+        request: exchange.map(|e| masked_request(&e.request)),
+        response: exchange
+            .and_then(|e| e.reply.as_ref())
+            .map(|r| bounded::for_error(r, sluice.settings.replies.excerpt_bytes)),
+        code: code.into(),
+        message: message.into(),
+        retry_data_key: format!("{}/{}", page.job_id, r.key),
+        occurred_at: sluice.clock.now(),
+        resolved: false,
+        tags: Vec::new(),
+    }
 }
 
 /// The request as stored with an error: credentials in headers masked.

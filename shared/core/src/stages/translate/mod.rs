@@ -27,8 +27,12 @@ pub const HANDLER: super::StageHandler =
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let flow = sluice.flow(&page.flow_id).await?;
-    if page.processor_index >= flow.page_processors.len() {
-        // No page processors: nothing to render; evaluate counts the records.
+    if !matches!(
+        flow.steps().position(page.processor_index),
+        sluice_model::Position::Step(_)
+    ) {
+        // At a router (or a flow without page processors): nothing to render; evaluate
+        // routes or counts the records.
         return send(sluice, Stage::Evaluate, page).await;
     }
     let p = Processor::of(sluice, flow, page.processor_index).await?;

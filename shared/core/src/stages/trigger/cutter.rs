@@ -21,6 +21,9 @@ use sluice_model::{JobStatus, Page, PageRecord, Resume, RunOrder, SourceRecord, 
 pub(super) struct PageCutter<'a> {
     pub sluice: &'a Sluice,
     pub order: &'a RunOrder,
+    /// The step number where the flow's pages start: its first page processor, or its first
+    /// router (`sluice_model::routing`).
+    pub entry: usize,
     /// The job's `firstPageIndex`: where `{{page.index}}` starts (a retry numbers on).
     pub first_page_index: u64,
     /// Pages cut so far in this job.
@@ -210,7 +213,7 @@ impl Batch {
         }
         cutter.check_not_canceled().await?;
         let index = cutter.pages;
-        let page_id = if self.processor == 0 {
+        let page_id = if self.processor == cutter.entry {
             format!("g{}-p{index:06}", self.generator)
         } else {
             format!("g{}-r{}-p{index:06}", self.generator, self.processor)

@@ -58,9 +58,11 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             .collect(),
     };
     let resume = order.resume.as_ref();
+    let steps = flow.steps();
     let mut cutter = PageCutter {
         sluice,
         order: &order,
+        entry: steps.number(steps.entry()),
         first_page_index: job.first_page_index,
         pages: resume.map_or(0, |r| r.pages_cut),
         continued: false,
@@ -141,7 +143,8 @@ async fn read_generator(
 ) -> Result<Result<(), String>> {
     let size = export.page_size();
     let hook = PreSavePage::of(cutter.sluice, export, job).await?;
-    let mut batch = Batch::new(gi, 0, size, Shaping::of(export)).with_pre_save_page(hook);
+    let mut batch =
+        Batch::new(gi, cutter.entry, size, Shaping::of(export)).with_pre_save_page(hook);
     if let Some(r) = resume {
         batch.records.extend(r.carried.iter().cloned());
     }
