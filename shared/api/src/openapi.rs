@@ -22,7 +22,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         meta::health, meta::openapi,
         flows::list_flows, flows::create_flow, flows::get_flow, flows::update_flow,
-        flows::delete_flow, flows::run_flow, flows::latest_jobs, flows::flow_audit,
+        flows::delete_flow, flows::run_flow, flows::preview_flow, flows::latest_jobs, flows::flow_audit,
         flows::dependencies, flows::descendants, flows::template, flows::import_template,
         flows::import_template_alias, flows::last_export_date_time,
         d::connections::list_all, d::connections::create_one, d::connections::get_one,

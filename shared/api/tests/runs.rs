@@ -216,3 +216,100 @@ async fn manual_runs_are_audited_with_the_caller() {
     assert_eq!(last["actor"], "bob");
     assert_eq!(last["changes"]["_jobId"], r.json["_jobId"]);
 }
+
+#[tokio::test]
+async fn preview_shows_each_step_and_sends_stores_and_counts_nothing() {
+    let api = Api::start().await;
+    let t = target().await;
+    api.seed(&t.url).await;
+    // preMap runs in a preview: the mapping reads what it made of the record.
+    let script = "function preMap(o) { return o.data.map(d => ({data: Object.assign({}, d, {via: 'hook'})})); }";
+    let r = api
+        .post(
+            "/scripts",
+            json!({"_id": "s1", "name": "s1", "content": script}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let r = api
+        .put(
+            "/imports/imp1",
+            json!({"mapping": {"fields": [{"extract": "id", "generate": "ref", "dataType": "string"},
+                                          {"extract": "via", "generate": "via"}]},
+                   "hooks": {"preMap": {"_scriptId": "s1", "function": "preMap"}},
+                   "responseMapping": {"fields": [{"extract": "id", "generate": "itemId"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = api
+        .put(
+            "/flows/f1",
+            json!({"routers": [{"id": "size", "branches": [
+                {"name": "big", "inputFilter": {"type": "cel", "expression": "record.id > 1"},
+                 "pageProcessors": [{"type": "import", "_importId": "imp1"}]},
+                {"name": "rest"}]}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+
+    let body = json!({"records": [{"id": 1}, {"id": 2}],
+                      "reply": {"status": 201, "body": {"id": "d-9"}}});
+    let r = api.post("/flows/f1/preview", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert!(
+        !r.text.contains(SECRET),
+        "credentials are masked: {}",
+        r.text
+    );
+    let records = r.json["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2);
+    let steps = records[1]["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "export",
+            "pageProcessors[0]",
+            "routers[0]",
+            "routers[0].branches[0].pageProcessors[0]"
+        ]
+    );
+    let first = &steps[1];
+    assert_eq!(first["mapped"], json!({"ref": "2", "via": "hook"}));
+    assert_eq!(first["request"]["url"], format!("{}/items", t.url));
+    assert_eq!(first["request"]["body"], "{\"ref\":\"2\",\"via\":\"hook\"}");
+    assert!(
+        first["request"]["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["Authorization", "********"])),
+        "{}",
+        first["request"]
+    );
+    assert_eq!(first["extracted"], json!({"itemId": "d-9"}));
+    assert_eq!(first["outcome"], json!({"outcome": "goesOn"}));
+    assert_eq!(steps[2]["branches"], json!(["size: big"]));
+    assert_eq!(steps[3]["outcome"], json!({"outcome": "succeeds"}));
+    let small = records[0]["steps"].as_array().unwrap();
+    assert_eq!(small[2]["outcome"]["outcome"], "ignored", "{}", r.text);
+
+    // Without a reply the records stop at their first request.
+    let r = api
+        .post("/flows/f1/preview", json!({"records": [{"id": 3}]}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let steps = r.json["records"][0]["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{}", r.text);
+    assert_eq!(steps[1]["outcome"], json!({"outcome": "awaitsReply"}));
+
+    assert!(t.received.lock().unwrap().is_empty(), "nothing was sent");
+    let jobs = api
+        .runtime
+        .sluice()
+        .store
+        .list_jobs("f1", 10)
+        .await
+        .unwrap();
+    assert!(jobs.is_empty(), "no job was stored: {jobs:?}");
+    assert_eq!(api.post("/flows/nope/preview", json!({})).await.status, 404);
+}

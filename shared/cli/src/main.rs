@@ -58,6 +58,27 @@ enum Command {
         #[command(flatten)]
         network: Network,
     },
+    /// Show what each step of a flow would do with sample records, as JSON: the record after
+    /// the export's transform, filter and preSavePage, each step's filter, preMap, mapping and
+    /// postMap, the branches taken, the request (credentials masked) and, given a sample reply,
+    /// what extract and evaluate conclude. Nothing is sent, stored or counted.
+    Preview {
+        /// The bundle JSON file with the flow and everything it uses.
+        bundle: PathBuf,
+        /// Sample records: .ndjson/.jsonl, .csv (header row) or .json.
+        #[arg(long)]
+        records: PathBuf,
+        /// Which flow (default: the bundle's only or first flow).
+        #[arg(long)]
+        flow: Option<String>,
+        /// At most this many records (at most 100).
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        /// The reply each request is judged on ({status, headers, body} as JSON), for imports
+        /// without a sampleResponse of their own.
+        #[arg(long)]
+        reply: Option<PathBuf>,
+    },
     /// Cancel a running job: no record of it is sent after this; records not yet sent count
     /// as ignored. Locally (the `--data` a `sluice run` or `sluice dev` uses), or through a
     /// flows API with --api (a `sluice dev` elsewhere, or the deployed API on AWS).
@@ -252,6 +273,22 @@ fn main() -> ExitCode {
                     timeout: follow.timeout,
                     new,
                     settings: network.settings()?,
+                })
+                .await
+            }
+            Command::Preview {
+                bundle,
+                records,
+                flow,
+                limit,
+                reply,
+            } => {
+                commands::preview::run(commands::preview::PreviewArgs {
+                    bundle: &bundle,
+                    records: &records,
+                    flow: flow.as_deref(),
+                    limit: limit.min(sluice_model::preview::PreviewRequest::MAX_LIMIT),
+                    reply: reply.as_deref(),
                 })
                 .await
             }

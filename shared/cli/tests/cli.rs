@@ -695,3 +695,75 @@ async fn jobs_errors_and_retry_from_the_command_line() {
         "a retry resolves what it retried: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_shows_the_routed_example_step_by_step_and_sends_nothing() {
+    let target = TestServer::always(201, json!({"id": "never"})).await;
+    let dir = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/routed-orders");
+    let mut bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{examples}/bundle.json")).unwrap())
+            .unwrap();
+    bundle["connections"][0]["http"]["baseURI"] = json!(target.base_url);
+    bundle["connections"][0]["http"]["auth"] =
+        json!({"type": "token", "token": {"token": "secret:ORDERS_TOKEN"}});
+    let bundle = write(dir.path(), "bundle.json", &bundle);
+    let reply = write(
+        dir.path(),
+        "reply.json",
+        &json!({"status": 201, "body": {"id": "o-1"}}),
+    );
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            sluice()
+                .current_dir(&dir)
+                .arg("preview")
+                .arg(&bundle)
+                .arg("--records")
+                .arg(format!("{examples}/orders.ndjson"))
+                .args(["--limit", "2", "--reply"])
+                .arg(&reply)
+                .env("SLUICE_SECRET_ORDERS_TOKEN", "tok-very-secret")
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("tok-very-secret"), "{stdout}");
+    let preview: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let records = preview["records"].as_array().unwrap();
+    assert_eq!(records.len(), 2, "--limit 2: {stdout}");
+    let steps = &records[0]["steps"];
+    assert_eq!(steps[0]["step"], "export");
+    assert_eq!(steps[1]["step"], "routers[0]");
+    assert_eq!(steps[1]["branches"], json!(["By region: Europe"]));
+    let import = &steps[2];
+    assert_eq!(import["step"], "routers[0].branches[0].pageProcessors[0]");
+    assert_eq!(import["mapped"]["orderedAt"], "27.03.2026 00:15");
+    let request = &import["request"];
+    assert_eq!(request["method"], "POST");
+    assert_eq!(request["url"], format!("{}/eu/orders", target.base_url));
+    assert!(
+        request["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(["Authorization", "********"])),
+        "{request}"
+    );
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(request["body"].as_str().unwrap()).unwrap(),
+        import["mapped"]
+    );
+    assert_eq!(import["reply"]["status"], 201);
+    assert_eq!(import["outcome"]["outcome"], "succeeds");
+    assert_eq!(
+        records[1]["steps"][1]["branches"],
+        json!(["By region: Everyone else"])
+    );
+    assert!(target.received().is_empty(), "nothing is sent");
+    assert!(!dir.path().join(".sluice").exists(), "nothing is stored");
+}

@@ -14,6 +14,7 @@ pub mod helpers;
 pub mod hooks;
 pub mod mapping;
 pub mod ports;
+pub mod preview;
 pub mod runs;
 pub mod runtime;
 pub mod stages;

@@ -66,6 +66,11 @@ pub struct Import {
     /// Default: `response.status >= 200 && response.status < 300`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluator: Option<String>,
+    /// What the target would answer, for a preview (`sluice preview`,
+    /// `POST /flows/{id}/preview`): each previewed request is judged on it. Never used by a
+    /// run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sample_response: Option<Box<crate::preview::SampleReply>>,
     /// The integration this belongs to.
     #[serde(
         rename = "_integrationId",

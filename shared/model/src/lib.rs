@@ -21,6 +21,7 @@ pub mod moment;
 pub mod page;
 pub mod parse;
 pub mod paths;
+pub mod preview;
 pub mod routing;
 pub mod run;
 pub mod script;

@@ -181,7 +181,7 @@ pub struct Exchange {
     pub reply: Option<Reply>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RenderedRequest {
     pub method: String,
@@ -193,7 +193,21 @@ pub struct RenderedRequest {
     pub body: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+impl RenderedRequest {
+    /// The request as stored with an error or shown in a preview: the values of credential
+    /// headers (`Authorization`, `X-Api-Key`, ...) masked.
+    pub fn masked(&self) -> RenderedRequest {
+        let mut r = self.clone();
+        for (name, value) in r.headers.iter_mut() {
+            if crate::is_secret_header(name) {
+                *value = crate::MASK.into();
+            }
+        }
+        r
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Reply {
     pub status: u16,
@@ -218,7 +232,7 @@ pub struct Reply {
 /// What is kept of a reply body larger than the cap: its size, an excerpt, and what extract
 /// and evaluate need, taken from the whole body when it arrived. With these a big reply is
 /// judged exactly as it would be whole: its size never changes a record's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BoundedBody {
     /// The whole body's size, in bytes.
@@ -255,7 +269,7 @@ impl Reply {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RenderedFile {
     pub directory: String,

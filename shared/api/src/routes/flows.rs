@@ -16,6 +16,7 @@ use sluice_core::ports::{AuditEntry, Kind};
 use sluice_core::runs::{self, watermark};
 use sluice_core::stages::trigger::schedule;
 use sluice_core::{Error, Sluice};
+use sluice_model::preview::{Preview, PreviewRequest};
 use sluice_model::{
     Bundle, Connection, Export, Flow, Import, Job, ProcessorType, RunKind, RunRequest, RunStarted,
     UsesScripts,
@@ -162,6 +163,22 @@ pub async fn run_flow(
 pub struct LimitQuery {
     /// How many jobs, newest first (default 10).
     pub limit: Option<usize>,
+}
+
+/// What each step of the flow would do with sample records: nothing is sent, stored or
+/// counted.
+#[utoipa::path(post, path = "/flows/{id}/preview", tag = "flows", operation_id = "previewFlow", params(("id" = String, Path)),
+    request_body(content = PreviewRequest, description = "Sample records, at most `limit` of them, and optionally the reply each request is judged on"),
+    responses((status = 200, description = "Each record's way through the flow, step by step", body = Preview)))]
+pub async fn preview_flow(
+    State(s): St,
+    Ids(id): Ids<String>,
+    body: Body,
+) -> ApiResult<Json<Preview>> {
+    let request: PreviewRequest = body.json()?;
+    Ok(Json(
+        sluice_core::preview::preview(&s, &id, &request).await?,
+    ))
 }
 
 #[utoipa::path(get, path = "/flows/{id}/jobs/latest", tag = "flows", operation_id = "latestJobsOfFlow",
@@ -538,6 +555,7 @@ pub fn routes() -> axum::Router<Arc<Sluice>> {
             get(get_flow).put(update_flow).delete(delete_flow),
         )
         .route("/flows/{id}/run", post(run_flow))
+        .route("/flows/{id}/preview", post(preview_flow))
         .route("/flows/{id}/jobs/latest", get(latest_jobs))
         .route("/flows/{id}/audit", get(flow_audit))
         .route("/flows/{id}/dependencies", get(dependencies))

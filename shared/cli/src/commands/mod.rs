@@ -3,6 +3,7 @@
 pub mod cancel;
 pub mod dev;
 pub mod jobs;
+pub mod preview;
 pub mod run;
 pub mod sink;
 pub mod validate;

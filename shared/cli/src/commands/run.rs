@@ -1,7 +1,7 @@
 //! `sluice run`: a flow of a bundle, on the local runtime, with progress and a summary. A job
 //! of the flow whose process was killed is resumed (or, with `--new`, canceled first).
 
-use super::validate::parse_bundle;
+use super::validate::valid_bundle;
 use anyhow::Context;
 use serde_json::json;
 use sluice_core::runs::start_run;
@@ -29,28 +29,7 @@ pub struct RunArgs<'a> {
 }
 
 pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
-    let bundle = parse_bundle(args.bundle)?;
-    if let Err(errors) = bundle.validate() {
-        for e in &errors.0 {
-            eprintln!("{}: {}", e.field, e.message);
-        }
-        anyhow::bail!(
-            "{} is not valid ({} problem(s)); nothing was run",
-            args.bundle.display(),
-            errors.0.len()
-        );
-    }
-    let flow_id = match args.flow {
-        Some(id) => bundle
-            .flow(id)
-            .map(|f| f.id.clone())
-            .with_context(|| format!("no flow '{id}' in {}", args.bundle.display()))?,
-        None => bundle
-            .flows
-            .first()
-            .map(|f| f.id.clone())
-            .with_context(|| format!("{} has no flows", args.bundle.display()))?,
-    };
+    let (bundle, flow_id) = valid_bundle(args.bundle, args.flow, "run")?;
     let runtime = LocalRuntime::open(args.data, args.settings.clone())?;
     let sluice = runtime.sluice();
     sluice.store_bundle(&bundle).await?;

@@ -43,6 +43,39 @@ pub fn parse_bundle(path: &Path) -> anyhow::Result<Bundle> {
     read_definition(path, "a bundle", read_json(path)?)
 }
 
+/// A bundle that validates and the id of its flow `flow` (default: its first), for a
+/// command that `does` something with it ("run", "previewed"): its problems are printed,
+/// with nothing done.
+pub fn valid_bundle(
+    path: &Path,
+    flow: Option<&str>,
+    does: &str,
+) -> anyhow::Result<(Bundle, String)> {
+    let bundle = parse_bundle(path)?;
+    if let Err(errors) = bundle.validate() {
+        for e in &errors.0 {
+            eprintln!("{}: {}", e.field, e.message);
+        }
+        anyhow::bail!(
+            "{} is not valid ({} problem(s)); nothing was {does}",
+            path.display(),
+            errors.0.len()
+        );
+    }
+    let flow_id = match flow {
+        Some(id) => bundle
+            .flow(id)
+            .map(|f| f.id.clone())
+            .with_context(|| format!("no flow '{id}' in {}", path.display()))?,
+        None => bundle
+            .flows
+            .first()
+            .map(|f| f.id.clone())
+            .with_context(|| format!("{} has no flows", path.display()))?,
+    };
+    Ok((bundle, flow_id))
+}
+
 fn print_errors(errors: &ValidationErrors) {
     for e in &errors.0 {
         println!("{}: {}", e.field, e.message);

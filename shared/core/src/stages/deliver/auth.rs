@@ -40,6 +40,25 @@ pub(crate) fn uses_oauth(c: &Connection) -> bool {
         .is_some_and(|a| a.kind == AuthType::Oauth2)
 }
 
+/// Where the credentials a request carries come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Credentials {
+    /// The secrets port and the OAuth2 token endpoint: what is sent.
+    Real,
+    /// The mask in place of each credential: what a preview shows. No secret is read and no
+    /// token fetched.
+    Masked,
+}
+
+impl Credentials {
+    fn value(self, secrets: &dyn crate::ports::Secrets, field: &str, raw: &str) -> Result<String> {
+        match self {
+            Credentials::Real => resolve(secrets, field, raw),
+            Credentials::Masked => Ok(sluice_model::MASK.to_string()),
+        }
+    }
+}
+
 /// Adds the connection's credentials to a request, and resolves `secret:NAME` header values
 /// written in the definitions: the connection's headers and `refs` (the import's or export's
 /// own). Only a header whose name and value match such a definition is resolved, so a record
@@ -48,8 +67,8 @@ pub(crate) async fn apply(
     sluice: &Sluice,
     c: &Connection,
     refs: &[NameValue],
-    url: &mut reqwest::Url,
-    headers: &mut Vec<(String, String)>,
+    (url, headers): (&mut reqwest::Url, &mut Vec<(String, String)>),
+    credentials: Credentials,
 ) -> Result<()> {
     let secrets = &*sluice.secrets;
     let connection_headers = c.http.as_ref().map(|h| h.headers.as_slice()).unwrap_or(&[]);
@@ -59,7 +78,7 @@ pub(crate) async fn apply(
                 None => format!("connection http.headers[{i}].value"),
                 Some(j) => format!("http.headers[{j}].value"),
             };
-            let v = resolve(secrets, &field, &hv.value)?;
+            let v = credentials.value(secrets, &field, &hv.value)?;
             for (n, val) in headers.iter_mut() {
                 if n == &hv.name && val == &hv.value {
                     *val = v.clone();
@@ -76,22 +95,21 @@ pub(crate) async fn apply(
                 .basic
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.basic", "missing"))?;
-            let password = resolve(secrets, "http.auth.basic.password", &b.password)?;
-            let raw = format!("{}:{}", b.username, password);
-            headers.push((
-                "Authorization".into(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ),
-            ));
+            let field = "http.auth.basic.password";
+            let password = credentials.value(secrets, field, &b.password)?;
+            let encoded = match credentials {
+                Credentials::Real => base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", b.username, password)),
+                Credentials::Masked => password,
+            };
+            headers.push(("Authorization".into(), format!("Basic {encoded}")));
         }
         AuthType::Token => {
             let t = auth
                 .token
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
-            let token = resolve(secrets, "http.auth.token.token", &t.token)?;
+            let token = credentials.value(secrets, "http.auth.token.token", &t.token)?;
             let value = if t.scheme.is_empty() {
                 token
             } else {
@@ -104,7 +122,7 @@ pub(crate) async fn apply(
                 .apikey
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.apikey", "missing"))?;
-            let value = resolve(secrets, "http.auth.apikey.value", &k.value)?;
+            let value = credentials.value(secrets, "http.auth.apikey.value", &k.value)?;
             match k.location {
                 ApiKeyLocation::Header => headers.push((k.name.clone(), value)),
                 ApiKeyLocation::Query => {
@@ -113,7 +131,10 @@ pub(crate) async fn apply(
             }
         }
         AuthType::Oauth2 => {
-            let token = oauth_token(sluice, c).await?;
+            let token = match credentials {
+                Credentials::Real => oauth_token(sluice, c).await?,
+                Credentials::Masked => sluice_model::MASK.to_string(),
+            };
             headers.push(("Authorization".into(), format!("Bearer {token}")));
         }
     }

@@ -388,6 +388,18 @@ pub(crate) fn time_to_send(connection: &Connection) -> Duration {
     request_timeout(connection) + Duration::from_secs(3)
 }
 
+/// The request as deliver would send it for this step (its auth, the connection's and the
+/// import's headers, the content type), credentials masked, without sending it: a preview.
+pub(crate) async fn as_it_would_go(
+    sluice: &Sluice,
+    p: &Processor,
+    request: &RenderedRequest,
+) -> std::result::Result<RenderedRequest, String> {
+    let timeout = request_timeout(&p.connection);
+    let sender = Sender::new(sluice, &p.connection, p.definition_headers(), timeout)?;
+    sender.masked(request).await
+}
+
 fn request_timeout(connection: &Connection) -> Duration {
     let ms = connection
         .http

@@ -111,15 +111,39 @@ impl<'a> Sender<'a> {
     }
 
     async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<reqwest::Response, SendError> {
+        let (url, headers) = self.outgoing(hop, auth::Credentials::Real).await?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut builder = self
+            .client
+            .request(hop.method.clone(), url)
+            .map_err(|refused| SendError::Refused(refused.to_string()))?
+            .timeout(left.max(Duration::from_millis(1)));
+        for (name, value) in &headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(body) = &hop.body {
+            builder = builder.body(body.clone());
+        }
+        builder.send().await.map_err(|e| classify(&e, self.timeout))
+    }
+
+    /// The URL and headers a hop goes out with: the credentials on the connection's origin
+    /// (and none elsewhere), and a JSON content type for a body that names none.
+    async fn outgoing(
+        &self,
+        hop: &Hop,
+        credentials: auth::Credentials,
+    ) -> Result<(Url, Vec<(String, String)>), SendError> {
         let mut url = hop.url.clone();
         let mut headers = hop.headers.clone();
         if self.base.same_origin(&url) {
+            let request = (&mut url, &mut headers);
             auth::apply(
                 self.sluice,
                 self.connection,
                 self.refs,
-                &mut url,
-                &mut headers,
+                request,
+                credentials,
             )
             .await
             .map_err(|e| match guard::refusal_of(&e) {
@@ -130,24 +154,37 @@ impl<'a> Sender<'a> {
         } else {
             headers.retain(|(name, value)| !self.is_credential(name, value));
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        let mut builder = self
-            .client
-            .request(hop.method.clone(), url)
-            .map_err(|refused| SendError::Refused(refused.to_string()))?
-            .timeout(left.max(Duration::from_millis(1)));
-        let mut has_content_type = false;
-        for (name, value) in &headers {
-            has_content_type |= name.eq_ignore_ascii_case("content-type");
-            builder = builder.header(name, value);
+        let has_content_type =
+            (headers.iter()).any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        if hop.body.is_some() && !has_content_type {
+            headers.push(("content-type".into(), "application/json".into()));
         }
-        if let Some(body) = &hop.body {
-            if !has_content_type {
-                builder = builder.header("content-type", "application/json");
-            }
-            builder = builder.body(body.clone());
+        Ok((url, headers))
+    }
+
+    /// The request as it would go out, its credentials masked, sending nothing (a preview).
+    pub async fn masked(&self, request: &RenderedRequest) -> Result<RenderedRequest, String> {
+        let hop = Hop::of(request).map_err(SendError::into_message)?;
+        let (url, headers) = (self.outgoing(&hop, auth::Credentials::Masked).await)
+            .map_err(SendError::into_message)?;
+        let out = RenderedRequest {
+            method: hop.method.to_string(),
+            url: url.to_string(),
+            headers,
+            body: hop.body,
+        };
+        Ok(out.masked())
+    }
+}
+
+impl SendError {
+    fn into_message(self) -> String {
+        match self {
+            SendError::NotSent(m)
+            | SendError::Ambiguous(m)
+            | SendError::Refused(m)
+            | SendError::Fatal(m) => m,
         }
-        builder.send().await.map_err(|e| classify(&e, self.timeout))
     }
 }
 

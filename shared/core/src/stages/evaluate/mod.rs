@@ -37,9 +37,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         _ => None,
     };
     if let Some(p) = &processor {
-        judge(sluice, &mut page, p.evaluator());
-        crate::hooks::import::post_submit(sluice, &mut page, p).await?;
-        crate::hooks::processor::post_response_map(sluice, &mut page, p).await?;
+        evaluate(sluice, &mut page, p).await?;
     }
     // A page at a router is routed; a flow without processors has nothing to judge: its
     // records are successes.
@@ -110,6 +108,14 @@ pub(crate) async fn count_page(
         }
     }
     Ok(())
+}
+
+/// The step's judgment of each record on its reply: the evaluator, then the import's
+/// postSubmit and the processor's postResponseMap hooks.
+pub(crate) async fn evaluate(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
+    judge(sluice, page, p.evaluator());
+    crate::hooks::import::post_submit(sluice, page, p).await?;
+    crate::hooks::processor::post_response_map(sluice, page, p).await
 }
 
 /// Runs the evaluator over every active record that has a reply.
@@ -255,7 +261,7 @@ pub(crate) fn job_error(
         page_id: page.page_id.clone(),
         record_key: r.key.clone(),
         record: r.flow_data().clone(),
-        request: exchange.map(|e| masked_request(&e.request)),
+        request: exchange.map(|e| json!(e.request.masked())),
         response: exchange
             .and_then(|e| e.reply.as_ref())
             .map(|r| bounded::for_error(r, sluice.settings.replies.excerpt_bytes)),
@@ -266,15 +272,4 @@ pub(crate) fn job_error(
         resolved: false,
         tags: Vec::new(),
     }
-}
-
-/// The request as stored with an error: credentials in headers masked.
-fn masked_request(req: &sluice_model::RenderedRequest) -> Value {
-    let mut r = req.clone();
-    for (name, value) in r.headers.iter_mut() {
-        if sluice_model::is_secret_header(name) {
-            *value = sluice_model::MASK.into();
-        }
-    }
-    json!(r)
 }

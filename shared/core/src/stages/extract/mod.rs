@@ -13,8 +13,18 @@ pub const HANDLER: super::StageHandler =
 
 pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     let p = Processor::load(sluice, &page.flow_id, page.processor_index).await?;
+    extract(&mut page, &p);
+    sluice
+        .queue
+        .send(Stage::Evaluate, StageMessage::Page(page))
+        .await?;
+    Ok(())
+}
+
+/// The step's responseMapping over each active record's reply.
+pub(crate) fn extract(page: &mut Page, p: &Processor) {
     if let Some(mapping) = p.mapping() {
-        let replies = replies(&page);
+        let replies = replies(page);
         for (r, reply) in page
             .records
             .iter_mut()
@@ -28,11 +38,6 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             }
         }
     }
-    sluice
-        .queue
-        .send(Stage::Evaluate, StageMessage::Page(page))
-        .await?;
-    Ok(())
 }
 
 /// Writes each mapped value into `record.extracted[generate]` and into the record's data (as

@@ -37,8 +37,37 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     }
     let p = Processor::of(sluice, flow, page.processor_index).await?;
     let job = sluice.store.get_job(&page.job_id).await?;
-    let base = base_context(&page, &p, job.as_ref(), sluice);
+    let next = translate(sluice, &mut page, &p, job.as_ref(), Keep::Nothing)
+        .await?
+        .next;
+    send(sluice, next, page).await
+}
 
+/// Whether [`translate`] keeps what the mapping made of each record (a preview shows it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    Nothing,
+    Mapped,
+}
+
+/// What translate made of a page at its step.
+pub(crate) struct Translated {
+    /// Where the page goes: deliver, upload, or evaluate when nothing is left to send.
+    pub next: Stage,
+    /// With [`Keep::Mapped`]: each record's mapped (and postMapped) value, by position.
+    pub mapped: Option<Vec<Option<Value>>>,
+}
+
+/// The import's filter, preMap, mapping and postMap, then each request (or the page's
+/// file) rendered into the page.
+pub(crate) async fn translate(
+    sluice: &Sluice,
+    page: &mut Page,
+    p: &Processor,
+    job: Option<&Job>,
+    keep: Keep,
+) -> Result<Translated> {
+    let base = base_context(page, p, job, sluice);
     if let Target::Import(import) = &p.target {
         if let Some(filter) = &import.filter {
             let whose = ("the import's filter", "filter");
@@ -54,27 +83,26 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         }
     }
 
-    crate::hooks::import::pre_map(sluice, &mut page, &p).await?;
-    let mut mapped = mapped_records(sluice, &p, &mut page, base.get("now"));
-    crate::hooks::import::post_map(sluice, &mut page, &p, &mut mapped).await?;
+    crate::hooks::import::pre_map(sluice, page, p).await?;
+    let mut mapped = mapped_records(sluice, p, page, base.get("now"));
+    crate::hooks::import::post_map(sluice, page, p, &mut mapped).await?;
+    let kept = (keep == Keep::Mapped).then(|| mapped.clone()).flatten();
     let next = if p.writes_files() {
-        render_page_file(sluice, &mut page, &p, &base, mapped);
+        render_page_file(sluice, page, p, &base, mapped);
         Stage::Upload
     } else {
-        render_requests(sluice, &mut page, &p, &base, mapped);
+        render_requests(sluice, page, p, &base, mapped);
         Stage::Deliver
     };
     let anything_to_send = page.records.iter().any(|r| r.is_active());
-    send(
-        sluice,
-        if anything_to_send {
+    Ok(Translated {
+        next: if anything_to_send {
             next
         } else {
             Stage::Evaluate
         },
-        page,
-    )
-    .await
+        mapped: kept,
+    })
 }
 
 async fn send(sluice: &Sluice, stage: Stage, page: Page) -> Result<()> {

@@ -133,7 +133,7 @@ pub(super) struct Batch {
 /// What trigger does to each record before it is paged: the export's `transform`, then its
 /// output `filter` (which so sees the transformed record).
 #[derive(Default)]
-pub(super) struct Shaping {
+pub(crate) struct Shaping {
     pub transform: Option<sluice_model::Transform>,
     pub filter: Option<sluice_model::Filter>,
     /// The export's `settings`, which script filters and transforms are given.
@@ -149,7 +149,7 @@ impl Shaping {
         }
     }
 
-    async fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) -> Result<()> {
+    pub(crate) async fn apply(&self, sluice: &Sluice, records: &mut [PageRecord]) -> Result<()> {
         use crate::hooks::shaping::{filter_records, transform_records};
         let settings = self.settings.as_ref();
         if let Some(t) = &self.transform {

@@ -3,6 +3,7 @@
 //! [`crate::runs`].
 
 mod cutter;
+pub(crate) use cutter::Shaping;
 pub mod events;
 pub mod http_export;
 pub mod readers;
@@ -13,7 +14,7 @@ use crate::hooks::export::PreSavePage;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
-use cutter::{Batch, PageCutter, Shaping};
+use cutter::{Batch, PageCutter};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sluice_model::{
