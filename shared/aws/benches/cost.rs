@@ -75,23 +75,26 @@ fn value_size(v: &Value) -> usize {
         "N" => inner.as_str().map_or(1, |n| n.len().div_ceil(2) + 1),
         "B" => inner.as_str().map_or(0, |b| b.len() * 3 / 4),
         "BOOL" | "NULL" => 1,
-        "SS" | "NS" | "BS" => inner
-            .as_array()
-            .map_or(0, |a| a.iter().filter_map(Value::as_str).map(str::len).sum()),
-        "L" => 3 + inner
-            .as_array()
-            .map_or(0, |a| a.iter().map(|e| 1 + value_size(e)).sum()),
-        "M" => 3 + inner.as_object().map_or(0, |m| {
-            m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum()
+        "SS" | "NS" | "BS" => inner.as_array().map_or(0, |a| {
+            a.iter().filter_map(Value::as_str).map(str::len).sum()
         }),
+        "L" => {
+            3 + inner
+                .as_array()
+                .map_or(0, |a| a.iter().map(|e| 1 + value_size(e)).sum())
+        }
+        "M" => {
+            3 + inner.as_object().map_or(0, |m| {
+                m.iter().map(|(k, e)| 1 + k.len() + value_size(e)).sum()
+            })
+        }
         _ => 0,
     }
 }
 
 fn item_size(item: &Value) -> usize {
-    item.as_object().map_or(0, |m| {
-        m.iter().map(|(k, v)| k.len() + value_size(v)).sum()
-    })
+    item.as_object()
+        .map_or(0, |m| m.iter().map(|(k, v)| k.len() + value_size(v)).sum())
 }
 
 fn item_key(item: &Value) -> Option<(String, String)> {
@@ -224,10 +227,7 @@ impl Proxy {
             .send()
             .await;
         match reply {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .map_or(0, |v| item_size(&v["Item"])),
+            Ok(r) => r.json::<Value>().await.map_or(0, |v| item_size(&v["Item"])),
             Err(_) => 0,
         }
     }
@@ -264,7 +264,11 @@ impl Proxy {
                     t.rcu += read_units(bytes, consistent);
                 }
                 "BatchGetItem" => {
-                    for items in answer["Responses"].as_object().into_iter().flat_map(|m| m.values()) {
+                    for items in answer["Responses"]
+                        .as_object()
+                        .into_iter()
+                        .flat_map(|m| m.values())
+                    {
                         for item in items.as_array().into_iter().flatten() {
                             t.rcu += read_units(item_size(item), consistent);
                         }
@@ -283,11 +287,7 @@ impl Proxy {
             request["TableName"]
                 .as_str()
                 .or_else(|| {
-                    request["TransactItems"][0]
-                        .as_object()?
-                        .values()
-                        .next()?["TableName"]
-                        .as_str()
+                    request["TransactItems"][0].as_object()?.values().next()?["TableName"].as_str()
                 })
                 .unwrap_or_default()
                 .to_string(),
@@ -312,12 +312,18 @@ impl Proxy {
         }
         let bytes = match op {
             "SendMessage" => request["MessageBody"].as_str().map_or(payload, str::len),
-            "SendMessageBatch" => request["Entries"]
-                .as_array()
-                .map_or(payload, |e| e.iter().filter_map(|m| m["MessageBody"].as_str()).map(str::len).sum()),
-            "ReceiveMessage" => answer["Messages"]
-                .as_array()
-                .map_or(0, |m| m.iter().filter_map(|m| m["Body"].as_str()).map(str::len).sum()),
+            "SendMessageBatch" => request["Entries"].as_array().map_or(payload, |e| {
+                e.iter()
+                    .filter_map(|m| m["MessageBody"].as_str())
+                    .map(str::len)
+                    .sum()
+            }),
+            "ReceiveMessage" => answer["Messages"].as_array().map_or(0, |m| {
+                m.iter()
+                    .filter_map(|m| m["Body"].as_str())
+                    .map(str::len)
+                    .sum()
+            }),
             _ => 0,
         };
         self.tally(format!("sqs {op}"), |t, _| {
@@ -411,15 +417,31 @@ async fn main() {
     let h = Harness::create(&endpoint).await.unwrap();
     let sink = start_sink().await;
     h.define([
-        (Kind::Connection, "c", json!({"_id": "c", "name": "c", "type": "http",
+        (
+            Kind::Connection,
+            "c",
+            json!({"_id": "c", "name": "c", "type": "http",
             "http": {"baseURI": sink}, "concurrencyLevel": 8,
-            "rateLimit": {"requestsPerSecond": 2000, "burst": 8}})),
-        (Kind::Export, "e", json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": page_size})),
-        (Kind::Import, "i", json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
+            "rateLimit": {"requestsPerSecond": 2000, "burst": 8}}),
+        ),
+        (
+            Kind::Export,
+            "e",
+            json!({"_id": "e", "name": "e", "type": "webhook", "pageSize": page_size}),
+        ),
+        (
+            Kind::Import,
+            "i",
+            json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "http",
             "http": {"relativeURI": "/orders", "body": "{{json record}}"},
-            "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}})),
-        (Kind::Flow, "f", json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}],
-            "pageProcessors": [{"type": "import", "_importId": "i"}]})),
+            "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}),
+        ),
+        (
+            Kind::Flow,
+            "f",
+            json!({"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "e"}],
+            "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+        ),
     ])
     .await;
     let pad = "x".repeat(1000);
@@ -441,7 +463,10 @@ async fn main() {
         .wait_for_job(&started.job_id, Duration::from_secs(3600))
         .await
         .unwrap();
-    assert_eq!(job.num_success, records as u64, "every record delivered: {job:?}");
+    assert_eq!(
+        job.num_success, records as u64,
+        "every record delivered: {job:?}"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await; // the last updates' sizes
     report(records, page_size, &counts.lock().unwrap(), &h);
 }
@@ -492,8 +517,7 @@ fn report(records: usize, page_size: usize, counts: &Counts, h: &Harness) {
     let dynamodb = (wcu * 0.625 + rcu * 0.125) / 1e6 * per_m;
     let sqs_cost = sqs as f64 * 0.40 / 1e6 * per_m;
     let s3 = (s3_put as f64 * 0.005 + s3_get as f64 * 0.0004) / 1000.0 * per_m;
-    let lambda =
-        (seconds * LAMBDA_GB * 0.000_013_333_4 + invocations as f64 * 0.20 / 1e6) * per_m;
+    let lambda = (seconds * LAMBDA_GB * 0.000_013_333_4 + invocations as f64 * 0.20 / 1e6) * per_m;
     let total = dynamodb + sqs_cost + s3 + lambda;
     println!(
         "cost: $ per million records: DynamoDB {dynamodb:.3} + SQS {sqs_cost:.3} + S3 {s3:.3} + Lambda {lambda:.3} = {total:.3} (EventBridge Pipes + API destination: 0.600; ratio {:.2}x)",

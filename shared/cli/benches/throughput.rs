@@ -261,7 +261,10 @@ async fn bare_loop(base: &str, records: usize, in_flight: usize) -> (f64, usize)
              _: &mut handlebars::RenderContext,
              out: &mut dyn handlebars::Output|
              -> handlebars::HelperResult {
-                let v = h.param(0).map(|p| p.value().to_string()).unwrap_or_default();
+                let v = h
+                    .param(0)
+                    .map(|p| p.value().to_string())
+                    .unwrap_or_default();
                 out.write(&v)?;
                 Ok(())
             },
@@ -303,14 +306,30 @@ async fn pipeline(base: &str, setup: &Setup, level: u32, file: &std::path::Path)
     let mut runtime = LocalRuntime::open(dir.path(), sluice_embedded::local_settings()).unwrap();
     let s = runtime.sluice();
     let defs = [
-        (Kind::Connection, "c", json!({"_id": "c", "type": "http", "http": {"baseURI": base},
-            "concurrencyLevel": level, "rateLimit": {"requestsPerSecond": setup.rate, "burst": level}})),
-        (Kind::Export, "e", json!({"_id": "e", "type": "webhook", "pageSize": 200})),
-        (Kind::Import, "i", json!({"_id": "i", "_connectionId": "c", "type": "http",
+        (
+            Kind::Connection,
+            "c",
+            json!({"_id": "c", "type": "http", "http": {"baseURI": base},
+            "concurrencyLevel": level, "rateLimit": {"requestsPerSecond": setup.rate, "burst": level}}),
+        ),
+        (
+            Kind::Export,
+            "e",
+            json!({"_id": "e", "type": "webhook", "pageSize": 200}),
+        ),
+        (
+            Kind::Import,
+            "i",
+            json!({"_id": "i", "_connectionId": "c", "type": "http",
             "http": {"relativeURI": "/orders", "body": BODY},
-            "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}})),
-        (Kind::Flow, "f", json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}],
-            "pageProcessors": [{"type": "import", "_importId": "i"}]})),
+            "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}),
+        ),
+        (
+            Kind::Flow,
+            "f",
+            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}],
+            "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+        ),
     ];
     for (k, id, doc) in defs {
         s.store.put_definition(k, id, &doc).await.unwrap();

@@ -140,7 +140,10 @@ fn run_batch(conn: &mut Connection, batch: Vec<Call>) {
         }
         return;
     }
-    let answers: Vec<Answer> = batch.into_iter().filter_map(|call| one(conn, call)).collect();
+    let answers: Vec<Answer> = batch
+        .into_iter()
+        .filter_map(|call| one(conn, call))
+        .collect();
     let committed = conn
         .execute_batch("COMMIT")
         .map_err(|e| format!("the transaction did not commit: {e}"));

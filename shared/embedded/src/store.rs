@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sluice_core::ports::{
-    ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+    ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
+    Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -85,8 +86,8 @@ fn read_job(conn: &Connection, id: &str) -> anyhow::Result<Option<Job>> {
     conn.prepare_cached("SELECT doc FROM jobs WHERE id = ?1")?
         .query_row([id], |r| r.get::<_, String>(0))
         .optional()?
-    .map(job_from)
-    .transpose()
+        .map(job_from)
+        .transpose()
 }
 
 /// Deletes the ledger rows of the flow's completed jobs created before `before`, since the
@@ -792,7 +793,11 @@ mod tests {
         for (i, (id, flow, status)) in ran.iter().enumerate() {
             assert!(store.create_job(&job(id, flow, i as i64)).await.unwrap());
             if *id == "other" {
-                assert_eq!(rows(&store).unwrap().len(), 2, "another flow's job prunes nothing");
+                assert_eq!(
+                    rows(&store).unwrap().len(),
+                    2,
+                    "another flow's job prunes nothing"
+                );
             }
             for stage in sluice_core::ports::LEDGER_STAGES {
                 let key = sluice_core::ports::ledger_key(stage, &format!("{id}:p0:0:r1"));
@@ -800,7 +805,10 @@ mod tests {
                     store.ledger_claim(id, &key, t0).await.unwrap(),
                     LedgerState::Claimed
                 );
-                store.ledger_complete(&key, &serde_json::json!({"reply": {}})).await.unwrap();
+                store
+                    .ledger_complete(&key, &serde_json::json!({"reply": {}}))
+                    .await
+                    .unwrap();
             }
             assert!(store.close_job(id, *status, t0, None).await.unwrap());
         }

@@ -70,7 +70,10 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
 /// know (one per line: NDJSON, or CSV after its header row); `None` for a JSON array.
 fn records_in(path: &Path, format: Option<FileType>) -> Option<u64> {
     use std::io::Read;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or_default();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
     let header = match (format, ext) {
         (Some(FileType::Ndjson), _) | (None, "ndjson" | "jsonl") => 0,
         (Some(FileType::Csv), _) | (None, "csv") => 1,
@@ -357,16 +360,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ndjson = dir.path().join("r.ndjson");
         std::fs::write(&ndjson, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}").unwrap();
-        assert_eq!(records_in(&ndjson, None), Some(3), "a last line without newline");
+        assert_eq!(
+            records_in(&ndjson, None),
+            Some(3),
+            "a last line without newline"
+        );
         let csv = dir.path().join("r.txt");
         std::fs::write(&csv, "n\n1\n2\n").unwrap();
-        assert_eq!(records_in(&csv, Some(FileType::Csv)), Some(2), "the header row");
+        assert_eq!(
+            records_in(&csv, Some(FileType::Csv)),
+            Some(2),
+            "the header row"
+        );
         let json = dir.path().join("r.json");
         std::fs::write(&json, "[1, 2]").unwrap();
         assert_eq!(records_in(&json, None), None, "a JSON array is not counted");
 
         let progress = Progress::new(Instant::now() - Duration::from_secs(10), Some(4000));
-        let mut job = Job::new("j".into(), "f".into(), sluice_model::RunKind::Manual, chrono::Utc::now());
+        let mut job = Job::new(
+            "j".into(),
+            "f".into(),
+            sluice_model::RunKind::Manual,
+            chrono::Utc::now(),
+        );
         job.num_success = 1000;
         let line = progress.line(&job);
         assert!(line.contains("100 records/s"), "{line}");

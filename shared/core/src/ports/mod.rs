@@ -17,6 +17,6 @@ pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
 pub use store::{
-    ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState,
-    LockHolder, PageOutcome, Store, LEDGER_STAGES,
+    ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder,
+    PageOutcome, Store, LEDGER_STAGES,
 };

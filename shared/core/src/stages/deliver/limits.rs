@@ -441,7 +441,7 @@ impl Shared {
                 tokio::time::sleep(Duration::from_micros(ahead.max(1) as u64)).await;
                 continue;
             }
-            let block = (conforming as usize).min(wanted).min(TOKEN_BLOCK).max(1);
+            let block = (conforming as usize).min(wanted).clamp(1, TOKEN_BLOCK);
             let next = json!(tat + interval_us * block as i64);
             if store.swap_state(&key, stored.as_ref(), &next).await? {
                 tokens.seen = Some(Some(next));
