@@ -172,6 +172,31 @@ fn writes_of(op: &str, body: &Value) -> Vec<Write> {
     }
 }
 
+/// What a request is about: the kinds of item (the part of `pk` before `#`: ledger, job,
+/// slots, state, ...) it reads or writes.
+fn items_of(op: &str, request: &Value, writes: &[Write]) -> String {
+    let kind = |pk: &str| pk.split('#').next().unwrap_or_default().to_string();
+    let mut kinds: Vec<String> = match op {
+        "GetItem" => request["Key"]["pk"]["S"]
+            .as_str()
+            .map(kind)
+            .into_iter()
+            .collect(),
+        "Query" => request["ExpressionAttributeValues"]
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter_map(|v| v["S"].as_str())
+            .take(1)
+            .map(kind)
+            .collect(),
+        _ => writes.iter().map(|w| kind(&w.key.0)).collect(),
+    };
+    kinds.sort();
+    kinds.dedup();
+    kinds.join("+")
+}
+
 impl Proxy {
     async fn forward(
         &self,
@@ -236,7 +261,7 @@ impl Proxy {
         let transactional = op.starts_with("Transact");
         let factor = if transactional { 2.0 } else { 1.0 };
         let writes = writes_of(op, request);
-        let kind = format!("dynamodb {op}");
+        let kind = format!("dynamodb {op} {}", items_of(op, request, &writes));
         let mut updates = Vec::new();
         self.tally(kind.clone(), |t, counts| {
             for w in &writes {
