@@ -28,10 +28,18 @@ use std::collections::{BTreeMap, HashSet};
 const PREVIEW_JOB: &str = "preview";
 
 /// Which hooks a preview runs, and why: said in every preview.
-pub const HOOKS_RUN: &str = "preSavePage, preMap and postMap run, since they shape what \
-would be sent; postSubmit and postResponseMap run on the sample reply, since they judge it. \
-Scripts reach no network, file or process, so running them sends nothing (their console \
-lines go to this process's log).";
+pub fn hooks_run() -> &'static str {
+    if cfg!(feature = "hooks") {
+        "preSavePage, preMap and postMap run, since they shape what would be sent; \
+         postSubmit and postResponseMap run on the sample reply, since they judge it. Scripts \
+         reach no network, file or process, so running them sends nothing (their console \
+         lines go to this process's log)."
+    } else {
+        "no hooks run: this process is built without the JavaScript engine (on AWS only the \
+         trigger, translate and evaluate functions have it), so a step with a hook shows the \
+         error its records would get here; `sluice preview` runs them."
+    }
+}
 
 /// Previews `flow_id` with `request`'s sample records (its first page generator's export
 /// shapes them).
@@ -87,7 +95,7 @@ pub async fn preview(sluice: &Sluice, flow_id: &str, request: &PreviewRequest) -
     }
     Ok(Preview {
         flow_id: flow.id.clone(),
-        hooks: HOOKS_RUN.into(),
+        hooks: hooks_run().into(),
         records: trails.0.into_values().collect(),
     })
 }

@@ -40,22 +40,46 @@ pub(crate) fn uses_oauth(c: &Connection) -> bool {
         .is_some_and(|a| a.kind == AuthType::Oauth2)
 }
 
-/// Where the credentials a request carries come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Credentials {
-    /// The secrets port and the OAuth2 token endpoint: what is sent.
-    Real,
-    /// The mask in place of each credential: what a preview shows. No secret is read and no
-    /// token fetched.
-    Masked,
+/// Where the credentials a request carries come from: [`Resolved`] (what is sent) or
+/// [`Masked`] (what a preview shows). Generic, not dynamic: the masked instance references
+/// neither the secrets nor the OAuth2 token request, so a function that only previews links
+/// no HTTP client.
+pub(crate) trait Credentials {
+    /// A credential written in a definition (`secret:NAME` or the value itself).
+    fn value(&self, field: &str, raw: &str) -> Result<String>;
+    /// The value of a basic `Authorization` header after `Basic `.
+    fn basic(&self, username: &str, password: String) -> String;
+    /// A bearer token for an OAuth2 connection.
+    async fn oauth2(&self, c: &Connection) -> Result<String>;
 }
 
-impl Credentials {
-    fn value(self, secrets: &dyn crate::ports::Secrets, field: &str, raw: &str) -> Result<String> {
-        match self {
-            Credentials::Real => resolve(secrets, field, raw),
-            Credentials::Masked => Ok(sluice_model::MASK.to_string()),
-        }
+/// The real credentials: secrets from the secrets port, tokens from the token endpoint.
+pub(crate) struct Resolved<'a>(pub &'a Sluice);
+
+impl Credentials for Resolved<'_> {
+    fn value(&self, field: &str, raw: &str) -> Result<String> {
+        resolve(&*self.0.secrets, field, raw)
+    }
+    fn basic(&self, username: &str, password: String) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    }
+    async fn oauth2(&self, c: &Connection) -> Result<String> {
+        oauth_token(self.0, c).await
+    }
+}
+
+/// The mask in place of each credential: no secret is read and no token fetched.
+pub(crate) struct Masked;
+
+impl Credentials for Masked {
+    fn value(&self, _: &str, _: &str) -> Result<String> {
+        Ok(sluice_model::MASK.to_string())
+    }
+    fn basic(&self, _: &str, _: String) -> String {
+        sluice_model::MASK.to_string()
+    }
+    async fn oauth2(&self, _: &Connection) -> Result<String> {
+        Ok(sluice_model::MASK.to_string())
     }
 }
 
@@ -63,14 +87,12 @@ impl Credentials {
 /// written in the definitions: the connection's headers and `refs` (the import's or export's
 /// own). Only a header whose name and value match such a definition is resolved, so a record
 /// value rendered into a header can never read a secret.
-pub(crate) async fn apply(
-    sluice: &Sluice,
+pub(crate) async fn apply<C: Credentials>(
     c: &Connection,
     refs: &[NameValue],
     (url, headers): (&mut reqwest::Url, &mut Vec<(String, String)>),
-    credentials: Credentials,
+    credentials: &C,
 ) -> Result<()> {
-    let secrets = &*sluice.secrets;
     let connection_headers = c.http.as_ref().map(|h| h.headers.as_slice()).unwrap_or(&[]);
     for (i, hv) in connection_headers.iter().chain(refs).enumerate() {
         if sluice_model::is_secret_reference(&hv.value) {
@@ -78,7 +100,7 @@ pub(crate) async fn apply(
                 None => format!("connection http.headers[{i}].value"),
                 Some(j) => format!("http.headers[{j}].value"),
             };
-            let v = credentials.value(secrets, &field, &hv.value)?;
+            let v = credentials.value(&field, &hv.value)?;
             for (n, val) in headers.iter_mut() {
                 if n == &hv.name && val == &hv.value {
                     *val = v.clone();
@@ -95,13 +117,8 @@ pub(crate) async fn apply(
                 .basic
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.basic", "missing"))?;
-            let field = "http.auth.basic.password";
-            let password = credentials.value(secrets, field, &b.password)?;
-            let encoded = match credentials {
-                Credentials::Real => base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", b.username, password)),
-                Credentials::Masked => password,
-            };
+            let password = credentials.value("http.auth.basic.password", &b.password)?;
+            let encoded = credentials.basic(&b.username, password);
             headers.push(("Authorization".into(), format!("Basic {encoded}")));
         }
         AuthType::Token => {
@@ -109,7 +126,7 @@ pub(crate) async fn apply(
                 .token
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
-            let token = credentials.value(secrets, "http.auth.token.token", &t.token)?;
+            let token = credentials.value("http.auth.token.token", &t.token)?;
             let value = if t.scheme.is_empty() {
                 token
             } else {
@@ -122,7 +139,7 @@ pub(crate) async fn apply(
                 .apikey
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.apikey", "missing"))?;
-            let value = credentials.value(secrets, "http.auth.apikey.value", &k.value)?;
+            let value = credentials.value("http.auth.apikey.value", &k.value)?;
             match k.location {
                 ApiKeyLocation::Header => headers.push((k.name.clone(), value)),
                 ApiKeyLocation::Query => {
@@ -131,10 +148,7 @@ pub(crate) async fn apply(
             }
         }
         AuthType::Oauth2 => {
-            let token = match credentials {
-                Credentials::Real => oauth_token(sluice, c).await?,
-                Credentials::Masked => sluice_model::MASK.to_string(),
-            };
+            let token = credentials.oauth2(c).await?;
             headers.push(("Authorization".into(), format!("Bearer {token}")));
         }
     }

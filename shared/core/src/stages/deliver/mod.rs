@@ -417,9 +417,8 @@ pub(crate) async fn as_it_would_go(
     p: &Processor,
     request: &RenderedRequest,
 ) -> std::result::Result<RenderedRequest, String> {
-    let timeout = request_timeout(&p.connection);
-    let sender = Sender::new(sluice, &p.connection, p.definition_headers(), timeout)?;
-    sender.masked(request).await
+    let out = send::Outgoing::new(sluice, &p.connection, p.definition_headers())?;
+    out.masked(request).await
 }
 
 fn request_timeout(connection: &Connection) -> Duration {

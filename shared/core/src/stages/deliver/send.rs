@@ -36,8 +36,10 @@ pub(crate) enum SendError {
     Fatal(String),
 }
 
-/// Sends requests over one http connection.
-pub(crate) struct Sender<'a> {
+/// What a request over one http connection goes out with: the connection's auth and header
+/// secrets on its origin only. Holds no HTTP client, so a preview builds requests with it
+/// and links no client code.
+pub(crate) struct Outgoing<'a> {
     sluice: &'a Sluice,
     connection: &'a Connection,
     http: &'a HttpConnection,
@@ -45,8 +47,88 @@ pub(crate) struct Sender<'a> {
     /// resolved on the way out.
     refs: &'a [NameValue],
     base: BaseUri,
+}
+
+/// Sends requests over one http connection.
+pub(crate) struct Sender<'a> {
+    out: Outgoing<'a>,
     client: GuardedClient,
     timeout: Duration,
+}
+
+impl<'a> Outgoing<'a> {
+    pub fn new(
+        sluice: &'a Sluice,
+        connection: &'a Connection,
+        refs: &'a [NameValue],
+    ) -> Result<Outgoing<'a>, String> {
+        let http = connection
+            .http
+            .as_ref()
+            .ok_or_else(|| format!("connection {} is not an http connection", connection.id))?;
+        let base = BaseUri::parse(&http.base_uri)?;
+        Ok(Outgoing {
+            sluice,
+            connection,
+            http,
+            refs,
+            base,
+        })
+    }
+
+    /// A header that must not leave the connection's origin.
+    fn is_credential(&self, name: &str, value: &str) -> bool {
+        sluice_model::is_secret_header(name)
+            || sluice_model::is_secret_reference(value)
+            || self
+                .http
+                .headers
+                .iter()
+                .any(|h| h.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The URL and headers a hop goes out with: the credentials on the connection's origin
+    /// (and none elsewhere), and a JSON content type for a body that names none.
+    async fn prepare<C: auth::Credentials>(
+        &self,
+        hop: &Hop,
+        credentials: &C,
+    ) -> Result<(Url, Vec<(String, String)>), SendError> {
+        let mut url = hop.url.clone();
+        let mut headers = hop.headers.clone();
+        if self.base.same_origin(&url) {
+            let request = (&mut url, &mut headers);
+            auth::apply(self.connection, self.refs, request, credentials)
+                .await
+                .map_err(|e| match guard::refusal_of(&e) {
+                    // The token endpoint is at a refused address.
+                    Some(refused) => SendError::Refused(refused.to_string()),
+                    None => SendError::Fatal(e.to_string()),
+                })?;
+        } else {
+            headers.retain(|(name, value)| !self.is_credential(name, value));
+        }
+        let has_content_type =
+            (headers.iter()).any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+        if hop.body.is_some() && !has_content_type {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        Ok((url, headers))
+    }
+
+    /// The request as it would go out, its credentials masked, sending nothing (a preview).
+    pub async fn masked(&self, request: &RenderedRequest) -> Result<RenderedRequest, String> {
+        let hop = Hop::of(request).map_err(SendError::into_message)?;
+        let (url, headers) =
+            (self.prepare(&hop, &auth::Masked).await).map_err(SendError::into_message)?;
+        let out = RenderedRequest {
+            method: hop.method.to_string(),
+            url: url.to_string(),
+            headers,
+            body: hop.body,
+        };
+        Ok(out.masked())
+    }
 }
 
 impl<'a> Sender<'a> {
@@ -56,19 +138,11 @@ impl<'a> Sender<'a> {
         refs: &'a [NameValue],
         timeout: Duration,
     ) -> Result<Sender<'a>, String> {
-        let http = connection
-            .http
-            .as_ref()
-            .ok_or_else(|| format!("connection {} is not an http connection", connection.id))?;
-        let base = BaseUri::parse(&http.base_uri)?;
-        let policy = AddressPolicy::of_connection(&sluice.settings, http);
+        let out = Outgoing::new(sluice, connection, refs)?;
+        let policy = AddressPolicy::of_connection(&sluice.settings, out.http);
         Ok(Sender {
-            sluice,
-            connection,
-            http,
-            refs,
-            base,
             client: sluice.caches.http.client(policy),
+            out,
             timeout,
         })
     }
@@ -92,26 +166,16 @@ impl<'a> Sender<'a> {
     }
 
     fn follows(&self, next: &Url) -> bool {
-        match self.http.follow_redirects {
+        match self.out.http.follow_redirects {
             FollowRedirects::Never => false,
-            FollowRedirects::SameOrigin => self.base.same_origin(next),
+            FollowRedirects::SameOrigin => self.out.base.same_origin(next),
             FollowRedirects::AnyOrigin => true,
         }
     }
 
-    /// A header that must not leave the connection's origin.
-    fn is_credential(&self, name: &str, value: &str) -> bool {
-        sluice_model::is_secret_header(name)
-            || sluice_model::is_secret_reference(value)
-            || self
-                .http
-                .headers
-                .iter()
-                .any(|h| h.name.eq_ignore_ascii_case(name))
-    }
-
     async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<reqwest::Response, SendError> {
-        let (url, headers) = self.outgoing(hop, auth::Credentials::Real).await?;
+        let resolved = auth::Resolved(self.out.sluice);
+        let (url, headers) = self.out.prepare(hop, &resolved).await?;
         let left = deadline.saturating_duration_since(Instant::now());
         let mut builder = self
             .client
@@ -125,55 +189,6 @@ impl<'a> Sender<'a> {
             builder = builder.body(body.clone());
         }
         builder.send().await.map_err(|e| classify(&e, self.timeout))
-    }
-
-    /// The URL and headers a hop goes out with: the credentials on the connection's origin
-    /// (and none elsewhere), and a JSON content type for a body that names none.
-    async fn outgoing(
-        &self,
-        hop: &Hop,
-        credentials: auth::Credentials,
-    ) -> Result<(Url, Vec<(String, String)>), SendError> {
-        let mut url = hop.url.clone();
-        let mut headers = hop.headers.clone();
-        if self.base.same_origin(&url) {
-            let request = (&mut url, &mut headers);
-            auth::apply(
-                self.sluice,
-                self.connection,
-                self.refs,
-                request,
-                credentials,
-            )
-            .await
-            .map_err(|e| match guard::refusal_of(&e) {
-                // The token endpoint is at a refused address.
-                Some(refused) => SendError::Refused(refused.to_string()),
-                None => SendError::Fatal(e.to_string()),
-            })?;
-        } else {
-            headers.retain(|(name, value)| !self.is_credential(name, value));
-        }
-        let has_content_type =
-            (headers.iter()).any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-        if hop.body.is_some() && !has_content_type {
-            headers.push(("content-type".into(), "application/json".into()));
-        }
-        Ok((url, headers))
-    }
-
-    /// The request as it would go out, its credentials masked, sending nothing (a preview).
-    pub async fn masked(&self, request: &RenderedRequest) -> Result<RenderedRequest, String> {
-        let hop = Hop::of(request).map_err(SendError::into_message)?;
-        let (url, headers) = (self.outgoing(&hop, auth::Credentials::Masked).await)
-            .map_err(SendError::into_message)?;
-        let out = RenderedRequest {
-            method: hop.method.to_string(),
-            url: url.to_string(),
-            headers,
-            body: hop.body,
-        };
-        Ok(out.masked())
     }
 }
 
