@@ -8,7 +8,7 @@
 //! (its credential headers stay with the URL they were written for) and carries no Referer.
 
 use super::guard::AddressPolicy;
-use super::transport::Outgoing;
+use super::transport::{json_unless_typed, Outgoing};
 use crate::ports::secrets::resolve_headers;
 use crate::stages::processor::Processor;
 use crate::{Error, Result, Sluice};
@@ -34,7 +34,9 @@ pub(super) async fn after_process(sluice: &Sluice, job: Job) -> Result<()> {
 /// Posts `body` to `cb` with its headers' `secret:NAME` values resolved. `field` names the
 /// callback in the definition (`afterProcess[0]`, `notifyRequest`), for the log.
 async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl Serialize) {
-    let not_sent = |error: &dyn std::fmt::Display| tracing::warn!(url = %cb.url, callback = field, error = %error, "callback not sent");
+    let not_sent = |error: &dyn std::fmt::Display| {
+        tracing::warn!(url = %cb.url, callback = field, error = %error, "callback not sent");
+    };
     let mut headers =
         match resolve_headers(&*sluice.secrets, &format!("{field}.headers"), &cb.headers) {
             Ok(headers) => headers,
@@ -45,12 +47,7 @@ async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl 
         (Err(e), _) => return not_sent(&e),
         (_, Err(e)) => return not_sent(&e),
     };
-    if !headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
-    {
-        headers.push(("content-type".into(), "application/json".into()));
-    }
+    json_unless_typed(&mut headers);
     let request = Outgoing {
         method: &http::Method::POST,
         url,

@@ -11,7 +11,7 @@
 use super::auth;
 use super::client::{GuardedClient, Incoming};
 use super::guard::{self, AddressPolicy};
-use super::transport::{Failure, Outgoing, Why};
+use super::transport::{json_unless_typed, Failure, Outgoing, Why};
 use crate::stages::base_uri::BaseUri;
 use crate::Sluice;
 use serde_json::{Map, Value};
@@ -133,11 +133,8 @@ impl<'a> Sender<'a> {
             headers.retain(|(name, value)| !self.is_credential(name, value));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let has_content_type = headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-        if hop.body.is_some() && !has_content_type {
-            headers.push(("content-type".into(), "application/json".into()));
+        if hop.body.is_some() {
+            json_unless_typed(&mut headers);
         }
         let request = Outgoing {
             method: &hop.method,

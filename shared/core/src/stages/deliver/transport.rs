@@ -52,3 +52,14 @@ impl std::fmt::Display for Failure {
         }
     }
 }
+
+/// Adds `content-type: application/json` unless the headers name a type already: a body
+/// Sluice sends is JSON unless its definition says otherwise.
+pub(crate) fn json_unless_typed(headers: &mut Vec<(String, String)>) {
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+    {
+        headers.push(("content-type".into(), "application/json".into()));
+    }
+}
