@@ -1,9 +1,11 @@
 //! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 client
 //! credentials with the token cached until shortly before it expires.
 
-use super::guard::{refusal_in, AddressPolicy};
+use super::guard::AddressPolicy;
+use super::transport::{Failure, Outgoing};
 use crate::ports::secrets::resolve;
 use crate::{Error, Result, Sluice};
+use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sluice_model::{ApiKeyLocation, AuthType, Connection, NameValue};
 use std::collections::HashMap;
@@ -42,8 +44,8 @@ pub(crate) fn uses_oauth(c: &Connection) -> bool {
 
 /// Where the credentials a request carries come from: [`Resolved`] (what is sent) or
 /// [`Masked`] (what a preview shows). Generic, not dynamic: the masked instance references
-/// neither the secrets nor the OAuth2 token request, so a function that only previews links
-/// no HTTP client.
+/// neither the secrets nor the OAuth2 token request, so code that only previews reaches no
+/// HTTP client.
 pub(crate) trait Credentials {
     /// A credential written in a definition (`secret:NAME` or the value itself).
     fn value(&self, field: &str, raw: &str) -> Result<String>;
@@ -61,7 +63,7 @@ impl Credentials for Resolved<'_> {
         resolve(&*self.0.secrets, field, raw)
     }
     fn basic(&self, username: &str, password: String) -> String {
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+        BASE64.encode(format!("{username}:{password}"))
     }
     async fn oauth2(&self, c: &Connection) -> Result<String> {
         oauth_token(self.0, c).await
@@ -90,7 +92,7 @@ impl Credentials for Masked {
 pub(crate) async fn apply<C: Credentials>(
     c: &Connection,
     refs: &[NameValue],
-    (url, headers): (&mut reqwest::Url, &mut Vec<(String, String)>),
+    (url, headers): (&mut url::Url, &mut Vec<(String, String)>),
     credentials: &C,
 ) -> Result<()> {
     let connection_headers = c.http.as_ref().map(|h| h.headers.as_slice()).unwrap_or(&[]);
@@ -189,34 +191,40 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
     let policy = AddressPolicy::of_connection(&sluice.settings, http);
     let token_uri = url::Url::parse(&o.token_uri)
         .map_err(|e| Error::invalid("http.auth.oauth2.tokenURI", e.to_string()))?;
-    let failed = |e: reqwest::Error| match refusal_in(&e) {
-        Some(refused) => Error::Internal(refused.into()),
-        None => Error::Internal(anyhow::anyhow!(
+    let failed = |e: Failure| match e {
+        Failure::Refused(refused) => Error::Internal(refused.into()),
+        e => Error::Internal(anyhow::anyhow!(
             "OAuth2 token request to {} failed: {e}",
             o.token_uri
         )),
     };
-    let resp = sluice
-        .caches
-        .http
-        .client(policy)
-        .request(reqwest::Method::POST, token_uri)
-        .map_err(|refused| Error::Internal(refused.into()))?
-        .basic_auth(&o.client_id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(failed)?;
+    let credentials = format!("{}:{secret}", o.client_id);
+    let headers = [
+        (
+            "authorization".to_string(),
+            format!("Basic {}", BASE64.encode(credentials)),
+        ),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+    ];
+    let request = Outgoing {
+        method: &http::Method::POST,
+        url: token_uri,
+        headers: &headers,
+        body: Some(body),
+        timeout: Duration::from_secs(30),
+    };
+    let client = sluice.caches.http.client(policy);
+    let resp = client.send(request).await.map_err(failed)?;
     let status = resp.status();
-    let v: serde_json::Value = resp
-        .json()
-        .await
+    let bytes = resp.body().await.map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
     let token = v["access_token"]
         .as_str()
-        .filter(|_| status.is_success())
+        .filter(|_| (200..300).contains(&status))
         .ok_or_else(|| {
             Error::invalid(
                 "http.auth.oauth2",

@@ -9,7 +9,9 @@
 //! decides whether a non-idempotent request may be sent again.
 
 use super::auth;
-use super::guard::{self, AddressPolicy, GuardedClient};
+use super::client::{GuardedClient, Incoming};
+use super::guard::{self, AddressPolicy};
+use super::transport::{json_unless_typed, Failure, Outgoing, Why};
 use crate::stages::base_uri::BaseUri;
 use crate::Sluice;
 use serde_json::{Map, Value};
@@ -38,8 +40,8 @@ pub(crate) enum SendError {
 
 /// What a request over one http connection goes out with: the connection's auth and header
 /// secrets on its origin only. Holds no HTTP client, so a preview builds requests with it
-/// and links no client code.
-pub(crate) struct Outgoing<'a> {
+/// and reaches no client code.
+pub(crate) struct Outbound<'a> {
     sluice: &'a Sluice,
     connection: &'a Connection,
     http: &'a HttpConnection,
@@ -51,23 +53,23 @@ pub(crate) struct Outgoing<'a> {
 
 /// Sends requests over one http connection.
 pub(crate) struct Sender<'a> {
-    out: Outgoing<'a>,
+    out: Outbound<'a>,
     client: GuardedClient,
     timeout: Duration,
 }
 
-impl<'a> Outgoing<'a> {
+impl<'a> Outbound<'a> {
     pub fn new(
         sluice: &'a Sluice,
         connection: &'a Connection,
         refs: &'a [NameValue],
-    ) -> Result<Outgoing<'a>, String> {
+    ) -> Result<Outbound<'a>, String> {
         let http = connection
             .http
             .as_ref()
             .ok_or_else(|| format!("connection {} is not an http connection", connection.id))?;
         let base = BaseUri::parse(&http.base_uri)?;
-        Ok(Outgoing {
+        Ok(Outbound {
             sluice,
             connection,
             http,
@@ -108,10 +110,8 @@ impl<'a> Outgoing<'a> {
         } else {
             headers.retain(|(name, value)| !self.is_credential(name, value));
         }
-        let has_content_type =
-            (headers.iter()).any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
-        if hop.body.is_some() && !has_content_type {
-            headers.push(("content-type".into(), "application/json".into()));
+        if hop.body.is_some() {
+            json_unless_typed(&mut headers);
         }
         Ok((url, headers))
     }
@@ -131,6 +131,17 @@ impl<'a> Outgoing<'a> {
     }
 }
 
+impl SendError {
+    fn into_message(self) -> String {
+        match self {
+            SendError::NotSent(m)
+            | SendError::Ambiguous(m)
+            | SendError::Refused(m)
+            | SendError::Fatal(m) => m,
+        }
+    }
+}
+
 impl<'a> Sender<'a> {
     pub fn new(
         sluice: &'a Sluice,
@@ -138,7 +149,7 @@ impl<'a> Sender<'a> {
         refs: &'a [NameValue],
         timeout: Duration,
     ) -> Result<Sender<'a>, String> {
-        let out = Outgoing::new(sluice, connection, refs)?;
+        let out = Outbound::new(sluice, connection, refs)?;
         let policy = AddressPolicy::of_connection(&sluice.settings, out.http);
         Ok(Sender {
             client: sluice.caches.http.client(policy),
@@ -154,7 +165,7 @@ impl<'a> Sender<'a> {
         let mut redirects = 0;
         loop {
             let response = self.send_hop(&hop, deadline).await?;
-            let status = response.status().as_u16();
+            let status = response.status();
             match redirect_target(&response, &hop.url) {
                 Some(next) if redirects < MAX_REDIRECTS && self.follows(&next) => {
                     redirects += 1;
@@ -173,39 +184,27 @@ impl<'a> Sender<'a> {
         }
     }
 
-    async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<reqwest::Response, SendError> {
+    async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<Incoming, SendError> {
         let resolved = auth::Resolved(self.out.sluice);
         let (url, headers) = self.out.prepare(hop, &resolved).await?;
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut builder = self
-            .client
-            .request(hop.method.clone(), url)
-            .map_err(|refused| SendError::Refused(refused.to_string()))?
-            .timeout(left.max(Duration::from_millis(1)));
-        for (name, value) in &headers {
-            builder = builder.header(name, value);
-        }
-        if let Some(body) = &hop.body {
-            builder = builder.body(body.clone());
-        }
-        builder.send().await.map_err(|e| classify(&e, self.timeout))
-    }
-}
-
-impl SendError {
-    fn into_message(self) -> String {
-        match self {
-            SendError::NotSent(m)
-            | SendError::Ambiguous(m)
-            | SendError::Refused(m)
-            | SendError::Fatal(m) => m,
-        }
+        let request = Outgoing {
+            method: &hop.method,
+            url,
+            headers: &headers,
+            body: hop.body.clone(),
+            timeout: left.max(Duration::from_millis(1)),
+        };
+        self.client
+            .send(request)
+            .await
+            .map_err(|e| classify(e, self.timeout))
     }
 }
 
 /// One request on its way, changed by each redirect followed.
 struct Hop {
-    method: reqwest::Method,
+    method: http::Method,
     url: Url,
     headers: Vec<(String, String)>,
     body: Option<String>,
@@ -213,7 +212,7 @@ struct Hop {
 
 impl Hop {
     fn of(request: &RenderedRequest) -> Result<Hop, SendError> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        let method = http::Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
         let url = Url::parse(&request.url)
             .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
@@ -228,7 +227,7 @@ impl Hop {
     /// As browsers do (the Fetch standard): 307 and 308 repeat the request as it was; 303,
     /// and 301/302 after a POST, become a GET without a body.
     fn redirected(mut self, status: u16, next: Url) -> Hop {
-        use reqwest::Method;
+        use http::Method;
         let to_get = match status {
             303 => self.method != Method::HEAD && self.method != Method::GET,
             301 | 302 => self.method == Method::POST,
@@ -248,33 +247,32 @@ impl Hop {
 }
 
 /// Where a redirect points, resolved against the URL that answered it.
-fn redirect_target(response: &reqwest::Response, from: &Url) -> Option<Url> {
-    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+fn redirect_target(response: &Incoming, from: &Url) -> Option<Url> {
+    if !matches!(response.status(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
-    let location = response.headers().get(reqwest::header::LOCATION)?;
-    let next = from.join(location.to_str().ok()?).ok()?;
+    let next = from.join(response.header("location")?).ok()?;
     matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
-async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Reply, SendError> {
-    let status = response.status().as_u16();
+async fn read_reply(response: Incoming, timeout: Duration) -> Result<Reply, SendError> {
+    let status = response.status();
     let mut headers = Map::new();
     for (name, value) in response.headers() {
-        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
-        match headers.get_mut(name.as_str()) {
+        let v = String::from_utf8_lossy(value).to_string();
+        match headers.get_mut(name) {
             Some(Value::String(existing)) => {
                 existing.push_str(", ");
                 existing.push_str(&v);
             }
             _ => {
-                headers.insert(name.as_str().to_string(), Value::String(v));
+                headers.insert(name.to_string(), Value::String(v));
             }
         }
     }
     // The target answered, then the reply broke off: it has seen the request.
     let bytes = response
-        .bytes()
+        .body()
         .await
         .map_err(|e| SendError::Ambiguous(describe(&e, timeout)))?;
     let body = serde_json::from_slice::<Value>(&bytes)
@@ -289,32 +287,21 @@ async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Re
     })
 }
 
-fn classify(e: &reqwest::Error, timeout: Duration) -> SendError {
-    if let Some(refused) = guard::refusal_in(e) {
-        SendError::Refused(refused.to_string())
-    } else if e.is_builder() {
-        SendError::Fatal(format!("the request cannot be sent: {}", root_cause(e)))
-    } else if e.is_connect() {
-        SendError::NotSent(describe(e, timeout))
-    } else {
-        SendError::Ambiguous(describe(e, timeout))
+fn classify(e: Failure, timeout: Duration) -> SendError {
+    match e {
+        Failure::Refused(refused) => SendError::Refused(refused.to_string()),
+        Failure::Unsendable(_) => SendError::Fatal(e.to_string()),
+        Failure::NotConnected(_) => SendError::NotSent(describe(&e, timeout)),
+        Failure::Broken(_) => SendError::Ambiguous(describe(&e, timeout)),
     }
 }
 
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        format!("timed out after {} ms", timeout.as_millis())
-    } else if e.is_connect() {
-        format!("could not connect: {}", root_cause(e))
-    } else {
-        format!("request failed: {}", root_cause(e))
+/// A failure in words, with the timeout that ran out.
+fn describe(e: &Failure, timeout: Duration) -> String {
+    match e {
+        Failure::NotConnected(Why::TimedOut) | Failure::Broken(Why::TimedOut) => {
+            format!("timed out after {} ms", timeout.as_millis())
+        }
+        other => other.to_string(),
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
