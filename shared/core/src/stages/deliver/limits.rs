@@ -333,7 +333,7 @@ impl Limiter {
 const TOKEN_BLOCK: usize = 64;
 /// A block reaches at most this far past the theoretical arrival time it starts from, so a
 /// process's block keeps other processes waiting no longer than that.
-const TOKEN_HORIZON_US: i64 = 250_000;
+const TOKEN_HORIZON_US: i64 = 1_000_000;
 
 /// This process's view of a connection's shared rate state.
 #[derive(Default)]
