@@ -12,12 +12,25 @@
 mod auth;
 pub(crate) mod bounded;
 mod callbacks;
+// The HTTP client (reqwest) only with sluice-core's `http` feature, asked for by the functions
+// that send (trigger, deliver) and the local runtime; the others compile a stub that fails
+// every request saying so, and link no HTTP client (see ARCHITECTURE.md, "On AWS").
+#[cfg(feature = "http")]
+mod client;
+#[cfg(not(feature = "http"))]
+#[path = "no_client.rs"]
+mod client;
+// Without a client, what only the client reads or makes (a request's parts, the address
+// policy, most failures) goes unused: that is what such a build is for.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod guard;
 mod limits;
 mod retry;
 mod send;
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod transport;
 
 pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
@@ -25,8 +38,9 @@ use super::processor::Processor;
 use crate::budget;
 use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
+use client::GuardedClient;
 use futures::StreamExt;
-use guard::{AddressPolicy, GuardedClient};
+use guard::AddressPolicy;
 use send::{SendError, Sender};
 use serde_json::json;
 use sluice_model::{
