@@ -14,13 +14,13 @@ use crate::lambda::{build_sluice_with, sqs_stage_handler, trigger_handler};
 use crate::store::create_table;
 use anyhow::Context;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
 use serde_json::Value;
 use sluice_core::ports::{Kind, Metrics, NoMetrics};
 use sluice_core::{PrivateAddresses, Sluice, Stage};
 use sluice_model::Job;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Redeliveries before a message moves to its dead-letter queue (as in the template).
@@ -41,6 +41,8 @@ pub struct Harness {
     pub invocation_budget: Option<Duration>,
     /// Where every instance's measurements go.
     metrics: Arc<dyn Metrics>,
+    /// Invocations so far and their handlers' time, by stage (shared by every instance).
+    invocations: Arc<Mutex<HashMap<Stage, (u64, Duration)>>>,
 }
 
 /// What the harness created, by kind, as logical ids (compared with the template).
@@ -134,6 +136,7 @@ impl Harness {
             arns,
             invocation_budget: None,
             metrics,
+            invocations: Arc::default(),
         })
     }
 
@@ -201,6 +204,7 @@ impl Harness {
             arns: self.arns.clone(),
             invocation_budget: self.invocation_budget,
             metrics: self.metrics.clone(),
+            invocations: self.invocations.clone(),
         })
     }
 
@@ -240,22 +244,68 @@ impl Harness {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        for (id, handle) in handles {
-            if !failed.contains(&id) {
-                self.sqs
-                    .delete_message()
-                    .queue_url(url)
+        // One DeleteMessageBatch for what succeeded, as an event source mapping does.
+        let handled: Vec<_> = handles
+            .into_iter()
+            .filter(|(id, _)| !failed.contains(id))
+            .enumerate()
+            .map(|(i, (_, handle))| {
+                DeleteMessageBatchRequestEntry::builder()
+                    .id(i.to_string())
                     .receipt_handle(handle)
-                    .send()
-                    .await
-                    .context("deleting a handled message")?;
+                    .build()
+            })
+            .collect::<Result<_, _>>()?;
+        if !handled.is_empty() {
+            let out = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(url)
+                .set_entries(Some(handled))
+                .send()
+                .await
+                .context("deleting handled messages")?;
+            if let Some(f) = out.failed.first() {
+                anyhow::bail!("a handled message was not deleted: {f:?}");
             }
         }
         Ok(received.len())
     }
 
-    /// Invokes the stage's function with an SQS batch, as Lambda would.
+    /// Invocations so far (every instance) and their handlers' time: (count, seconds).
+    pub fn invocations(&self) -> (u64, f64) {
+        let by_stage = self.invocations.lock().unwrap();
+        by_stage.values().fold((0, 0.0), |(n, s), (count, time)| {
+            (n + count, s + time.as_secs_f64())
+        })
+    }
+
+    /// The same by stage.
+    pub fn invocation_stats(&self) -> Vec<(Stage, (u64, Duration))> {
+        let by_stage = self.invocations.lock().unwrap();
+        Stage::ALL
+            .iter()
+            .filter_map(|s| by_stage.get(s).map(|v| (*s, *v)))
+            .collect()
+    }
+
+    /// Forgets the invocations counted so far.
+    pub fn reset_invocations(&self) {
+        self.invocations.lock().unwrap().clear();
+    }
+
+    /// Invokes the stage's function with an SQS batch, as Lambda would (counted, timed).
     pub async fn invoke(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
+        let started = Instant::now();
+        let response = self.invoke_untimed(stage, event).await;
+        let mut by_stage = self.invocations.lock().unwrap();
+        let entry = by_stage.entry(stage).or_default();
+        entry.0 += 1;
+        entry.1 += started.elapsed();
+        response
+    }
+
+    async fn invoke_untimed(&self, stage: Stage, event: SqsEvent) -> SqsBatchResponse {
         if stage != Stage::Trigger {
             return self
                 .within_budget(sqs_stage_handler(&self.sluice, stage.handler(), event))

@@ -13,6 +13,7 @@ use sluice_core::stages::trigger::{self, events, schedule};
 use sluice_core::stages::StageHandler;
 use sluice_core::{PrivateAddresses, Settings, Sluice};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Builds the ports from the environment. Called once per Lambda INIT: the SDK clients, HTTP
 /// connections and the stage caches then live for the container's life. Metrics go to
@@ -98,6 +99,9 @@ pub async fn sqs_stage_handler(
             response.add_failure(id);
         }
     }
+    // Slots kept for back-to-back requests go back before the invocation ends: a frozen
+    // instance would otherwise sit on them until their leases ran out.
+    sluice_core::stages::deliver::settle_slot_releases(sluice, Duration::from_secs(2)).await;
     response
 }
 

@@ -1,15 +1,21 @@
 //! Throughput figures (a bench binary, not a timed test):
 //!   cargo bench -p sluice-cli --bench throughput
-//! BENCH_RECORDS (default 20000) records go through the local runtime — trigger, translate,
-//! deliver to a loopback HTTP sink, extract, evaluate — with a temp SQLite store; the counting
-//! invariant is checked. Also template renders/s with the compile-once cache.
+//!   BENCH_RECORDS=100000 cargo bench -p sluice-cli --bench throughput
+//! BENCH_RECORDS (default 20000) records go through the local runtime — trigger (an NDJSON
+//! file), translate, deliver to a loopback HTTP sink, extract, evaluate — with a temp SQLite
+//! store, the connection's concurrencyLevel and rateLimit set and the ledger on; the counting
+//! invariant is checked. Beside it, in the same run, a bare loop does the same per-record work
+//! against the same sink with as many requests in flight; the ratio of the two is printed, and
+//! each side's peak RSS. Other knobs: BENCH_CONCURRENCY (`8,32`), BENCH_RATE (requests/s),
+//! BENCH_ROUNDS (3, medians), BENCH_SKIP_MICRO (skip the template and shaping figures).
+//! Also template renders/s with the compile-once cache.
 
 use axum::routing::post;
 use serde_json::json;
 use sluice_core::ports::Kind;
 use sluice_core::runs::start_run;
 use sluice_embedded::LocalRuntime;
-use sluice_model::{RunKind, RunRequest};
+use sluice_model::{FileType, RunKind, RunRequest, RunSource};
 use std::time::{Duration, Instant};
 
 fn peak_rss_mib() -> f64 {
@@ -166,48 +172,260 @@ fn handlebars_context(v: serde_json::Value) -> handlebars::Context {
     handlebars::Context::wraps(v).unwrap()
 }
 
-fn main() {
-    bench_templates();
-    bench_shaping();
-    let records: usize = std::env::var("BENCH_RECORDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20_000);
+/// The bench's settings, from the environment.
+struct Setup {
+    /// `BENCH_RECORDS` (default 20000).
+    records: usize,
+    /// `BENCH_CONCURRENCY`: the connection's concurrencyLevel, one pipeline run per value
+    /// (default `8,32`), each beside a bare loop with as many requests in flight.
+    levels: Vec<u32>,
+    /// `BENCH_RATE`: the connection's rateLimit in requests/s (default 100000: set, so its
+    /// store writes are paid, but far above what either side reaches).
+    rate: f64,
+    /// `BENCH_ROUNDS` (default 3): figures are the medians of this many rounds.
+    rounds: usize,
+}
+
+impl Setup {
+    fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok();
+        Setup {
+            records: var("BENCH_RECORDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(20_000),
+            levels: var("BENCH_CONCURRENCY")
+                .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+                .unwrap_or_else(|| vec![8, 32]),
+            rate: var("BENCH_RATE")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(100_000.0),
+            rounds: var("BENCH_ROUNDS")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(3)
+                .max(1),
+        }
+    }
+}
+
+/// Forgets the peak RSS so far (Linux `clear_refs`), so each side's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+const BODY: &str = r#"{"n": {{json record.n}}, "name": {{json record.name}}}"#;
+
+/// The sink both sides post to, on a thread and a tokio runtime of its own (so its work
+/// shares the machine with either side the same way): 201 with a small JSON body.
+fn start_sink() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let app = axum::Router::new().route(
+                "/orders",
+                post(|| async {
+                    (
+                        axum::http::StatusCode::CREATED,
+                        axum::Json(json!({"id": "x"})),
+                    )
+                }),
+            );
+            axum::serve(listener, app).await.unwrap()
+        })
+    });
+    base
+}
+
+fn input(n: usize) -> serde_json::Value {
+    json!({"n": n, "name": format!("record {n}")})
+}
+
+/// The same per-record work by hand: the body rendered by handlebars compiled once, a
+/// reqwest POST, the reply parsed, its id extracted, 2xx judged; `in_flight` at once.
+async fn bare_loop(base: &str, records: usize, in_flight: usize) -> (f64, usize) {
+    use futures::StreamExt;
+    let mut hb = handlebars::Handlebars::new();
+    hb.register_escape_fn(handlebars::no_escape);
+    hb.register_helper(
+        "json",
+        Box::new(
+            |h: &handlebars::Helper,
+             _: &handlebars::Handlebars,
+             _: &handlebars::Context,
+             _: &mut handlebars::RenderContext,
+             out: &mut dyn handlebars::Output|
+             -> handlebars::HelperResult {
+                let v = h
+                    .param(0)
+                    .map(|p| p.value().to_string())
+                    .unwrap_or_default();
+                out.write(&v)?;
+                Ok(())
+            },
+        ),
+    );
+    hb.register_template_string("body", BODY).unwrap();
+    let client = reqwest::Client::new();
+    let url = format!("{base}/orders");
+    let start = Instant::now();
+    let ok = futures::stream::iter(0..records)
+        .map(|n| {
+            let (hb, client, url) = (&hb, &client, &url);
+            async move {
+                let body = hb.render("body", &json!({ "record": input(n) })).unwrap();
+                let reply = client
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = reply.status();
+                let parsed: serde_json::Value =
+                    serde_json::from_slice(&reply.bytes().await.unwrap()).unwrap();
+                status.is_success() && parsed.get("id").is_some()
+            }
+        })
+        .buffer_unordered(in_flight)
+        .filter(|ok| futures::future::ready(*ok))
+        .count()
+        .await;
+    (records as f64 / start.elapsed().as_secs_f64(), ok)
+}
+
+/// One run of the flow through the local runtime (a fresh data directory): the records as an
+/// NDJSON file, the connection with `concurrencyLevel` and `rateLimit` set, the ledger on.
+async fn pipeline(base: &str, setup: &Setup, level: u32, file: &std::path::Path) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut runtime = LocalRuntime::open(dir.path(), sluice_embedded::local_settings()).unwrap();
+    let s = runtime.sluice();
+    let defs = [
+        (
+            Kind::Connection,
+            "c",
+            json!({"_id": "c", "type": "http", "http": {"baseURI": base},
+            "concurrencyLevel": level, "rateLimit": {"requestsPerSecond": setup.rate, "burst": level}}),
+        ),
+        (
+            Kind::Export,
+            "e",
+            json!({"_id": "e", "type": "webhook", "pageSize": 200}),
+        ),
+        (
+            Kind::Import,
+            "i",
+            json!({"_id": "i", "_connectionId": "c", "type": "http",
+            "http": {"relativeURI": "/orders", "body": BODY},
+            "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}}),
+        ),
+        (
+            Kind::Flow,
+            "f",
+            json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}],
+            "pageProcessors": [{"type": "import", "_importId": "i"}]}),
+        ),
+    ];
+    for (k, id, doc) in defs {
+        s.store.put_definition(k, id, &doc).await.unwrap();
+    }
+    let start = Instant::now();
+    let (bucket, key) = runtime.stage_file(file).await.unwrap();
+    let source = RunSource::File {
+        bucket,
+        key,
+        name: "records.ndjson".into(),
+        format: Some(FileType::Ndjson),
+    };
+    let request = RunRequest {
+        source: Some(source),
+        ..Default::default()
+    };
+    let started = start_run(&s, "f", request, RunKind::Manual)
+        .await
+        .unwrap()
+        .unwrap();
+    let job = runtime
+        .wait_for_job(&started.job_id, Duration::from_secs(3600), |_| {})
+        .await
+        .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let records = setup.records as u64;
+    assert_eq!(
+        job.num_success + job.num_error + job.num_ignore,
+        records,
+        "counting invariant"
+    );
+    assert_eq!(job.num_success, records, "every record delivered");
+    runtime.stop().await;
+    records as f64 / secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// The pipeline beside the bare loop, in the same process and minute, for each concurrency
+/// level: records/s of both (medians of the rounds), their ratio, and each side's peak RSS.
+fn bench_pipeline(setup: &Setup) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = axum::Router::new().route("/orders", post(|| async { (axum::http::StatusCode::CREATED, axum::Json(json!({"id": "x"}))) }));
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
-        let dir = tempfile::tempdir().unwrap();
-        let mut runtime = LocalRuntime::open(dir.path(), sluice_embedded::local_settings()).unwrap();
-        let s = runtime.sluice();
-        let defs = [
-            (Kind::Connection, "c", json!({"_id": "c", "type": "http", "http": {"baseURI": base}, "concurrencyLevel": 32})),
-            (Kind::Export, "e", json!({"_id": "e", "type": "webhook", "pageSize": 200})),
-            (Kind::Import, "i", json!({"_id": "i", "_connectionId": "c", "type": "http", "http": {"relativeURI": "/orders", "body": "{\"n\": {{json record.n}}, \"name\": {{json record.name}}}"}, "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}})),
-            (Kind::Flow, "f", json!({"_id": "f", "pageGenerators": [{"_exportId": "e"}], "pageProcessors": [{"type": "import", "_importId": "i"}]})),
-        ];
-        for (k, id, doc) in defs {
-            s.store.put_definition(k, id, &doc).await.unwrap();
+    let base = start_sink();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("records.ndjson");
+    {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        for n in 0..setup.records {
+            writeln!(out, "{}", input(n)).unwrap();
         }
-        let input: Vec<_> = (0..records).map(|n| json!({"n": n, "name": format!("record {n}")})).collect();
-        let start = Instant::now();
-        let started = start_run(&s, "f", RunRequest { records: Some(input), ..Default::default() }, RunKind::Manual).await.unwrap().unwrap();
-        let job = runtime.wait_for_job(&started.job_id, Duration::from_secs(3600), |_| {}).await.unwrap();
-        let secs = start.elapsed().as_secs_f64();
-        assert_eq!(job.num_success + job.num_error + job.num_ignore, records as u64, "counting invariant");
+    }
+    let records = setup.records;
+    let mut fastest_level = (0, 0.0);
+    for &level in &setup.levels {
+        let (mut bare, mut piped, mut bare_rss, mut piped_rss) = (vec![], vec![], 0.0, 0.0f64);
+        for _ in 0..setup.rounds {
+            reset_peak_rss();
+            let (per_sec, ok) = rt.block_on(bare_loop(&base, records, level as usize));
+            assert_eq!(ok, records, "the bare loop judged every reply a success");
+            bare.push(per_sec);
+            bare_rss = peak_rss_mib();
+            reset_peak_rss();
+            piped.push(rt.block_on(pipeline(&base, setup, level, &file)));
+            piped_rss = piped_rss.max(peak_rss_mib());
+        }
+        let (bare, piped) = (median(bare), median(piped));
         println!(
-            "pipeline: {records} records in {secs:.2}s = {:.0} records/s (success {}, error {}), peak RSS {:.0} MiB",
-            records as f64 / secs,
-            job.num_success,
-            job.num_error,
-            peak_rss_mib()
+            "throughput: {records} records, {level} in flight (concurrencyLevel {level}, rateLimit {}/s, ledger on), median of {}: \
+             pipeline {piped:.0} records/s (peak RSS {piped_rss:.0} MiB), bare loop {bare:.0} records/s (peak RSS {bare_rss:.0} MiB), ratio {:.2}x",
+            setup.rate,
+            setup.rounds,
+            piped / bare
         );
-        runtime.stop().await;
-    });
+        if piped < fastest_level.1 {
+            println!(
+                "throughput: concurrencyLevel {level} is SLOWER than {} ({piped:.0} < {:.0} records/s)",
+                fastest_level.0, fastest_level.1
+            );
+        } else {
+            fastest_level = (level, piped);
+        }
+    }
+}
+
+fn main() {
+    let setup = Setup::from_env();
+    if std::env::var("BENCH_SKIP_MICRO").is_err() {
+        bench_templates();
+        bench_shaping();
+    }
+    bench_pipeline(&setup);
 }

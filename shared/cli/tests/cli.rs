@@ -695,3 +695,42 @@ async fn jobs_errors_and_retry_from_the_command_line() {
         "a retry resolves what it retried: {out}"
     );
 }
+
+/// A load test through the demo sink: it keeps the last 1000 orders (and counts them all), so
+/// its memory does not grow with what it is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_sink_keeps_the_most_recent_orders_only() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["dev", "sink", "--port", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    let client = reqwest::Client::new();
+    for n in 0..1005 {
+        let r = client
+            .post(format!("{base}/orders"))
+            .json(&json!({"n": n}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = client.get(format!("{base}/orders")).send().await.unwrap();
+    assert_eq!(r.headers()["x-orders-received"], "1005");
+    let kept: Vec<serde_json::Value> = r.json().await.unwrap();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(kept.len(), 1000);
+    assert_eq!(kept[0]["order"]["n"], 5, "the oldest five went");
+    assert_eq!(kept[999]["id"], "ord-1005");
+}

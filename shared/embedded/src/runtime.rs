@@ -373,7 +373,8 @@ impl LocalRuntime {
             let _ = w.await;
         }
         self.heartbeat.abort();
-        sluice_core::stages::deliver::settle_slot_releases(Duration::from_secs(5)).await;
+        sluice_core::stages::deliver::settle_slot_releases(&self.sluice, Duration::from_secs(5))
+            .await;
         if let Err(e) = self.queue.unregister().await {
             tracing::warn!(error = %e, "could not unregister from the queue");
         }

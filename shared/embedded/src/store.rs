@@ -1,15 +1,19 @@
-//! The Store port over one SQLite file. Every call runs on a blocking thread over one
-//! connection behind a mutex (see [`crate::sqlite`]): simple, and correct under concurrency
-//! because each method is a single transaction.
+//! The Store port over one SQLite file. Every call runs on the database's own thread (see
+//! [`crate::sqlite`]), atomically: in a savepoint of a transaction that takes the write lock
+//! first, which it may share with the calls made at the same moment (group commit). So each
+//! method is correct under concurrency, between processes too, as one transaction would be.
+//! The statements of the calls made per record (ledger, slots, state, outcomes) are prepared
+//! once per connection (`prepare_cached`).
 
 use crate::sqlite::{parse_ts, ts, Db};
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sluice_core::ports::{
-    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+    ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
+    Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -79,19 +83,61 @@ fn job_from(doc: String) -> anyhow::Result<Job> {
 }
 
 fn read_job(conn: &Connection, id: &str) -> anyhow::Result<Option<Job>> {
-    conn.query_row("SELECT doc FROM jobs WHERE id = ?1", [id], |r| {
-        r.get::<_, String>(0)
-    })
-    .optional()?
-    .map(job_from)
-    .transpose()
+    conn.prepare_cached("SELECT doc FROM jobs WHERE id = ?1")?
+        .query_row([id], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(job_from)
+        .transpose()
+}
+
+/// Deletes the ledger rows of the flow's completed jobs created before `before`, since the
+/// last time (the state `ledger-pruned:<flow>`). No redelivery can need them: a job is only
+/// opened under its flow's run lock, so every earlier job of the flow is closed, and a
+/// completed one had every page done (a retry of its errors is a job with keys of its own).
+/// The rows of failed and canceled jobs stay: a page of a job closed as abandoned may still
+/// be with a process that outlived its lease, and its sends must still find their claims.
+/// (DynamoDB lets its TTL delete ledger items instead.)
+fn prune_ledger(c: &Connection, flow_id: &str, before: &str) -> anyhow::Result<()> {
+    let marker = format!("ledger-pruned:{flow_id}");
+    let since: String = c
+        .prepare_cached("SELECT value FROM state WHERE key = ?1")?
+        .query_row([&marker], |r| r.get::<_, String>(0))
+        .optional()?
+        .and_then(|v| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let done: Vec<(String, String)> = c
+        .prepare_cached(
+            "SELECT id, created_at FROM jobs WHERE flow_id = ?1 AND created_at >= ?2 AND created_at < ?3
+               AND json_extract(doc, '$.status') IN ('completed', 'completed_with_errors')",
+        )?
+        .query_map(params![flow_id, since, before], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut delete = c.prepare_cached("DELETE FROM ledger WHERE key >= ?1 AND key < ?2")?;
+    for (job, _) in &done {
+        for prefix in ledger_prefixes(job) {
+            // The keys starting with `<stage>:<job>:` sort before `<stage>:<job>;`.
+            let end = format!("{};", prefix.trim_end_matches(':'));
+            delete.execute(params![prefix, end])?;
+        }
+    }
+    if let Some(newest) = done.iter().map(|(_, at)| at).max() {
+        c.prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+            .execute(params![marker, serde_json::to_string(newest)?])?;
+    }
+    Ok(())
+}
+
+/// A job's status as stored (without reading the whole job).
+fn job_status(conn: &Connection, id: &str) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT json_extract(doc, '$.status') FROM jobs WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
 }
 
 fn write_job(conn: &Connection, job: &Job) -> anyhow::Result<()> {
-    conn.execute(
-        "UPDATE jobs SET doc = ?2 WHERE id = ?1",
-        params![job.id, serde_json::to_string(job)?],
-    )?;
+    conn.prepare_cached("UPDATE jobs SET doc = ?2 WHERE id = ?1")?
+        .execute(params![job.id, serde_json::to_string(job)?])?;
     Ok(())
 }
 
@@ -168,10 +214,14 @@ impl Store for SqliteStore {
         let job = job.clone();
         self.with(move |c| {
             let created = ts(job.created_at.unwrap_or_else(Utc::now));
-            Ok(c.execute(
+            let fresh = c.execute(
                 "INSERT OR IGNORE INTO jobs (id, flow_id, created_at, doc) VALUES (?1, ?2, ?3, ?4)",
                 params![job.id, job.flow_id, created, serde_json::to_string(&job)?],
-            )? == 1)
+            )? == 1;
+            if fresh {
+                prune_ledger(c, &job.flow_id, &created)?;
+            }
+            Ok(fresh)
         })
         .await
     }
@@ -236,7 +286,7 @@ impl Store for SqliteStore {
     async fn finish_paging(&self, job_id: &str, num_pages: u64) -> anyhow::Result<Job> {
         let id = job_id.to_string();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let mut job = read_job(&tx, &id)?.with_context(|| format!("job {id} not found"))?;
             job.num_pages = num_pages;
             job.paging_done = true;
@@ -250,11 +300,13 @@ impl Store for SqliteStore {
     async fn record_outcome(&self, o: &PageOutcome) -> anyhow::Result<Option<Job>> {
         let o = o.clone();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let fresh = tx.execute(
-                "INSERT OR IGNORE INTO outcomes (job_id, page_id, processor) VALUES (?1, ?2, ?3)",
-                params![o.job_id, o.page_id, o.processor_index as i64],
-            )? == 1;
+            let tx = c.savepoint()?;
+            let fresh = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO outcomes (job_id, page_id, processor) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![o.job_id, o.page_id, o.processor_index as i64])?
+                == 1;
             if !fresh {
                 return Ok(None);
             }
@@ -282,7 +334,7 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<bool> {
         let id = job_id.to_string();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let Some(mut job) = read_job(&tx, &id)? else {
                 return Ok(false);
             };
@@ -308,7 +360,7 @@ impl Store for SqliteStore {
             .map(|e| Ok((e.id.clone(), e.job_id.clone(), serde_json::to_string(e)?)))
             .collect::<anyhow::Result<_>>()?;
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             for (id, job, doc) in rows {
                 tx.execute("INSERT INTO errors (id, job_id, doc) VALUES (?1, ?2, ?3) ON CONFLICT (id) DO NOTHING", params![id, job, doc])?;
             }
@@ -379,7 +431,7 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<usize> {
         let (job, ids) = (job_id.to_string(), error_ids.to_vec());
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             let mut found = 0;
             for id in ids {
                 let doc: Option<String> = tx
@@ -413,25 +465,22 @@ impl Store for SqliteStore {
     ) -> anyhow::Result<LedgerState> {
         let (job_id, key) = (job_id.to_string(), key.to_string());
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let existing: Option<Option<String>> = tx
-                .query_row("SELECT outcome FROM ledger WHERE key = ?1", [&key], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT outcome FROM ledger WHERE key = ?1")?
+                .query_row([&key], |r| r.get(0))
                 .optional()?;
             let state = match existing {
                 Some(Some(outcome)) => LedgerState::Done(serde_json::from_str(&outcome)?),
                 Some(None) => LedgerState::InFlight,
-                None if read_job(&tx, &job_id)?
-                    .is_some_and(|j| j.status == JobStatus::Canceled) =>
+                None if job_status(&tx, &job_id)?.as_deref()
+                    == Some(JobStatus::Canceled.as_str()) =>
                 {
                     LedgerState::JobCanceled
                 }
                 None => {
-                    tx.execute(
-                        "INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)",
-                        params![key, ts(now)],
-                    )?;
+                    tx.prepare_cached("INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)")?
+                        .execute(params![key, ts(now)])?;
                     LedgerState::Claimed
                 }
             };
@@ -444,10 +493,8 @@ impl Store for SqliteStore {
     async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()> {
         let (key, outcome) = (key.to_string(), serde_json::to_string(outcome)?);
         self.with(move |c| {
-            c.execute(
-                "UPDATE ledger SET outcome = ?2 WHERE key = ?1",
-                params![key, outcome],
-            )?;
+            c.prepare_cached("UPDATE ledger SET outcome = ?2 WHERE key = ?1")?
+                .execute(params![key, outcome])?;
             Ok(())
         })
         .await
@@ -538,19 +585,19 @@ impl Store for SqliteStore {
         let (group, owner) = (group.to_string(), owner.to_string());
         let until = ts(now + chrono::Duration::from_std(lease)?);
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let held: std::collections::HashSet<u32> = tx
-                .prepare("SELECT idx FROM slots WHERE grp = ?1 AND lease_until > ?2")?
+                .prepare_cached("SELECT idx FROM slots WHERE grp = ?1 AND lease_until > ?2")?
                 .query_map(params![group, ts(now)], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             let Some(free) = (0..slots).find(|i| !held.contains(i)) else {
                 return Ok(None);
             };
-            tx.execute(
+            tx.prepare_cached(
                 "INSERT INTO slots (grp, idx, owner, lease_until) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (grp, idx) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until",
-                params![group, free, owner, until],
-            )?;
+            )?
+            .execute(params![group, free, owner, until])?;
             tx.commit()?;
             Ok(Some(free))
         })
@@ -560,10 +607,8 @@ impl Store for SqliteStore {
     async fn release_slot(&self, group: &str, index: u32, owner: &str) -> anyhow::Result<()> {
         let (group, owner) = (group.to_string(), owner.to_string());
         self.with(move |c| {
-            c.execute(
-                "DELETE FROM slots WHERE grp = ?1 AND idx = ?2 AND owner = ?3",
-                params![group, index, owner],
-            )?;
+            c.prepare_cached("DELETE FROM slots WHERE grp = ?1 AND idx = ?2 AND owner = ?3")?
+                .execute(params![group, index, owner])?;
             Ok(())
         })
         .await
@@ -578,7 +623,7 @@ impl Store for SqliteStore {
         );
         let doc = serde_json::to_string(run)?;
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let ran: bool = tx
                 .query_row("SELECT 1 FROM jobs WHERE id = ?1", [&id], |_| Ok(()))
                 .optional()?
@@ -647,9 +692,8 @@ impl Store for SqliteStore {
         let key = key.to_string();
         self.with(move |c| {
             let v: Option<String> = c
-                .query_row("SELECT value FROM state WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
+                .prepare_cached("SELECT value FROM state WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
                 .optional()?;
             Ok(v.map(|v| serde_json::from_str(&v)).transpose()?)
         })
@@ -679,15 +723,17 @@ impl Store for SqliteStore {
         self.with(move |c| {
             // IMMEDIATE: the write lock is taken before the read, so another process sharing
             // the file cannot change the value between our compare and our write.
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let stored: Option<String> = tx
-                .query_row("SELECT value FROM state WHERE key = ?1", [&key], |r| r.get(0))
+                .prepare_cached("SELECT value FROM state WHERE key = ?1")?
+                .query_row([&key], |r| r.get(0))
                 .optional()?;
             let stored: Option<Value> = stored.map(|v| serde_json::from_str(&v)).transpose()?;
             if stored != expected {
                 return Ok(false);
             }
-            tx.execute("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value", params![key, new])?;
+            tx.prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
+                .execute(params![key, new])?;
             tx.commit()?;
             Ok(true)
         })
@@ -718,6 +764,67 @@ mod tests {
                 .is_some(),
             "data survives reopening"
         );
+    }
+
+    #[tokio::test]
+    async fn a_new_job_prunes_the_ledger_rows_of_its_flows_completed_jobs_only() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let t0 = Utc::now() - chrono::Duration::minutes(10);
+        let job = |id: &str, flow: &str, minutes: i64| {
+            Job::new(
+                id.into(),
+                flow.into(),
+                sluice_model::RunKind::Manual,
+                t0 + chrono::Duration::minutes(minutes),
+            )
+        };
+        let rows = |store: &SqliteStore| {
+            store.db.blocking(|c| {
+                let mut st = c.prepare("SELECT key FROM ledger ORDER BY key")?;
+                let keys = st.query_map([], |r| r.get::<_, String>(0))?;
+                Ok(keys.collect::<Result<Vec<String>, _>>()?)
+            })
+        };
+        let ran = [
+            ("done", "f", JobStatus::Completed),
+            ("other", "g", JobStatus::Completed),
+            ("failed", "f", JobStatus::Failed),
+        ];
+        for (i, (id, flow, status)) in ran.iter().enumerate() {
+            assert!(store.create_job(&job(id, flow, i as i64)).await.unwrap());
+            if *id == "other" {
+                assert_eq!(
+                    rows(&store).unwrap().len(),
+                    2,
+                    "another flow's job prunes nothing"
+                );
+            }
+            for stage in sluice_core::ports::LEDGER_STAGES {
+                let key = sluice_core::ports::ledger_key(stage, &format!("{id}:p0:0:r1"));
+                assert_eq!(
+                    store.ledger_claim(id, &key, t0).await.unwrap(),
+                    LedgerState::Claimed
+                );
+                store
+                    .ledger_complete(&key, &serde_json::json!({"reply": {}}))
+                    .await
+                    .unwrap();
+            }
+            assert!(store.close_job(id, *status, t0, None).await.unwrap());
+        }
+        let kept = [
+            "deliver:failed:p0:0:r1",
+            "deliver:other:p0:0:r1",
+            "upload:failed:p0:0:r1",
+            "upload:other:p0:0:r1",
+        ];
+        assert_eq!(
+            rows(&store).unwrap(),
+            kept,
+            "the completed job of flow f lost its rows when f's next job started"
+        );
+        assert!(store.create_job(&job("next", "f", 5)).await.unwrap());
+        assert_eq!(rows(&store).unwrap(), kept, "a failed job keeps its rows");
     }
 
     #[tokio::test]

@@ -138,7 +138,7 @@ pub async fn retry(data: &Path, retry: Retry, settings: Settings) -> anyhow::Res
     super::run::follow(
         runtime,
         &started.job_id,
-        started_at,
+        super::run::Progress::new(started_at, None),
         retry.as_json,
         retry.timeout,
     )

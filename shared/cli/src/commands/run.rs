@@ -55,11 +55,107 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
     let sluice = runtime.sluice();
     sluice.store_bundle(&bundle).await?;
     let started_at = Instant::now();
-    let job_id = match resume_or_replace(&runtime, &flow_id, &args).await? {
-        Some(job_id) => job_id,
-        None => start(&runtime, &flow_id, &args).await?,
+    let (job_id, expected) = match resume_or_replace(&runtime, &flow_id, &args).await? {
+        Some(job_id) => (job_id, None),
+        None => (
+            start(&runtime, &flow_id, &args).await?,
+            args.records.and_then(|p| records_in(p, args.format)),
+        ),
     };
-    follow(runtime, &job_id, started_at, args.as_json, args.timeout).await
+    let progress = Progress::new(started_at, expected);
+    follow(runtime, &job_id, progress, args.as_json, args.timeout).await
+}
+
+/// How many records a file given to `--records` holds, when its format makes that cheap to
+/// know (one per line: NDJSON, or CSV after its header row); `None` for a JSON array.
+fn records_in(path: &Path, format: Option<FileType>) -> Option<u64> {
+    use std::io::Read;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let header = match (format, ext) {
+        (Some(FileType::Ndjson), _) | (None, "ndjson" | "jsonl") => 0,
+        (Some(FileType::Csv), _) | (None, "csv") => 1,
+        _ => return None,
+    };
+    let mut file = std::fs::File::open(path).ok()?;
+    let (mut buf, mut lines, mut last) = (vec![0u8; 1 << 16], 0u64, b'\n');
+    loop {
+        let n = file.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+        last = buf[n - 1];
+    }
+    if last != b'\n' {
+        lines += 1; // a last line without its newline
+    }
+    Some(lines.saturating_sub(header))
+}
+
+/// How often progress is written when stderr is not a terminal (a log, a pipe).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Progress on stderr: on a terminal one line rewritten in place as the job's counters move;
+/// elsewhere a line every [`PROGRESS_EVERY`]. Each says records/s and, when the number of
+/// records is known, the share done and the time left at the rate so far.
+pub struct Progress {
+    started: Instant,
+    expected: Option<u64>,
+    interactive: bool,
+    last: Option<Instant>,
+}
+
+impl Progress {
+    pub fn new(started: Instant, expected: Option<u64>) -> Self {
+        Progress {
+            started,
+            expected,
+            interactive: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            last: None,
+        }
+    }
+
+    fn update(&mut self, j: &Job) {
+        if !self.interactive && self.last.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let line = self.line(j);
+        if self.interactive {
+            eprint!("\r{line}   ");
+        } else {
+            eprintln!("{line}");
+        }
+        let _ = std::io::stderr().flush();
+    }
+
+    fn line(&self, j: &Job) -> String {
+        let done = j.num_success + j.num_error + j.num_ignore;
+        let secs = self.started.elapsed().as_secs_f64().max(0.001);
+        let rate = done as f64 / secs;
+        let mut line = format!("{}  {rate:.0} records/s", progress_line(j));
+        if let Some(total) = self.expected.filter(|t| *t > 0) {
+            let share = (done as f64 / total as f64).min(1.0);
+            line.push_str(&format!("  {:.0}%", share * 100.0));
+            if rate > 0.0 && done < total {
+                let left = (total - done) as f64 / rate;
+                line.push_str(&format!("  ETA {}", eta(left)));
+            }
+        }
+        line
+    }
+}
+
+fn eta(secs: f64) -> String {
+    let s = secs.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Waits for a started job with progress on stderr, cancels it on a stop signal or after
@@ -68,21 +164,14 @@ pub async fn run(args: RunArgs<'_>) -> anyhow::Result<ExitCode> {
 pub async fn follow(
     mut runtime: LocalRuntime,
     job_id: &str,
-    started_at: Instant,
+    mut progress: Progress,
     as_json: bool,
     timeout: u64,
 ) -> anyhow::Result<ExitCode> {
     let sluice = runtime.sluice();
-    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let progress = |j: &Job| {
-        let line = progress_line(j);
-        if interactive {
-            eprint!("\r{line}   ");
-        } else {
-            eprintln!("{line}");
-        }
-        let _ = std::io::stderr().flush();
-    };
+    let started_at = progress.started;
+    let interactive = progress.interactive;
+    let progress = |j: &Job| progress.update(j);
     let finished = tokio::select! {
         waited = runtime.wait_for_job(job_id, Duration::from_secs(timeout), progress) => waited,
         signal = super::stop_signal() => Err(anyhow::anyhow!("stopped by {signal}")),
@@ -259,5 +348,45 @@ fn print_summary(job: &Job, elapsed: Duration) {
     );
     if let Some(m) = &job.message {
         println!("  {}: {m}", job.status.as_str());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_records_file_of_lines_is_counted_and_progress_shows_share_and_eta() {
+        let dir = tempfile::tempdir().unwrap();
+        let ndjson = dir.path().join("r.ndjson");
+        std::fs::write(&ndjson, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}").unwrap();
+        assert_eq!(
+            records_in(&ndjson, None),
+            Some(3),
+            "a last line without newline"
+        );
+        let csv = dir.path().join("r.txt");
+        std::fs::write(&csv, "n\n1\n2\n").unwrap();
+        assert_eq!(
+            records_in(&csv, Some(FileType::Csv)),
+            Some(2),
+            "the header row"
+        );
+        let json = dir.path().join("r.json");
+        std::fs::write(&json, "[1, 2]").unwrap();
+        assert_eq!(records_in(&json, None), None, "a JSON array is not counted");
+
+        let progress = Progress::new(Instant::now() - Duration::from_secs(10), Some(4000));
+        let mut job = Job::new(
+            "j".into(),
+            "f".into(),
+            sluice_model::RunKind::Manual,
+            chrono::Utc::now(),
+        );
+        job.num_success = 1000;
+        let line = progress.line(&job);
+        assert!(line.contains("100 records/s"), "{line}");
+        assert!(line.contains("25%  ETA 30s"), "{line}");
+        assert!(!Progress::new(Instant::now(), None).line(&job).contains('%'));
     }
 }

@@ -17,5 +17,6 @@ pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
 pub use store::{
-    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+    ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder,
+    PageOutcome, Store, LEDGER_STAGES,
 };

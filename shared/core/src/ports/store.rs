@@ -177,6 +177,24 @@ pub struct LockHolder {
     pub lease_until: DateTime<Utc>,
 }
 
+/// The stages that keep a delivery ledger. Each of their keys is `<stage>:<job>:...`
+/// ([`ledger_key`]), so a job's keys share a prefix per stage ([`ledger_prefixes`]).
+pub const LEDGER_STAGES: [crate::Stage; 2] = [crate::Stage::Deliver, crate::Stage::Upload];
+
+/// The ledger key of one send of `stage` (one of [`LEDGER_STAGES`]); `send` starts with the
+/// job's id ([`sluice_model::Page::send_id`]).
+pub fn ledger_key(stage: crate::Stage, send: &str) -> String {
+    format!("{}:{send}", stage.name())
+}
+
+/// What every ledger key of job `job_id` starts with: one prefix per stage keeping a ledger.
+pub fn ledger_prefixes(job_id: &str) -> Vec<String> {
+    LEDGER_STAGES
+        .iter()
+        .map(|stage| ledger_key(*stage, &format!("{job_id}:")))
+        .collect()
+}
+
 /// What the delivery ledger knew of a key when it was claimed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LedgerState {

@@ -5,7 +5,7 @@
 use super::runner::{Runner, RunnerRow};
 use crate::sqlite::{parse_ts, ts, Db};
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use sluice_core::Stage;
 use std::path::Path;
 
@@ -67,7 +67,8 @@ impl QueueDb {
 
     /// Registers the runner (blocking: called once, when the queue opens).
     pub fn register(&self, runner: &Runner, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.db.blocking(|c| upsert_runner(c, runner, now))
+        let runner = runner.clone();
+        self.db.blocking(move |c| upsert_runner(c, &runner, now))
     }
 
     /// Refreshes the runner's heartbeat (or registers it again if it was forgotten).
@@ -96,7 +97,7 @@ impl QueueDb {
     ) -> anyhow::Result<Vec<i64>> {
         let runner = runner.to_string();
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let mut seqs = Vec::with_capacity(new.len());
             {
                 let mut insert = tx.prepare_cached(
@@ -128,7 +129,7 @@ impl QueueDb {
     /// Deletes the messages with these sequence numbers (of finished jobs).
     pub async fn delete(&self, seqs: Vec<i64>) -> anyhow::Result<()> {
         self.with(move |c| {
-            let tx = c.transaction()?;
+            let tx = c.savepoint()?;
             for seq in seqs {
                 tx.execute("DELETE FROM messages WHERE seq = ?1", [seq])?;
             }
@@ -205,7 +206,7 @@ impl QueueDb {
     ) -> anyhow::Result<(Vec<Row>, Vec<String>)> {
         let (me, flow) = (me.clone(), flow_id.map(str::to_string));
         self.with(move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = c.savepoint()?;
             let gone = gone_runners(&tx, &me, now, stale)?;
             let mut adopted = Vec::new();
             for runner in &gone {
@@ -239,7 +240,7 @@ impl QueueDb {
 /// The runners other than `me` that are gone: registered ones that are (see
 /// [`RunnerRow::is_gone`]), and unregistered ones that still hold messages.
 fn gone_runners(
-    tx: &rusqlite::Transaction,
+    tx: &Connection,
     me: &Runner,
     now: DateTime<Utc>,
     stale: chrono::Duration,

@@ -1,9 +1,11 @@
 //! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 client
 //! credentials with the token cached until shortly before it expires.
 
-use super::guard::{refusal_in, AddressPolicy};
+use super::guard::AddressPolicy;
+use super::transport::{Failure, Outgoing};
 use crate::ports::secrets::resolve;
 use crate::{Error, Result, Sluice};
+use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sluice_model::{ApiKeyLocation, AuthType, Connection, NameValue};
 use std::collections::HashMap;
@@ -48,7 +50,7 @@ pub(crate) async fn apply(
     sluice: &Sluice,
     c: &Connection,
     refs: &[NameValue],
-    url: &mut reqwest::Url,
+    url: &mut url::Url,
     headers: &mut Vec<(String, String)>,
 ) -> Result<()> {
     let secrets = &*sluice.secrets;
@@ -80,10 +82,7 @@ pub(crate) async fn apply(
             let raw = format!("{}:{}", b.username, password);
             headers.push((
                 "Authorization".into(),
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(raw)
-                ),
+                format!("Basic {}", BASE64.encode(raw)),
             ));
         }
         AuthType::Token => {
@@ -154,34 +153,40 @@ async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
     let policy = AddressPolicy::of_connection(&sluice.settings, http);
     let token_uri = url::Url::parse(&o.token_uri)
         .map_err(|e| Error::invalid("http.auth.oauth2.tokenURI", e.to_string()))?;
-    let failed = |e: reqwest::Error| match refusal_in(&e) {
-        Some(refused) => Error::Internal(refused.into()),
-        None => Error::Internal(anyhow::anyhow!(
+    let failed = |e: Failure| match e {
+        Failure::Refused(refused) => Error::Internal(refused.into()),
+        e => Error::Internal(anyhow::anyhow!(
             "OAuth2 token request to {} failed: {e}",
             o.token_uri
         )),
     };
-    let resp = sluice
-        .caches
-        .http
-        .client(policy)
-        .request(reqwest::Method::POST, token_uri)
-        .map_err(|refused| Error::Internal(refused.into()))?
-        .basic_auth(&o.client_id, Some(secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .map_err(failed)?;
+    let credentials = format!("{}:{secret}", o.client_id);
+    let headers = [
+        (
+            "authorization".to_string(),
+            format!("Basic {}", BASE64.encode(credentials)),
+        ),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
+    ];
+    let request = Outgoing {
+        method: &http::Method::POST,
+        url: token_uri,
+        headers: &headers,
+        body: Some(body),
+        timeout: Duration::from_secs(30),
+    };
+    let client = sluice.caches.http.client(policy);
+    let resp = client.send(request).await.map_err(failed)?;
     let status = resp.status();
-    let v: serde_json::Value = resp
-        .json()
-        .await
+    let bytes = resp.body().await.map_err(failed)?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
     let token = v["access_token"]
         .as_str()
-        .filter(|_| status.is_success())
+        .filter(|_| (200..300).contains(&status))
         .ok_or_else(|| {
             Error::invalid(
                 "http.auth.oauth2",

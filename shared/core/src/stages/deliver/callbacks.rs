@@ -8,6 +8,7 @@
 //! (its credential headers stay with the URL they were written for) and carries no Referer.
 
 use super::guard::AddressPolicy;
+use super::transport::{json_unless_typed, Outgoing};
 use crate::ports::secrets::resolve_headers;
 use crate::stages::processor::Processor;
 use crate::{Error, Result, Sluice};
@@ -33,37 +34,35 @@ pub(super) async fn after_process(sluice: &Sluice, job: Job) -> Result<()> {
 /// Posts `body` to `cb` with its headers' `secret:NAME` values resolved. `field` names the
 /// callback in the definition (`afterProcess[0]`, `notifyRequest`), for the log.
 async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl Serialize) {
-    let headers = match resolve_headers(&*sluice.secrets, &format!("{field}.headers"), &cb.headers)
-    {
-        Ok(headers) => headers,
-        Err(e) => {
-            tracing::warn!(url = %cb.url, callback = field, error = %e, "callback not sent");
-            return;
-        }
+    let not_sent = |error: &dyn std::fmt::Display| {
+        tracing::warn!(url = %cb.url, callback = field, error = %error, "callback not sent");
     };
-    let policy = AddressPolicy::of_deployment(&sluice.settings);
-    let request = url::Url::parse(&cb.url)
-        .map_err(|e| e.to_string())
-        .and_then(|url| {
-            let client = sluice.caches.http.client(policy);
-            client
-                .request(reqwest::Method::POST, url)
-                .map_err(|refused| refused.to_string())
-        });
-    let mut req = match request {
-        Ok(req) => req.json(body).timeout(Duration::from_secs(10)),
-        Err(e) => {
-            tracing::warn!(url = %cb.url, callback = field, error = %e, "callback not sent");
-            return;
-        }
+    let mut headers =
+        match resolve_headers(&*sluice.secrets, &format!("{field}.headers"), &cb.headers) {
+            Ok(headers) => headers,
+            Err(e) => return not_sent(&e),
+        };
+    let (url, body) = match (url::Url::parse(&cb.url), serde_json::to_string(body)) {
+        (Ok(url), Ok(body)) => (url, body),
+        (Err(e), _) => return not_sent(&e),
+        (_, Err(e)) => return not_sent(&e),
     };
-    for (name, value) in headers {
-        req = req.header(name, value);
-    }
-    match req.send().await {
-        Ok(r) if r.status().is_success() => {}
+    json_unless_typed(&mut headers);
+    let request = Outgoing {
+        method: &http::Method::POST,
+        url,
+        headers: &headers,
+        body: Some(body),
+        timeout: Duration::from_secs(10),
+    };
+    let client = sluice
+        .caches
+        .http
+        .client(AddressPolicy::of_deployment(&sluice.settings));
+    match client.send(request).await {
+        Ok(r) if (200..300).contains(&r.status()) => {}
         Ok(r) => {
-            tracing::warn!(url = %cb.url, callback = field, status = r.status().as_u16(), "callback refused")
+            tracing::warn!(url = %cb.url, callback = field, status = r.status(), "callback refused")
         }
         Err(e) => tracing::warn!(url = %cb.url, callback = field, error = %e, "callback failed"),
     }

@@ -3,16 +3,12 @@
 //! the connection allows.
 //!
 //! Invariant: every address an http client of Sluice connects to passed [`AddressPolicy`].
-//! Stage code gets clients only as [`GuardedClient`]s: a host written as an IP address is
-//! checked as each request (each redirect hop, token request, callback) is built; a host
-//! name is checked where it is resolved, by the client's own resolver ([`GuardedResolver`]),
-//! so a redirect or a DNS answer that changes between a check and the connect cannot slip
-//! past.
+//! Stage code gets clients only as `GuardedClient`s (`client.rs`), which apply the policy to
+//! each request built (an IP address host) and to each name they resolve.
 
 use crate::{PrivateAddresses, Settings};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use sluice_model::HttpConnection;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 /// The addresses one connection's requests may reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,68 +76,15 @@ impl AddressPolicy {
     }
 }
 
-/// An HTTP client that reaches only what its policy allows: every request it builds has its
-/// URL's host checked when it is an IP address ([`GuardedClient::request`]), and its resolver
-/// ([`GuardedResolver`]) checks names. It is the only way Sluice's stage code gets a client,
-/// so no request (a delivery, a redirect hop, an OAuth2 token, a callback) can skip the check.
-#[derive(Clone)]
-pub(crate) struct GuardedClient {
-    client: reqwest::Client,
-    policy: AddressPolicy,
-}
-
-impl GuardedClient {
-    /// A client that follows no redirects itself (a request's redirects are followed by
-    /// `send`, which keeps credentials at their origin) and sends no Referer.
-    pub fn new(policy: AddressPolicy) -> GuardedClient {
-        let client = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .redirect(reqwest::redirect::Policy::none())
-            .referer(false)
-            .dns_resolver(GuardedResolver(policy))
-            .build()
-            .expect("an HTTP client with default TLS builds");
-        GuardedClient { client, policy }
-    }
-
-    /// A request to `url`, unless its host is an address the policy refuses.
-    pub fn request(
-        &self,
-        method: reqwest::Method,
-        url: url::Url,
-    ) -> Result<reqwest::RequestBuilder, AddressRefused> {
-        check_literal(&url, self.policy)?;
-        Ok(self.client.request(method, url))
-    }
-}
-
-/// A URL whose host is an IP address: is it allowed? (Names are checked when resolved.)
-fn check_literal(url: &url::Url, policy: AddressPolicy) -> Result<(), AddressRefused> {
-    let ip = match url.host() {
-        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-        // A name is checked where it is resolved; a URL without a host reaches nothing.
-        Some(url::Host::Domain(_)) | None => return Ok(()),
-    };
-    match policy.refused(ip) {
-        Some(why) => Err(AddressRefused {
-            ip,
-            host: None,
-            why,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// An address the policy refuses, found in a URL or while resolving a name; reqwest hands
 /// the latter back inside its error.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("requests to {ip}{} are refused: {why}", host.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
 pub(crate) struct AddressRefused {
-    ip: IpAddr,
+    pub ip: IpAddr,
     /// The name that resolved to `ip`, when the URL named a host.
-    host: Option<String>,
-    why: &'static str,
+    pub host: Option<String>,
+    pub why: &'static str,
 }
 
 /// The refusal inside an error's chain of sources (a reqwest error, an `anyhow` one), if
@@ -162,31 +105,5 @@ pub(crate) fn refusal_of(e: &crate::Error) -> Option<AddressRefused> {
     match e {
         crate::Error::Internal(e) => e.chain().find_map(refusal_in),
         _ => None,
-    }
-}
-
-/// The system resolver, refusing a name any of whose addresses the policy refuses (a name
-/// that also resolves to a public address could otherwise reach a private one).
-struct GuardedResolver(AddressPolicy);
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let policy = self.0;
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            for a in &addrs {
-                if let Some(why) = policy.refused(a.ip()) {
-                    let refused = AddressRefused {
-                        ip: a.ip(),
-                        host: Some(host.clone()),
-                        why,
-                    };
-                    return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
-                }
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
     }
 }

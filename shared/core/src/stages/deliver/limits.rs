@@ -7,9 +7,14 @@
 //! - concurrency: N leased slots (the store's slot group `limit:<connection>`), one held for
 //!   each request; a process that dies holding one frees it when the lease runs out (or at
 //!   once, when the local runtime that takes over its work frees its holder's slots). Waiters
-//!   poll with one read of the group, writing only to take a slot they saw free;
+//!   poll with one read of the group, writing only to take a slot they saw free. A process
+//!   keeps a slot for its next request instead of giving it back after each one (store
+//!   writes per slot, not per request): for at most [`KEEP_SLOT`] after taking it, so the
+//!   lease still covers any request started on it and other processes get their turn, and
+//!   for [`IDLE_SLOT`] at most without a request on it;
 //! - rate: GCRA (a token bucket kept as one number, the theoretical arrival time), advanced
-//!   with the store's compare-and-set `swap_state`.
+//!   with the store's compare-and-set `swap_state`, a block of tokens at a time for the
+//!   requests of this process waiting at that moment (never more than conform then).
 
 use crate::ports::Store;
 use rand::Rng;
@@ -43,6 +48,12 @@ struct Shared {
     slots: Option<u32>,
     /// (interval between requests in µs, burst)
     rate: Option<(i64, u32)>,
+    /// Slots this process holds between back-to-back requests.
+    parked: Arc<Mutex<Parked>>,
+    /// Rate tokens taken from the store and not yet used; one taker at a time.
+    tokens: tokio::sync::Mutex<Tokens>,
+    /// Callers waiting for `tokens`: how many tokens the next take from the store asks for.
+    token_waiters: AtomicUsize,
 }
 
 /// Held while one request is out; give it back with [`Permit::release`].
@@ -57,6 +68,29 @@ struct HeldSlot {
     group: String,
     index: u32,
     owner: String,
+    /// When it was taken from the store: it is kept for back-to-back requests for
+    /// [`KEEP_SLOT`] at most after this.
+    taken: Instant,
+    parked: Arc<Mutex<Parked>>,
+}
+
+/// A slot is kept between back-to-back requests of this process for at most this long after
+/// it was taken, then given back: so it needs no renewal (its lease, the request timeout plus
+/// 5 s, still covers a request started on it), and other processes get their turn at it.
+const KEEP_SLOT: Duration = Duration::from_secs(2);
+/// A kept slot no request of this process used for this long is given back (a Lambda
+/// invocation gives back what it kept before it returns, see `settle_slot_releases`).
+const IDLE_SLOT: Duration = Duration::from_millis(100);
+
+/// The shared slots of one connection this process holds with no request on them.
+#[derive(Default)]
+struct Parked {
+    /// Each with the time it was parked.
+    slots: Vec<(HeldSlot, Instant)>,
+    /// Slots taken out to be given back, not given back yet.
+    releasing: usize,
+    /// A task gives back the idle ones while any are parked.
+    sweeping: bool,
 }
 
 impl HeldSlot {
@@ -70,42 +104,101 @@ impl HeldSlot {
             tracing::warn!(%group, index, "could not release a connection slot (its lease will): {e:#}");
         }
     }
+
+    /// Done with one request: kept for the next one (given back by the sweeper when idle),
+    /// or given back now once it has been held for [`KEEP_SLOT`].
+    async fn finish(self) {
+        if self.taken.elapsed() >= KEEP_SLOT {
+            return self.release().await;
+        }
+        self.park();
+    }
+
+    /// Parks the slot (for the next request, or for the sweeper to give back); starts the
+    /// sweeper if none runs.
+    fn park(self) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime left: the lease frees it
+        };
+        let parked = self.parked.clone();
+        let mut p = parked.lock().unwrap();
+        p.slots.push((self, Instant::now()));
+        if !p.sweeping {
+            p.sweeping = true;
+            handle.spawn(sweep(parked.clone()));
+        }
+    }
+}
+
+/// Gives back parked slots once idle (or held too long), until none is parked.
+async fn sweep(parked: Arc<Mutex<Parked>>) {
+    loop {
+        tokio::time::sleep(IDLE_SLOT / 2).await;
+        let idle = |slot: &HeldSlot, since: &Instant| {
+            since.elapsed() >= IDLE_SLOT || slot.taken.elapsed() >= KEEP_SLOT
+        };
+        let Some(done) = take_parked(&parked, idle) else {
+            return;
+        };
+        give_back(&parked, done).await;
+    }
+}
+
+/// Takes the parked slots `which` picks, counted as releasing; `None` (and the sweeper
+/// stops) when none is parked.
+fn take_parked(
+    parked: &Mutex<Parked>,
+    which: impl Fn(&HeldSlot, &Instant) -> bool,
+) -> Option<Vec<HeldSlot>> {
+    let mut p = parked.lock().unwrap();
+    if p.slots.is_empty() {
+        p.sweeping = false;
+        return None;
+    }
+    let (go, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut p.slots)
+        .into_iter()
+        .partition(|(slot, since)| which(slot, since));
+    p.slots = keep;
+    p.releasing += go.len();
+    Some(go.into_iter().map(|(slot, _)| slot).collect())
+}
+
+async fn give_back(parked: &Mutex<Parked>, slots: Vec<HeldSlot>) {
+    let n = slots.len();
+    futures::future::join_all(slots.into_iter().map(HeldSlot::release)).await;
+    parked.lock().unwrap().releasing -= n;
 }
 
 impl Permit<'_> {
-    /// Frees the shared slot. If that fails the slot's lease frees it later.
+    /// Done with the shared slot: kept for this process's next request for a moment, then
+    /// given back. If giving it back fails the slot's lease frees it later.
     pub async fn release(mut self) {
         if let Some(slot) = self.slot.take() {
-            slot.release().await;
+            slot.finish().await;
         }
     }
 }
-
-/// Slot releases running in the background (from dropped permits).
-static RELEASES_IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
 
 impl Drop for Permit<'_> {
     /// A permit dropped unreleased (its task was aborted: `sluice run` canceled, a stage
-    /// shut down) frees its slot in the background rather than leaving it to the lease.
+    /// shut down) parks its slot, which the sweeper gives back, rather than leaving it to the
+    /// lease.
     fn drop(&mut self) {
         if let Some(slot) = self.slot.take() {
-            if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                RELEASES_IN_FLIGHT.fetch_add(1, Ordering::SeqCst);
-                handle.spawn(async move {
-                    slot.release().await;
-                    RELEASES_IN_FLIGHT.fetch_sub(1, Ordering::SeqCst);
-                });
-            }
+            slot.park();
         }
     }
 }
 
-/// Waits (up to `max`) until the background slot releases of dropped permits are done: a
-/// process about to exit calls this so its slots are free for the next one at once.
-pub async fn settle_slot_releases(max: Duration) {
-    let deadline = Instant::now() + max;
-    while RELEASES_IN_FLIGHT.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+impl Limiter {
+    /// Gives back every slot parked now, and says how many are still being given back.
+    pub(crate) async fn give_back_parked(&self) -> usize {
+        let Some(shared) = &self.shared else { return 0 };
+        if let Some(slots) = take_parked(&shared.parked, |_, _| true) {
+            give_back(&shared.parked, slots).await;
+        }
+        let p = shared.parked.lock().unwrap();
+        p.slots.len() + p.releasing
     }
 }
 
@@ -129,10 +222,12 @@ impl Limiter {
             .rate_limit
             .as_ref()
             .map(|r| (r.requests_per_second, r.burst.unwrap_or(1).max(1)));
-        let shared = (connection.concurrency_level.is_some() || rate.is_some()).then(|| Shared {
-            connection_id: connection.id.clone(),
-            slots: connection.concurrency_level.map(|n| n.max(1)),
-            rate: rate.map(|(per_second, burst)| ((1e6 / per_second).ceil() as i64, burst)),
+        let shared = (connection.concurrency_level.is_some() || rate.is_some()).then(|| {
+            Shared::new(
+                connection.id.clone(),
+                connection.concurrency_level.map(|n| n.max(1)),
+                rate.map(|(per_second, burst)| ((1e6 / per_second).ceil() as i64, burst)),
+            )
         });
         let concurrency = connection.concurrency_level.unwrap_or(DEFAULT_CONCURRENCY);
         Limiter {
@@ -232,8 +327,37 @@ impl Limiter {
     }
 }
 
+/// Rate tokens are taken from the store in blocks for the callers waiting at that moment;
+/// a token of a block no caller used this soon after it was taken is dropped, so tokens are
+/// never saved up for a burst later.
+const TOKEN_FRESH: Duration = Duration::from_millis(1);
+/// At most this many tokens in one block (and never more than the connection's burst).
+const TOKEN_BLOCK: usize = 64;
+
+/// This process's view of a connection's shared rate state.
+#[derive(Default)]
+struct Tokens {
+    /// The stored theoretical arrival time as this process last read or wrote it (the
+    /// expected value of the next compare-and-set); `None`: read it first.
+    seen: Option<Option<serde_json::Value>>,
+    /// Tokens of the last block not used yet, with when they were taken.
+    spare: Vec<Instant>,
+}
+
 impl Shared {
-    /// Takes one of `n` leased slots, polling with capped, jittered backoff while all are held.
+    fn new(connection_id: String, slots: Option<u32>, rate: Option<(i64, u32)>) -> Self {
+        Shared {
+            connection_id,
+            slots,
+            rate,
+            parked: Arc::default(),
+            tokens: tokio::sync::Mutex::default(),
+            token_waiters: AtomicUsize::new(0),
+        }
+    }
+
+    /// A parked slot of this process (held for less than [`KEEP_SLOT`]), else one of `n`
+    /// leased slots from the store, polling with capped, jittered backoff while all are held.
     async fn take_slot(
         &self,
         store: &Arc<dyn Store>,
@@ -242,6 +366,9 @@ impl Shared {
         now: &impl Fn() -> chrono::DateTime<chrono::Utc>,
         lease: Duration,
     ) -> anyhow::Result<HeldSlot> {
+        if let Some(slot) = self.unpark() {
+            return Ok(slot);
+        }
         let owner = format!("{holder}:{}", sluice_model::new_id());
         let group = format!("limit:{}", self.connection_id);
         let mut delay = Duration::from_millis(10);
@@ -252,46 +379,77 @@ impl Shared {
                     group,
                     index,
                     owner,
+                    taken: Instant::now(),
+                    parked: self.parked.clone(),
                 });
             }
             let jittered = delay.mul_f64(rand::rng().random_range(0.5..1.0));
             tokio::time::sleep(jittered).await;
+            // A request of this process may have finished meanwhile and parked its slot.
+            if let Some(slot) = self.unpark() {
+                return Ok(slot);
+            }
             delay = (delay * 2).min(Duration::from_millis(250));
         }
     }
 
+    fn unpark(&self) -> Option<HeldSlot> {
+        let mut p = self.parked.lock().unwrap();
+        let at = p
+            .slots
+            .iter()
+            .rposition(|(slot, _)| slot.taken.elapsed() < KEEP_SLOT)?;
+        Some(p.slots.swap_remove(at).0)
+    }
+
     /// GCRA: a request conforms when it is no more than `burst` intervals ahead of the
-    /// theoretical arrival time; taking it moves that time one interval on.
+    /// theoretical arrival time; taking it moves that time one interval on. Callers of this
+    /// process take turns; the one whose turn it is takes a block of tokens, one for each
+    /// caller waiting then (as many as conform now, at most the burst), with one
+    /// compare-and-set, and those behind it use the rest.
     async fn take_rate_token(
         &self,
         store: &dyn Store,
         interval_us: i64,
         burst: u32,
     ) -> anyhow::Result<()> {
+        self.token_waiters.fetch_add(1, Ordering::SeqCst);
+        let mut tokens = self.tokens.lock().await;
+        let wanted = self.token_waiters.fetch_sub(1, Ordering::SeqCst);
+        tokens.spare.retain(|taken| taken.elapsed() < TOKEN_FRESH);
+        if tokens.spare.pop().is_some() {
+            return Ok(());
+        }
         let key = format!("limit:{}:rate", self.connection_id);
         let tolerance = interval_us * burst as i64;
         loop {
+            let stored = match tokens.seen.take() {
+                Some(seen) => seen,
+                None => store.get_state(&key).await?,
+            };
             // Wall time, not the injected clock: the wait below is real.
             let now = chrono::Utc::now().timestamp_micros();
-            let stored = store.get_state(&key).await?;
             let tat = stored
                 .as_ref()
                 .and_then(|v| v.as_i64())
                 .unwrap_or(now)
                 .max(now);
-            let next = tat + interval_us;
-            let ahead = next - now - tolerance;
-            if ahead > 0 {
-                tokio::time::sleep(Duration::from_micros(ahead as u64)).await;
+            let conforming = (now + tolerance - tat) / interval_us;
+            if conforming < 1 {
+                tokens.seen = Some(stored);
+                let ahead = tat + interval_us - tolerance - now;
+                tokio::time::sleep(Duration::from_micros(ahead.max(1) as u64)).await;
                 continue;
             }
-            if store
-                .swap_state(&key, stored.as_ref(), &json!(next))
-                .await?
-            {
+            let block = (conforming as usize).min(wanted).clamp(1, TOKEN_BLOCK);
+            let next = json!(tat + interval_us * block as i64);
+            if store.swap_state(&key, stored.as_ref(), &next).await? {
+                tokens.seen = Some(Some(next));
+                let taken = Instant::now();
+                tokens.spare = vec![taken; block - 1];
                 return Ok(());
             }
-            // Another process took a token between our read and write: read again.
+            // Another process took tokens since we read: read again.
         }
     }
 }

@@ -12,22 +12,35 @@
 mod auth;
 pub(crate) mod bounded;
 mod callbacks;
+// The HTTP client (reqwest) only with sluice-core's `http` feature, asked for by the functions
+// that send (trigger, deliver) and the local runtime; the others compile a stub that fails
+// every request saying so, and link no HTTP client (see ARCHITECTURE.md, "On AWS").
+#[cfg(feature = "http")]
+mod client;
+#[cfg(not(feature = "http"))]
+#[path = "no_client.rs"]
+mod client;
+// Without a client, what only the client reads or makes (a request's parts, the address
+// policy, most failures) goes unused: that is what such a build is for.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod guard;
 mod limits;
 mod retry;
 mod send;
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod transport;
 
-pub use limits::settle_slot_releases;
 pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
 use super::processor::Processor;
 use crate::budget;
 use crate::ports::{LedgerState, Measurement};
 use crate::{Result, Sluice, Stage};
+use client::GuardedClient;
 use futures::StreamExt;
-use guard::{AddressPolicy, GuardedClient};
+use guard::AddressPolicy;
 use send::{SendError, Sender};
 use serde_json::json;
 use sluice_model::{
@@ -61,12 +74,35 @@ impl HttpState {
             .clone()
     }
 
+    /// See [`settle_slot_releases`].
+    async fn settle_slot_releases(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        loop {
+            let limiters: Vec<_> = self.limiters.lock().unwrap().values().cloned().collect();
+            let mut pending = 0;
+            for limiter in limiters {
+                pending += limiter.give_back_parked().await;
+            }
+            if pending == 0 || Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn limiter(&self, connection: &Connection) -> Arc<limits::Limiter> {
         let mut map = self.limiters.lock().unwrap();
         map.entry(limits::limiter_key(connection))
             .or_insert_with(|| Arc::new(limits::Limiter::for_connection(connection)))
             .clone()
     }
+}
+
+/// Waits (up to `max`) until the connection slots `sluice` holds between requests (and those
+/// of deliveries cut off) are given back: a process about to exit calls this so its slots
+/// are free for the next one at once.
+pub async fn settle_slot_releases(sluice: &Sluice, max: Duration) {
+    sluice.caches.http.settle_slot_releases(max).await
 }
 
 /// The deliver stage's entry point (what its Lambda function runs): pages to send, and
@@ -195,7 +231,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 
 /// The ledger key of one send: the page's [`Page::send_id`], which the idempotency key is too.
 fn ledger_key(page: &Page, record_key: Option<&str>) -> String {
-    format!("deliver:{}", page.send_id(record_key))
+    crate::ports::ledger_key(Stage::Deliver, &page.send_id(record_key))
 }
 
 /// What one send goes over: the connection, the definition's own headers, the connection's

@@ -9,7 +9,9 @@
 //! decides whether a non-idempotent request may be sent again.
 
 use super::auth;
-use super::guard::{self, AddressPolicy, GuardedClient};
+use super::client::{GuardedClient, Incoming};
+use super::guard::{self, AddressPolicy};
+use super::transport::{json_unless_typed, Failure, Outgoing, Why};
 use crate::stages::base_uri::BaseUri;
 use crate::Sluice;
 use serde_json::{Map, Value};
@@ -80,7 +82,7 @@ impl<'a> Sender<'a> {
         let mut redirects = 0;
         loop {
             let response = self.send_hop(&hop, deadline).await?;
-            let status = response.status().as_u16();
+            let status = response.status();
             match redirect_target(&response, &hop.url) {
                 Some(next) if redirects < MAX_REDIRECTS && self.follows(&next) => {
                     redirects += 1;
@@ -110,7 +112,7 @@ impl<'a> Sender<'a> {
                 .any(|h| h.name.eq_ignore_ascii_case(name))
     }
 
-    async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<reqwest::Response, SendError> {
+    async fn send_hop(&self, hop: &Hop, deadline: Instant) -> Result<Incoming, SendError> {
         let mut url = hop.url.clone();
         let mut headers = hop.headers.clone();
         if self.base.same_origin(&url) {
@@ -131,29 +133,26 @@ impl<'a> Sender<'a> {
             headers.retain(|(name, value)| !self.is_credential(name, value));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let mut builder = self
-            .client
-            .request(hop.method.clone(), url)
-            .map_err(|refused| SendError::Refused(refused.to_string()))?
-            .timeout(left.max(Duration::from_millis(1)));
-        let mut has_content_type = false;
-        for (name, value) in &headers {
-            has_content_type |= name.eq_ignore_ascii_case("content-type");
-            builder = builder.header(name, value);
+        if hop.body.is_some() {
+            json_unless_typed(&mut headers);
         }
-        if let Some(body) = &hop.body {
-            if !has_content_type {
-                builder = builder.header("content-type", "application/json");
-            }
-            builder = builder.body(body.clone());
-        }
-        builder.send().await.map_err(|e| classify(&e, self.timeout))
+        let request = Outgoing {
+            method: &hop.method,
+            url,
+            headers: &headers,
+            body: hop.body.clone(),
+            timeout: left.max(Duration::from_millis(1)),
+        };
+        self.client
+            .send(request)
+            .await
+            .map_err(|e| classify(e, self.timeout))
     }
 }
 
 /// One request on its way, changed by each redirect followed.
 struct Hop {
-    method: reqwest::Method,
+    method: http::Method,
     url: Url,
     headers: Vec<(String, String)>,
     body: Option<String>,
@@ -161,7 +160,7 @@ struct Hop {
 
 impl Hop {
     fn of(request: &RenderedRequest) -> Result<Hop, SendError> {
-        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+        let method = http::Method::from_bytes(request.method.as_bytes())
             .map_err(|e| SendError::Fatal(format!("bad method {}: {e}", request.method)))?;
         let url = Url::parse(&request.url)
             .map_err(|e| SendError::Fatal(format!("bad URL {}: {e}", request.url)))?;
@@ -176,7 +175,7 @@ impl Hop {
     /// As browsers do (the Fetch standard): 307 and 308 repeat the request as it was; 303,
     /// and 301/302 after a POST, become a GET without a body.
     fn redirected(mut self, status: u16, next: Url) -> Hop {
-        use reqwest::Method;
+        use http::Method;
         let to_get = match status {
             303 => self.method != Method::HEAD && self.method != Method::GET,
             301 | 302 => self.method == Method::POST,
@@ -196,33 +195,32 @@ impl Hop {
 }
 
 /// Where a redirect points, resolved against the URL that answered it.
-fn redirect_target(response: &reqwest::Response, from: &Url) -> Option<Url> {
-    if !matches!(response.status().as_u16(), 301 | 302 | 303 | 307 | 308) {
+fn redirect_target(response: &Incoming, from: &Url) -> Option<Url> {
+    if !matches!(response.status(), 301 | 302 | 303 | 307 | 308) {
         return None;
     }
-    let location = response.headers().get(reqwest::header::LOCATION)?;
-    let next = from.join(location.to_str().ok()?).ok()?;
+    let next = from.join(response.header("location")?).ok()?;
     matches!(next.scheme(), "http" | "https").then_some(next)
 }
 
-async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Reply, SendError> {
-    let status = response.status().as_u16();
+async fn read_reply(response: Incoming, timeout: Duration) -> Result<Reply, SendError> {
+    let status = response.status();
     let mut headers = Map::new();
     for (name, value) in response.headers() {
-        let v = String::from_utf8_lossy(value.as_bytes()).to_string();
-        match headers.get_mut(name.as_str()) {
+        let v = String::from_utf8_lossy(value).to_string();
+        match headers.get_mut(name) {
             Some(Value::String(existing)) => {
                 existing.push_str(", ");
                 existing.push_str(&v);
             }
             _ => {
-                headers.insert(name.as_str().to_string(), Value::String(v));
+                headers.insert(name.to_string(), Value::String(v));
             }
         }
     }
     // The target answered, then the reply broke off: it has seen the request.
     let bytes = response
-        .bytes()
+        .body()
         .await
         .map_err(|e| SendError::Ambiguous(describe(&e, timeout)))?;
     let body = serde_json::from_slice::<Value>(&bytes)
@@ -237,32 +235,21 @@ async fn read_reply(response: reqwest::Response, timeout: Duration) -> Result<Re
     })
 }
 
-fn classify(e: &reqwest::Error, timeout: Duration) -> SendError {
-    if let Some(refused) = guard::refusal_in(e) {
-        SendError::Refused(refused.to_string())
-    } else if e.is_builder() {
-        SendError::Fatal(format!("the request cannot be sent: {}", root_cause(e)))
-    } else if e.is_connect() {
-        SendError::NotSent(describe(e, timeout))
-    } else {
-        SendError::Ambiguous(describe(e, timeout))
+fn classify(e: Failure, timeout: Duration) -> SendError {
+    match e {
+        Failure::Refused(refused) => SendError::Refused(refused.to_string()),
+        Failure::Unsendable(_) => SendError::Fatal(e.to_string()),
+        Failure::NotConnected(_) => SendError::NotSent(describe(&e, timeout)),
+        Failure::Broken(_) => SendError::Ambiguous(describe(&e, timeout)),
     }
 }
 
-fn describe(e: &reqwest::Error, timeout: Duration) -> String {
-    if e.is_timeout() {
-        format!("timed out after {} ms", timeout.as_millis())
-    } else if e.is_connect() {
-        format!("could not connect: {}", root_cause(e))
-    } else {
-        format!("request failed: {}", root_cause(e))
+/// A failure in words, with the timeout that ran out.
+fn describe(e: &Failure, timeout: Duration) -> String {
+    match e {
+        Failure::NotConnected(Why::TimedOut) | Failure::Broken(Why::TimedOut) => {
+            format!("timed out after {} ms", timeout.as_millis())
+        }
+        other => other.to_string(),
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -44,9 +44,9 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         .or(import.s3.as_ref())
         .cloned()
         .ok_or_else(|| Error::invalid("sftp", "missing"))?;
-    let key = format!(
-        "upload:{}:{}:{}",
-        page.job_id, page.page_id, page.processor_index
+    let key = crate::ports::ledger_key(
+        Stage::Upload,
+        &format!("{}:{}:{}", page.job_id, page.page_id, page.processor_index),
     );
 
     let claim = sluice
