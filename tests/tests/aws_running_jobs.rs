@@ -103,7 +103,7 @@ async fn on_aws_a_running_flow_is_not_deleted_and_a_canceled_job_sends_nothing_m
         body["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains(&format!("running job {job_id}")),
+            .contains(&format!("Flow is currently running: job {job_id}")),
         "{body}"
     );
 

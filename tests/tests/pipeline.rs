@@ -303,11 +303,18 @@ async fn a_second_manual_run_gets_conflict_while_the_first_runs() {
     let expected = format!("Flow is currently running: job {}, started ", first.job_id);
     assert!(refused.starts_with(&expected), "{refused}");
     assert!(
-        refused.ends_with(&format!(
+        refused.contains(&format!(
             "; its run lock's lease ends at {} (renewed while the job makes progress)",
             lease.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         )),
         "{refused}"
+    );
+    assert!(
+        refused.ends_with(&format!(
+            "cancel it (POST /jobs/{0}/cancel, `sluice cancel {0}`)",
+            first.job_id
+        )),
+        "says how to end it: {refused}"
     );
     let queued = start_run(&s, "f", RunRequest::default(), RunKind::Schedule)
         .await
@@ -378,6 +385,71 @@ async fn a_run_lock_left_by_a_closed_job_is_taken_over_at_once() {
     );
     let job = h.wait(&started.job_id).await;
     assert_eq!(job.num_success, 2);
+}
+
+/// A process killed between taking the run lock and queuing the run order leaves a job that
+/// holds the lock with nothing queued: the next local start cancels it (once it is past the
+/// moment a live process could still be queuing) instead of refusing the flow for the lease.
+#[tokio::test]
+async fn a_job_whose_run_order_was_never_queued_does_not_hold_its_flow() {
+    use sluice_core::runs::start_run;
+    let server = TestServer::start(|_, _| Answer::json(201, json!({}))).await;
+    let h = Harness::new();
+    h.load(http_bundle(&server.base_url, json!({}), json!({})))
+        .await;
+    let s = h.sluice();
+    let lease = s.settings.lock_lease;
+    let now = chrono::Utc::now();
+    let opening = |flow: &str, job: &str, at| {
+        let s = s.clone();
+        let (flow, job) = (flow.to_string(), job.to_string());
+        async move {
+            assert!(s.store.acquire_lock(&flow, &job, at, lease).await.unwrap());
+            let job = sluice_model::Job::new(job, flow, RunKind::Manual, at);
+            assert!(s.store.create_job(&job).await.unwrap());
+        }
+    };
+    // Killed a minute ago, right after opening its job.
+    opening("f", "stuck", now - chrono::Duration::seconds(60)).await;
+    // Opened just now by a live process that is about to queue its order.
+    opening("g", "opening", now).await;
+    let run = || RunRequest {
+        records: Some(orders(2)),
+        ..Default::default()
+    };
+    let refused = start_run(&s, "f", run(), RunKind::Manual)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("job stuck"),
+        "before the start adopts, the stuck job holds the flow: {refused}"
+    );
+
+    assert!(h.runtime.adopt(None).await.unwrap().is_empty());
+    let stuck = s.store.get_job("stuck").await.unwrap().unwrap();
+    assert_eq!(stuck.status, JobStatus::Canceled);
+    assert!(
+        stuck
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("before queuing its run order")),
+        "{stuck:?}"
+    );
+    let opening = s.store.get_job("opening").await.unwrap().unwrap();
+    assert!(
+        !opening.status.is_finished(),
+        "a job being opened is left alone"
+    );
+    assert_eq!(
+        s.store.lock_holder("g").await.unwrap().map(|l| l.owner),
+        Some("opening".to_string())
+    );
+
+    let started = start_run(&s, "f", run(), RunKind::Manual)
+        .await
+        .expect("the flow is free")
+        .unwrap();
+    assert_eq!(h.wait(&started.job_id).await.num_success, 2);
 }
 
 #[tokio::test]

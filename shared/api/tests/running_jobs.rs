@@ -54,7 +54,9 @@ async fn deleting_a_running_flow_or_what_it_uses_is_refused_naming_the_job() {
     assert_eq!(r.status, 409, "{}", r.text);
     assert_eq!(r.error().0, "conflict");
     assert!(
-        r.error().2.contains(&format!("running job {job}")),
+        r.error()
+            .2
+            .contains(&format!("Flow is currently running: job {job}")),
         "{}",
         r.text
     );

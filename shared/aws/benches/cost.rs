@@ -2,7 +2,8 @@
 //!   cargo bench -p sluice-aws --bench cost
 //! COST_RECORDS (default 1000) records of about 1 KB run through the moto harness (the real
 //! handlers, over SQS, DynamoDB and S3) to an http import on a connection with
-//! `concurrencyLevel` and `rateLimit` set and the ledger on, pages of COST_PAGE_SIZE (50).
+//! `concurrencyLevel` (8) and `rateLimit` (COST_RATE requests/s, default 100) set and the
+//! ledger on, pages of COST_PAGE_SIZE (50).
 //! Every AWS request goes through a counting proxy in front of moto, which tallies them by
 //! kind the way AWS bills them:
 //! - DynamoDB in capacity units: a write is one unit per KB of the larger of the item before
@@ -436,6 +437,7 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
 async fn main() {
     let records: usize = env_or("COST_RECORDS", 1000);
     let page_size: usize = env_or("COST_PAGE_SIZE", 50);
+    let rate: f64 = env_or("COST_RATE", 100.0);
     let moto = Moto::start().expect("moto runs (infra/setup-moto.sh installs it)");
     let counts = Arc::new(Mutex::new(Counts::default()));
     let endpoint = start_proxy(moto.endpoint_url(), counts.clone()).await;
@@ -447,7 +449,7 @@ async fn main() {
             "c",
             json!({"_id": "c", "name": "c", "type": "http",
             "http": {"baseURI": sink}, "concurrencyLevel": 8,
-            "rateLimit": {"requestsPerSecond": 2000, "burst": 8}}),
+            "rateLimit": {"requestsPerSecond": rate, "burst": 8}}),
         ),
         (
             Kind::Export,
@@ -493,13 +495,13 @@ async fn main() {
         "every record delivered: {job:?}"
     );
     tokio::time::sleep(Duration::from_millis(500)).await; // the last updates' sizes
-    report(records, page_size, &counts.lock().unwrap(), &h);
+    report(records, page_size, rate, &counts.lock().unwrap(), &h);
 }
 
-fn report(records: usize, page_size: usize, counts: &Counts, h: &Harness) {
+fn report(records: usize, page_size: usize, rate: f64, counts: &Counts, h: &Harness) {
     let per_m = 1e6 / records as f64;
     println!(
-        "cost: {records} records of ~1 KB, pages of {page_size}, concurrencyLevel 8 + rateLimit 2000/s, ledger on"
+        "cost: {records} records of ~1 KB, pages of {page_size}, concurrencyLevel 8 + rateLimit {rate}/s, ledger on"
     );
     let (mut wcu, mut rcu, mut sqs, mut s3_put, mut s3_get) = (0.0, 0.0, 0u64, 0u64, 0u64);
     for (kind, t) in &counts.by_kind {

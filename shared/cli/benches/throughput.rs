@@ -6,8 +6,9 @@
 //! store, the connection's concurrencyLevel and rateLimit set and the ledger on; the counting
 //! invariant is checked. Beside it, in the same run, a bare loop does the same per-record work
 //! against the same sink with as many requests in flight; the ratio of the two is printed, and
-//! each side's peak RSS. Other knobs: BENCH_CONCURRENCY (`8,32`), BENCH_RATE (requests/s),
-//! BENCH_ROUNDS (3, medians), BENCH_SKIP_MICRO (skip the template and shaping figures).
+//! each side's peak RSS (each side runs in a process of its own; the sink stays in the
+//! first). Other knobs: BENCH_CONCURRENCY (`8,32`), BENCH_RATE (requests/s), BENCH_ROUNDS (3,
+//! medians), BENCH_SKIP_MICRO (skip the template and shaping figures).
 //! Also template renders/s with the compile-once cache.
 
 use axum::routing::post;
@@ -207,11 +208,6 @@ impl Setup {
     }
 }
 
-/// Forgets the peak RSS so far (Linux `clear_refs`), so each side's peak is its own.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
 const BODY: &str = r#"{"n": {{json record.n}}, "name": {{json record.name}}}"#;
 
 /// The sink both sides post to, on a thread and a tokio runtime of its own (so its work
@@ -371,13 +367,11 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// The pipeline beside the bare loop, in the same process and minute, for each concurrency
-/// level: records/s of both (medians of the rounds), their ratio, and each side's peak RSS.
+/// The pipeline beside the bare loop, in the same minute, for each concurrency level:
+/// records/s of both (medians of the rounds), their ratio, and each side's peak RSS. Each
+/// side runs in a process of its own (this bench again, told by `BENCH_SIDE`), so its peak RSS
+/// is its own; the sink stays in this one.
 fn bench_pipeline(setup: &Setup) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let base = start_sink();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("records.ndjson");
@@ -391,16 +385,14 @@ fn bench_pipeline(setup: &Setup) {
     let records = setup.records;
     let mut fastest_level = (0, 0.0);
     for &level in &setup.levels {
-        let (mut bare, mut piped, mut bare_rss, mut piped_rss) = (vec![], vec![], 0.0, 0.0f64);
+        let (mut bare, mut piped, mut bare_rss, mut piped_rss) = (vec![], vec![], 0.0f64, 0.0f64);
         for _ in 0..setup.rounds {
-            reset_peak_rss();
-            let (per_sec, ok) = rt.block_on(bare_loop(&base, records, level as usize));
-            assert_eq!(ok, records, "the bare loop judged every reply a success");
+            let (per_sec, rss) = side("bare", level, &base, &file);
             bare.push(per_sec);
-            bare_rss = peak_rss_mib();
-            reset_peak_rss();
-            piped.push(rt.block_on(pipeline(&base, setup, level, &file)));
-            piped_rss = piped_rss.max(peak_rss_mib());
+            bare_rss = bare_rss.max(rss);
+            let (per_sec, rss) = side("pipeline", level, &base, &file);
+            piped.push(per_sec);
+            piped_rss = piped_rss.max(rss);
         }
         let (bare, piped) = (median(bare), median(piped));
         println!(
@@ -421,8 +413,58 @@ fn bench_pipeline(setup: &Setup) {
     }
 }
 
+/// Runs one side in a child process; answers its records/s and peak RSS (MiB).
+fn side(which: &str, level: u32, base: &str, file: &std::path::Path) -> (f64, f64) {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(
+            "BENCH_SIDE",
+            format!("{which} {level} {base} {}", file.display()),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("side: "));
+    let Some((per_sec, rss)) = line.and_then(|l| l.split_once(' ')) else {
+        panic!(
+            "the {which} side failed: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    (per_sec.parse().unwrap(), rss.parse().unwrap())
+}
+
+/// In a child process: runs the side `BENCH_SIDE` names and prints `side: <records/s> <MiB>`.
+fn run_side(spec: &str, setup: &Setup) {
+    let mut parts = spec.splitn(4, ' ');
+    let (which, level, base, file) = (
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u32>().unwrap(),
+        parts.next().unwrap(),
+        std::path::PathBuf::from(parts.next().unwrap()),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let per_sec = match which {
+        "bare" => {
+            let (per_sec, ok) = rt.block_on(bare_loop(base, setup.records, level as usize));
+            assert_eq!(
+                ok, setup.records,
+                "the bare loop judged every reply a success"
+            );
+            per_sec
+        }
+        _ => rt.block_on(pipeline(base, setup, level, &file)),
+    };
+    println!("side: {per_sec} {}", peak_rss_mib());
+}
+
 fn main() {
     let setup = Setup::from_env();
+    if let Ok(spec) = std::env::var("BENCH_SIDE") {
+        return run_side(&spec, &setup);
+    }
     if std::env::var("BENCH_SKIP_MICRO").is_err() {
         bench_templates();
         bench_shaping();

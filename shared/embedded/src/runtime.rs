@@ -4,7 +4,7 @@
 use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
-use sluice_core::ports::{Blobs, Clock, EnvSecrets, Secrets, Store, SystemClock};
+use sluice_core::ports::{Blobs, Clock, EnvSecrets, Kind, Secrets, Store, SystemClock};
 use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::{Job, StageMessage};
@@ -24,6 +24,11 @@ pub struct LocalRuntime {
     workers: Vec<tokio::task::JoinHandle<()>>,
     heartbeat: tokio::task::JoinHandle<()>,
 }
+
+/// How long after its job was opened a run order may still be on its way to the queue (the
+/// opening process is between taking the lock and queuing it): past this, a lock-holding job
+/// with nothing queued was abandoned. Opening takes milliseconds; this is generous.
+const UNQUEUED_GRACE: Duration = Duration::from_secs(30);
 
 /// Workers per stage: the stages that wait on the network get more.
 fn workers_for(stage: Stage) -> usize {
@@ -207,7 +212,46 @@ impl LocalRuntime {
             self.queue.drop_rows(dropped).await?;
         }
         resumed.sort_by_key(|j| j.created_at);
+        self.cancel_unqueued(flow_id).await?;
         Ok(resumed)
+    }
+
+    /// Cancels the jobs that hold their flow's run lock (of `flow_id`, or of every flow) with
+    /// no message queued on this data, [`UNQUEUED_GRACE`] after they were opened: the process
+    /// that opened one was killed between taking the lock and queuing the run order, so
+    /// nothing of it was read or sent, and nothing would ever close it. Their flows are free
+    /// now rather than when the lease runs out. Every other unfinished job has a message
+    /// queued until it is closed (the queue swaps a message for what it became in one
+    /// transaction); the grace covers the moment between opening a job and queuing its order
+    /// in a process that is alive.
+    async fn cancel_unqueued(&self, flow_id: Option<&str>) -> anyhow::Result<()> {
+        let store = &self.sluice.store;
+        let flows: Vec<String> = match flow_id {
+            Some(id) => vec![id.to_string()],
+            None => store
+                .list_definitions(Kind::Flow)
+                .await?
+                .iter()
+                .filter_map(|f| f["_id"].as_str().map(str::to_string))
+                .collect(),
+        };
+        let opened_before = self.sluice.clock.now() - chrono::Duration::from_std(UNQUEUED_GRACE)?;
+        for flow in flows {
+            let Some(holder) = store.lock_holder(&flow).await? else {
+                continue;
+            };
+            let Some(job) = store.get_job(&holder.owner).await? else {
+                continue;
+            };
+            let old = job.created_at.is_some_and(|at| at < opened_before);
+            if job.status.is_finished() || !old || self.queue.has_messages_of(&job.id).await? {
+                continue;
+            }
+            let message = "abandoned: the process that started it stopped before queuing its run order; nothing of it was read or sent".to_string();
+            cancel_job(&self.sluice, &job.id, message, Then::StartNothing).await?;
+            tracing::warn!(job = %job.id, flow = %flow, "canceled a job whose run order was never queued");
+        }
+        Ok(())
     }
 
     /// The job, if it is unfinished and still holds its flow's run lock (renewed now).

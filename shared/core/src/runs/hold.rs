@@ -7,7 +7,7 @@
 //! ([`uses`]), so deleting one of them while the job runs is a conflict naming the job even
 //! after the flow (or the import) was changed to no longer point at it.
 
-use super::queue;
+use super::{queue, start};
 use crate::ports::Kind;
 use crate::{Error, Result, Sluice};
 use sluice_model::{new_id, Export, Flow, Job, ProcessorType, RunUses};
@@ -32,31 +32,12 @@ where
         .acquire_lock(flow_id, &owner, now, EDIT_LEASE)
         .await?
     {
-        return Err(busy(sluice, flow_id).await?);
+        return Err(Error::Conflict(start::refusal(sluice, flow_id).await));
     }
     let done = edit().await;
     sluice.store.release_lock(flow_id, &owner).await?;
     queue::start_next(sluice, flow_id).await?;
     done
-}
-
-/// Why the flow's lock is held, as the conflict says it.
-async fn busy(sluice: &Sluice, flow_id: &str) -> Result<Error> {
-    let running = sluice
-        .store
-        .list_jobs(flow_id, 1)
-        .await?
-        .into_iter()
-        .find(|j| !j.status.is_finished());
-    Ok(Error::Conflict(match running {
-        Some(job) => format!(
-            "Flow {flow_id} is running job {} (started {}): wait for it to end, or cancel it (POST /jobs/{}/cancel)",
-            job.id,
-            job.started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
-            job.id
-        ),
-        None => format!("Flow {flow_id} is busy (a run is starting, or another change holds it): try again"),
-    }))
 }
 
 /// What a run of `flow` reading `exports` uses: those exports, the flow's imports and lookup

@@ -34,23 +34,25 @@ pub async fn start_run(
     }
 }
 
-/// Why a run a person asked for is refused: which job holds the flow, and until when its
-/// lease holds if that job stops making progress (then the next run closes it as abandoned).
-async fn refusal(sluice: &Sluice, flow_id: &str) -> String {
+/// Why the flow's run lock refuses a run a person asked for, or a change to what the flow
+/// uses ([`super::hold`]): which job holds it, since when, how long its lease holds if that
+/// job stops making progress (then the next run closes it as abandoned), and how to end it.
+pub(super) async fn refusal(sluice: &Sluice, flow_id: &str) -> String {
     const BUSY: &str = "Flow is currently running";
     let Ok(Some(holder)) = sluice.store.lock_holder(flow_id).await else {
-        return BUSY.into();
+        return format!("{BUSY}: try again");
     };
-    let until = holder
-        .lease_until
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let until = rfc3339(holder.lease_until);
     match sluice.store.get_job(&holder.owner).await {
         Ok(Some(job)) => format!(
-            "{BUSY}: job {}{}; its run lock's lease ends at {until} (renewed while the job makes progress)",
+            "{BUSY}: job {}{}; its run lock's lease ends at {until} (renewed while the job makes progress): wait for it to end, or cancel it (POST /jobs/{}/cancel, `sluice cancel {}`)",
             job.id,
             job.started_at
-                .map(|t| format!(", started {}", t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)))
-                .unwrap_or_default()
+                .map(|t| format!(", started {}", rfc3339(t)))
+                .unwrap_or_default(),
+            job.id,
+            job.id,
         ),
         _ => format!("{BUSY}: its run lock is held by {} until {until}", holder.owner),
     }

@@ -163,6 +163,19 @@ impl QueueDb {
         .await
     }
 
+    /// Whether any message of the job is queued, whoever holds it.
+    pub async fn has_job(&self, job_id: &str) -> anyhow::Result<bool> {
+        let job = job_id.to_string();
+        self.with(move |c| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE job_id = ?1)",
+                [job],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     /// The runner holding a job's messages, if any (the process working on it).
     pub async fn runner_of(&self, job_id: &str) -> anyhow::Result<Option<RunnerRow>> {
         let job = job_id.to_string();

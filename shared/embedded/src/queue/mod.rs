@@ -255,6 +255,11 @@ impl LocalQueue {
         self.db.jobs_of(&self.runner.id).await
     }
 
+    /// Whether any message of the job is queued on this data, by any process.
+    pub async fn has_messages_of(&self, job_id: &str) -> anyhow::Result<bool> {
+        self.db.has_job(job_id).await
+    }
+
     /// The process holding a job's messages, when it is not this one and still runs.
     pub async fn other_runner_of(&self, job_id: &str) -> anyhow::Result<Option<runner::RunnerRow>> {
         Ok(self

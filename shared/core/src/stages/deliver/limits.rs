@@ -14,7 +14,8 @@
 //!   for [`IDLE_SLOT`] at most without a request on it;
 //! - rate: GCRA (a token bucket kept as one number, the theoretical arrival time), advanced
 //!   with the store's compare-and-set `swap_state`, a block of tokens at a time for the
-//!   requests of this process waiting at that moment (never more than conform then).
+//!   requests of this process waiting at that moment: consecutive time slots, each used
+//!   at its time (see [`Slot`]).
 
 use crate::ports::Store;
 use rand::Rng;
@@ -327,12 +328,12 @@ impl Limiter {
     }
 }
 
-/// Rate tokens are taken from the store in blocks for the callers waiting at that moment;
-/// a token of a block no caller used this soon after it was taken is dropped, so tokens are
-/// never saved up for a burst later.
-const TOKEN_FRESH: Duration = Duration::from_millis(1);
-/// At most this many tokens in one block (and never more than the connection's burst).
+/// Rate tokens are taken from the store in blocks, one for each request of this process
+/// waiting at that moment, at most this many.
 const TOKEN_BLOCK: usize = 64;
+/// A block reaches at most this far past the theoretical arrival time it starts from, so a
+/// process's block keeps other processes waiting no longer than that.
+const TOKEN_HORIZON_US: i64 = 1_000_000;
 
 /// This process's view of a connection's shared rate state.
 #[derive(Default)]
@@ -340,8 +341,18 @@ struct Tokens {
     /// The stored theoretical arrival time as this process last read or wrote it (the
     /// expected value of the next compare-and-set); `None`: read it first.
     seen: Option<Option<serde_json::Value>>,
-    /// Tokens of the last block not used yet, with when they were taken.
-    spare: Vec<Instant>,
+    /// Tokens of the last block not used yet, soonest first.
+    spare: std::collections::VecDeque<Slot>,
+}
+
+/// One token of a block: a time slot one interval after the one before it. A request may go
+/// from its theoretical time less the burst tolerance (as GCRA lets a request go); a token
+/// no request took by its time plus one interval (1 ms at least) is dropped, so tokens are
+/// never saved up for a burst later. Times in µs of wall time.
+#[derive(Clone, Copy)]
+struct Slot {
+    from: i64,
+    until: i64,
 }
 
 impl Shared {
@@ -405,8 +416,8 @@ impl Shared {
     /// GCRA: a request conforms when it is no more than `burst` intervals ahead of the
     /// theoretical arrival time; taking it moves that time one interval on. Callers of this
     /// process take turns; the one whose turn it is takes a block of tokens, one for each
-    /// caller waiting then (as many as conform now, at most the burst), with one
-    /// compare-and-set, and those behind it use the rest.
+    /// caller waiting then, with one compare-and-set (the first conforming now, each next one
+    /// an interval later), and those behind it take the rest, each waiting for its slot.
     async fn take_rate_token(
         &self,
         store: &dyn Store,
@@ -416,40 +427,56 @@ impl Shared {
         self.token_waiters.fetch_add(1, Ordering::SeqCst);
         let mut tokens = self.tokens.lock().await;
         let wanted = self.token_waiters.fetch_sub(1, Ordering::SeqCst);
-        tokens.spare.retain(|taken| taken.elapsed() < TOKEN_FRESH);
-        if tokens.spare.pop().is_some() {
-            return Ok(());
-        }
         let key = format!("limit:{}:rate", self.connection_id);
         let tolerance = interval_us * burst as i64;
-        loop {
+        // Wall time, not the injected clock: the waits are real.
+        let wall = || chrono::Utc::now().timestamp_micros();
+        let slot = loop {
+            let now = wall();
+            while tokens.spare.front().is_some_and(|s| s.until < now) {
+                tokens.spare.pop_front();
+            }
+            if let Some(slot) = tokens.spare.pop_front() {
+                break slot;
+            }
             let stored = match tokens.seen.take() {
                 Some(seen) => seen,
                 None => store.get_state(&key).await?,
             };
-            // Wall time, not the injected clock: the wait below is real.
-            let now = chrono::Utc::now().timestamp_micros();
             let tat = stored
                 .as_ref()
                 .and_then(|v| v.as_i64())
                 .unwrap_or(now)
                 .max(now);
-            let conforming = (now + tolerance - tat) / interval_us;
-            if conforming < 1 {
+            let ahead = tat + interval_us - tolerance - now;
+            if ahead > 0 {
                 tokens.seen = Some(stored);
-                let ahead = tat + interval_us - tolerance - now;
-                tokio::time::sleep(Duration::from_micros(ahead.max(1) as u64)).await;
+                tokio::time::sleep(Duration::from_micros(ahead as u64)).await;
                 continue;
             }
-            let block = (conforming as usize).min(wanted).clamp(1, TOKEN_BLOCK);
+            let horizon = (TOKEN_HORIZON_US / interval_us).max(1) as usize;
+            let block = wanted.min(horizon).clamp(1, TOKEN_BLOCK);
             let next = json!(tat + interval_us * block as i64);
             if store.swap_state(&key, stored.as_ref(), &next).await? {
                 tokens.seen = Some(Some(next));
-                let taken = Instant::now();
-                tokens.spare = vec![taken; block - 1];
-                return Ok(());
+                tokens.spare = (1..=block as i64)
+                    .map(|i| {
+                        let at = tat + i * interval_us;
+                        Slot {
+                            from: at - tolerance,
+                            until: at + interval_us.max(1000),
+                        }
+                    })
+                    .collect();
+                continue;
             }
             // Another process took tokens since we read: read again.
+        };
+        drop(tokens);
+        let wait = slot.from - wall();
+        if wait > 0 {
+            tokio::time::sleep(Duration::from_micros(wait as u64)).await;
         }
+        Ok(())
     }
 }
