@@ -66,12 +66,8 @@ impl ReplyLimits {
     /// As [`from_env`](Self::from_env) with another source of variables (tests).
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<ReplyLimits> {
         let mut limits = ReplyLimits::default();
-        if let Some(v) = lookup(ENV_REPLY_EXCERPT_BYTES).filter(|v| !v.is_empty()) {
-            limits.excerpt_bytes = v.parse().ok().filter(|n| *n >= 256).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "{ENV_REPLY_EXCERPT_BYTES}: '{v}' is not a byte count of 256 or more"
-                )
-            })?;
+        if let Some(n) = number_var(&lookup, ENV_REPLY_EXCERPT_BYTES, "a byte count", 256)? {
+            limits.excerpt_bytes = n as usize;
         }
         if let Some(v) = lookup(ENV_KEEP_FULL_REPLIES).filter(|v| !v.is_empty()) {
             limits.keep_full = match v.as_str() {
@@ -81,6 +77,25 @@ impl ReplyLimits {
             };
         }
         Ok(limits)
+    }
+}
+
+/// The number in variable `name`, if set: an error naming the variable unless it is `what`
+/// (e.g. "a byte count") of `min` or more. Every numeric setting is read through this.
+pub(crate) fn number_var(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    what: &str,
+    min: u64,
+) -> anyhow::Result<Option<u64>> {
+    match lookup(name).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .ok()
+            .filter(|n| *n >= min)
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("{name}: '{v}' is not {what} of {min} or more")),
     }
 }
 
@@ -230,19 +245,23 @@ fn json<T: serde::Serialize>(t: &T) -> anyhow::Result<serde_json::Value> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A variable lookup over fixed pairs, for the `from_vars` constructors' tests.
+    pub(crate) fn vars(
+        pairs: &'static [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<String> {
+        move |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }
+    }
 
     #[test]
     fn reply_limits_come_from_the_environment_and_bad_values_are_named() {
-        let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |name: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == name)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
         assert_eq!(
             ReplyLimits::from_vars(vars(&[])).unwrap(),
             ReplyLimits::default()

@@ -27,6 +27,7 @@ pub(crate) mod shaping;
 #[cfg(all(test, feature = "hooks"))]
 mod tests;
 
+use crate::runtime::number_var;
 use crate::Sluice;
 use serde_json::{Map, Value};
 use sluice_model::{Connection, HookPoint, HookRef, Script};
@@ -62,19 +63,7 @@ impl ScriptLimits {
     /// From the variables above, defaults for unset ones; the error names the variable.
     pub fn from_vars(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<ScriptLimits> {
         let mut limits = ScriptLimits::default();
-        let number = |name: &str, min: u64| -> anyhow::Result<Option<u64>> {
-            match lookup(name).filter(|v| !v.is_empty()) {
-                None => Ok(None),
-                Some(v) => v
-                    .parse()
-                    .ok()
-                    .filter(|n| *n >= min)
-                    .map(Some)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("{name}: '{v}' is not a whole number of {min} or more")
-                    }),
-            }
-        };
+        let number = |name: &str, min| number_var(&lookup, name, "a whole number", min);
         if let Some(ms) = number(ENV_SCRIPT_TIMEOUT_MS, 10)? {
             limits.timeout = Duration::from_millis(ms);
         }

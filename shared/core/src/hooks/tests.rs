@@ -179,14 +179,7 @@ async fn es2020_features_are_there() {
 
 #[test]
 fn limits_come_from_the_environment_and_bad_values_are_named() {
-    let vars = |pairs: &'static [(&'static str, &'static str)]| {
-        move |name: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
-    };
+    use crate::runtime::tests::vars;
     assert_eq!(
         ScriptLimits::from_vars(vars(&[])).unwrap(),
         ScriptLimits::default()
