@@ -4,6 +4,7 @@ use serde_json::json;
 use sluice_core::ports::Kind;
 use sluice_core::runs::start_run;
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::JobStatus;
 use sluice_model::{RunKind, RunRequest};
 use std::time::Duration;
@@ -27,9 +28,8 @@ async fn a_page_that_fails_every_attempt_becomes_dead_letter_errors() {
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.len(), 3);
     assert!(
-        errors
-            .iter()
-            .all(|e| e.code == "dead_letter" && e.message.contains("Connection not found: conn")),
+        errors.iter().all(|e| e.code == FailureCode::DeadLetter
+            && e.message.contains("Connection not found: conn")),
         "{:?}",
         errors[0]
     );

@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 use sluice_core::runs::retry_errors;
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::JobStatus;
 
 fn sftp_bundle(ssh: &SshServer, dir: &str, extra_import: Value, host_key: String) -> Value {
@@ -79,7 +80,7 @@ async fn overwrite_policies_skip_fail_and_overwrite() {
             "ignored" => assert_eq!((s, e, i), (0, 0, 2), "{policy}"),
             "error" => {
                 assert_eq!((s, e, i), (0, 2, 0), "{policy}");
-                assert_eq!(h.errors(&job.id).await[0].code, "file_exists");
+                assert_eq!(h.errors(&job.id).await[0].code, FailureCode::FileExists);
             }
             _ => assert_eq!((s, e, i), (2, 0, 0), "{policy}"),
         }
@@ -103,7 +104,7 @@ async fn a_wrong_host_key_is_refused_and_nothing_is_written() {
     let job = h.run("f", orders(2)).await;
     assert_eq!((job.num_success, job.num_error), (0, 2));
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors[0].code, "host_key_mismatch");
+    assert_eq!(errors[0].code, FailureCode::HostKeyMismatch);
     assert!(
         errors[0].message.contains("not the pinned key"),
         "{}",
@@ -127,7 +128,7 @@ async fn a_server_that_is_down_gives_sftp_errors() {
     let job = h.run("f", orders(2)).await;
     assert_eq!((job.num_success, job.num_error), (0, 2));
     let e = &h.errors(&job.id).await[0];
-    assert_eq!(e.code, "sftp_error");
+    assert_eq!(e.code, FailureCode::Sftp);
     assert!(
         e.message.contains("cannot connect") && e.message.contains("2 attempts"),
         "{}",

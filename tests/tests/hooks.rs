@@ -4,6 +4,7 @@
 
 use serde_json::{json, Value};
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::JobStatus;
 use std::time::Duration;
 
@@ -110,7 +111,7 @@ function preMap(options) {
     assert!(sent.iter().all(|n| n.starts_with("ORDER ")), "{sent:?}");
     let errors = h.errors(&job.id).await;
     let e = errors.iter().find(|e| e.record["qty"] == 10).unwrap();
-    assert_eq!(e.code, "script");
+    assert_eq!(e.code, FailureCode::Script);
     assert!(
         e.message
             .contains("preMap hook (script s, function preMap)")
@@ -505,7 +506,7 @@ function notFour(options) { return options.record.qty !== 4 ? 1 : 0; }
         ["order 0 (t)", "order 2 (t)", "order 6 (t)", "order 8 (t)"]
     );
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors[0].code, "transform");
+    assert_eq!(errors[0].code, FailureCode::Transform);
     assert!(
         errors[0]
             .message

@@ -4,6 +4,7 @@ use serde_json::json;
 use sluice_core::ports::Kind;
 use sluice_core::Stage;
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::{Exchange, PageRecord, RenderedRequest, StageMessage};
 
 #[tokio::test]
@@ -87,6 +88,6 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
     assert!(server.received().is_empty(), "not sent again");
     let errors = h.errors("j2").await;
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].code, "delivery_unknown");
+    assert_eq!(errors[0].code, FailureCode::DeliveryUnknown);
     assert_eq!(s.store.get_job("j2").await.unwrap().unwrap().num_error, 1);
 }

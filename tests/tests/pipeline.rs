@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::{JobStatus, RunKind, RunRequest};
 use std::time::Duration;
 
@@ -76,7 +77,7 @@ async fn failures_become_readable_errors_and_counts_hold() {
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.len(), 7);
     let e = &errors[0];
-    assert_eq!(e.code, "evaluator");
+    assert_eq!(e.code, FailureCode::Evaluator);
     assert!(
         e.message.contains("status 422") && e.message.contains("bad qty"),
         "{}",
@@ -134,14 +135,14 @@ async fn exhausted_retries_and_timeouts_are_errors_not_losses() {
     let job = h.run("f", orders(2)).await;
     assert_eq!((job.num_success, job.num_error), (0, 2));
     let errors = h.errors(&job.id).await;
-    let by_code: Vec<&str> = errors.iter().map(|e| e.code.as_str()).collect();
+    let by_code: Vec<FailureCode> = errors.iter().map(|e| e.code).collect();
     assert!(
-        by_code.contains(&"evaluator"),
+        by_code.contains(&FailureCode::Evaluator),
         "503 after retries is judged by the evaluator: {by_code:?}"
     );
     let timeout = errors
         .iter()
-        .find(|e| e.code == "network")
+        .find(|e| e.code == FailureCode::Network)
         .expect("a network error");
     assert!(
         timeout.message.contains("timed out after 300 ms")
@@ -642,7 +643,7 @@ async fn requests_to_metadata_addresses_are_refused_without_connecting() {
     let job = h.run("f", orders(2)).await;
     assert_eq!((job.num_success, job.num_error), (0, 2));
     let e = &h.errors(&job.id).await[0];
-    assert_eq!(e.code, "address_refused");
+    assert_eq!(e.code, FailureCode::AddressRefused);
     assert!(
         e.message.contains("169.254.169.254") && e.message.contains("allowMetadataAddresses"),
         "{}",

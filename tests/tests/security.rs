@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use sluice_core::{Settings, Stage};
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::RunRequest;
 use sluice_model::{JobStatus, PageRecord, StageMessage};
 use std::collections::HashMap;
@@ -122,7 +123,7 @@ async fn a_redirect_to_a_metadata_address_is_refused_without_connecting() {
     .await;
     let job = h.run("f", orders(1)).await;
     let e = &h.errors(&job.id).await[0];
-    assert_eq!(e.code, "address_refused", "{e:?}");
+    assert_eq!(e.code, FailureCode::AddressRefused, "{e:?}");
     assert!(e.message.contains("169.254.169.254"), "{}", e.message);
 }
 
@@ -203,7 +204,7 @@ async fn an_oauth2_token_uri_at_a_refused_address_is_never_asked() {
     assert!(tokens.received().is_empty(), "{:?}", tokens.received());
     assert!(target.received().is_empty());
     let e = &h.errors(&job.id).await[0];
-    assert_eq!(e.code, "address_refused", "{e:?}");
+    assert_eq!(e.code, FailureCode::AddressRefused, "{e:?}");
     assert!(e.message.contains("127.0.0.1"), "{}", e.message);
 }
 
@@ -255,7 +256,7 @@ async fn record_values_in_a_uri_are_path_segments_and_stay_under_the_base() {
         ]
     );
     let e = &h.errors(&job.id).await[0];
-    assert_eq!(e.code, "url_refused");
+    assert_eq!(e.code, FailureCode::UrlRefused);
     assert!(e.message.contains("'..'"), "{}", e.message);
 }
 
@@ -292,7 +293,7 @@ async fn a_raw_url_that_only_starts_like_the_base_is_refused() {
         "nothing reached the other server"
     );
     assert_eq!(target.received()[0].path, "/orders/1");
-    assert_eq!(h.errors(&job.id).await[0].code, "url_refused");
+    assert_eq!(h.errors(&job.id).await[0].code, FailureCode::UrlRefused);
 }
 
 #[tokio::test]
@@ -516,7 +517,7 @@ async fn deployed_defaults_refuse_loopback_unless_the_connection_opts_in() {
         .await;
         let job = h.run("f", orders(1)).await;
         let e = &h.errors(&job.id).await[0];
-        assert_eq!(e.code, "address_refused", "{base}: {e:?}");
+        assert_eq!(e.code, FailureCode::AddressRefused, "{base}: {e:?}");
         assert!(e.message.contains("allowPrivateAddresses"), "{}", e.message);
     }
     assert!(target.received().is_empty());

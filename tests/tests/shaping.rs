@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::JobStatus;
 use std::sync::atomic::Ordering;
 
@@ -96,7 +97,7 @@ async fn a_mapping_is_the_json_body_while_the_uri_and_headers_see_the_record() {
     );
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].code, "mapping");
+    assert_eq!(errors[0].code, FailureCode::Mapping);
     assert_eq!(
         errors[0].message,
         "mapping.fields[2] (amount): 'n/a' is not a number"
@@ -215,7 +216,7 @@ async fn the_export_transforms_before_its_filter_and_every_record_is_counted() {
     );
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].code, "transform");
+    assert_eq!(errors[0].code, FailureCode::Transform);
     assert!(
         errors[0]
             .message
@@ -287,7 +288,7 @@ async fn a_filter_that_cannot_decide_is_a_record_error_naming_it() {
     );
     assert_counts(&job, 3);
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors[0].code, "output_filter");
+    assert_eq!(errors[0].code, FailureCode::OutputFilter);
     assert!(
         errors[0].message.contains("'many' is not a number"),
         "{}",
@@ -319,7 +320,7 @@ async fn strict_templates_make_a_missing_field_a_record_error() {
         json!({"name": "a", "nick": "al"})
     );
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors[0].code, "template");
+    assert_eq!(errors[0].code, FailureCode::Template);
     assert!(
         errors[0]
             .message
@@ -361,7 +362,7 @@ async fn the_shaped_orders_example_runs_end_to_end() {
                          {"item": "SKU-9", "quantity": 1, "unitPrice": 17}]})
     );
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors[0].code, "mapping");
+    assert_eq!(errors[0].code, FailureCode::Mapping);
     assert!(
         errors[0].message.contains("(lines.quantity)") || errors[0].message.contains("(quantity)"),
         "{}",
@@ -426,8 +427,8 @@ async fn the_routed_orders_example_sends_each_order_down_its_regions_branch() {
     let errors = h.errors(&job.id).await;
     assert_eq!(errors.len(), 1);
     assert_eq!(
-        (errors[0].code.as_str(), errors[0].record["number"].as_str()),
-        ("mapping", Some("SO-2003"))
+        (errors[0].code, errors[0].record["number"].as_str()),
+        (FailureCode::Mapping, Some("SO-2003"))
     );
     assert_eq!(
         errors[0].import_id.as_deref(),
@@ -580,12 +581,12 @@ async fn first_matching_branch_ignores_what_no_branch_takes_and_a_failure_can_pr
     errors.sort_by_key(|e| e.processor_index);
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert_eq!(
-        (errors[0].processor_index, errors[0].code.as_str()),
-        (0, "evaluator"),
+        (errors[0].processor_index, errors[0].code),
+        (0, FailureCode::Evaluator),
         "the failure at /check is stored though the record went on"
     );
     let router_error = &errors[1];
-    assert_eq!(router_error.code, "input_filter");
+    assert_eq!(router_error.code, FailureCode::InputFilter);
     assert_eq!(router_error.step_name.as_deref(), Some("router By size"));
     assert!(
         router_error

@@ -8,6 +8,7 @@ use sluice_core::runs::start_run;
 use sluice_core::stages::trigger::events::{on_s3_object, on_table_changes, TableChange};
 use sluice_core::stages::trigger::schedule::{reschedule, tick};
 use sluice_e2e::*;
+use sluice_model::FailureCode;
 use sluice_model::{Flow, JobStatus};
 use sluice_model::{RunKind, RunRequest};
 
@@ -110,7 +111,7 @@ async fn a_bad_line_is_an_error_record_and_the_lines_after_it_are_read() {
         );
         let errors = h.errors(&job.id).await;
         assert_eq!(errors.len(), 1, "{format}");
-        assert_eq!(errors[0].code, "unreadable");
+        assert_eq!(errors[0].code, FailureCode::Unreadable);
         let expected = format!("s3://in/{key} line {bad_line}: ");
         assert!(
             errors[0].message.starts_with(&expected),
@@ -153,7 +154,13 @@ async fn a_file_unreadable_as_a_whole_fails_the_job_saying_so() {
     assert_eq!(job.num_success + job.num_error, 0);
     assert!(server.received().is_empty());
     let errors = h.errors(&job.id).await;
-    assert_eq!(errors.iter().filter(|e| e.code == "export").count(), 1);
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|e| e.code == FailureCode::Export)
+            .count(),
+        1
+    );
     // The lock was released: the flow can run again.
     assert!(
         start_run(&h.sluice(), "f", RunRequest::default(), RunKind::Manual)

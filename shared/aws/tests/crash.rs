@@ -6,6 +6,7 @@ mod common;
 
 use serde_json::json;
 use sluice_core::Stage;
+use sluice_model::FailureCode;
 use sluice_testkit::http::{Answer, TestServer};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -82,7 +83,9 @@ async fn a_deliver_crash_mid_batch_is_redelivered_without_sending_twice() {
         "the sends cut off by the crash are reported, not resent"
     );
     assert!(
-        errors.iter().all(|e| e.code == "delivery_unknown"),
+        errors
+            .iter()
+            .all(|e| e.code == FailureCode::DeliveryUnknown),
         "{errors:?}"
     );
     // Every success was received exactly once; every error's record was not sent again.

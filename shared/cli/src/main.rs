@@ -143,8 +143,8 @@ enum Command {
         #[arg(long, allow_hyphen_values = true)]
         processor: Option<i64>,
         /// Only errors with this code (evaluator, template, delivery_unknown, ...).
-        #[arg(long)]
-        code: Option<String>,
+        #[arg(long, value_parser = parse_code)]
+        code: Option<sluice_model::FailureCode>,
         /// Only resolved (true) or unresolved (false) errors.
         #[arg(long)]
         resolved: Option<bool>,
@@ -193,6 +193,11 @@ fn parse_status(s: &str) -> Result<JobStatus, String> {
             "'{s}' is not queued, running, completed, completed_with_errors, failed or canceled"
         )
     })
+}
+
+/// A failure code by its name; serde's refusal lists the names there are.
+fn parse_code(s: &str) -> Result<sluice_model::FailureCode, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
 }
 
 /// Where the local runtime's http connections may go.

@@ -13,7 +13,7 @@ use crate::conditions::ConditionCache;
 use crate::values::{is_empty, loose_eq, number_of, number_value, order, text_of, truthy};
 use serde_json::Value;
 use sluice_model::filter::{Comparison, Function, Operand, Rule, RuleExpression, TextTest};
-use sluice_model::{Filter, PageRecord, RecordState};
+use sluice_model::{FailureCode, Filter, PageRecord, RecordState};
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -93,7 +93,7 @@ pub fn describe(filter: &Filter) -> String {
 pub(crate) fn apply<'a>(
     sluice: &crate::Sluice,
     filter: &Filter,
-    (whose, code): (&str, &str),
+    (whose, code): (&str, FailureCode),
     records: impl Iterator<Item = &'a mut PageRecord>,
 ) {
     let active = records.filter(|r| r.is_active());

@@ -20,7 +20,8 @@ use sluice_model::preview::{
     Preview, PreviewOutcome, PreviewRequest, RecordPreview, SampleReply, StepPreview,
 };
 use sluice_model::{
-    Flow, Job, Page, PageRecord, Position, RecordState, RenderedRequest, Reply, RunKind,
+    FailureCode, Flow, Job, Page, PageRecord, Position, RecordState, RenderedRequest, Reply,
+    RunKind,
 };
 use std::collections::{BTreeMap, HashSet};
 
@@ -209,7 +210,7 @@ async fn requests_as_they_would_go(
         match own.as_ref().or(batch.as_ref().filter(|_| r.is_active())) {
             Some(Ok(request)) => out.push(Some(request.clone())),
             Some(Err(e)) => {
-                r.fail("config", e.clone());
+                r.fail(FailureCode::Config, e.clone());
                 out.push(None);
             }
             None => out.push(None),
@@ -278,7 +279,7 @@ async fn at_router(
         let branches = taken.remove(key.as_str()).unwrap_or_default();
         let outcome = match verdicts.errors.iter().find(|e| &e.record_key == key) {
             Some(e) => PreviewOutcome::Fails {
-                code: e.code.clone(),
+                code: e.code,
                 message: e.message.clone(),
                 proceeds: false,
             },
@@ -342,7 +343,7 @@ fn outcome_of(r: &PageRecord, is_last: bool) -> PreviewOutcome {
             reason: reason.clone(),
         },
         RecordState::Failed { code, message } => PreviewOutcome::Fails {
-            code: code.clone(),
+            code: *code,
             message: message.clone(),
             proceeds: false,
         },

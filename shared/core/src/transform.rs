@@ -55,7 +55,7 @@ impl crate::Sluice {
             Ok(g) => g,
             Err(e) => {
                 for r in records.filter(|r| r.is_active()) {
-                    r.fail(sluice_model::TRANSFORM_FAILED, e.clone());
+                    r.fail(sluice_model::FailureCode::Transform, e.clone());
                 }
                 return;
             }
@@ -63,7 +63,7 @@ impl crate::Sluice {
         for r in records.filter(|r| r.is_active()) {
             match apply(&groups, &r.data, self.templates(false, None)) {
                 Ok(data) => r.data = data,
-                Err(e) => r.fail(sluice_model::TRANSFORM_FAILED, e),
+                Err(e) => r.fail(sluice_model::FailureCode::Transform, e),
             }
         }
     }

@@ -262,9 +262,9 @@ pub struct JobError {
     /// The reply: status, headers, body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<Value>,
-    /// Why: `evaluator` (the reply was judged a failure), `template`, `filter`, `mapping`,
+    /// Why: `evaluator` (the reply was judged a failure), `template`, `mapping`,
     /// `delivery_unknown`, `dead_letter`, `export` (the source could not be read), ...
-    pub code: String,
+    pub code: crate::FailureCode,
     pub message: String,
     /// Key under which the record can be re-run (`POST /jobs/{id}/retry`).
     pub retry_data_key: String,

@@ -1,5 +1,6 @@
 //! What travels between stages: a page of records and the state each stage adds to it.
 
+use crate::FailureCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -148,9 +149,9 @@ impl PageRecord {
     pub fn is_active(&self) -> bool {
         matches!(self.state, RecordState::Active)
     }
-    pub fn fail(&mut self, code: &str, message: impl Into<String>) {
+    pub fn fail(&mut self, code: FailureCode, message: impl Into<String>) {
         self.state = RecordState::Failed {
-            code: code.into(),
+            code,
             message: message.into(),
         };
     }
@@ -167,7 +168,7 @@ pub enum RecordState {
         reason: String,
     },
     Failed {
-        code: String,
+        code: FailureCode,
         message: String,
     },
 }
@@ -353,16 +354,12 @@ impl SourceRecord {
             SourceRecord::Record { data } => PageRecord::new(key, data),
             SourceRecord::Unreadable { text, message } => {
                 let mut r = PageRecord::new(key, Value::String(text));
-                r.fail(UNREADABLE, message);
+                r.fail(FailureCode::Unreadable, message);
                 r
             }
         }
     }
 }
-
-/// The error code of a part of an input that could not be read as a record. Such errors are
-/// not retried as records (there is no record): fix the input and run it again.
-pub const UNREADABLE: &str = "unreadable";
 
 /// Where the records of a run come from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -400,17 +397,6 @@ pub struct RetryItem {
     /// filter), so it is shaped again before processor 0 sees it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reshape: bool,
-}
-
-/// Failure codes of the trigger's shaping: the export's `transform` and output `filter`.
-/// A record failed with one of them still holds its data as read, so a retry shapes it again.
-pub const TRANSFORM_FAILED: &str = "transform";
-pub const OUTPUT_FILTER_FAILED: &str = "output_filter";
-
-/// Did the record fail before any step (unreadable, or the export's shaping)? Such a record
-/// never goes on past a step with `proceedOnFailure`: that step did not fail it.
-pub fn is_source_failure(code: &str) -> bool {
-    [UNREADABLE, TRANSFORM_FAILED, OUTPUT_FILTER_FAILED].contains(&code)
 }
 
 /// A message on one of the stage queues. (Pages dominate the traffic, so the size difference

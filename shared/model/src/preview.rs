@@ -158,7 +158,7 @@ pub enum PreviewOutcome {
     /// An error, as it would be stored. `proceeds`: the step has `proceedOnFailure`, so the
     /// record goes on all the same.
     Fails {
-        code: String,
+        code: crate::FailureCode,
         message: String,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         proceeds: bool,

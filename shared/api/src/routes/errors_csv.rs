@@ -53,7 +53,7 @@ impl Writer {
                 e.export_id.as_deref().unwrap_or(""),
                 e.step_name.as_deref().unwrap_or(""),
                 &e.record_key,
-                &e.code,
+                &e.code.to_string(),
                 &e.message,
                 &sluice_model::time::format(&e.occurred_at),
                 if e.resolved { "true" } else { "false" },

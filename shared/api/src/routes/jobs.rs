@@ -100,7 +100,7 @@ pub struct ErrorsQuery {
     /// Only errors of this page processor (-1: the export).
     pub processor_index: Option<i64>,
     /// Only errors with this code (`evaluator`, `template`, `delivery_unknown`, ...).
-    pub code: Option<String>,
+    pub code: Option<sluice_model::FailureCode>,
     /// Only resolved (true) or unresolved (false) errors.
     pub resolved: Option<bool>,
     /// Errors per page (1 to 1000, default 100).

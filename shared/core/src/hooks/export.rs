@@ -10,10 +10,10 @@
 //! stops new pages; the pages already cut, this one included, go on.
 
 use super::import::failure;
-use super::{call, common_options, shape, SCRIPT_ERROR};
+use super::{call, common_options, shape};
 use crate::{Result, Sluice};
 use serde_json::{json, Map, Value};
-use sluice_model::{Export, HookPoint, HookRef, Job, PageRecord, RecordState};
+use sluice_model::{Export, FailureCode, HookPoint, HookRef, Job, PageRecord, RecordState};
 
 /// The preSavePage hook of one export in one job, with the options every page shares.
 pub(crate) struct PreSavePage {
@@ -76,7 +76,7 @@ impl PreSavePage {
             Ok(a) => a,
             Err(f) => {
                 for &i in &active {
-                    records[i].fail(SCRIPT_ERROR, f.0.clone());
+                    records[i].fail(FailureCode::Script, f.0.clone());
                 }
                 return Ok(false);
             }
@@ -104,7 +104,7 @@ impl PreSavePage {
                 Err(e) => {
                     let mut r = PageRecord::new(key, e.clone());
                     r.fail(
-                        SCRIPT_ERROR,
+                        FailureCode::Script,
                         format!("preSavePage hook: {}", shape::error_messages(&e)),
                     );
                     r

@@ -6,11 +6,11 @@
 //! processor and for retries.
 
 use super::shape::{self, RecordAnswer};
-use super::{call, common_options, HookFailure, SCRIPT_ERROR};
+use super::{call, common_options, HookFailure};
 use crate::stages::processor::{replies, Processor, Target};
 use crate::{Result, Sluice};
 use serde_json::{json, Map, Value};
-use sluice_model::{HookPoint, HookRef, Page, PageRecord, RecordState, Reply};
+use sluice_model::{FailureCode, HookPoint, HookRef, Page, PageRecord, RecordState, Reply};
 
 /// The import's hooks, if the processor is an import that has any.
 fn hooks_of(p: &Processor) -> Option<&sluice_model::ImportHooks> {
@@ -118,13 +118,13 @@ fn apply_answers(
         .filter(|(_, r)| r.is_active());
     let answers = match answers {
         Ok(a) => a,
-        Err(f) => return active.for_each(|(_, r)| r.fail(SCRIPT_ERROR, f.0.clone())),
+        Err(f) => return active.for_each(|(_, r)| r.fail(FailureCode::Script, f.0.clone())),
     };
     for ((i, r), answer) in active.zip(answers) {
         match answer {
             RecordAnswer::Data(data) => keep(r, i, data),
             RecordAnswer::Errors(message) => r.fail(
-                SCRIPT_ERROR,
+                FailureCode::Script,
                 format!(
                     "{} hook (script {}, function {}) rejected the record: {message}",
                     point.name(),
@@ -199,7 +199,10 @@ fn remap(p: &Processor, reply: &Reply, answer: &Map<String, Value>, r: &mut Page
         ..reply.clone()
     };
     if let Err(e) = crate::stages::extract::apply_mapping(mapping, &answered, r) {
-        r.fail("mapping", format!("after the postSubmit hook: {e}"));
+        r.fail(
+            FailureCode::Mapping,
+            format!("after the postSubmit hook: {e}"),
+        );
     }
 }
 
@@ -209,7 +212,7 @@ fn was_sent(r: &sluice_model::PageRecord) -> bool {
     r.exchange.is_some()
         || match &r.state {
             RecordState::Active => true,
-            RecordState::Failed { code, .. } => code.starts_with("evaluator"),
+            RecordState::Failed { code, .. } => code.is_judgment(),
             RecordState::Ignored { .. } => false,
         }
 }
@@ -262,17 +265,17 @@ pub(crate) async fn post_submit(sluice: &Sluice, page: &mut Page, p: &Processor)
             },
         };
         match item {
-            Err(message) => r.fail(SCRIPT_ERROR, message),
+            Err(message) => r.fail(FailureCode::Script, message),
             Ok(m) => {
                 let errors = m.get("errors").filter(|e| {
                     !matches!(e, Value::Null) && e.as_array().is_none_or(|a| !a.is_empty())
                 });
                 if let Some(errors) = errors {
                     let was = match &r.state {
-                        RecordState::Failed { code, .. } => code.clone(),
-                        _ => SCRIPT_ERROR.to_string(),
+                        RecordState::Failed { code, .. } => *code,
+                        _ => FailureCode::Script,
                     };
-                    r.fail(&was, shape::error_messages(errors));
+                    r.fail(was, shape::error_messages(errors));
                 } else if m.get("ignored").and_then(Value::as_bool) == Some(true) {
                     r.state = RecordState::Ignored {
                         reason: "ignored by the postSubmit hook".into(),

@@ -35,9 +35,6 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-/// The error code of a record a script failed (or failed to judge).
-pub const SCRIPT_ERROR: &str = "script";
-
 /// How far one call of a script may go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScriptLimits {

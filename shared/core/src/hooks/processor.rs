@@ -4,11 +4,11 @@
 //! object per record, is what the next processor reads.
 
 use super::import::{failure, response_data};
-use super::{call, common_options, shape, SCRIPT_ERROR};
+use super::{call, common_options, shape};
 use crate::stages::processor::{replies, Processor, Target};
 use crate::{Result, Sluice};
 use serde_json::Value;
-use sluice_model::{HookPoint, Page};
+use sluice_model::{FailureCode, HookPoint, Page};
 
 pub(crate) async fn post_response_map(
     sluice: &Sluice,
@@ -49,7 +49,7 @@ pub(crate) async fn post_response_map(
     for (n, &i) in active.iter().enumerate() {
         let r = &mut page.records[i];
         match &answers {
-            Err(f) => r.fail(SCRIPT_ERROR, f.0.clone()),
+            Err(f) => r.fail(FailureCode::Script, f.0.clone()),
             Ok(items) => match &items[n] {
                 Value::Object(_) => {
                     r.original = None;
@@ -60,7 +60,7 @@ pub(crate) async fn post_response_map(
                         "element {n} is {}, not a record object",
                         shape::kind_of(other)
                     );
-                    r.fail(SCRIPT_ERROR, failure(point, hook, why).0);
+                    r.fail(FailureCode::Script, failure(point, hook, why).0);
                 }
             },
         }

@@ -7,7 +7,7 @@
 use super::{common_options, HookFailure};
 use crate::{Result, Sluice};
 use serde_json::{Map, Value};
-use sluice_model::{Filter, HookPoint, HookRef, PageRecord, RecordState, Transform};
+use sluice_model::{FailureCode, Filter, HookPoint, HookRef, PageRecord, RecordState, Transform};
 use std::sync::Arc;
 
 /// Applies `filter` to the active records: ignored when it does not hold, failed with
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub(crate) async fn filter_records(
     sluice: &Sluice,
     filter: &Filter,
-    (whose, code): (&str, &str),
+    (whose, code): (&str, FailureCode),
     settings: Option<&Map<String, Value>>,
     records: &mut [PageRecord],
 ) -> Result<()> {
@@ -48,7 +48,7 @@ pub(crate) async fn filter_records(
 pub(crate) async fn transform_records(
     sluice: &Sluice,
     transform: &Transform,
-    code: &str,
+    code: FailureCode,
     settings: Option<&Map<String, Value>>,
     records: &mut [PageRecord],
 ) -> Result<()> {

@@ -244,7 +244,7 @@ async fn errors(store: &dyn Store) {
         record: json!({"n": id}),
         request: None,
         response: Some(json!({"status": 500})),
-        code: "http_500".into(),
+        code: sluice_model::FailureCode::Evaluator,
         message: "server error".into(),
         retry_data_key: format!("je/{id}"),
         occurred_at: t0,
@@ -360,7 +360,11 @@ async fn error_listing(store: &dyn Store) {
             record: json!({"n": i}),
             request: None,
             response: None,
-            code: if i < 5 { "evaluator" } else { "template" }.into(),
+            code: if i < 5 {
+                sluice_model::FailureCode::Evaluator
+            } else {
+                sluice_model::FailureCode::Template
+            },
             message: "failed".into(),
             retry_data_key: format!("jl/p0-r{i}"),
             occurred_at: t0,
@@ -398,7 +402,7 @@ async fn error_listing(store: &dyn Store) {
     assert_eq!(ids(&page), ["el-01", "el-04", "el-07"]);
     let filtered = ErrorQuery {
         processor_index: Some(1),
-        code: Some("template".into()),
+        code: Some(sluice_model::FailureCode::Template),
         limit: 1,
         ..Default::default()
     };

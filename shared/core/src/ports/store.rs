@@ -33,7 +33,7 @@ impl JobQuery {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ErrorQuery {
     pub processor_index: Option<i64>,
-    pub code: Option<String>,
+    pub code: Option<sluice_model::FailureCode>,
     pub resolved: Option<bool>,
     /// At most this many (at least 1).
     pub limit: usize,
@@ -44,7 +44,7 @@ pub struct ErrorQuery {
 impl ErrorQuery {
     pub fn matches(&self, e: &JobError) -> bool {
         self.processor_index.is_none_or(|p| e.processor_index == p)
-            && self.code.as_ref().is_none_or(|c| &e.code == c)
+            && self.code.is_none_or(|c| e.code == c)
             && self.resolved.is_none_or(|r| e.resolved == r)
     }
 

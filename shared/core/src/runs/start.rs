@@ -301,11 +301,7 @@ pub async fn retry_errors(
         .map(|e| RetryItem {
             processor_index: e.processor_index as usize,
             record: e.record.clone(),
-            reshape: [
-                sluice_model::TRANSFORM_FAILED,
-                sluice_model::OUTPUT_FILTER_FAILED,
-            ]
-            .contains(&e.code.as_str()),
+            reshape: e.code.reshapes_on_retry(),
         })
         .collect();
     if items.is_empty() && !chosen.iter().any(|e| e.processor_index < 0) {

@@ -43,7 +43,7 @@ async fn settle_message(
         StageMessage::Page(mut page) => {
             for r in page.records.iter_mut().filter(|r| r.is_active()) {
                 r.fail(
-                    "dead_letter",
+                    sluice_model::FailureCode::DeadLetter,
                     format!(
                         "the {} stage failed on this page after every retry: {reason}",
                         stage.name()

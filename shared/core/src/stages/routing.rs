@@ -12,11 +12,8 @@ use super::evaluate::{job_error, Ended, StepLabel, Verdicts};
 use crate::{Result, Sluice};
 use sluice_model::routing::branch_suffix;
 use sluice_model::{
-    Counting, Flow, Page, PageRecord, Position, RecordState, RouteRecordsTo, Router,
+    Counting, FailureCode, Flow, Page, PageRecord, Position, RecordState, RouteRecordsTo, Router,
 };
-
-/// The error code of a record a branch's `inputFilter` could not decide.
-const INPUT_FILTER_FAILED: &str = "input_filter";
 
 /// Routes `records` (leaving `from`) through router `router` and on through the routers
 /// that branches without steps lead to; returns the pages that go to a step.
@@ -89,7 +86,7 @@ async fn choose(
             .map(|&i| PageRecord::new(records[i].key.clone(), records[i].data.clone()))
             .collect();
         let whose = format!("branch '{}' of router '{}'", b.name, r.label());
-        let how = (whose.as_str(), INPUT_FILTER_FAILED);
+        let how = (whose.as_str(), FailureCode::InputFilter);
         crate::hooks::shaping::filter_records(sluice, filter, how, None, &mut probes).await?;
         for (&i, probe) in open.iter().zip(&probes) {
             match &probe.state {
@@ -115,7 +112,7 @@ async fn choose(
                 &label,
                 &rec,
                 None,
-                INPUT_FILTER_FAILED,
+                FailureCode::InputFilter,
                 &message,
             );
             v.errors.push(error);

@@ -44,7 +44,8 @@ use guard::AddressPolicy;
 use send::{SendError, Sender};
 use serde_json::json;
 use sluice_model::{
-    Connection, NameValue, Page, RecordState, RenderedRequest, Reply, StageMessage,
+    Connection, Failure, FailureCode, NameValue, Page, RecordState, RenderedRequest, Reply,
+    StageMessage,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -119,7 +120,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     if connection.http.is_none() {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
             r.fail(
-                "config",
+                FailureCode::Config,
                 format!("connection {} is not an http connection", connection.id),
             );
         }
@@ -156,9 +157,9 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         let deferred = matches!(sent, Sent::Later);
         match sent {
             Sent::Done(Ok(reply)) => batch.reply = Some(reply),
-            Sent::Done(Err((code, message))) => {
+            Sent::Done(Err(f)) => {
                 for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                    r.fail(code, message.clone());
+                    r.fail(f.code, f.message.clone());
                 }
             }
             Sent::JobCanceled => {
@@ -216,7 +217,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         e.reply = Some(reply);
                     }
                 }
-                Sent::Done(Err((code, message))) => r.fail(code, message),
+                Sent::Done(Err(f)) => r.fail(f.code, f.message),
                 Sent::JobCanceled => r.state = not_sent(&page.job_id),
                 Sent::Later => deferred += 1,
             }
@@ -307,8 +308,8 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
     Ok(())
 }
 
-/// A reply, or a record-level failure (code, message).
-pub(crate) type Outcome = std::result::Result<Reply, (&'static str, String)>;
+/// A reply, or a record-level failure.
+pub(crate) type Outcome = std::result::Result<Reply, Failure>;
 
 /// What became of one send.
 // Sent lives for one record's turn and is matched at once: boxing the reply would cost an
@@ -382,12 +383,11 @@ async fn deliver_once(
             return Ok(Sent::JobCanceled);
         }
         Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
-            Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| ("ledger", e.to_string())),
-            None => Err(("network", v["error"].as_str().unwrap_or("failed before").to_string())),
+            Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| Failure::new(FailureCode::Ledger, e.to_string())),
+            None => Err(Failure::new(FailureCode::Network, v["error"].as_str().unwrap_or("failed before"))),
         }),
-        Ok(LedgerState::InFlight) => Some(Err((
-            "delivery_unknown",
-            "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it".into(),
+        Ok(LedgerState::InFlight) => Some(Err(Failure::new(FailureCode::DeliveryUnknown,
+            "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it",
         ))),
         Err(e) => {
             permit.release().await;
@@ -410,7 +410,7 @@ async fn deliver_once(
             });
             json!({"reply": reply})
         }
-        Err((code, message)) => json!({"error": message, "code": code}),
+        Err(f) => json!({"error": f.message, "code": f.code}),
     };
     let record = bounded::ledger_outcome(sluice, key, record).await?;
     sluice.store.ledger_complete(key, &record).await?;
@@ -450,7 +450,7 @@ async fn take_turn<'l>(
     sluice: &Sluice,
     connection: &Connection,
     limiter: &'l limits::Limiter,
-) -> std::result::Result<limits::Permit<'l>, (&'static str, String)> {
+) -> std::result::Result<limits::Permit<'l>, Failure> {
     // A shared slot outlives its request only if the holder died (a killed Lambda): it frees
     // itself once the request would have timed out anyway, plus clock-skew margin.
     let lease = request_timeout(connection) + Duration::from_secs(5);
@@ -463,8 +463,8 @@ async fn take_turn<'l>(
         )
         .await
         .map_err(|e| {
-            (
-                "limits",
+            Failure::new(
+                FailureCode::Limits,
                 format!(
                     "could not take a turn under connection {}'s limits: {e:#}",
                     connection.id
@@ -502,7 +502,7 @@ pub(crate) async fn send_with_retries(
 ) -> Outcome {
     let connection = route.connection;
     let sender = Sender::new(sluice, connection, route.refs, request_timeout(connection))
-        .map_err(|e| ("config", e))?;
+        .map_err(|e| Failure::new(FailureCode::Config, e))?;
     let policy = connection
         .http
         .as_ref()
@@ -546,13 +546,12 @@ pub(crate) async fn send_with_retries(
                 reply.elapsed_ms = started.elapsed().as_millis() as u64;
                 Ok(reply)
             }
-            Err(SendError::Refused(m)) => Err(("address_refused", m)),
-            Err(SendError::Ambiguous(m)) if route.ambiguous == Ambiguous::Fail => Err((
-                "network",
+            Err(SendError::Refused(m)) => Err(Failure::new(FailureCode::AddressRefused, m)),
+            Err(SendError::Ambiguous(m)) if route.ambiguous == Ambiguous::Fail => Err(Failure::new(FailureCode::Network,
                 format!("{m} ({tries}; the target may have acted on it, so it was not sent again: the import's http.retryAmbiguous allows that)"),
             )),
             Err(SendError::NotSent(m) | SendError::Ambiguous(m) | SendError::Fatal(m)) => {
-                Err(("network", format!("{m} ({tries})")))
+                Err(Failure::new(FailureCode::Network, format!("{m} ({tries})")))
             }
         };
     }

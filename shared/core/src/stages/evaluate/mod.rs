@@ -9,7 +9,8 @@ use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
 use sluice_model::{
-    Counting, Exchange, JobError, Page, PageRecord, Position, RecordState, Reply, StageMessage,
+    Counting, Exchange, FailureCode, JobError, Page, PageRecord, Position, RecordState, Reply,
+    StageMessage,
 };
 
 /// What evaluate decided for one page at one processor.
@@ -128,7 +129,10 @@ fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
         .filter(|(r, _)| r.is_active())
     {
         let Some(reply) = reply else {
-            r.fail("no_reply", "no reply was recorded for this record");
+            r.fail(
+                FailureCode::NoReply,
+                "no reply was recorded for this record",
+            );
             continue;
         };
         let doc = reply.as_document();
@@ -143,14 +147,14 @@ fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
         ) {
             Ok(true) => {}
             Ok(false) => r.fail(
-                "evaluator",
+                FailureCode::Evaluator,
                 format!(
                     "status {}: evaluator `{expression}` is false{}",
                     reply.status,
                     excerpt(&reply)
                 ),
             ),
-            Err(e) => r.fail("evaluator_error", e),
+            Err(e) => r.fail(FailureCode::EvaluatorError, e),
         }
     }
 }
@@ -182,8 +186,8 @@ pub(crate) fn tally(
             RecordState::Failed { code, message } => {
                 let exchange = r.exchange.as_ref().or(page.batch.as_ref());
                 v.errors
-                    .push(job_error(sluice, page, &label, r, exchange, code, message));
-                if proceed && !sluice_model::is_source_failure(code) {
+                    .push(job_error(sluice, page, &label, r, exchange, *code, message));
+                if proceed && !code.is_source_failure() {
                     let mut next = PageRecord::new(r.key.clone(), r.flow_data().clone());
                     next.counting = r.counting.after_failure();
                     v.forward.push(next);
@@ -247,7 +251,7 @@ pub(crate) fn job_error(
     label: &StepLabel,
     r: &PageRecord,
     exchange: Option<&Exchange>,
-    code: &str,
+    code: FailureCode,
     message: &str,
 ) -> JobError {
     JobError {
@@ -265,7 +269,7 @@ pub(crate) fn job_error(
         response: exchange
             .and_then(|e| e.reply.as_ref())
             .map(|r| bounded::for_error(r, sluice.settings.replies.excerpt_bytes)),
-        code: code.into(),
+        code,
         message: message.into(),
         retry_data_key: format!("{}/{}", page.job_id, r.key),
         occurred_at: sluice.clock.now(),

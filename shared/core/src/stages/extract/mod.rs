@@ -3,7 +3,9 @@
 use super::processor::{replies, Processor};
 use crate::{Result, Sluice, Stage};
 use serde_json::{Map, Value};
-use sluice_model::{extract_path, Page, PageRecord, Reply, ResponseMapping, StageMessage};
+use sluice_model::{
+    extract_path, FailureCode, Page, PageRecord, Reply, ResponseMapping, StageMessage,
+};
 
 /// The extract stage's entry point (what its Lambda function runs).
 pub const HANDLER: super::StageHandler =
@@ -33,7 +35,7 @@ pub(crate) fn extract(page: &mut Page, p: &Processor) {
         {
             if let Some(reply) = reply {
                 if let Err(e) = apply_mapping(mapping, &reply, r) {
-                    r.fail("mapping", e);
+                    r.fail(FailureCode::Mapping, e);
                 }
             }
         }

@@ -15,8 +15,8 @@ use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
 use sluice_model::{
-    Connection, Exchange, Job, NameValue, Page, RenderedFile, RenderedRequest, RequestMode,
-    StageMessage,
+    Connection, Exchange, Failure, FailureCode, Job, NameValue, Page, RenderedFile,
+    RenderedRequest, RequestMode, StageMessage,
 };
 
 /// The translate stage's entry point (what its Lambda function runs).
@@ -70,7 +70,7 @@ pub(crate) async fn translate(
     let base = base_context(page, p, job, sluice);
     if let Target::Import(import) = &p.target {
         if let Some(filter) = &import.filter {
-            let whose = ("the import's filter", "filter");
+            let whose = ("the import's filter", FailureCode::Filter);
             let settings = import.settings.as_ref();
             crate::hooks::shaping::filter_records(
                 sluice,
@@ -203,7 +203,7 @@ fn render_requests(
 ) {
     let Some(t) = templates_of(p) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
-            r.fail("config", "the import has no http section");
+            r.fail(FailureCode::Config, "the import has no http section");
         }
         return;
     };
@@ -212,7 +212,7 @@ fn render_requests(
         Ok(b) => b,
         Err(e) => {
             for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                r.fail("config", e.clone());
+                r.fail(FailureCode::Config, e.clone());
             }
             return;
         }
@@ -248,7 +248,7 @@ fn render_requests(
                             reply: None,
                         })
                     }
-                    Err((code, e)) => r.fail(code, e),
+                    Err(f) => r.fail(f.code, f.message),
                 }
             }
         }
@@ -276,9 +276,9 @@ fn render_requests(
                         reply: None,
                     })
                 }
-                Err((code, e)) => {
+                Err(f) => {
                     for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                        r.fail(code, e.clone());
+                        r.fail(f.code, f.message.clone());
                     }
                 }
             }
@@ -304,7 +304,7 @@ fn mapped_records(
         Ok(c) => c,
         Err(e) => {
             for r in active {
-                r.fail("mapping", e.clone());
+                r.fail(FailureCode::Mapping, e.clone());
             }
             return Some(vec![None; page.records.len()]);
         }
@@ -317,7 +317,7 @@ fn mapped_records(
         match crate::mapping::apply(&compiled, &r.data, templates) {
             Ok(m) => Some(m),
             Err(e) => {
-                r.fail("mapping", e);
+                r.fail(FailureCode::Mapping, e);
                 None
             }
         }
@@ -354,8 +354,8 @@ fn render_request(
     connection: &Connection,
     base_uri: &BaseUri,
     contexts: &Contexts,
-) -> Result<RenderedRequest, (&'static str, String)> {
-    let template = |e: String| ("template", e);
+) -> Result<RenderedRequest, Failure> {
+    let template = |e: String| Failure::new(FailureCode::Template, e);
     let ctx = handlebars::Context::wraps(&contexts.request).map_err(|e| template(e.to_string()))?;
     let uri = cache
         .render_as(t.uri, &ctx, Escape::UriComponent, t.strict)
@@ -363,7 +363,7 @@ fn render_request(
     // A URL outside the connection's baseURI is refused before anything is sent.
     let url = base_uri
         .join(&uri)
-        .map_err(|e| ("url_refused", e))?
+        .map_err(|e| Failure::new(FailureCode::UrlRefused, e))?
         .to_string();
     let mut headers = Vec::new();
     if let Some(h) = &connection.http {
@@ -428,7 +428,7 @@ fn render_page_file(
     let Some(spec) = import.sftp.as_ref().or(import.s3.as_ref()) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
             r.fail(
-                "config",
+                FailureCode::Config,
                 format!(
                     "the import has no {} section",
                     if import.sftp.is_none() {
@@ -487,7 +487,7 @@ fn render_page_file(
         Ok(f) => page.file = Some(f),
         Err(e) => {
             for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                r.fail("template", e.clone());
+                r.fail(FailureCode::Template, e.clone());
             }
         }
     }

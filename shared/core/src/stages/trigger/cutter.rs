@@ -156,11 +156,14 @@ impl Shaping {
         use crate::hooks::shaping::{filter_records, transform_records};
         let settings = self.settings.as_ref();
         if let Some(t) = &self.transform {
-            let code = sluice_model::TRANSFORM_FAILED;
+            let code = sluice_model::FailureCode::Transform;
             transform_records(sluice, t, code, settings, records).await?;
         }
         if let Some(f) = &self.filter {
-            let whose = ("the export's filter", sluice_model::OUTPUT_FILTER_FAILED);
+            let whose = (
+                "the export's filter",
+                sluice_model::FailureCode::OutputFilter,
+            );
             filter_records(sluice, f, whose, settings, records).await?;
         }
         Ok(())

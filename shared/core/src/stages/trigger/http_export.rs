@@ -167,7 +167,7 @@ async fn next_page(
     };
     let reply = deliver::send_request(sluice, connection, &http.headers, &request)
         .await
-        .map_err(|(_, m)| Error::Internal(anyhow::anyhow!("GET {url}: {m}")))?;
+        .map_err(|f| Error::Internal(anyhow::anyhow!("GET {url}: {}", f.message)))?;
     c.n += 1;
     if paging.and_then(|p| p.last_page_status_code) == Some(reply.status) {
         return Ok(None);

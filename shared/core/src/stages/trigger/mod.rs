@@ -121,7 +121,7 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             record: Value::Null,
             request: None,
             response: None,
-            code: "export".into(),
+            code: sluice_model::FailureCode::Export,
             message: message.clone(),
             retry_data_key: order.job_id.clone(),
             occurred_at: sluice.clock.now(),

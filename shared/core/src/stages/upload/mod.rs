@@ -19,7 +19,8 @@ use crate::ports::LedgerState;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::{json, Value};
 use sluice_model::{
-    Exchange, ImportType, OverwritePolicy, Page, RecordState, RenderedRequest, Reply, StageMessage,
+    Exchange, FailureCode, ImportType, OverwritePolicy, Page, RecordState, RenderedRequest, Reply,
+    StageMessage,
 };
 #[cfg(feature = "sftp")]
 use std::time::Duration;
@@ -105,7 +106,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                 }
             }
             _ => r.fail(
-                outcome["code"].as_str().unwrap_or("upload_error"),
+                serde_json::from_value(outcome["code"].clone()).unwrap_or(FailureCode::Upload),
                 outcome["message"].as_str().unwrap_or("upload failed"),
             ),
         }
@@ -121,7 +122,7 @@ async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
     Ok(())
 }
 
-fn failed(code: &str, message: String, url: &str) -> Value {
+fn failed(code: FailureCode, message: String, url: &str) -> Value {
     json!({"result": "failed", "code": code, "message": message, "url": url})
 }
 
@@ -150,7 +151,7 @@ async fn write_sftp(
 ) -> Result<Value> {
     let Some(c) = &p.connection.sftp else {
         return Ok(failed(
-            "config",
+            FailureCode::Config,
             format!("connection {} is not an sftp connection", p.connection.id),
             "",
         ));
@@ -208,10 +209,10 @@ async fn write_sftp(
                 return Ok(json!({"result": "skipped", "path": path, "url": url}))
             }
             Err(e @ sftp::SftpError::HostKeyMismatch(..)) => {
-                return Ok(failed("host_key_mismatch", e.to_string(), &url))
+                return Ok(failed(FailureCode::HostKeyMismatch, e.to_string(), &url))
             }
             Err(e @ sftp::SftpError::Exists(_)) => {
-                return Ok(failed("file_exists", e.to_string(), &url))
+                return Ok(failed(FailureCode::FileExists, e.to_string(), &url))
             }
             Err(sftp::SftpError::Other(m)) => {
                 last = m;
@@ -222,7 +223,7 @@ async fn write_sftp(
         }
     }
     Ok(failed(
-        "sftp_error",
+        FailureCode::Sftp,
         format!("{last} (after 2 attempts)"),
         &url,
     ))
@@ -252,7 +253,7 @@ async fn write_s3(
         .or_else(|| conn.map(|c| c.bucket.clone()))
     else {
         return Ok(failed(
-            "config",
+            FailureCode::Config,
             "no bucket on the import or its connection".into(),
             "",
         ));
@@ -271,7 +272,7 @@ async fn write_s3(
             }
             OverwritePolicy::Fail => {
                 return Ok(failed(
-                    "file_exists",
+                    FailureCode::FileExists,
                     format!("{url} exists and the overwrite policy is fail"),
                     &url,
                 ))
