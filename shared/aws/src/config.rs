@@ -57,6 +57,8 @@ pub struct AwsSettings {
     pub allow_private_addresses: bool,
     /// How big replies are kept (`SLUICE_REPLY_EXCERPT_BYTES`, `SLUICE_KEEP_FULL_REPLIES`).
     pub replies: sluice_core::ReplyLimits,
+    /// `SLUICE_RETENTION_DAYS` (the clean-up's default retention).
+    pub retention_days: u32,
     /// `SLUICE_SCRIPT_TIMEOUT_MS`, `SLUICE_SCRIPT_MEMORY_MB`.
     pub scripts: sluice_core::ScriptLimits,
 }
@@ -106,6 +108,7 @@ impl AwsSettings {
             max_inline_page_bytes,
             allow_private_addresses,
             replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
+            retention_days: sluice_core::retention_days_from(&lookup)?,
             scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
         })
     }
