@@ -30,6 +30,18 @@ async fn orders(State(seen): State<Seen>, Json(body): Json<Value>) -> (StatusCod
     }
 }
 
+/// [`orders`] on a loopback port: its base URL, and what it was sent.
+async fn serve_orders() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let app = Router::new()
+        .route("/orders", post(orders))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen)
+}
+
 const SCRIPT: &str = r#"
 function preSavePage(options) {
   return {data: options.data.filter(d => d.n !== 3).map(d => Object.assign({}, d, {page: options.pageIndex}))};
@@ -46,18 +58,6 @@ function postSubmit(options) {
 /// A hook of script `s`.
 fn hook(function: &str) -> Value {
     json!({"_scriptId": "s", "function": function})
-}
-
-/// Starts the `/orders` server on loopback: its base URL and the bodies it is sent.
-async fn orders_server() -> (String, Seen) {
-    let seen: Seen = Arc::default();
-    let app = Router::new()
-        .route("/orders", post(orders))
-        .with_state(seen.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (base, seen)
 }
 
 /// Stores script `s` and flow `f` (`common::define_flow`) posting to `base`: a webhook export
@@ -101,7 +101,7 @@ async fn a_flow_with_hooks_runs_through_every_queue() {
     let Some(env) = common::env("a_flow_with_hooks_runs_through_every_queue").await else {
         return;
     };
-    let (base, seen) = orders_server().await;
+    let (base, seen) = serve_orders().await;
     let sluice = env.harness.sluice.clone();
     define_with_hooks(
         &sluice,
@@ -137,6 +137,59 @@ async fn a_flow_with_hooks_runs_through_every_queue() {
     );
 }
 
+/// A preSavePage abort holds across invocations: objects under an s3 prefix are read one
+/// per invocation (each queues a continuation), and once the hook aborts, no later
+/// invocation cuts a page (integrator.io: abort stops generating new pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pre_save_page_abort_holds_across_continuations() {
+    let Some(mut env) = common::env("a_pre_save_page_abort_holds_across_continuations").await
+    else {
+        return;
+    };
+    // Shorter than the 30 s the trigger keeps back per object: one object per invocation.
+    env.harness.invocation_budget = Some(Duration::from_secs(10));
+    let h = &env.harness;
+    common::put_parts(h, "data", 6, json!({"ok": true})).await;
+    let (base, seen) = serve_orders().await;
+    let script = "function preSavePage(o) { return {data: o.data, abort: o.pageIndex >= 1}; }";
+    h.sluice
+        .store
+        .put_definition(
+            Kind::Script,
+            "s",
+            &json!({"_id": "s", "name": "s", "content": script}),
+        )
+        .await
+        .unwrap();
+    common::define_flow(
+        &h.sluice,
+        json!({"_id": "c", "name": "c", "type": "http", "http": {"baseURI": base, "requestTimeoutMs": 1000}}),
+        json!({"_id": "e", "name": "e", "type": "s3", "s3": {"bucket": "data", "prefix": "in/"}, "pageSize": 4,
+               "hooks": {"preSavePage": {"_scriptId": "s", "function": "preSavePage"}}}),
+    )
+    .await;
+    let job_id = common::start_export(&h.sluice, "f").await;
+
+    // Objects 0 and 1 fill page 0; object 2 fills page 1, whose hook aborts: the reading
+    // stops there instead of going on to objects 3 to 5.
+    assert_eq!(
+        h.drain(sluice_core::Stage::Trigger).await.unwrap(),
+        3,
+        "no invocation after the abort"
+    );
+    let job = h
+        .wait_for_job(&job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(job.num_pages, 2, "{job:?}");
+    assert_eq!(job.num_success, 8, "{job:?}");
+    let mut sent: Vec<i64> = (seen.lock().unwrap().iter())
+        .map(|b| b["n"].as_i64().unwrap())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, (0..8).collect::<Vec<_>>());
+}
+
 /// The translate bootstrap at `$SLUICE_TRANSLATE_BOOTSTRAP` (a release package is not built in
 /// CI: skipped without it) answers one invocation with a page of a flow whose import has a
 /// preMap hook; the records it hands on to deliver carry the hook's change.
@@ -149,7 +202,7 @@ async fn a_built_translate_bootstrap_runs_a_pre_map_hook() {
     let Some(env) = common::env("a_built_translate_bootstrap_runs_a_pre_map_hook").await else {
         return;
     };
-    let (base, seen) = orders_server().await;
+    let (base, seen) = serve_orders().await;
     let sluice = env.harness.sluice.clone();
     define_with_hooks(&sluice, &base, json!({}), json!({"preMap": hook("preMap")})).await;
     let records = (0..3).map(|n| json!({"n": n, "ok": true})).collect();

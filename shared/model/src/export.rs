@@ -40,6 +40,10 @@ pub struct Export {
     /// Settings of a `dynamodb` export (required when `type` is dynamodb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamodb: Option<DynamoDbExport>,
+    /// Delta settings of an http export: how far its window reaches back and how
+    /// `{{lastExportDateTime}}` is written in its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
     /// How a file source is parsed (s3 exports); json when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileFormat>,
@@ -84,6 +88,63 @@ pub struct Export {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// integrator.io's `delta` section of an export (`dateField` and `startDate` are not taken:
+/// Sluice's window is the watermark, and the request template names the field).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"lagOffset": 300000, "dateFormat": "YYYY-MM-DD HH:mm:ss"}))]
+pub struct Delta {
+    /// Milliseconds subtracted from the start of the window a delta run reads (its
+    /// watermark), so records a source commits late are read by the next run too. At most
+    /// 30 days; not applied to a `startDate` given to the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_offset: Option<u64>,
+    /// moment.js format tokens (`YYYY-MM-DD HH:mm:ss`, `x` for epoch milliseconds) in which
+    /// `{{lastExportDateTime}}` and `{{currentExportDateTime}}` are written in this
+    /// export's requests, in UTC; RFC 3339 with milliseconds when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<String>,
+}
+
+/// The largest `delta.lagOffset`: 30 days in milliseconds.
+pub const MAX_LAG_OFFSET_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+impl Delta {
+    /// The lag as a duration (zero when absent).
+    pub fn lag(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.lag_offset.unwrap_or(0).min(MAX_LAG_OFFSET_MS) as i64)
+    }
+
+    /// The compiled `dateFormat`, if one is given (validation refused one that fails).
+    pub fn format(&self) -> Option<crate::moment::DateFormat> {
+        let source = self.date_format.as_deref()?;
+        crate::moment::DateFormat::compile(source).ok()
+    }
+
+    fn validate_into(&self, e: &mut ValidationErrors, kind: ExportType) {
+        if kind != ExportType::Http {
+            e.add(
+                "delta",
+                "only http exports read a delta window (s3, dynamodb and webhook exports get their records from events)",
+            );
+        }
+        if self.lag_offset.is_some_and(|ms| ms > MAX_LAG_OFFSET_MS) {
+            e.add(
+                "delta.lagOffset",
+                format!("must be at most {MAX_LAG_OFFSET_MS} ms (30 days)"),
+            );
+        }
+        if let Some(f) = &self.date_format {
+            if let Err(why) = crate::moment::DateFormat::compile(f) {
+                e.add(
+                    "delta.dateFormat",
+                    format!("'{f}' is not a moment.js date format: {why}"),
+                );
+            }
+        }
+    }
 }
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -348,6 +409,9 @@ impl Export {
         }
         if let Some(f) = &self.filter {
             f.validate_into(&mut e, "filter");
+        }
+        if let Some(d) = &self.delta {
+            d.validate_into(&mut e, self.kind);
         }
         if let Some(f) = &self.file {
             file_format(&mut e, "file", f);

@@ -89,6 +89,10 @@ pub struct PageGenerator {
     /// Accepted for integrator.io compatibility; Sluice keeps every failed record retryable.
     #[serde(default)]
     pub skip_retries: bool,
+    /// This export's own schedule (5-field cron, in the flow's `timezone`), instead of the
+    /// flow's: a scheduled run reads only the exports due at that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -181,6 +185,11 @@ impl Flow {
             .unwrap_or(chrono_tz::UTC)
     }
 
+    /// The schedule a page generator runs on: its own, else the flow's.
+    pub fn schedule_of<'a>(&'a self, generator: &'a PageGenerator) -> Option<&'a str> {
+        generator.schedule.as_deref().or(self.schedule.as_deref())
+    }
+
     /// Its page processors numbered, with its routers (see [`crate::routing`]).
     pub fn steps(&self) -> crate::Steps<'_> {
         crate::Steps::of(self)
@@ -206,6 +215,9 @@ impl Flow {
                 &format!("pageGenerators[{i}]._exportId"),
                 &g.export_id,
             );
+            if let Some(s) = &g.schedule {
+                validate::schedule(&mut e, &format!("pageGenerators[{i}].schedule"), s);
+            }
         }
         for step in self.steps().iter() {
             step.processor.validate_into(&mut e, &step.field);

@@ -86,6 +86,9 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
+        if resume_here.is_some_and(|r| r.aborted) {
+            continue;
+        }
         let read = read_generator(&mut cutter, gi, &export, &job, resume_here).await;
         if cutter.canceled {
             // Canceled while reading: nothing more of it is read or sent.
@@ -168,6 +171,9 @@ async fn read_source(
     match &cutter.order.source {
         RunSource::Records { records } => {
             for r in records {
+                if batch.aborted() {
+                    break;
+                }
                 batch.push(cutter, r.clone()).await?;
             }
         }
@@ -335,6 +341,10 @@ async fn read_prefix(
         if let Err(e) = read_object(cutter, batch, &object, skip).await? {
             return Ok(Err(e));
         }
+        if batch.aborted() {
+            // The preSavePage hook asked to stop: no more objects are read.
+            return Ok(Ok(()));
+        }
         skip = 0;
         read_whole = Some(key.to_string());
         if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
@@ -394,6 +404,9 @@ async fn read_object(
     let mut held: Vec<readers::Unreadable> = Vec::new();
     let mut readable = skip > 0;
     while let Some(item) = items.next().await {
+        if batch.aborted() {
+            return Ok(Ok(()));
+        }
         match item {
             Ok(readers::Read::Record(v)) => {
                 readable = true;
