@@ -231,7 +231,9 @@ enum DevCommand {
 
 fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
     serde_json::from_value(serde_json::Value::String(s.to_ascii_lowercase()))
-        .map_err(|_| format!("'{s}' is not a records format: ndjson, csv or json"))
+        .ok()
+        .filter(|f: &sluice_model::FileType| f.is_readable())
+        .ok_or_else(|| format!("'{s}' is not a records format: ndjson, csv or json"))
 }
 
 fn main() -> ExitCode {
