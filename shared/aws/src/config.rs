@@ -166,10 +166,12 @@ mod tests {
             sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
             | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
             ENV_REPLY_EXCERPT_BYTES => Some("4096".into()),
+            sluice_core::ENV_RETENTION_DAYS => Some("90".into()),
             other => Some(format!("v-{other}")),
         })
         .unwrap();
         assert_eq!(s.replies.excerpt_bytes, 4096);
+        assert_eq!(s.retention_days, 90);
         assert!(!s.replies.keep_full);
         assert!(
             !s.allow_private_addresses,
@@ -183,7 +185,8 @@ mod tests {
             ENV_MAX_INLINE => Some("lots".into()),
             ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
             sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
-            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
+            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
+            | sluice_core::ENV_RETENTION_DAYS => None,
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
@@ -193,7 +196,8 @@ mod tests {
                 ENV_ALLOW_PRIVATE => Some(value.clone()),
                 ENV_MAX_INLINE | ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
                 sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
-                | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
+                | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
+                | sluice_core::ENV_RETENTION_DAYS => None,
                 other => Some(other.into()),
             })
         };
