@@ -279,6 +279,16 @@ pub enum FileType {
     Ndjson,
     /// Comma (or other) separated values, with a header row by default.
     Csv,
+    /// Imports only: the file is `file.template` rendered over the page's records (XML,
+    /// fixed-width, any text).
+    Template,
+}
+
+impl FileType {
+    /// Can records be read from a file of this type (exports, `sluice run --records`)?
+    pub fn is_readable(self) -> bool {
+        self != FileType::Template
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
@@ -290,6 +300,48 @@ pub struct FileFormat {
     /// CSV settings (type csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvOptions>,
+    /// The file's content as a template (type template; imports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<FileTemplate>,
+}
+
+impl FileFormat {
+    /// A format of this type with its defaults (no csv settings, no template).
+    pub fn of(kind: FileType) -> FileFormat {
+        FileFormat {
+            kind,
+            csv: None,
+            template: None,
+        }
+    }
+}
+
+/// A file import's whole content as a handlebars template, rendered once per page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"escape": "xml",
+    "content": "<orders>{{#each records}}<order id=\"{{this.id}}\">{{this.name}}</order>{{/each}}</orders>\n"}))]
+pub struct FileTemplate {
+    /// Handlebars template of the file; sees `records` (the page's records as the import's
+    /// mapping makes them), `job`, `flow`, `page`, `now`, `lastExportDateTime`,
+    /// `currentExportDateTime`, and the helpers of every template.
+    pub content: String,
+    /// How a plain `{{value}}` is written: `none` (as it is; the default) or `xml` (`&`, `<`,
+    /// `>`, `"` and `'` as entities, so a value cannot add elements or attributes).
+    /// `{{{value}}}` writes raw text on purpose.
+    #[serde(default)]
+    pub escape: ContentEscape,
+}
+
+/// How values are escaped in a file content template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentEscape {
+    /// Values as they are (fixed-width, plain text).
+    #[default]
+    None,
+    /// XML text and attribute escaping.
+    Xml,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -414,7 +466,7 @@ impl Export {
             d.validate_into(&mut e, self.kind);
         }
         if let Some(f) = &self.file {
-            file_format(&mut e, "file", f);
+            file_format(&mut e, "file", f, false);
         }
         if let Some(h) = &self.hooks {
             crate::script::validate_hooks(&mut e, "hooks", h.refs());
@@ -423,7 +475,27 @@ impl Export {
     }
 }
 
-pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat) {
+/// Checks a file format; `writing` for an import's (which may be a template), else an
+/// export's, which is read.
+pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat, writing: bool) {
+    match (f.kind, &f.template) {
+        (FileType::Template, _) if !writing => e.add(
+            format!("{field}.type"),
+            "template is a format imports write; an export reads json, ndjson or csv",
+        ),
+        (FileType::Template, None) => e.add(
+            format!("{field}.template"),
+            "is required when type is template (give template.content)",
+        ),
+        (FileType::Template, Some(t)) => {
+            validate::template(e, &format!("{field}.template.content"), &t.content)
+        }
+        (_, Some(_)) => e.add(
+            format!("{field}.template"),
+            "is only used when type is template",
+        ),
+        (_, None) => {}
+    }
     if let Some(c) = &f.csv {
         if c.column_delimiter.len() != 1 {
             e.add(

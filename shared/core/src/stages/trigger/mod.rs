@@ -205,10 +205,7 @@ async fn read_source(
                 bucket,
                 key,
                 name: format!("s3://{bucket}/{key}"),
-                format: FileFormat {
-                    kind: FileType::Ndjson,
-                    csv: None,
-                },
+                format: FileFormat::of(FileType::Ndjson),
             };
             cutter.reading(Value::Null, skip);
             return read_object(cutter, batch, &object, skip).await;
@@ -230,8 +227,8 @@ async fn read_source(
                 name: name.clone(),
                 format: match format {
                     Some(kind) => FileFormat {
-                        kind: *kind,
                         csv: export.file.as_ref().and_then(|f| f.csv.clone()),
+                        ..FileFormat::of(*kind)
                     },
                     None => export
                         .file
@@ -451,6 +448,7 @@ fn not_readable(
         FileType::Json => "JSON",
         FileType::Ndjson => "NDJSON",
         FileType::Csv => "CSV",
+        FileType::Template => "a template",
     };
     let first = &held[0];
     format!(
