@@ -13,7 +13,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step's duration, one line per step: as it ends, and all together when the suite exits
+# (passed or failed), to see where CI's time goes.
+step_name="" step_started=$SECONDS durations=()
+end_step() {
+  [ -n "$step_name" ] || return 0
+  durations+=("$(printf '%6d s  %s' $((SECONDS - step_started)) "$step_name")")
+  printf '<== %s\n' "${durations[-1]}"
+  step_name=""
+}
+step() {
+  end_step
+  step_name="$*" step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+}
+trap 'end_step; printf "\n==> step durations (total %d s)\n" $SECONDS; printf "%s\n" "${durations[@]}"' EXIT
 
 step "installing test servers and tools (sshd, curl, moto, cfn-lint, sam, openapi-spec-validator)"
 # curl runs the README's API examples (shared/cli/tests/readme.rs).
@@ -43,15 +57,20 @@ step "each function links only what it needs (cargo tree)"
 # engine where scripts run, the HTTP client where requests are sent, SFTP where files go out.
 # (Each of sluice-core's features is a cfg of its own, so the all-on workspace clippy and the
 # all-off one above cover every branch of the combinations the functions use.)
+# One `cargo tree` per function (each resolves the workspace once), then one check per crate.
+declare -A linked=()
+for f in trigger translate deliver extract evaluate upload api; do
+  tree=$(cargo tree -q -p "sluice-fn-$f" -e normal --prefix none)
+  for crate in rquickjs reqwest ssh2; do
+    if grep -q "^$crate v" <<<"$tree"; then linked[$crate]+=" $f"; fi
+  done
+done
 for want in "rquickjs: trigger translate evaluate" "reqwest: trigger deliver" "ssh2: upload"; do
   crate=${want%%:*}
-  linked=$(for f in trigger translate deliver extract evaluate upload api; do
-    cargo tree -q -p "sluice-fn-$f" -e normal --prefix none | grep "^$crate v" >/dev/null && printf ' %s' "$f"
-  done; true)
-  if [ "$linked" != "${want#*:}" ]; then
-    echo "$crate is linked by:${linked:- nothing}; it belongs in:${want#*:}"; exit 1
+  if [ "${linked[$crate]:-}" != "${want#*:}" ]; then
+    echo "$crate is linked by:${linked[$crate]:- nothing}; it belongs in:${want#*:}"; exit 1
   fi
-  echo "$crate only in:$linked"
+  echo "$crate only in:${linked[$crate]}"
 done
 
 step "SAM template lint"
@@ -59,7 +78,6 @@ bash infra/lint.sh
 
 step "arm64 cross-build: cargo lambda build --arm64 --bin upload (debug)"
 bash infra/setup-cross.sh
-started=$SECONDS
 (cd functions/upload && PATH="${SLUICE_VENV:-$HOME/.cache/sluice/venv}/bin:$PATH" cargo lambda build --arm64 --bin upload)
 python3 - "${CARGO_TARGET_DIR:-target}/lambda/upload/bootstrap" <<'PY'
 import sys
@@ -67,7 +85,6 @@ head = open(sys.argv[1], "rb").read(20)
 assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183, "not an aarch64 ELF"
 print(f"{sys.argv[1]}: aarch64 ELF")
 PY
-echo "arm64 cross-build took $((SECONDS - started)) s"
 
 step "the README's demo: bash examples/run-demo.sh"
 bash examples/run-demo.sh

@@ -190,6 +190,21 @@ pub fn merge(target: &mut Value, patch: Value) {
     }
 }
 
+/// The schedule's tick as if flow `flow_id` had come due at the start of the current minute
+/// (a time an every-minute schedule fires): the runs it started.
+pub async fn tick_due_this_minute(sluice: &Sluice, flow_id: &str) -> Vec<sluice_model::RunStarted> {
+    use chrono::{DurationRound, TimeDelta, Utc};
+    let minute = Utc::now().duration_trunc(TimeDelta::minutes(1)).unwrap();
+    sluice
+        .store
+        .set_next_run(flow_id, Some(minute))
+        .await
+        .unwrap();
+    sluice_core::stages::trigger::schedule::tick(sluice)
+        .await
+        .unwrap()
+}
+
 /// `n` order records.
 pub fn orders(n: usize) -> Vec<Value> {
     (0..n)

@@ -254,3 +254,127 @@ async fn retries_number_their_pages_on_and_never_replace_the_first_runs_files() 
     names.sort();
     assert_eq!(names, ["orders-0.csv", "orders-1.csv", "orders-3.csv"]);
 }
+
+/// An SFTP import writes XML from its own template: the page's records as `records`, each
+/// value escaped as XML (so `<b>` & co stay text), named by the page's first record.
+#[tokio::test]
+async fn an_xml_file_from_a_template_lands_on_sftp_named_by_the_first_record() {
+    let ssh = SshServer::start().expect("sshd starts");
+    let dir = ssh.root().join("xml");
+    let h = Harness::new();
+    let template = concat!(
+        "<orders job=\"{{job._id}}\">\n",
+        "{{#each records}}  <order qty=\"{{this.qty}}\">{{this.name}}</order>\n{{/each}}",
+        "</orders>\n"
+    );
+    h.load(sftp_bundle(
+        &ssh,
+        dir.to_str().unwrap(),
+        json!({"sftp": {"fileName": "{{record.customer}}-{{page.index}}.xml"},
+               "file": {"type": "template", "template": {"content": template, "escape": "xml"}}}),
+        ssh.host_key_line(),
+    ))
+    .await;
+    let records = vec![
+        json!({"customer": "acme", "name": "Bolts <M6> & \"nuts\"", "qty": 3}),
+        json!({"customer": "other", "name": "Tom's washers", "qty": 10}),
+    ];
+    let job = h.run("f", records).await;
+    assert_eq!(job.num_success, 2, "{:?}", h.errors(&job.id).await);
+    let written =
+        std::fs::read_to_string(dir.join("acme-0.xml")).expect("named by the first record");
+    assert_eq!(
+        written,
+        format!(
+            "<orders job=\"{}\">\n  <order qty=\"3\">Bolts &lt;M6&gt; &amp; &quot;nuts&quot;</order>\n  <order qty=\"10\">Tom&apos;s washers</order>\n</orders>\n",
+            job.id
+        )
+    );
+}
+
+/// An S3 import writes fixed-width lines from its template (helpers pad the columns), and
+/// a record value that would make the name a path fails the page instead of steering it.
+#[tokio::test]
+async fn a_fixed_width_file_from_a_template_goes_to_s3_and_a_name_cannot_become_a_path() {
+    let h = Harness::new();
+    let content =
+        "{{#each records}}{{padRight this.sku 8 \" \"}}{{padLeft this.qty 5 \"0\"}}\n{{/each}}";
+    h.load(json!({
+        "connections": [{"_id": "s3", "name": "s3", "type": "s3", "s3": {"bucket": "exports"}}],
+        "exports": [{"_id": "exp", "name": "exp", "type": "webhook"}],
+        "imports": [{"_id": "out", "name": "out", "_connectionId": "s3", "type": "s3",
+                     "s3": {"directoryPath": "stock/{{record.region}}", "fileName": "{{record.warehouse}}.txt"},
+                     "file": {"type": "template", "template": {"content": content}}}],
+        "flows": [{"_id": "f", "name": "f", "pageGenerators": [{"_exportId": "exp"}], "pageProcessors": [{"type": "import", "_importId": "out"}]}]
+    }))
+    .await;
+    let rows = |region: &str, warehouse: &str| {
+        vec![
+            json!({"region": region, "warehouse": warehouse, "sku": "A-1", "qty": 42}),
+            json!({"region": region, "warehouse": warehouse, "sku": "B-22", "qty": 7}),
+        ]
+    };
+    let job = h.run("f", rows("eu", "north")).await;
+    assert_eq!(job.num_success, 2, "{:?}", h.errors(&job.id).await);
+    let body = h
+        .sluice()
+        .blobs
+        .get("exports", "stock/eu/north.txt")
+        .await
+        .unwrap()
+        .expect("object written");
+    assert_eq!(
+        String::from_utf8(body.to_vec()).unwrap(),
+        "A-1     00042\nB-22    00007\n"
+    );
+
+    for (region, warehouse, why) in [
+        ("eu", "../../elsewhere", "not a plain file name"),
+        ("..", "north", "climbs out with '..'"),
+    ] {
+        let hostile = h.run("f", rows(region, warehouse)).await;
+        assert_eq!((hostile.num_success, hostile.num_error), (0, 2));
+        let errors = h.errors(&hostile.id).await;
+        assert!(errors[0].message.contains(why), "{}", errors[0].message);
+    }
+}
+
+#[test]
+fn a_template_file_format_is_checked_naming_the_field() {
+    let import = |file: Value| -> sluice_model::Import {
+        serde_json::from_value(
+            json!({"_id": "i", "name": "i", "_connectionId": "c", "type": "s3",
+            "s3": {"fileName": "x.xml"}, "file": file}),
+        )
+        .unwrap()
+    };
+    let fields = |i: sluice_model::Import| -> Vec<String> {
+        i.validate()
+            .unwrap_err()
+            .0
+            .into_iter()
+            .map(|e| e.field)
+            .collect()
+    };
+    assert_eq!(
+        fields(import(json!({"type": "template"}))),
+        ["file.template"]
+    );
+    assert_eq!(
+        fields(import(
+            json!({"type": "template", "template": {"content": "{{#each records}}{{nope this}}{{/each}}"}})
+        )),
+        ["file.template.content"]
+    );
+    assert_eq!(
+        fields(import(json!({"type": "csv", "template": {"content": "x"}}))),
+        ["file.template"]
+    );
+    import(json!({"type": "template", "template": {"content": "{{#each records}}{{this.id}}\n{{/each}}", "escape": "xml"}}))
+        .validate()
+        .unwrap();
+    let export: sluice_model::Export = serde_json::from_value(json!({"_id": "e", "name": "e",
+        "type": "s3", "s3": {"bucket": "b"}, "file": {"type": "template"}}))
+    .unwrap();
+    assert_eq!(export.validate().unwrap_err().0[0].field, "file.type");
+}

@@ -26,6 +26,28 @@ fn accepting() -> impl Fn(usize, &Received) -> Answer + Send + Sync + 'static {
     |n, _| Answer::json(201, json!({"id": format!("ord-{n}")}))
 }
 
+/// The flow's import `imp` (its processor entry merged with `entry`) maps the reply's `id`
+/// into `orderId`, then a second import POSTs each record to `/second`.
+fn then_second_import(mut bundle: Value, entry: Value) -> Value {
+    bundle["imports"].as_array_mut().unwrap().push(json!({
+        "_id": "second", "name": "second", "_connectionId": "conn", "type": "http",
+        "http": {"method": "POST", "relativeURI": "/second"}}));
+    let mut first = json!({"type": "import", "_importId": "imp",
+        "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]}});
+    merge(&mut first, entry);
+    bundle["flows"][0]["pageProcessors"] =
+        json!([first, {"type": "import", "_importId": "second"}]);
+    bundle
+}
+
+/// What `/second` was sent, in arrival order.
+fn sent_to_second(server: &TestServer) -> Vec<Value> {
+    (server.received().iter())
+        .filter(|r| r.path == "/second")
+        .map(|r| r.json())
+        .collect()
+}
+
 fn names(server: &TestServer, path: &str) -> Vec<String> {
     let mut names: Vec<String> = (server.received().iter())
         .filter(|r| r.path == path)
@@ -178,20 +200,14 @@ function preMap(options) { return options.data.map(d => ({data: Object.assign({}
 function postResponseMap(options) {
   return options.postResponseMapData.map((d, i) => Object.assign({}, d, {status: options.responseData[i].statusCode}));
 }"#;
-    let mut bundle = http_bundle(
-        &server.base_url,
-        json!({"http": {"body": null}, "hooks": {"preMap": hook("preMap")}}),
-        json!({}),
+    let bundle = then_second_import(
+        http_bundle(
+            &server.base_url,
+            json!({"http": {"body": null}, "hooks": {"preMap": hook("preMap")}}),
+            json!({}),
+        ),
+        json!({"hooks": {"postResponseMap": hook("postResponseMap")}}),
     );
-    bundle["imports"].as_array_mut().unwrap().push(json!({
-        "_id": "second", "name": "second", "_connectionId": "conn", "type": "http",
-        "http": {"method": "POST", "relativeURI": "/second"}}));
-    bundle["flows"][0]["pageProcessors"] = json!([
-        {"type": "import", "_importId": "imp",
-         "responseMapping": {"fields": [{"extract": "id", "generate": "orderId"}]},
-         "hooks": {"postResponseMap": hook("postResponseMap")}},
-        {"type": "import", "_importId": "second"}
-    ]);
     h.load(with_script(bundle, script)).await;
     let job = h.run("f", orders(4)).await;
     assert_eq!(job.num_success, 4, "{job:?}");
@@ -202,11 +218,7 @@ function postResponseMap(options) {
         .map(|r| r.json())
         .collect();
     assert!(first.iter().all(|b| b["onlyForFirst"] == true), "{first:?}");
-    let second: Vec<Value> = got
-        .iter()
-        .filter(|r| r.path == "/second")
-        .map(|r| r.json())
-        .collect();
+    let second = sent_to_second(&server);
     assert_eq!(second.len(), 4);
     for b in &second {
         assert_eq!(b["status"], 201, "{b}");
@@ -215,6 +227,35 @@ function postResponseMap(options) {
             b.get("onlyForFirst").is_none(),
             "preMap's data is the first import's only: {b}"
         );
+    }
+}
+
+/// integrator.io runs postSubmit before the response mapping: what the hook makes of a
+/// reply (here its `_json.id`) is what the responseMapping reads.
+#[tokio::test]
+async fn post_submit_changes_reach_the_response_mapping() {
+    let server = TestServer::start(accepting()).await;
+    let h = Harness::new();
+    let script = r#"
+function postSubmit(options) {
+  return options.responseData.map(r => Object.assign({}, r, {_json: Object.assign({}, r._json, {id: 'fixed-' + r._json.id})}));
+}"#;
+    let bundle = then_second_import(
+        http_bundle(
+            &server.base_url,
+            json!({"hooks": {"postSubmit": hook("postSubmit")}}),
+            json!({}),
+        ),
+        json!({}),
+    );
+    h.load(with_script(bundle, script)).await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(job.num_success, 3, "{job:?}");
+    let second = sent_to_second(&server);
+    assert_eq!(second.len(), 3);
+    for b in &second {
+        let id = b["orderId"].as_str().unwrap_or_default();
+        assert!(id.starts_with("fixed-ord-"), "{b}");
     }
 }
 
@@ -258,6 +299,61 @@ function preSavePage(options) {
             .any(|e| e.message == "preSavePage hook: note: seen page 0"),
         "{errors:?}"
     );
+}
+
+/// A read picked up again after its preSavePage hook aborted (the run order as the
+/// checkpoint after the aborting page leaves it, should the process die before the job
+/// closes) reads nothing more of that export.
+#[tokio::test]
+async fn a_read_picked_up_after_an_abort_cuts_no_more_pages() {
+    let server = TestServer::start(accepting()).await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(&server.base_url, json!({}), json!({}));
+    bundle["exports"][0]["hooks"] = json!({"preSavePage": hook("preSavePage")});
+    let script = "function preSavePage(o) { return {data: o.data, abort: true}; }";
+    h.load(with_script(bundle, script)).await;
+    let sluice = h.sluice();
+    let lines: String = (0..30)
+        .map(|n| format!("{{\"name\": \"order {n}\", \"qty\": {n}}}\n"))
+        .collect();
+    let (bucket, key) = ("in", "orders.ndjson");
+    sluice.blobs.put(bucket, key, lines.into()).await.unwrap();
+    let job = sluice_model::Job::new(
+        "j".into(),
+        "f".into(),
+        sluice_model::RunKind::Manual,
+        chrono::Utc::now(),
+    );
+    sluice.store.create_job(&job).await.unwrap();
+    let resumed = sluice_model::RunOrder {
+        job_id: "j".into(),
+        flow_id: "f".into(),
+        generator_index: None,
+        export_ids: None,
+        source: sluice_model::RunSource::File {
+            bucket: bucket.into(),
+            key: key.into(),
+            name: key.into(),
+            format: None,
+        },
+        resume: Some(sluice_model::Resume {
+            generator_index: 0,
+            pages_cut: 0,
+            carried: Vec::new(),
+            cursor: Value::Null,
+            skip: 10,
+            aborted: true,
+        }),
+    };
+    let run = sluice_model::StageMessage::Run(resumed);
+    sluice
+        .queue
+        .send(sluice_core::Stage::Trigger, run)
+        .await
+        .unwrap();
+    let job = h.wait("j").await;
+    assert_eq!((job.num_pages, job.num_success), (0, 0), "{job:?}");
+    assert!(server.received().is_empty());
 }
 
 #[tokio::test]

@@ -365,11 +365,7 @@ async fn the_tick_starts_due_flows_only() {
         "not due before the next minute"
     );
     // Pretend the due time has come.
-    s.store
-        .set_next_run("f", Some(Utc::now() - ChronoDuration::seconds(1)))
-        .await
-        .unwrap();
-    let started = tick(&s).await.unwrap();
+    let started = tick_due_this_minute(&s, "f").await;
     assert_eq!(started.len(), 1);
     let job = h.wait(&started[0].job_id).await;
     assert_eq!(

@@ -257,3 +257,146 @@ async fn a_failed_run_leaves_the_watermark_and_the_next_run_reads_its_window_aga
     );
     assert_eq!(mark(&h, "e2").await, next.end_date);
 }
+
+/// `delta.lagOffset` reaches back from the watermark, `delta.dateFormat` writes the window
+/// in the export's requests; the watermark itself stays the end of the window read.
+#[tokio::test]
+async fn a_lag_offset_reaches_back_and_a_date_format_writes_the_window() {
+    let (h, source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let store = &h.sluice().store;
+    let mut e1 = store
+        .get_definition(Kind::Export, "e1")
+        .await
+        .unwrap()
+        .unwrap();
+    e1["delta"] = json!({"lagOffset": 90_000, "dateFormat": "YYYY-MM-DD HH:mm:ss"});
+    let export: sluice_model::Export = serde_json::from_value(e1.clone()).unwrap();
+    export.validate().unwrap();
+    store.put_definition(Kind::Export, "e1", &e1).await.unwrap();
+
+    let first = h.run_with("f", only("e1")).await;
+    assert_eq!(first.status, JobStatus::Completed);
+    let end = first.end_date.unwrap();
+    assert_eq!(
+        mark(&h, "e1").await,
+        Some(end),
+        "the watermark is the window's end"
+    );
+
+    let second = h.run_with("f", only("e1")).await;
+    let lagged = end - ChronoDuration::milliseconds(90_000);
+    assert_eq!(
+        asked_since(&source, "/one"),
+        vec![
+            String::new(),
+            lagged.format("%Y-%m-%d %H:%M:%S").to_string()
+        ],
+        "the second window starts 90 s before the first ended, written as the format says"
+    );
+    assert_eq!(second.delta_exports.get("e1"), Some(&Some(lagged)));
+    assert_eq!(
+        second.start_date,
+        Some(lagged),
+        "templates see the lagged start"
+    );
+    assert_eq!(
+        mark(&h, "e1").await,
+        second.end_date,
+        "the lag does not compound: the watermark moves to the end"
+    );
+
+    // A startDate given is the window asked for: no lag.
+    let start = end - ChronoDuration::days(1);
+    h.run_with(
+        "f",
+        RunRequest {
+            start_date: Some(start),
+            ..only("e1")
+        },
+    )
+    .await;
+    assert_eq!(
+        asked_since(&source, "/one")[2],
+        start.format("%Y-%m-%d %H:%M:%S").to_string()
+    );
+}
+
+#[tokio::test]
+async fn delta_options_and_export_schedules_are_validated_naming_the_field() {
+    let export: sluice_model::Export = serde_json::from_value(json!({"_id": "e", "name": "e",
+        "type": "http", "_connectionId": "c", "http": {"relativeURI": "/x"},
+        "delta": {"lagOffset": 40u64 * 24 * 3600 * 1000, "dateFormat": "YYYY-MM-Do"}}))
+    .unwrap();
+    let errors = export.validate().unwrap_err();
+    let fields: Vec<&str> = errors.0.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["delta.lagOffset", "delta.dateFormat"],
+        "{errors:?}"
+    );
+    assert!(errors.0[1].message.contains("ordinals"), "{errors:?}");
+
+    let webhook: sluice_model::Export = serde_json::from_value(
+        json!({"_id": "w", "name": "w", "type": "webhook", "delta": {"lagOffset": 5}}),
+    )
+    .unwrap();
+    assert_eq!(webhook.validate().unwrap_err().0[0].field, "delta");
+
+    let flow: sluice_model::Flow = serde_json::from_value(json!({"_id": "f", "name": "f",
+        "pageGenerators": [{"_exportId": "a"}, {"_exportId": "b", "schedule": "every minute"}]}))
+    .unwrap();
+    let errors = flow.validate().unwrap_err();
+    assert_eq!(
+        errors.0[0].field, "pageGenerators[1].schedule",
+        "{errors:?}"
+    );
+    assert!(errors.0[0].message.contains("Invalid cron expression"));
+}
+
+/// A page generator's own `schedule` runs that export on it; the flow's schedule stays the
+/// others' (here: once a year, so not now). The tick reads only the export due.
+#[tokio::test]
+async fn the_tick_runs_only_the_export_whose_own_schedule_is_due() {
+    use sluice_core::stages::trigger::schedule::reschedule;
+    let (h, source, _sink) = setup(Arc::new(AtomicBool::new(false))).await;
+    let s = h.sluice();
+    let mut flow = s
+        .store
+        .get_definition(Kind::Flow, "f")
+        .await
+        .unwrap()
+        .unwrap();
+    flow["schedule"] = json!("0 0 1 1 *");
+    flow["pageGenerators"][1]["schedule"] = json!("* * * * *");
+    s.store
+        .put_definition(Kind::Flow, "f", &flow)
+        .await
+        .unwrap();
+    let flow = s.flow("f").await.unwrap();
+    reschedule(&s, &flow).await.unwrap();
+    let due = s
+        .store
+        .due_flows(Utc::now() + ChronoDuration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1, "due within the minute, on e2's schedule");
+
+    // Pretend that time came: the minute that began last, when e2's schedule fired.
+    let started = tick_due_this_minute(&s, "f").await;
+    assert_eq!(started.len(), 1);
+    let job = h.wait(&started[0].job_id).await;
+    assert_eq!(
+        (job.trigger.as_str(), job.status),
+        ("schedule", JobStatus::Completed)
+    );
+    assert_eq!(job.export_id.as_deref(), Some("e2"));
+    assert_eq!(
+        job.delta_exports.keys().collect::<Vec<_>>(),
+        ["e2"],
+        "only e2's window is read and moved"
+    );
+    assert!(asked_since(&source, "/one").is_empty(), "e1 was not read");
+    assert_eq!(asked_since(&source, "/two").len(), 1);
+    assert_eq!(mark(&h, "e1").await, None);
+    assert_eq!(mark(&h, "e2").await, job.end_date);
+}

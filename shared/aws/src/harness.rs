@@ -45,6 +45,14 @@ pub struct Harness {
     invocations: Arc<Mutex<HashMap<Stage, (u64, Duration)>>>,
 }
 
+/// Messages received from one queue, as the event that invokes a function with them.
+pub struct Batch {
+    queue_url: String,
+    pub event: SqsEvent,
+    /// Message id -> receipt handle.
+    handles: HashMap<String, String>,
+}
+
 /// What the harness created, by kind, as logical ids (compared with the template).
 #[derive(Debug, Default, PartialEq)]
 pub struct Created {
@@ -122,6 +130,7 @@ impl Harness {
             allow_private_addresses: false,
             replies: Default::default(),
             scripts: Default::default(),
+            retention_days: sluice_core::Settings::default().retention_days,
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;
@@ -209,6 +218,25 @@ impl Harness {
     }
 
     async fn poll_url(&self, stage: Stage, url: &str, max: i32) -> anyhow::Result<usize> {
+        let batch = self.receive_url(stage, url, max).await?;
+        if batch.event.records.is_empty() {
+            return Ok(0);
+        }
+        let response = self.invoke(stage, batch.event.clone()).await;
+        let received = batch.event.records.len();
+        self.settle(batch, &response).await?;
+        Ok(received)
+    }
+
+    /// Up to `max` messages of the stage's queue as the event an event source mapping would
+    /// invoke the function with (empty when the queue is), not yet handled: for a test that
+    /// runs the function some other way, then [`settle`](Self::settle)s the batch.
+    pub async fn receive(&self, stage: Stage, max: i32) -> anyhow::Result<Batch> {
+        let url = self.settings.queue_urls[&stage].clone();
+        self.receive_url(stage, &url, max).await
+    }
+
+    async fn receive_url(&self, stage: Stage, url: &str, max: i32) -> anyhow::Result<Batch> {
         let arn = self.arns.get(url).cloned().unwrap_or_default();
         let out = self
             .sqs
@@ -219,35 +247,39 @@ impl Harness {
             .send()
             .await
             .with_context(|| format!("receiving from the {} queue", stage.name()))?;
-        let received = out.messages.unwrap_or_default();
-        if received.is_empty() {
-            return Ok(0);
-        }
-        let mut handles = HashMap::new();
-        let mut event = SqsEvent::default();
-        for m in &received {
+        let mut batch = Batch {
+            queue_url: url.to_string(),
+            event: SqsEvent::default(),
+            handles: HashMap::new(),
+        };
+        for m in out.messages.unwrap_or_default() {
             let mut message = SqsMessage::default();
             message.message_id = m.message_id.clone();
             message.receipt_handle = m.receipt_handle.clone();
             message.body = m.body.clone();
             message.event_source = Some("aws:sqs".into());
             message.event_source_arn = Some(arn.clone());
-            handles.insert(
-                m.message_id.clone().unwrap_or_default(),
-                m.receipt_handle.clone().unwrap_or_default(),
+            batch.handles.insert(
+                m.message_id.unwrap_or_default(),
+                m.receipt_handle.unwrap_or_default(),
             );
-            event.records.push(message);
+            batch.event.records.push(message);
         }
-        let response = self.invoke(stage, event).await;
-        let failed: HashSet<String> = response
+        Ok(batch)
+    }
+
+    /// Deletes the batch's messages the response does not report as failed, with one
+    /// DeleteMessageBatch as an event source mapping does; the failed ones are redelivered.
+    pub async fn settle(&self, batch: Batch, response: &SqsBatchResponse) -> anyhow::Result<()> {
+        let failed: HashSet<&str> = response
             .batch_item_failures
             .iter()
-            .map(|f| f.item_identifier.clone())
+            .map(|f| f.item_identifier.as_str())
             .collect();
-        // One DeleteMessageBatch for what succeeded, as an event source mapping does.
-        let handled: Vec<_> = handles
-            .into_iter()
-            .filter(|(id, _)| !failed.contains(id))
+        let handled: Vec<_> = batch
+            .handles
+            .iter()
+            .filter(|(id, _)| !failed.contains(id.as_str()))
             .enumerate()
             .map(|(i, (_, handle))| {
                 DeleteMessageBatchRequestEntry::builder()
@@ -256,20 +288,21 @@ impl Harness {
                     .build()
             })
             .collect::<Result<_, _>>()?;
-        if !handled.is_empty() {
-            let out = self
-                .sqs
-                .delete_message_batch()
-                .queue_url(url)
-                .set_entries(Some(handled))
-                .send()
-                .await
-                .context("deleting handled messages")?;
-            if let Some(f) = out.failed.first() {
-                anyhow::bail!("a handled message was not deleted: {f:?}");
-            }
+        if handled.is_empty() {
+            return Ok(());
         }
-        Ok(received.len())
+        let out = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&batch.queue_url)
+            .set_entries(Some(handled))
+            .send()
+            .await
+            .context("deleting handled messages")?;
+        if let Some(f) = out.failed.first() {
+            anyhow::bail!("a handled message was not deleted: {f:?}");
+        }
+        Ok(())
     }
 
     /// Invocations so far (every instance) and their handlers' time: (count, seconds).

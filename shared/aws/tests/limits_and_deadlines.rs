@@ -172,19 +172,7 @@ async fn objects_under_a_prefix_continue_in_the_next_invocation() {
     // Shorter than the 30 s kept back per object: one object per invocation.
     env.harness.invocation_budget = Some(Duration::from_secs(10));
     let h = &env.harness;
-    h.s3.create_bucket().bucket("data").send().await.unwrap();
-    for part in 0..6 {
-        let body: String = (0..3)
-            .map(|i| format!("{{\"n\": {}}}\n", part * 3 + i))
-            .collect();
-        h.s3.put_object()
-            .bucket("data")
-            .key(format!("in/part-{part}.ndjson"))
-            .body(body.into_bytes().into())
-            .send()
-            .await
-            .unwrap();
-    }
+    common::put_parts(h, "data", 6, json!({})).await;
     let sink = TestServer::always(200, json!({})).await;
     common::define_flow(
         &h.sluice,

@@ -686,6 +686,30 @@ async fn jobs_errors_and_retry_from_the_command_line() {
         out.contains("no errors that match"),
         "a retry resolves what it retried: {out}"
     );
+
+    // Cleaning: the default retention (30 days) keeps today's jobs; --older-than-days 0
+    // takes every finished one, and --dry-run only says so.
+    let (code, out, _) = run(&["clean"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("deleted 0 job(s)"), "{out}");
+    let (_, out, _) = run(&["clean", "--dry-run", "--older-than-days", "0"]);
+    assert!(
+        out.starts_with("dry run: would delete 2 job(s) with 2 error(s)") && out.contains(&job),
+        "{out}"
+    );
+    let (_, out, _) = run(&["jobs", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, out, _) = run(&["clean", "--older-than-days", "0"]);
+    assert!(out.starts_with("deleted 2 job(s), 2 error(s)"), "{out}");
+    let (_, out, _) = run(&["jobs"]);
+    assert!(out.contains("no jobs"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

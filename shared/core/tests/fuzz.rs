@@ -85,7 +85,7 @@ proptest! {
     fn readers_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400), kind in 0u8..3) {
         let kind = [FileType::Json, FileType::Ndjson, FileType::Csv][kind as usize];
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let items: Vec<_> = rt.block_on(async { stream_bytes(bytes, &FileFormat { kind, csv: None }).collect().await });
+        let items: Vec<_> = rt.block_on(async { stream_bytes(bytes, &FileFormat::of(kind)).collect().await });
         // An error, if any, is the last item and says where.
         for (i, item) in items.iter().enumerate() {
             if let Err(e) = item {

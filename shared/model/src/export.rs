@@ -44,6 +44,10 @@ pub struct Export {
     /// `/exports/{id}/{token}/data` with verify `secret_url`), outside the API keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<crate::WebhookListener>,
+    /// Delta settings of an http export: how far its window reaches back and how
+    /// `{{lastExportDateTime}}` is written in its requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
     /// How a file source is parsed (s3 exports); json when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileFormat>,
@@ -88,6 +92,63 @@ pub struct Export {
         skip_serializing_if = "Option::is_none"
     )]
     pub last_modified: Option<DateTime<Utc>>,
+}
+
+/// integrator.io's `delta` section of an export (`dateField` and `startDate` are not taken:
+/// Sluice's window is the watermark, and the request template names the field).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"lagOffset": 300000, "dateFormat": "YYYY-MM-DD HH:mm:ss"}))]
+pub struct Delta {
+    /// Milliseconds subtracted from the start of the window a delta run reads (its
+    /// watermark), so records a source commits late are read by the next run too. At most
+    /// 30 days; not applied to a `startDate` given to the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_offset: Option<u64>,
+    /// moment.js format tokens (`YYYY-MM-DD HH:mm:ss`, `x` for epoch milliseconds) in which
+    /// `{{lastExportDateTime}}` and `{{currentExportDateTime}}` are written in this
+    /// export's requests, in UTC; RFC 3339 with milliseconds when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_format: Option<String>,
+}
+
+/// The largest `delta.lagOffset`: 30 days in milliseconds.
+pub const MAX_LAG_OFFSET_MS: u64 = 30 * 24 * 60 * 60 * 1000;
+
+impl Delta {
+    /// The lag as a duration (zero when absent).
+    pub fn lag(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.lag_offset.unwrap_or(0).min(MAX_LAG_OFFSET_MS) as i64)
+    }
+
+    /// The compiled `dateFormat`, if one is given (validation refused one that fails).
+    pub fn format(&self) -> Option<crate::moment::DateFormat> {
+        let source = self.date_format.as_deref()?;
+        crate::moment::DateFormat::compile(source).ok()
+    }
+
+    fn validate_into(&self, e: &mut ValidationErrors, kind: ExportType) {
+        if kind != ExportType::Http {
+            e.add(
+                "delta",
+                "only http exports read a delta window (s3, dynamodb and webhook exports get their records from events)",
+            );
+        }
+        if self.lag_offset.is_some_and(|ms| ms > MAX_LAG_OFFSET_MS) {
+            e.add(
+                "delta.lagOffset",
+                format!("must be at most {MAX_LAG_OFFSET_MS} ms (30 days)"),
+            );
+        }
+        if let Some(f) = &self.date_format {
+            if let Err(why) = crate::moment::DateFormat::compile(f) {
+                e.add(
+                    "delta.dateFormat",
+                    format!("'{f}' is not a moment.js date format: {why}"),
+                );
+            }
+        }
+    }
 }
 
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -223,6 +284,16 @@ pub enum FileType {
     Ndjson,
     /// Comma (or other) separated values, with a header row by default.
     Csv,
+    /// Imports only: the file is `file.template` rendered over the page's records (XML,
+    /// fixed-width, any text).
+    Template,
+}
+
+impl FileType {
+    /// Can records be read from a file of this type (exports, `sluice run --records`)?
+    pub fn is_readable(self) -> bool {
+        self != FileType::Template
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, ToSchema)]
@@ -234,6 +305,48 @@ pub struct FileFormat {
     /// CSV settings (type csv).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<CsvOptions>,
+    /// The file's content as a template (type template; imports only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<FileTemplate>,
+}
+
+impl FileFormat {
+    /// A format of this type with its defaults (no csv settings, no template).
+    pub fn of(kind: FileType) -> FileFormat {
+        FileFormat {
+            kind,
+            csv: None,
+            template: None,
+        }
+    }
+}
+
+/// A file import's whole content as a handlebars template, rendered once per page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"escape": "xml",
+    "content": "<orders>{{#each records}}<order id=\"{{this.id}}\">{{this.name}}</order>{{/each}}</orders>\n"}))]
+pub struct FileTemplate {
+    /// Handlebars template of the file; sees `records` (the page's records as the import's
+    /// mapping makes them), `job`, `flow`, `page`, `now`, `lastExportDateTime`,
+    /// `currentExportDateTime`, and the helpers of every template.
+    pub content: String,
+    /// How a plain `{{value}}` is written: `none` (as it is; the default) or `xml` (`&`, `<`,
+    /// `>`, `"` and `'` as entities, so a value cannot add elements or attributes).
+    /// `{{{value}}}` writes raw text on purpose.
+    #[serde(default)]
+    pub escape: ContentEscape,
+}
+
+/// How values are escaped in a file content template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ContentEscape {
+    /// Values as they are (fixed-width, plain text).
+    #[default]
+    None,
+    /// XML text and attribute escaping.
+    Xml,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -363,8 +476,11 @@ impl Export {
         if let Some(f) = &self.filter {
             f.validate_into(&mut e, "filter");
         }
+        if let Some(d) = &self.delta {
+            d.validate_into(&mut e, self.kind);
+        }
         if let Some(f) = &self.file {
-            file_format(&mut e, "file", f);
+            file_format(&mut e, "file", f, false);
         }
         if let Some(h) = &self.hooks {
             crate::script::validate_hooks(&mut e, "hooks", h.refs());
@@ -373,7 +489,27 @@ impl Export {
     }
 }
 
-pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat) {
+/// Checks a file format; `writing` for an import's (which may be a template), else an
+/// export's, which is read.
+pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat, writing: bool) {
+    match (f.kind, &f.template) {
+        (FileType::Template, _) if !writing => e.add(
+            format!("{field}.type"),
+            "template is a format imports write; an export reads json, ndjson or csv",
+        ),
+        (FileType::Template, None) => e.add(
+            format!("{field}.template"),
+            "is required when type is template (give template.content)",
+        ),
+        (FileType::Template, Some(t)) => {
+            validate::template(e, &format!("{field}.template.content"), &t.content)
+        }
+        (_, Some(_)) => e.add(
+            format!("{field}.template"),
+            "is only used when type is template",
+        ),
+        (_, None) => {}
+    }
     if let Some(c) = &f.csv {
         if c.column_delimiter.len() != 1 {
             e.add(

@@ -64,6 +64,15 @@ pub struct Flow {
     /// Posted the job summary when a run ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_process: Vec<Callback>,
+    /// Days its jobs (with their errors and delivery ledger) are kept before the clean-up
+    /// purges them; the deployment's `SLUICE_RETENTION_DAYS` (30 by default) when absent.
+    /// 1 to 3650.
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_days: Option<u32>,
     /// Set by the API on create.
     #[serde(
         default,
@@ -89,6 +98,10 @@ pub struct PageGenerator {
     /// Accepted for integrator.io compatibility; Sluice keeps every failed record retryable.
     #[serde(default)]
     pub skip_retries: bool,
+    /// This export's own schedule (5-field cron, in the flow's `timezone`), instead of the
+    /// flow's: a scheduled run reads only the exports due at that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -173,12 +186,20 @@ pub struct Callback {
     pub headers: Vec<NameValue>,
 }
 
+/// The longest `retentionDays` a flow may ask for (10 years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 impl Flow {
     pub fn timezone(&self) -> chrono_tz::Tz {
         self.timezone
             .as_deref()
             .and_then(|t| t.parse().ok())
             .unwrap_or(chrono_tz::UTC)
+    }
+
+    /// The schedule a page generator runs on: its own, else the flow's.
+    pub fn schedule_of<'a>(&'a self, generator: &'a PageGenerator) -> Option<&'a str> {
+        generator.schedule.as_deref().or(self.schedule.as_deref())
     }
 
     /// Its page processors numbered, with its routers (see [`crate::routing`]).
@@ -197,6 +218,15 @@ impl Flow {
         if let Some(tz) = &self.timezone {
             validate::timezone(&mut e, "timezone", tz);
         }
+        if self
+            .retention_days
+            .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
+        {
+            e.add(
+                "retentionDays",
+                format!("must be between 1 and {MAX_RETENTION_DAYS} days"),
+            );
+        }
         if self.page_generators.is_empty() {
             e.add("pageGenerators", "a flow needs at least one page generator");
         }
@@ -206,6 +236,9 @@ impl Flow {
                 &format!("pageGenerators[{i}]._exportId"),
                 &g.export_id,
             );
+            if let Some(s) = &g.schedule {
+                validate::schedule(&mut e, &format!("pageGenerators[{i}].schedule"), s);
+            }
         }
         for step in self.steps().iter() {
             step.processor.validate_into(&mut e, &step.field);

@@ -202,7 +202,7 @@ pub enum OverwritePolicy {
 }
 
 /// A file written per page: directory and file name are templates over `job`, `flow`,
-/// `page` and `now`.
+/// `page`, `now` and `record` (the page's first record, as received).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileImport {
@@ -210,7 +210,8 @@ pub struct FileImport {
     #[serde(default)]
     pub directory_path: String,
     /// Handlebars template of the file name; `{{page.index}}` keeps the pages' files apart
-    /// (unique in a run and its retries: a retry numbers on); `{{job._id}}` keeps runs apart.
+    /// (unique in a run and its retries: a retry numbers on); `{{job._id}}` keeps runs apart;
+    /// `{{record.customerId}}` names it by a field of the page's first record.
     pub file_name: String,
     #[serde(default)]
     /// What to do when the file exists (default overwrite).
@@ -331,7 +332,7 @@ impl Import {
             m.validate_into(&mut e, "mapping");
         }
         if let Some(f) = &self.file {
-            file_format(&mut e, "file", f);
+            file_format(&mut e, "file", f, true);
         }
         if let Some(m) = &self.response_mapping {
             m.validate_into(&mut e, "responseMapping");

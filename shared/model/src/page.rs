@@ -319,6 +319,10 @@ pub struct Resume {
     /// a checkpoint taken after a page points at the unit that page ended in.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub skip: u64,
+    /// The generator's preSavePage hook asked to abort: nothing more of it is read, however
+    /// the reading is picked up again (integrator.io: abort stops generating new pages).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aborted: bool,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -136,11 +136,56 @@ pub struct QueuedRun {
 impl QueuedRun {
     /// Waiting runs with the same key are one run. An event's run is its own (its key is its
     /// id: each object, each stream batch is read); runs that read the whole export (schedule,
-    /// chain) share one key, since one such run waiting reads everything the next would.
-    pub fn key(&self) -> &str {
-        match self.kind {
-            RunKind::Schedule | RunKind::Chain => "export",
-            _ => &self.id,
+    /// chain) share one key per set of exports they read (`export` for all of them, else
+    /// `export:` and the ids), since one such run waiting reads everything the next would.
+    pub fn key(&self) -> std::borrow::Cow<'_, str> {
+        match (self.kind, &self.request.export_ids) {
+            (RunKind::Schedule | RunKind::Chain, None) => "export".into(),
+            (RunKind::Schedule | RunKind::Chain, Some(ids)) => {
+                let mut ids = ids.clone();
+                ids.sort();
+                format!("export:{}", ids.join(",")).into()
+            }
+            _ => self.id.as_str().into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn waiting(kind: RunKind, export_ids: Option<Vec<&str>>) -> QueuedRun {
+        QueuedRun {
+            id: crate::new_id(),
+            kind,
+            request: RunRequest {
+                export_ids: export_ids.map(|ids| ids.into_iter().map(String::from).collect()),
+                ..Default::default()
+            },
+            queued_at: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn scheduled_runs_of_the_same_exports_are_one_waiting_run() {
+        let all = waiting(RunKind::Schedule, None);
+        let some = waiting(RunKind::Schedule, Some(vec!["b", "a"]));
+        assert_eq!(all.key(), waiting(RunKind::Chain, None).key());
+        assert_eq!(
+            some.key(),
+            waiting(RunKind::Schedule, Some(vec!["a", "b"])).key()
+        );
+        assert_ne!(
+            all.key(),
+            some.key(),
+            "a run of some exports does not stand for all"
+        );
+        let manual = waiting(RunKind::S3, None);
+        assert_eq!(
+            manual.key(),
+            manual.id.as_str(),
+            "an event's run is its own"
+        );
     }
 }

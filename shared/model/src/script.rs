@@ -145,7 +145,8 @@ pub struct ImportHooks {
     pub post_map: Option<HookRef>,
     /// After the reply is judged: `{preMapData, postMapData, responseData}`, each
     /// `responseData` `{statusCode, errors, ignored, id, _json}`; returns the responseData,
-    /// same length (clearing `errors` makes a success, `ignored: true` an ignore).
+    /// same length (clearing `errors` makes a success, `ignored: true` an ignore; a changed
+    /// `_json` or `statusCode` is what the responseMapping maps).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub post_submit: Option<HookRef>,
 }

@@ -107,3 +107,28 @@ pub async fn notify_trigger_queue(env: &Env, bucket: &str) {
         .await
         .unwrap();
 }
+
+/// Creates `bucket` with `parts` NDJSON objects `in/part-<i>.ndjson` of three records each,
+/// `{"n": 0}` to `{"n": 3 * parts - 1}` in key order, each with `extra`'s fields.
+pub async fn put_parts(h: &Harness, bucket: &str, parts: usize, extra: Value) {
+    h.s3.create_bucket().bucket(bucket).send().await.unwrap();
+    for part in 0..parts {
+        let body: String = (0..3)
+            .map(|i| {
+                let mut record = json!({"n": part * 3 + i});
+                record
+                    .as_object_mut()
+                    .unwrap()
+                    .extend(extra.as_object().cloned().unwrap_or_default());
+                format!("{record}\n")
+            })
+            .collect();
+        h.s3.put_object()
+            .bucket(bucket)
+            .key(format!("in/part-{part}.ndjson"))
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
+}

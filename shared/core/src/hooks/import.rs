@@ -10,7 +10,7 @@ use super::{call, common_options, HookFailure, SCRIPT_ERROR};
 use crate::stages::processor::{replies, Processor, Target};
 use crate::{Result, Sluice};
 use serde_json::{json, Map, Value};
-use sluice_model::{HookPoint, HookRef, Page, RecordState, Reply};
+use sluice_model::{HookPoint, HookRef, Page, PageRecord, RecordState, Reply};
 
 /// The import's hooks, if the processor is an import that has any.
 fn hooks_of(p: &Processor) -> Option<&sluice_model::ImportHooks> {
@@ -178,6 +178,31 @@ fn sent_data(r: &sluice_model::PageRecord) -> Value {
         .unwrap_or_else(|| r.data.clone())
 }
 
+/// The responseMapping over the reply as postSubmit answered it, when the answer changed its
+/// `_json` or `statusCode`: integrator.io maps what postSubmit returns, and Sluice mapped the
+/// reply as it came (in extract, so that the evaluator can read `extracted`), so what the
+/// hook made of it is mapped again. A reply the hook left alone keeps its mapping, and a
+/// bounded reply its selections made over the whole body.
+fn remap(p: &Processor, reply: &Reply, answer: &Map<String, Value>, r: &mut PageRecord) {
+    let Some(mapping) = p.mapping() else { return };
+    let body = answer.get("_json").unwrap_or(&reply.body);
+    let status = (answer.get("statusCode").and_then(Value::as_u64))
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(reply.status);
+    if *body == reply.body && status == reply.status {
+        return;
+    }
+    let answered = Reply {
+        status,
+        body: body.clone(),
+        bounded: None,
+        ..reply.clone()
+    };
+    if let Err(e) = crate::stages::extract::apply_mapping(mapping, &answered, r) {
+        r.fail("mapping", format!("after the postSubmit hook: {e}"));
+    }
+}
+
 /// Whether a record with a reply was part of what was sent: its own request, or (one request
 /// per page) a record still active or judged by the evaluator, not one set aside before.
 fn was_sent(r: &sluice_model::PageRecord) -> bool {
@@ -191,7 +216,8 @@ fn was_sent(r: &sluice_model::PageRecord) -> bool {
 
 /// postSubmit, after the evaluator judged the replies: every record that was sent (has a
 /// reply) is given as `responseData`, and its answer decides: `errors` non-empty fails the
-/// record, `ignored: true` ignores it, else it succeeds (a failure can be forgiven).
+/// record, `ignored: true` ignores it, else it succeeds (a failure can be forgiven). What the
+/// answer makes of the reply is what the responseMapping maps ([`remap`]).
 pub(crate) async fn post_submit(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
     let Some(hook) = hooks_of(p).and_then(|h| h.post_submit.as_ref()) else {
         return Ok(());
@@ -254,6 +280,7 @@ pub(crate) async fn post_submit(sluice: &Sluice, page: &mut Page, p: &Processor)
                 } else {
                     r.state = RecordState::Active;
                 }
+                remap(p, replies[i].as_ref().expect("sent"), m, r);
             }
         }
     }

@@ -15,6 +15,7 @@
 //! last page is done, dead letter when a run order gave up); nothing here calls a stage.
 
 mod after;
+pub mod clean;
 mod finish;
 mod hold;
 mod queue;

@@ -129,10 +129,14 @@ pub(super) async fn start_as(
     }
     job.uses = hold::uses(sluice, &flow, &exports).await?;
     job.delta_exports = watermark::plan(sluice, flow_id, &exports, &request, kind).await?;
-    // The job's window (what templates see): the one asked for, else its first export's.
+    // The job's window (what templates see): the one asked for, else its first export's
+    // (its delta window's start, lag included, when it reads one).
     job.start_date = match (request.start_date, &job.export_id) {
         (Some(start), _) => Some(start),
-        (None, Some(first)) => watermark::read(sluice, flow_id, first).await?,
+        (None, Some(first)) => match job.delta_exports.get(first) {
+            Some(start) => *start,
+            None => watermark::read(sluice, flow_id, first).await?,
+        },
         (None, None) => None,
     };
     job.end_date = Some(request.end_date.unwrap_or(now));

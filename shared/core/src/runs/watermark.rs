@@ -2,6 +2,9 @@
 //! starts reading. One per export of each flow (two flows sharing an export, or one flow
 //! reading two, keep their own), so a run of one export never moves another's window.
 //!
+//! A delta run's window starts at the watermark less the export's `delta.lagOffset`; the
+//! watermark itself stays the end of the last window read, so the lag never compounds.
+//!
 //! Invariant: a watermark moves only forward, only when a run read that export itself over
 //! its delta window (not records given to it, not a retry, not a backfill with an `endDate`)
 //! and completed; a failed or canceled run's window is read again by the next run.
@@ -57,11 +60,20 @@ pub(super) async fn plan(
     for export in exports.iter().filter(|e| e.kind == ExportType::Http) {
         let start = match request.start_date {
             Some(start) => Some(start),
-            None => read(sluice, flow_id, &export.id).await?,
+            None => read(sluice, flow_id, &export.id)
+                .await?
+                .map(|at| lagged(export, at)),
         };
         delta.insert(export.id.clone(), start);
     }
     Ok(delta)
+}
+
+/// Where a window starting at watermark `at` reads from: `delta.lagOffset` earlier, so
+/// records the source commits with an older timestamp are read by the next run too.
+fn lagged(export: &Export, at: DateTime<Utc>) -> DateTime<Utc> {
+    let lag = export.delta.as_ref().map(|d| d.lag()).unwrap_or_default();
+    at.checked_sub_signed(lag).unwrap_or(at)
 }
 
 /// Moves the watermarks of a finished job's delta exports to the end of its window, if it

@@ -1,14 +1,51 @@
-//! File content for sftp/s3 imports: one file per page, CSV (default), JSON array or NDJSON.
+//! File content for sftp/s3 imports: one file per page, CSV (default), JSON array, NDJSON,
+//! or the import's own template over the page's records (XML, fixed-width, any text).
+//!
+//! A content template renders in the same template cache as every other template (the
+//! helpers `validate::template` knows, no partials, no file access), with `{{value}}`
+//! escaped as the template asks: as it is, or as XML.
 
-use serde_json::Value;
-use sluice_model::{CsvOptions, FileFormat, FileType};
+use super::templates::{Escape, TemplateCache};
+use serde_json::{Map, Value};
+use sluice_model::{ContentEscape, CsvOptions, FileFormat, FileTemplate, FileType};
 
-/// Renders `records` as a file body.
+/// The content of a page's file: `records` (as the import's mapping makes them) in the
+/// import's format; a template sees them as `records` beside `base` (job, flow, page, ...).
+pub fn render_content(
+    cache: &TemplateCache,
+    base: &Map<String, Value>,
+    records: &[&Value],
+    format: Option<&FileFormat>,
+) -> Result<String, String> {
+    match format.map(|f| (f.kind, &f.template)) {
+        Some((FileType::Template, Some(t))) => render_template(cache, base, records, t),
+        _ => render_file(records, format),
+    }
+}
+
+fn render_template(
+    cache: &TemplateCache,
+    base: &Map<String, Value>,
+    records: &[&Value],
+    template: &FileTemplate,
+) -> Result<String, String> {
+    let mut ctx = base.clone();
+    ctx.insert(
+        "records".into(),
+        Value::Array(records.iter().map(|r| (*r).clone()).collect()),
+    );
+    let escape = match template.escape {
+        ContentEscape::None => Escape::None,
+        ContentEscape::Xml => Escape::Xml,
+    };
+    cache.render_value_escaped(&template.content, &Value::Object(ctx), escape)
+}
+
+/// Renders `records` as a file body in a data format (csv when none is given).
 pub fn render_file(records: &[&Value], format: Option<&FileFormat>) -> Result<String, String> {
-    let format = format.cloned().unwrap_or(FileFormat {
-        kind: FileType::Csv,
-        csv: None,
-    });
+    let format = format
+        .cloned()
+        .unwrap_or_else(|| FileFormat::of(FileType::Csv));
     match format.kind {
         FileType::Json => serde_json::to_string_pretty(&records).map_err(|e| e.to_string()),
         FileType::Ndjson => {
@@ -20,6 +57,7 @@ pub fn render_file(records: &[&Value], format: Option<&FileFormat>) -> Result<St
             Ok(out)
         }
         FileType::Csv => render_csv(records, &format.csv.unwrap_or_default()),
+        FileType::Template => Err("type template needs file.template.content".into()),
     }
 }
 

@@ -7,7 +7,7 @@ mod templates;
 #[cfg(test)]
 mod tests;
 
-pub use files::render_file;
+pub use files::{render_content, render_file};
 pub use templates::{body_escape, uri_component, Escape, TemplateCache};
 
 use super::base_uri::BaseUri;
@@ -442,15 +442,25 @@ fn render_page_file(
         return;
     };
     let cache = &sluice.caches.templates;
-    let ctx = Value::Object(base.clone());
+    // The name sees the page's first record as received, as a URI sees its record.
+    let mut named = base.clone();
+    if let Some(first) = page.records.iter().find(|r| r.is_active()) {
+        named.insert("record".into(), first.data.clone());
+    }
+    let ctx = Value::Object(named);
     let rendered = (|| -> Result<RenderedFile, String> {
         let directory = cache
             .render_value(&spec.directory_path, &ctx)
             .map_err(|e| format!("directoryPath: {e}"))?;
+        if directory.split(['/', '\\']).any(|segment| segment == "..") {
+            return Err(format!(
+                "directoryPath rendered to '{directory}', which climbs out with '..'"
+            ));
+        }
         let name = cache
             .render_value(&spec.file_name, &ctx)
             .map_err(|e| format!("fileName: {e}"))?;
-        if name.contains('/') || name.trim().is_empty() || name == "." || name == ".." {
+        if name.contains(['/', '\\']) || name.trim().is_empty() || name == "." || name == ".." {
             return Err(format!(
                 "fileName rendered to '{name}', which is not a plain file name"
             ));
@@ -468,8 +478,8 @@ fn render_page_file(
                     .unwrap_or(&r.data)
             })
             .collect();
-        let content =
-            render_file(&active, import.file.as_ref()).map_err(|e| format!("file content: {e}"))?;
+        let content = render_content(cache, base, &active, import.file.as_ref())
+            .map_err(|e| format!("file content: {e}"))?;
         let record_keys = page
             .records
             .iter()

@@ -26,6 +26,9 @@ pub enum Escape {
     /// quotes (`"{{record.name}}"`) cannot close them and add keys. `{{json value}}` writes
     /// whole JSON values; `{{{value}}}` writes raw text on purpose.
     JsonString,
+    /// XML files (`file.template.escape: xml`): `{{value}}` with `&`, `<`, `>`, `"` and `'`
+    /// as entities, so a value is text or an attribute's value and cannot add markup.
+    Xml,
 }
 
 /// Compiled templates, keyed by their source text; compiled once per process. One registry
@@ -35,7 +38,8 @@ pub struct TemplateCache {
     plain: Registry,
     uri: Registry,
     json: Registry,
-    strict: [Registry; 3],
+    xml: Registry,
+    strict: [Registry; 4],
 }
 
 struct Registry(RwLock<Handlebars<'static>>);
@@ -53,6 +57,7 @@ impl Registry {
             Escape::None => hb.register_escape_fn(handlebars::no_escape),
             Escape::UriComponent => hb.register_escape_fn(uri_component),
             Escape::JsonString => hb.register_escape_fn(json_string_escape),
+            Escape::Xml => hb.register_escape_fn(xml_escape),
         }
         hb.register_helper("json", Box::new(json_helper));
         hb.register_helper("urlencode", Box::new(urlencode_helper));
@@ -101,14 +106,36 @@ fn json_string_escape(s: &str) -> String {
     quoted[1..quoted.len() - 1].to_string()
 }
 
+/// Text safe in XML content and in quoted attribute values.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 impl Default for TemplateCache {
     fn default() -> Self {
         TemplateCache {
             plain: Registry::new(Escape::None),
             uri: Registry::new(Escape::UriComponent),
             json: Registry::new(Escape::JsonString),
-            strict: [Escape::None, Escape::UriComponent, Escape::JsonString]
-                .map(|e| Registry::with_strictness(e, true)),
+            xml: Registry::new(Escape::Xml),
+            strict: [
+                Escape::None,
+                Escape::UriComponent,
+                Escape::JsonString,
+                Escape::Xml,
+            ]
+            .map(|e| Registry::with_strictness(e, true)),
         }
     }
 }
@@ -147,9 +174,11 @@ impl TemplateCache {
             (Escape::None, false) => &self.plain,
             (Escape::UriComponent, false) => &self.uri,
             (Escape::JsonString, false) => &self.json,
+            (Escape::Xml, false) => &self.xml,
             (Escape::None, true) => &self.strict[0],
             (Escape::UriComponent, true) => &self.strict[1],
             (Escape::JsonString, true) => &self.strict[2],
+            (Escape::Xml, true) => &self.strict[3],
         };
         registry.render(source, context)
     }
@@ -171,7 +200,7 @@ impl TemplateCache {
     }
 
     pub fn compiled(&self) -> usize {
-        [&self.plain, &self.uri, &self.json]
+        [&self.plain, &self.uri, &self.json, &self.xml]
             .into_iter()
             .chain(&self.strict)
             .map(|r| r.0.read().unwrap().get_templates().len())

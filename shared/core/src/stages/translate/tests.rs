@@ -82,31 +82,17 @@ fn files_as_csv_json_and_ndjson() {
             has_header_row: true,
             columns: vec!["id".into(), "customer.tier".into()],
         }),
+        template: None,
     };
     assert_eq!(
         render_file(&recs, Some(&fmt)).unwrap(),
         "id;customer.tier\n1;gold\n2;blue\n"
     );
-    let nd = render_file(
-        &recs,
-        Some(&FileFormat {
-            kind: FileType::Ndjson,
-            csv: None,
-        }),
-    )
-    .unwrap();
+    let nd = render_file(&recs, Some(&FileFormat::of(FileType::Ndjson))).unwrap();
     assert_eq!(nd.lines().count(), 2);
-    let js: Value = serde_json::from_str(
-        &render_file(
-            &recs,
-            Some(&FileFormat {
-                kind: FileType::Json,
-                csv: None,
-            }),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let js: Value =
+        serde_json::from_str(&render_file(&recs, Some(&FileFormat::of(FileType::Json))).unwrap())
+            .unwrap();
     assert_eq!(js, json!([a, b]));
 }
 

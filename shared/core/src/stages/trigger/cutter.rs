@@ -68,8 +68,9 @@ impl PageCutter<'_> {
         });
     }
 
-    /// Replaces the run order by its progress: right after a page, with nothing carried.
-    async fn checkpoint(&self, generator: usize) -> Result<()> {
+    /// Replaces the run order by its progress: right after a page, with nothing carried
+    /// (`aborted`: that page's preSavePage hook stopped the generator).
+    async fn checkpoint(&self, generator: usize, aborted: bool) -> Result<()> {
         let Some(at) = &self.at else { return Ok(()) };
         let mut order = self.order.clone();
         order.resume = Some(Resume {
@@ -78,6 +79,7 @@ impl PageCutter<'_> {
             carried: Vec::new(),
             cursor: at.cursor.clone(),
             skip: at.taken,
+            aborted,
         });
         self.sluice
             .queue
@@ -98,6 +100,7 @@ impl PageCutter<'_> {
             carried: std::mem::take(&mut batch.records),
             cursor,
             skip: 0,
+            aborted: false,
         });
         tracing::info!(
             pages = self.pages,
@@ -182,7 +185,8 @@ impl Batch {
         self
     }
 
-    /// The preSavePage hook asked to stop: readers need read no further.
+    /// The preSavePage hook asked to stop: readers read no further, and queue no
+    /// continuation (a checkpoint taken after the page says so too).
     pub fn aborted(&self) -> bool {
         self.aborted
     }
@@ -247,7 +251,7 @@ impl Batch {
             .send(Stage::Translate, StageMessage::Page(page))
             .await?;
         cutter.pages += 1;
-        cutter.checkpoint(self.generator).await
+        cutter.checkpoint(self.generator, self.aborted).await
     }
 }
 

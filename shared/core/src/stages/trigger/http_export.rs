@@ -101,9 +101,14 @@ async fn next_page(
     {
         return Ok(None);
     }
+    let format = export.delta.as_ref().and_then(|d| d.format());
+    let written = |d: DateTime<Utc>| match &format {
+        Some(f) => f.format(d, chrono_tz::UTC),
+        None => sluice_model::time::format(&d),
+    };
     let ctx = json!({
-        "lastExportDateTime": window.last_export_date_time.map(|d| sluice_model::time::format(&d)),
-        "currentExportDateTime": window.current_export_date_time.map(|d| sluice_model::time::format(&d)),
+        "lastExportDateTime": window.last_export_date_time.map(written),
+        "currentExportDateTime": window.current_export_date_time.map(written),
         "export": {"http": {"paging": {"page": c.page, "skip": c.skip, "token": c.token}}},
     });
     let templates = &sluice.caches.templates;

@@ -87,6 +87,9 @@ pub async fn handle_run(sluice: &Sluice, order: RunOrder) -> Result<()> {
             }
         };
         let resume_here = resume.filter(|r| r.generator_index == gi);
+        if resume_here.is_some_and(|r| r.aborted) {
+            continue;
+        }
         let read = read_generator(&mut cutter, gi, &export, &job, resume_here).await;
         if cutter.canceled {
             // Canceled while reading: nothing more of it is read or sent.
@@ -169,6 +172,9 @@ async fn read_source(
     match &cutter.order.source {
         RunSource::Records { records } => {
             for r in records {
+                if batch.aborted() {
+                    break;
+                }
                 batch.push(cutter, r.clone()).await?;
             }
         }
@@ -200,10 +206,7 @@ async fn read_source(
                 bucket,
                 key,
                 name: format!("s3://{bucket}/{key}"),
-                format: FileFormat {
-                    kind: FileType::Ndjson,
-                    csv: None,
-                },
+                format: FileFormat::of(FileType::Ndjson),
             };
             cutter.reading(Value::Null, skip);
             return read_object(cutter, batch, &object, skip).await;
@@ -225,8 +228,8 @@ async fn read_source(
                 name: name.clone(),
                 format: match format {
                     Some(kind) => FileFormat {
-                        kind: *kind,
                         csv: export.file.as_ref().and_then(|f| f.csv.clone()),
+                        ..FileFormat::of(*kind)
                     },
                     None => export
                         .file
@@ -336,6 +339,10 @@ async fn read_prefix(
         if let Err(e) = read_object(cutter, batch, &object, skip).await? {
             return Ok(Err(e));
         }
+        if batch.aborted() {
+            // The preSavePage hook asked to stop: no more objects are read.
+            return Ok(Ok(()));
+        }
         skip = 0;
         read_whole = Some(key.to_string());
         if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
@@ -395,6 +402,9 @@ async fn read_object(
     let mut held: Vec<readers::Unreadable> = Vec::new();
     let mut readable = skip > 0;
     while let Some(item) = items.next().await {
+        if batch.aborted() {
+            return Ok(Ok(()));
+        }
         match item {
             Ok(readers::Read::Record(v)) => {
                 readable = true;
@@ -439,6 +449,7 @@ fn not_readable(
         FileType::Json => "JSON",
         FileType::Ndjson => "NDJSON",
         FileType::Csv => "CSV",
+        FileType::Template => "a template",
     };
     let first = &held[0];
     format!(

@@ -68,6 +68,11 @@ pub fn stream_records(reader: BlobReader, format: &FileFormat) -> RecordStream {
             FileType::Json => read_json(reader, &out),
             FileType::Ndjson => read_ndjson(reader, &out),
             FileType::Csv => read_csv(reader, &csv_opts, &out),
+            // Validation keeps it to imports; said rather than read as something else.
+            FileType::Template => Err(Stop::Failed(ReadError {
+                at: "the start".into(),
+                message: "a template is a format files are written in, not read".into(),
+            })),
         });
         if let Err(Stop::Failed(e)) = result {
             let _ = tx.blocking_send(Err(e));
@@ -491,7 +496,7 @@ pub fn format_for_name(name: &str) -> FileFormat {
     } else {
         FileType::Json
     };
-    FileFormat { kind, csv: None }
+    FileFormat::of(kind)
 }
 
 #[cfg(test)]
@@ -504,7 +509,7 @@ mod tests {
     use tokio::io::{AsyncRead, ReadBuf};
 
     async fn collect(bytes: &[u8], kind: FileType) -> Vec<Result<Read, ReadError>> {
-        stream_bytes(bytes.to_vec(), &FileFormat { kind, csv: None })
+        stream_bytes(bytes.to_vec(), &FileFormat::of(kind))
             .collect()
             .await
     }
@@ -626,6 +631,7 @@ mod tests {
                 has_header_row: false,
                 columns: vec![],
             }),
+            template: None,
         };
         let values = items(stream_bytes(b"a;b\nc;d\n".to_vec(), &fmt).collect().await);
         assert_eq!(values[1], json!({"column1": "c", "column2": "d"}));
@@ -689,13 +695,7 @@ mod tests {
             total,
             pending: Vec::new(),
         };
-        let mut s = stream_records(
-            Box::pin(src),
-            &FileFormat {
-                kind: FileType::Ndjson,
-                csv: None,
-            },
-        );
+        let mut s = stream_records(Box::pin(src), &FileFormat::of(FileType::Ndjson));
         let mut count = 0;
         let mut last = 0;
         while let Some(r) = s.next().await {

@@ -4,6 +4,11 @@
 //! time repeated by fall-back runs once); the minute tick starts what is due
 //! without scanning every flow (the store keeps each flow's next due time, indexed by time).
 //!
+//! A page generator may have a `schedule` of its own (integrator.io's per-export override);
+//! the flow's `schedule` is the default of the others. The store still keeps one due time per
+//! flow, the earliest of its generators' next times, and the tick works out which
+//! generators are due at it ([`due_exports`]): a run of those only (`_exportIds`), or of all.
+//!
 //! Runs missed while nothing ticked are not replayed one by one: the flow runs once, and its
 //! next due time moves to the first one after now.
 
@@ -13,17 +18,57 @@ use chrono::{DateTime, Utc};
 use sluice_model::validate::parse_schedule;
 use sluice_model::{Flow, RunKind, RunRequest, RunStarted};
 
-/// The first time strictly after `after` at which `flow` is due; None without a schedule
-/// or when disabled.
+/// The first time after `after` (at it too when `inclusive`) that `schedule` fires in the
+/// flow's zone.
+fn occurrence(
+    flow: &Flow,
+    schedule: &str,
+    after: DateTime<Utc>,
+    inclusive: bool,
+) -> Option<DateTime<Utc>> {
+    let cron = parse_schedule(schedule).ok()?;
+    let local = after.with_timezone(&flow.timezone());
+    cron.find_next_occurrence(&local, inclusive)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The first time strictly after `after` at which `flow` is due: the earliest of its page
+/// generators' schedules (each its own `schedule`, else the flow's). None when no generator
+/// has a schedule or the flow is disabled.
 pub fn next_run(flow: &Flow, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if flow.disabled {
         return None;
     }
-    let cron = parse_schedule(flow.schedule.as_deref()?).ok()?;
-    let local = after.with_timezone(&flow.timezone());
-    cron.find_next_occurrence(&local, false)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
+    flow.page_generators
+        .iter()
+        .filter_map(|g| occurrence(flow, flow.schedule_of(g)?, after, false))
+        .min()
+}
+
+/// The exports of a flow whose schedule fired at `due` or since, up to `now`. `due` is the
+/// flow's next due time as [`next_run`] gave it after the previous tick: no generator's
+/// schedule fired between that tick and `due` (it would have been earlier), so a generator is
+/// due when its first time at or after `due` has come.
+pub fn due_exports(flow: &Flow, due: DateTime<Utc>, now: DateTime<Utc>) -> Vec<String> {
+    flow.page_generators
+        .iter()
+        .filter(|g| {
+            flow.schedule_of(g)
+                .and_then(|s| occurrence(flow, s, due, true))
+                .is_some_and(|at| at <= now)
+        })
+        .map(|g| g.export_id.clone())
+        .collect()
+}
+
+/// The request of a scheduled run of the exports due: all (`_exportIds` absent) when every
+/// generator is due, else only those.
+fn scheduled_request(flow: &Flow, due: Vec<String>) -> RunRequest {
+    RunRequest {
+        export_ids: (due.len() < flow.page_generators.len()).then_some(due),
+        ..Default::default()
+    }
 }
 
 /// Records the flow's next due time in the store (call after a flow is saved or deleted).
@@ -33,12 +78,13 @@ pub async fn reschedule(sluice: &Sluice, flow: &Flow) -> Result<()> {
     Ok(())
 }
 
-/// The minute tick: starts every due flow (queued behind a running one) and moves its
-/// next due time on.
+/// The minute tick: starts every due flow (queued behind a running one) over the exports
+/// whose schedules are due, and moves its next due time on; once a day it also runs the
+/// clean-up (`runs::clean::tick`).
 pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
     let now = sluice.clock.now();
     let mut started = Vec::new();
-    for (flow_id, _due) in sluice.store.due_flows(now).await? {
+    for (flow_id, due) in sluice.store.due_flows(now).await? {
         let flow = match sluice.flow(&flow_id).await {
             Ok(f) => f,
             Err(Error::NotFound { .. }) => {
@@ -52,14 +98,20 @@ pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
             .store
             .set_next_run(&flow_id, next_run(&flow, now))
             .await?;
-        if flow.disabled {
+        let exports = due_exports(&flow, due, now);
+        if flow.disabled || exports.is_empty() {
             continue;
         }
-        match start_run(sluice, &flow_id, RunRequest::default(), RunKind::Schedule).await {
+        let request = scheduled_request(&flow, exports);
+        match start_run(sluice, &flow_id, request, RunKind::Schedule).await {
             Ok(Some(s)) => started.push(s),
             Ok(None) => tracing::info!(flow = %flow_id, "flow is running; scheduled run queued"),
             Err(e) => tracing::warn!(flow = %flow_id, error = %e, "scheduled run did not start"),
         }
+    }
+    // The daily clean-up rides on the same tick (on AWS the trigger function's minute rule).
+    if let Err(e) = crate::runs::clean::tick(sluice).await {
+        tracing::warn!(error = %e, "clean-up did not run");
     }
     Ok(started)
 }
@@ -121,6 +173,49 @@ mod tests {
             utc(2026, 10, 26, 1, 30),
             "not again at 01:30 UTC the same night"
         );
+    }
+
+    #[test]
+    fn an_export_with_its_own_schedule_is_due_on_it_and_the_others_on_the_flows() {
+        let f: Flow = serde_json::from_value(serde_json::json!({"_id": "f",
+            "schedule": "0 3 * * *", "timezone": "Europe/Berlin",
+            "pageGenerators": [{"_exportId": "daily"}, {"_exportId": "often", "schedule": "*/15 * * * *"},
+                               {"_exportId": "also-daily"}]}))
+        .unwrap();
+        // 10:05 UTC: the next is 10:15 (often), not 02:00 UTC (03:00 Berlin, daily).
+        let next = next_run(&f, utc(2026, 11, 20, 10, 5)).unwrap();
+        assert_eq!(next, utc(2026, 11, 20, 10, 15));
+        assert_eq!(due_exports(&f, next, next), vec!["often".to_string()]);
+        assert_eq!(
+            scheduled_request(&f, due_exports(&f, next, next)).export_ids,
+            Some(vec!["often".to_string()]),
+            "a run of that export alone"
+        );
+        // The tick came late (10:17): still due; nothing else fired.
+        assert_eq!(
+            due_exports(&f, next, utc(2026, 11, 20, 10, 17)),
+            vec!["often".to_string()]
+        );
+        // 02:00 UTC is 03:00 in Berlin: all three are due, so the run reads every export.
+        let night = next_run(&f, utc(2026, 11, 21, 1, 50)).unwrap();
+        assert_eq!(night, utc(2026, 11, 21, 2, 0));
+        let all = due_exports(&f, night, night);
+        assert_eq!(all.len(), 3);
+        assert_eq!(scheduled_request(&f, all).export_ids, None);
+        // Before its time nothing is due (a due time read early).
+        assert!(due_exports(&f, next, utc(2026, 11, 20, 10, 14)).is_empty());
+    }
+
+    #[test]
+    fn an_export_schedule_runs_a_flow_that_has_none() {
+        let mut f: Flow = serde_json::from_value(serde_json::json!({"_id": "f",
+            "pageGenerators": [{"_exportId": "a", "schedule": "0 * * * *"}, {"_exportId": "b"}]}))
+        .unwrap();
+        let next = next_run(&f, utc(2026, 1, 1, 0, 30)).unwrap();
+        assert_eq!(next, utc(2026, 1, 1, 1, 0));
+        assert_eq!(due_exports(&f, next, next), vec!["a".to_string()]);
+        f.disabled = true;
+        assert_eq!(next_run(&f, utc(2026, 1, 1, 0, 30)), None);
     }
 
     #[test]
