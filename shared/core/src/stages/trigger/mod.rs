@@ -6,6 +6,7 @@ mod cutter;
 pub(crate) use cutter::Shaping;
 pub mod events;
 pub mod http_export;
+pub mod listener;
 pub mod readers;
 pub mod schedule;
 
