@@ -57,7 +57,11 @@ async fn errors_page_filter_and_name_their_step() {
     assert_eq!((r.status, r.error().1.as_deref()), (400, Some("limit")));
     let r = api.get(&by("code=http_500")).await;
     assert_eq!(r.status, 400, "a code there is not is refused: {}", r.text);
-    assert!(r.text.contains("delivery_unknown"), "naming the codes: {}", r.text);
+    assert!(
+        r.text.contains("delivery_unknown"),
+        "naming the codes: {}",
+        r.text
+    );
     let r = api.get(&by("colour=red")).await;
     assert_eq!(r.status, 400, "unknown filters are refused: {}", r.text);
 }
