@@ -401,7 +401,25 @@ async fn the_eventbridge_tick_starts_due_flows_through_the_trigger_function() {
     let (base_uri, _seen) = serve_orders().await;
     define_flow(&env, &base_uri).await;
     let sluice = env.harness.sluice.clone();
-    let due = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let mut flow = sluice
+        .store
+        .get_definition(Kind::Flow, "f1")
+        .await
+        .unwrap()
+        .unwrap();
+    flow["schedule"] = json!("* * * * *");
+    sluice
+        .store
+        .put_definition(Kind::Flow, "f1", &flow)
+        .await
+        .unwrap();
+    // Due at the minute that began last: a time the schedule fired.
+    let due = {
+        use chrono::{DurationRound, TimeDelta};
+        chrono::Utc::now()
+            .duration_trunc(TimeDelta::minutes(1))
+            .unwrap()
+    };
     sluice.store.set_next_run("f1", Some(due)).await.unwrap();
     // The event EventBridge sends for `rate(1 minute)`.
     let tick = json!({"version": "0", "id": "e", "detail-type": "Scheduled Event",
