@@ -23,6 +23,7 @@ pub async fn store_contract(store: &dyn Store) {
     schedules(store).await;
     state(store).await;
     purges(store).await;
+    pickup_memory(store).await;
 }
 
 /// `purge_jobs` deletes the jobs named with their errors, outcomes and ledger entries, and
@@ -900,4 +901,40 @@ async fn state(store: &dyn Store) {
             .unwrap(),
         "strings compare too"
     );
+}
+
+/// An export remembers the files of its completed runs only, each once, apart from other
+/// exports' (`runs::pickup`, kept as state).
+async fn pickup_memory(store: &dyn Store) {
+    use crate::runs::pickup;
+    let names: Vec<String> = ["in/a.csv", "in/b.csv"].map(String::from).to_vec();
+    let new = |export: &'static str| pickup::new_files(store, export, names.clone());
+    assert_eq!(new("pk-e").await.unwrap(), names, "nothing read yet");
+    pickup::reading(store, "pk-j1", "pk-e", &names[..1])
+        .await
+        .unwrap();
+    pickup::reading(store, "pk-j1", "pk-e", &names[..1])
+        .await
+        .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut job = Job::new("pk-j1".into(), "pk-f".into(), RunKind::Schedule, now);
+    job.uses.export_ids.insert("pk-e".into());
+    for status in [JobStatus::Failed, JobStatus::Canceled] {
+        job.status = status;
+        pickup::remember(store, &job).await.unwrap();
+        assert_eq!(
+            new("pk-e").await.unwrap(),
+            names,
+            "a {status:?} run's files are read again"
+        );
+    }
+    job.status = JobStatus::CompletedWithErrors;
+    pickup::remember(store, &job).await.unwrap();
+    pickup::remember(store, &job).await.unwrap();
+    assert_eq!(
+        new("pk-e").await.unwrap(),
+        names[1..],
+        "a completed run's file is remembered"
+    );
+    assert_eq!(new("pk-e2").await.unwrap(), names, "per export");
 }
