@@ -723,3 +723,159 @@ async fn a_quoted_value_in_a_json_body_cannot_add_keys_but_a_text_body_is_as_wri
     assert_eq!(job.num_success, 1);
     assert_eq!(server.received()[1].body, format!("note: {sneaky}"));
 }
+
+/// The store of `h` seen from `days` ahead, with the deployment's retention at
+/// `retention_days`: how a clean-up that late sees the jobs run now.
+fn days_later(h: &Harness, days: i64, retention_days: u32) -> sluice_core::Sluice {
+    let s = h.sluice();
+    let later = chrono::Utc::now() + chrono::Duration::days(days);
+    let mut settings = local_settings();
+    settings.retention_days = retention_days;
+    sluice_core::Sluice::new(
+        s.store.clone(),
+        s.queue.clone(),
+        s.blobs.clone(),
+        s.secrets.clone(),
+        std::sync::Arc::new(sluice_core::ports::ManualClock::new(later)),
+        settings,
+    )
+}
+
+/// A sink that refuses every third record (422, not retried), and flow `f` posting to it.
+async fn refusing_sink(h: &Harness) -> TestServer {
+    let sink = TestServer::start(|n, _| {
+        if n % 3 == 0 {
+            Answer::json(422, json!({"error": "bad"}))
+        } else {
+            Answer::json(200, json!({}))
+        }
+    })
+    .await;
+    h.load(http_bundle(&sink.base_url, json!({}), json!({})))
+        .await;
+    sink
+}
+
+/// A job older than its flow's retention goes with its errors and delivery ledger; a dry
+/// run says so and deletes nothing; without a retention nothing goes.
+#[tokio::test]
+async fn the_clean_up_purges_jobs_past_their_retention_with_their_errors_and_ledger() {
+    use sluice_core::runs::clean::{clean, CleanRequest};
+    let h = Harness::new();
+    let _sink = refusing_sink(&h).await;
+    let job = h.run("f", orders(6)).await;
+    assert_eq!((job.num_success, job.num_error), (4, 2));
+
+    let forever = days_later(&h, 400, 0);
+    let report = clean(&forever, &CleanRequest::default()).await.unwrap();
+    assert!(
+        report.purged.is_empty(),
+        "no retention anywhere: {report:?}"
+    );
+
+    let store = &h.sluice().store;
+    let mut flow = store
+        .get_definition(sluice_core::ports::Kind::Flow, "f")
+        .await
+        .unwrap()
+        .unwrap();
+    flow["retentionDays"] = json!(7);
+    store
+        .put_definition(sluice_core::ports::Kind::Flow, "f", &flow)
+        .await
+        .unwrap();
+    let soon = days_later(&h, 6, 0);
+    assert!(
+        clean(&soon, &CleanRequest::default())
+            .await
+            .unwrap()
+            .purged
+            .is_empty(),
+        "6 days old: kept"
+    );
+
+    let later = days_later(&h, 8, 0);
+    let dry = CleanRequest {
+        dry_run: true,
+        ..Default::default()
+    };
+    let report = clean(&later, &dry).await.unwrap();
+    assert_eq!(report.purged.len(), 1);
+    assert_eq!(
+        (report.purged[0].job_id.as_str(), report.purged[0].errors),
+        (job.id.as_str(), 2)
+    );
+    assert_eq!(
+        report.deleted,
+        Default::default(),
+        "a dry run deletes nothing"
+    );
+    assert!(store.get_job(&job.id).await.unwrap().is_some());
+
+    let report = clean(&later, &CleanRequest::default()).await.unwrap();
+    assert_eq!(
+        (
+            report.deleted.jobs,
+            report.deleted.errors,
+            report.deleted.ledger_entries
+        ),
+        (1, 2, 6),
+        "the job, its 2 errors, the ledger entry of each of its 6 sends"
+    );
+    assert_eq!(store.get_job(&job.id).await.unwrap(), None);
+    assert!(h.errors(&job.id).await.is_empty());
+    assert!(store.list_jobs("f", 10).await.unwrap().is_empty());
+}
+
+/// A job whose retry still runs stays (the retry numbers its pages on from it and resolves
+/// its errors), as does the running job; once the retry ends both go. The daily tick runs
+/// the clean-up once a day.
+#[tokio::test]
+async fn the_clean_up_keeps_what_a_running_job_or_its_retry_needs() {
+    use sluice_core::runs::clean::{clean, tick, CleanRequest};
+    let h = Harness::new();
+    let _sink = refusing_sink(&h).await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!(job.num_error, 1);
+    // A retry of it, running (as a process in the middle of it would leave it).
+    let mut retry = sluice_model::Job::new(
+        "retry-job".into(),
+        "f".into(),
+        RunKind::Retry,
+        chrono::Utc::now(),
+    );
+    retry.flow_execution_group_id = job.flow_execution_group_id.clone();
+    retry.status = JobStatus::Running;
+    let store = &h.sluice().store;
+    store.create_job(&retry).await.unwrap();
+
+    let later = days_later(&h, 40, 30);
+    let report = clean(&later, &CleanRequest::default()).await.unwrap();
+    assert!(report.purged.is_empty(), "{report:?}");
+    let why: Vec<(&str, &str)> = report
+        .kept
+        .iter()
+        .map(|k| (k.job_id.as_str(), k.kept_because.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        why,
+        [
+            ("retry-job", "it is running"),
+            (
+                job.id.as_str(),
+                "job retry-job of its flow execution group (a retry) is running"
+            )
+        ]
+    );
+
+    store
+        .close_job("retry-job", JobStatus::Completed, chrono::Utc::now(), None)
+        .await
+        .unwrap();
+    let report = tick(&later)
+        .await
+        .unwrap()
+        .expect("the day's clean-up runs");
+    assert_eq!(report.deleted.jobs, 2, "{report:?}");
+    assert!(tick(&later).await.unwrap().is_none(), "once a day");
+}

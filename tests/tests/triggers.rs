@@ -504,3 +504,58 @@ async fn every_paging_method_reads_every_record_once() {
         assert_eq!(ids, vec![0, 1, 2, 3, 4], "{style}");
     }
 }
+
+#[tokio::test]
+async fn an_s3_export_run_reads_only_objects_no_completed_run_of_it_read() {
+    let server = TestServer::always(200, json!({})).await;
+    let h = Harness::new();
+    h.load(sink_flow(
+        &server.base_url,
+        json!({"_id": "exp", "name": "exp", "type": "s3", "s3": {"bucket": "in", "prefix": "orders/"}, "file": {"type": "ndjson"}}),
+    ))
+    .await;
+    let put = |key: &'static str, body: &'static str| {
+        let sluice = h.sluice();
+        async move {
+            sluice
+                .blobs
+                .put("in", key, Bytes::from(body))
+                .await
+                .unwrap()
+        }
+    };
+    let run = || async {
+        let started = start_run(&h.sluice(), "f", RunRequest::default(), RunKind::Manual)
+            .await
+            .unwrap()
+            .unwrap();
+        h.wait(&started.job_id).await
+    };
+    put(
+        "orders/a.ndjson",
+        "{\"name\": \"a1\"}\n{\"name\": \"a2\"}\n",
+    )
+    .await;
+    put("orders/b.ndjson", "{\"name\": \"b1\"}\n").await;
+    assert_eq!(run().await.num_success, 3);
+    put("orders/c.ndjson", "{\"name\": \"c1\"}\n").await;
+    let second = run().await;
+    assert_eq!(
+        (second.status, second.num_success),
+        (JobStatus::Completed, 1),
+        "{second:?}"
+    );
+    // An object an event ran is remembered too: the next run of the prefix skips it.
+    put("orders/d.ndjson", "{\"name\": \"d1\"}\n").await;
+    let started = on_s3_object(&h.sluice(), "in", "orders/d.ndjson", None)
+        .await
+        .unwrap();
+    assert_eq!(h.wait(&started[0].job_id).await.num_success, 1);
+    assert_eq!(run().await.num_success, 0);
+    let names: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.json()["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a1", "a2", "b1", "c1", "d1"], "each record once");
+}

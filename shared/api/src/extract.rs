@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 pub struct Body(pub Bytes);
 
 /// Is this Content-Type JSON (`application/json`, `application/merge-patch+json`, ...)?
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let essence = content_type
         .split(';')
         .next()

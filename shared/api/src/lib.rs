@@ -76,9 +76,12 @@ pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
             config,
             auth::require_key,
         ))
-        .with_state(sluice);
+        .with_state(sluice.clone());
+    // Outside the keys: each listener verifies its own deliveries.
+    let listeners = routes::listeners::routes().with_state(sluice);
     routes::meta::routes()
         .merge(protected)
+        .merge(listeners)
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "No such route", None) })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

@@ -6,6 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use sluice_api::routes::{listeners, meta};
 use std::collections::BTreeSet;
 
 fn doc() -> &'static Value {
@@ -86,10 +87,15 @@ fn operation_ids_are_unique_and_filters_are_query_parameters() {
     assert!(listed("/jobs").contains(&"_flowId".to_string()));
 }
 
+/// Paths served without a bearer key: health, this document, the webhook listeners.
+fn is_open(path: &str) -> bool {
+    meta::OPEN_PATHS.contains(&path) || listeners::PATHS.contains(&path)
+}
+
 #[test]
 fn every_operation_documents_its_bodies_errors_and_security() {
     for (method, path, op) in operations() {
-        let open = path == "/healthz" || path == "/openapi.json";
+        let open = is_open(&path);
         let security = op.get("security").and_then(Value::as_array);
         if open {
             assert!(
@@ -205,11 +211,17 @@ fn every_operation_documents_its_bodies_errors_and_security() {
 async fn every_protected_route_refuses_a_missing_key() {
     let api = Api::start().await;
     for (method, path, _) in operations() {
-        let concrete = path.replace("{id}", "x1").replace("{errorId}", "e1");
+        let concrete = path
+            .replace("{id}", "x1")
+            .replace("{errorId}", "e1")
+            .replace("{token}", "t1");
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let r = api.send(method.clone(), &concrete, None, None).await;
-        if path == "/healthz" || path == "/openapi.json" {
+        if meta::OPEN_PATHS.contains(&path.as_str()) {
             assert_eq!(r.status, 200, "{method} {path}");
+        } else if listeners::PATHS.contains(&path.as_str()) {
+            // No key asked: the export's own check would decide (here: no such export).
+            assert_eq!(r.status, 404, "{method} {path}");
         } else {
             assert_eq!(r.status, 401, "{method} {path}");
             assert_eq!(r.error().0, "unauthorized");

@@ -57,6 +57,8 @@ pub struct AwsSettings {
     pub allow_private_addresses: bool,
     /// How big replies are kept (`SLUICE_REPLY_EXCERPT_BYTES`, `SLUICE_KEEP_FULL_REPLIES`).
     pub replies: sluice_core::ReplyLimits,
+    /// `SLUICE_RETENTION_DAYS` (the clean-up's default retention).
+    pub retention_days: u32,
     /// `SLUICE_SCRIPT_TIMEOUT_MS`, `SLUICE_SCRIPT_MEMORY_MB`.
     pub scripts: sluice_core::ScriptLimits,
 }
@@ -106,6 +108,7 @@ impl AwsSettings {
             max_inline_page_bytes,
             allow_private_addresses,
             replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
+            retention_days: sluice_core::retention_days_from(&lookup)?,
             scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
         })
     }
@@ -163,10 +166,12 @@ mod tests {
             sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
             | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
             ENV_REPLY_EXCERPT_BYTES => Some("4096".into()),
+            sluice_core::ENV_RETENTION_DAYS => Some("90".into()),
             other => Some(format!("v-{other}")),
         })
         .unwrap();
         assert_eq!(s.replies.excerpt_bytes, 4096);
+        assert_eq!(s.retention_days, 90);
         assert!(!s.replies.keep_full);
         assert!(
             !s.allow_private_addresses,
@@ -180,7 +185,8 @@ mod tests {
             ENV_MAX_INLINE => Some("lots".into()),
             ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
             sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
-            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
+            | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
+            | sluice_core::ENV_RETENTION_DAYS => None,
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
@@ -190,7 +196,8 @@ mod tests {
                 ENV_ALLOW_PRIVATE => Some(value.clone()),
                 ENV_MAX_INLINE | ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
                 sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
-                | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
+                | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
+                | sluice_core::ENV_RETENTION_DAYS => None,
                 other => Some(other.into()),
             })
         };

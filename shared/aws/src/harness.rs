@@ -130,6 +130,7 @@ impl Harness {
             allow_private_addresses: false,
             replies: Default::default(),
             scripts: Default::default(),
+            retention_days: sluice_core::Settings::default().retention_days,
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;

@@ -71,6 +71,7 @@ pub async fn build_sluice_with(
         private_addresses,
         replies: aws.replies.clone(),
         scripts: aws.scripts.clone(),
+        retention_days: aws.retention_days,
         ..Settings::default()
     };
     let sluice = Sluice::new(

@@ -95,6 +95,26 @@ enum Command {
         #[arg(long)]
         api_key: Option<String>,
     },
+    /// Delete the local store's jobs older than their retention period (the flow's
+    /// `retentionDays`, else $SLUICE_RETENTION_DAYS, default 30; 0 keeps them), with their
+    /// errors and delivery ledger. Jobs still running, or whose retry runs or waits, stay.
+    Clean {
+        /// Only this flow's jobs.
+        #[arg(long)]
+        flow: Option<String>,
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Delete finished jobs older than this many days instead (0: every finished job).
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// Where the local store lives.
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the flows API on 127.0.0.1 with the local runtime (and the minute schedule tick);
     /// `sluice dev sink` serves a demo REST API instead.
     ///
@@ -215,6 +235,7 @@ impl Network {
         }
         settings.replies = sluice_core::ReplyLimits::from_env()?;
         settings.scripts = sluice_core::ScriptLimits::from_env()?;
+        settings.retention_days = retention_days()?;
         Ok(settings)
     }
 }
@@ -227,6 +248,11 @@ enum DevCommand {
         #[arg(long, default_value_t = 8090)]
         port: u16,
     },
+}
+
+/// `SLUICE_RETENTION_DAYS`, or the default.
+fn retention_days() -> anyhow::Result<u32> {
+    sluice_core::retention_days_from(|name| std::env::var(name).ok())
 }
 
 fn parse_format(s: &str) -> Result<sluice_model::FileType, String> {
@@ -310,6 +336,22 @@ fn main() -> ExitCode {
                     None => commands::cancel::Target::Local(&data),
                 };
                 commands::cancel::run(&job, target).await
+            }
+            Command::Clean {
+                flow,
+                dry_run,
+                older_than_days,
+                data,
+                json,
+            } => {
+                let request = sluice_core::runs::clean::CleanRequest {
+                    flow_id: flow,
+                    dry_run,
+                    older_than: older_than_days.map(|d| chrono::Duration::days(i64::from(d))),
+                };
+                let mut settings = sluice_embedded::local_settings();
+                settings.retention_days = retention_days()?;
+                commands::clean::run(&data, request, settings, json).await
             }
             Command::Dev {
                 what: Some(DevCommand::Sink { port }),

@@ -517,15 +517,7 @@ async fn start_dev_with(slow: &SlowRun, data: &std::path::Path) -> (std::process
 
 /// The job as `GET /jobs/{id}` of the API at `base` shows it.
 async fn get_job(base: &str, id: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{base}/jobs/{id}"))
-        .bearer_auth("k")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    api_get(base, &format!("/jobs/{id}")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -694,6 +686,30 @@ async fn jobs_errors_and_retry_from_the_command_line() {
         out.contains("no errors that match"),
         "a retry resolves what it retried: {out}"
     );
+
+    // Cleaning: the default retention (30 days) keeps today's jobs; --older-than-days 0
+    // takes every finished one, and --dry-run only says so.
+    let (code, out, _) = run(&["clean"]);
+    assert_eq!(code, Some(0));
+    assert!(out.starts_with("deleted 0 job(s)"), "{out}");
+    let (_, out, _) = run(&["clean", "--dry-run", "--older-than-days", "0"]);
+    assert!(
+        out.starts_with("dry run: would delete 2 job(s) with 2 error(s)") && out.contains(&job),
+        "{out}"
+    );
+    let (_, out, _) = run(&["jobs", "--json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (_, out, _) = run(&["clean", "--older-than-days", "0"]);
+    assert!(out.starts_with("deleted 2 job(s), 2 error(s)"), "{out}");
+    let (_, out, _) = run(&["jobs"]);
+    assert!(out.contains("no jobs"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -805,4 +821,66 @@ async fn the_demo_sink_keeps_the_most_recent_orders_only() {
     assert_eq!(kept.len(), 1000);
     assert_eq!(kept[0]["order"]["n"], 5, "the oldest five went");
     assert_eq!(kept[999]["id"], "ord-1005");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluice_dev_serves_webhook_listeners_that_keep_verified_deliveries_and_refuse_the_rest() {
+    use sluice_testkit::webhooks::{self, arrived, cases};
+    // The HMAC key's secret, inherited by `sluice dev`.
+    std::env::set_var(webhooks::KEY_VAR, webhooks::KEY);
+    // A slow target: the first delivery's job still runs when the second comes.
+    let sink = sluice_testkit::http::TestServer::start(|_, _| sluice_testkit::http::Answer::Slow {
+        delay: Duration::from_millis(150),
+        then: Box::new(sluice_testkit::http::Answer::json(201, json!({}))),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (dev, base) = start_dev(&dir.path().join("data")).await;
+    let loaded = reqwest::Client::new()
+        .post(format!("{base}/flows/import-template"))
+        .bearer_auth("k")
+        .json(&webhooks::bundle(&sink.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
+
+    // The token flow's first job takes 300 ms at least, so the token case's good delivery
+    // comes while it runs: it waits for it, and is not lost.
+    let token = &cases()[0];
+    assert_eq!(token.good.send(&base).await.0, 204);
+    webhooks::deliver_every_case(&base).await;
+    // Past the limit: refused, whatever the check would say.
+    let mut big = token.good.clone();
+    big.body = vec![b' '; sluice_core::stages::trigger::listener::MAX_BODY_BYTES + 1];
+    let (status, body) = big.send(&base).await;
+    assert_eq!(status, 413, "{body}");
+
+    until("every kept record reached the target", || {
+        webhooks::all_arrived(&sink.received(), 1)
+    })
+    .await;
+    // One job per kept delivery, none for a refused one; the token flow's second job
+    // started after its first ended.
+    for case in cases() {
+        let jobs = api_get(&base, &format!("/flows/f-{}/jobs/latest", case.export)).await;
+        let jobs = jobs.as_array().unwrap();
+        let kept = if case.export == "wh-token" { 2 } else { 1 };
+        assert_eq!(jobs.len(), kept, "{}: {jobs:?}", case.export);
+        for job in jobs {
+            assert_eq!(job["trigger"], "webhook", "{job}");
+            assert_eq!(job["status"], "completed", "{job}");
+            assert_eq!(job["numSuccess"], 2, "{job}");
+        }
+        if kept == 2 {
+            // Newest first.
+            let (second, first) = (&jobs[0], &jobs[1]);
+            assert!(
+                second["startedAt"].as_str() >= first["endedAt"].as_str(),
+                "{jobs:?}"
+            );
+        }
+    }
+    assert_eq!(arrived(&sink.received(), "wh-hmac-changed"), 0);
+    stop(dev, "TERM").await;
 }

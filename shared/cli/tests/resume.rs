@@ -323,23 +323,10 @@ async fn stopping_sluice_dev_leaves_its_jobs_to_resume_at_the_next_start() {
     );
 }
 
-/// What `sluice dev` at `base` answers to a GET of `path`.
-async fn get(base: &str, path: &str) -> Value {
-    reqwest::Client::new()
-        .get(format!("{base}{path}"))
-        .bearer_auth("k")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 /// The job as `sluice dev` at `base` answers it once it is no longer running.
 async fn finished(base: &str, job_id: &str) -> Value {
     loop {
-        let job = get(base, &format!("/jobs/{job_id}")).await;
+        let job = api_get(base, &format!("/jobs/{job_id}")).await;
         if job["status"] != "running" {
             return job;
         }
@@ -356,7 +343,7 @@ async fn sluice_dev_resumes_the_job_of_a_killed_sluice_run_when_it_starts() {
 
     let (dev, base) = start_dev(&slow.dir.path().join("data")).await;
     let job = finished(&base, &job_id).await;
-    let errors = get(&base, &format!("/jobs/{job_id}/errors")).await;
+    let errors = api_get(&base, &format!("/jobs/{job_id}/errors")).await;
     let stderr = stop(dev, "INT").await;
     assert!(
         stderr.contains(&format!("resuming job {job_id} of flow f")),

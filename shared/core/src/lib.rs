@@ -23,5 +23,7 @@ pub mod values;
 
 pub use error::{Error, Result};
 pub use hooks::ScriptLimits;
-pub use runtime::{PrivateAddresses, ReplyLimits, Settings, Sluice};
+pub use runtime::{
+    retention_days_from, PrivateAddresses, ReplyLimits, Settings, Sluice, ENV_RETENTION_DAYS,
+};
 pub use stages::Stage;

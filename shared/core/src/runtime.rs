@@ -31,6 +31,22 @@ pub struct Settings {
     pub replies: ReplyLimits,
     /// How long and how big one script call may get (see [`crate::hooks`]).
     pub scripts: ScriptLimits,
+    /// Days jobs are kept before the clean-up purges them, for flows without
+    /// `retentionDays` (`SLUICE_RETENTION_DAYS`, default 30; 0 keeps them for ever).
+    pub retention_days: u32,
+}
+
+pub const ENV_RETENTION_DAYS: &str = "SLUICE_RETENTION_DAYS";
+pub const DEFAULT_RETENTION_DAYS: u32 = 30;
+
+/// `SLUICE_RETENTION_DAYS` from `lookup`, the default when unset; the error names it.
+pub fn retention_days_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<u32> {
+    let days = number_var(&lookup, ENV_RETENTION_DAYS, "a number of days", 0)?;
+    match days.map(u32::try_from) {
+        None => Ok(DEFAULT_RETENTION_DAYS),
+        Some(Ok(d)) => Ok(d),
+        Some(Err(_)) => anyhow::bail!("{ENV_RETENTION_DAYS}: too many days"),
+    }
 }
 
 /// How big replies are kept. A reply whose body is larger than `excerpt_bytes` keeps that
@@ -121,6 +137,7 @@ impl Default for Settings {
             instance: sluice_model::new_id(),
             replies: ReplyLimits::default(),
             scripts: ScriptLimits::default(),
+            retention_days: DEFAULT_RETENTION_DAYS,
         }
     }
 }

@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sluice_core::ports::{
     ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
-    Store,
+    Purged, Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -112,19 +112,26 @@ fn prune_ledger(c: &Connection, flow_id: &str, before: &str) -> anyhow::Result<(
         )?
         .query_map(params![flow_id, since, before], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
-    let mut delete = c.prepare_cached("DELETE FROM ledger WHERE key >= ?1 AND key < ?2")?;
     for (job, _) in &done {
-        for prefix in ledger_prefixes(job) {
-            // The keys starting with `<stage>:<job>:` sort before `<stage>:<job>;`.
-            let end = format!("{};", prefix.trim_end_matches(':'));
-            delete.execute(params![prefix, end])?;
-        }
+        delete_ledger_of(c, job)?;
     }
     if let Some(newest) = done.iter().map(|(_, at)| at).max() {
         c.prepare_cached("INSERT INTO state (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")?
             .execute(params![marker, serde_json::to_string(newest)?])?;
     }
     Ok(())
+}
+
+/// Deletes the ledger rows of one job; how many went.
+fn delete_ledger_of(c: &Connection, job_id: &str) -> anyhow::Result<usize> {
+    let mut delete = c.prepare_cached("DELETE FROM ledger WHERE key >= ?1 AND key < ?2")?;
+    let mut deleted = 0;
+    for prefix in ledger_prefixes(job_id) {
+        // The keys starting with `<stage>:<job>:` sort before `<stage>:<job>;`.
+        let end = format!("{};", prefix.trim_end_matches(':'));
+        deleted += delete.execute(params![prefix, end])?;
+    }
+    Ok(deleted)
 }
 
 /// A job's status as stored (without reading the whole job).
@@ -222,6 +229,23 @@ impl Store for SqliteStore {
                 prune_ledger(c, &job.flow_id, &created)?;
             }
             Ok(fresh)
+        })
+        .await
+    }
+
+    async fn purge_jobs(&self, job_ids: &[String]) -> anyhow::Result<Purged> {
+        let ids = job_ids.to_vec();
+        self.with(move |c| {
+            let tx = c.savepoint()?;
+            let mut purged = Purged::default();
+            for id in &ids {
+                purged.errors += tx.execute("DELETE FROM errors WHERE job_id = ?1", [id])?;
+                tx.execute("DELETE FROM outcomes WHERE job_id = ?1", [id])?;
+                purged.ledger_entries += delete_ledger_of(&tx, id)?;
+                purged.jobs += tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+            }
+            tx.commit()?;
+            Ok(purged)
         })
         .await
     }

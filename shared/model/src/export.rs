@@ -40,6 +40,10 @@ pub struct Export {
     /// Settings of a `dynamodb` export (required when `type` is dynamodb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamodb: Option<DynamoDbExport>,
+    /// The public listener of a `webhook` export: `POST /exports/{id}/data` (or
+    /// `/exports/{id}/{token}/data` with verify `secret_url`), outside the API keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::WebhookListener>,
     /// Delta settings of an http export: how far its window reaches back and how
     /// `{{lastExportDateTime}}` is written in its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -159,7 +163,8 @@ pub enum ExportType {
     S3,
     /// Changes to a DynamoDB table, from its stream.
     Dynamodb,
-    /// Records posted to the run endpoint (or given to `sluice run --records`).
+    /// Records posted to its listener (`webhook`), to the run endpoint or given to
+    /// `sluice run --records`.
     Webhook,
 }
 
@@ -449,7 +454,16 @@ impl Export {
                     }
                 }
             },
-            ExportType::Webhook => {}
+            ExportType::Webhook => {
+                if let Some(l) = &self.webhook {
+                    if let Err(v) = l.verification("webhook") {
+                        e.0.extend(v.0);
+                    }
+                }
+            }
+        }
+        if self.webhook.is_some() && self.kind != ExportType::Webhook {
+            e.add("webhook", "is only for exports of type webhook");
         }
         if let Some(n) = self.page_size {
             if n == 0 || n > MAX_PAGE_SIZE {

@@ -64,6 +64,15 @@ pub struct Flow {
     /// Posted the job summary when a run ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_process: Vec<Callback>,
+    /// Days its jobs (with their errors and delivery ledger) are kept before the clean-up
+    /// purges them; the deployment's `SLUICE_RETENTION_DAYS` (30 by default) when absent.
+    /// 1 to 3650.
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub retention_days: Option<u32>,
     /// Set by the API on create.
     #[serde(
         default,
@@ -177,6 +186,9 @@ pub struct Callback {
     pub headers: Vec<NameValue>,
 }
 
+/// The longest `retentionDays` a flow may ask for (10 years).
+pub const MAX_RETENTION_DAYS: u32 = 3650;
+
 impl Flow {
     pub fn timezone(&self) -> chrono_tz::Tz {
         self.timezone
@@ -205,6 +217,15 @@ impl Flow {
         }
         if let Some(tz) = &self.timezone {
             validate::timezone(&mut e, "timezone", tz);
+        }
+        if self
+            .retention_days
+            .is_some_and(|d| !(1..=MAX_RETENTION_DAYS).contains(&d))
+        {
+            e.add(
+                "retentionDays",
+                format!("must be between 1 and {MAX_RETENTION_DAYS} days"),
+            );
         }
         if self.page_generators.is_empty() {
             e.add("pageGenerators", "a flow needs at least one page generator");

@@ -19,6 +19,7 @@ pub enum RunKind {
     Retry,
     S3,
     Dynamodb,
+    /// A delivery to a webhook export's listener.
     Webhook,
 }
 
@@ -37,7 +38,7 @@ impl RunKind {
 
     /// Runs a person asked for: they run even when the flow is disabled ("manual only").
     pub fn is_by_hand(self) -> bool {
-        matches!(self, RunKind::Manual | RunKind::Retry | RunKind::Webhook)
+        matches!(self, RunKind::Manual | RunKind::Retry)
     }
 
     /// Runs a person asked for answer 409 when the flow is busy; runs started by events,
@@ -45,7 +46,7 @@ impl RunKind {
     pub fn queues_when_busy(self) -> bool {
         matches!(
             self,
-            RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb | RunKind::Chain
+            RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb | RunKind::Webhook | RunKind::Chain
         )
     }
 }

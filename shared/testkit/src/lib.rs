@@ -6,3 +6,4 @@ pub mod big_replies;
 pub mod http;
 pub mod moto;
 pub mod sshd;
+pub mod webhooks;

@@ -1,7 +1,8 @@
 //! Credentials in headers: flows carry them in the afterProcess, notifyRequest and
 //! notifyResponse callbacks, http imports and exports in `http.headers` (`Authorization`,
 //! `X-Api-Key`, ...). They are masked like connection secrets, and a masked value sent back
-//! keeps the stored one.
+//! keeps the stored one. A webhook export's listener credentials (`webhook.token`,
+//! `webhook.password`, `webhook.key`) are masked the same way.
 
 use serde_json::Value;
 use sluice_core::ports::Kind;
@@ -49,8 +50,21 @@ fn header_lists(kind: Kind, doc: &mut Value) -> Vec<(String, &mut Value)> {
     }
 }
 
-/// Calls `f(field, value)` for every secret header value of the document.
+/// The listener credentials of a webhook export.
+const LISTENER_SECRETS: [&str; 3] = ["token", "password", "key"];
+
+/// Calls `f(field, value)` for every secret header value of the document, and every
+/// listener credential of an export.
 fn for_each_secret(kind: Kind, doc: &mut Value, mut f: impl FnMut(&str, &mut Value)) {
+    if kind == Kind::Export {
+        if let Some(Value::Object(listener)) = doc.get_mut("webhook") {
+            for name in LISTENER_SECRETS {
+                if let Some(value) = listener.get_mut(name) {
+                    f(&format!("webhook.{name}"), value);
+                }
+            }
+        }
+    }
     for (at, headers) in header_lists(kind, doc) {
         let Value::Array(headers) = headers else {
             continue;
@@ -161,5 +175,19 @@ mod tests {
             let err = restore(kind, &mut m.clone(), None).unwrap_err();
             assert_eq!(err.0[0].field, "http.headers[0].value");
         }
+    }
+
+    #[test]
+    fn masks_listener_credentials() {
+        let doc = json!({"_id": "e", "type": "webhook",
+            "webhook": {"verify": "basic", "username": "shop", "password": "p4ss"}});
+        let m = masked(Kind::Export, &doc);
+        assert_eq!(m["webhook"]["password"], MASK);
+        assert_eq!(m["webhook"]["username"], "shop");
+        let mut sent = m.clone();
+        restore(Kind::Export, &mut sent, Some(&doc)).unwrap();
+        assert_eq!(sent, doc);
+        let err = restore(Kind::Export, &mut m.clone(), None).unwrap_err();
+        assert_eq!(err.0[0].field, "webhook.password");
     }
 }

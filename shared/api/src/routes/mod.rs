@@ -3,4 +3,5 @@ pub mod errors_csv;
 pub mod flows;
 pub mod header_secrets;
 pub mod jobs;
+pub mod listeners;
 pub mod meta;

@@ -48,7 +48,8 @@ use aws_sdk_dynamodb::Client;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sluice_core::ports::{
-    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+    ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
+    Purged, Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -160,6 +161,71 @@ impl DynamoStore {
             match out.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(items),
+            }
+        }
+    }
+
+    /// Deletes the items with these keys (BatchWriteItem, 25 at a time, unprocessed ones
+    /// sent again).
+    async fn delete_all(&self, keys: Vec<Item>) -> anyhow::Result<()> {
+        use aws_sdk_dynamodb::types::{DeleteRequest, WriteRequest};
+        for chunk in keys.chunks(25) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .map(|k| {
+                    let delete = DeleteRequest::builder().set_key(Some(k.clone())).build()?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<anyhow::Result<_>>()?;
+            while !requests.is_empty() {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .context("dynamodb BatchWriteItem (purge)")?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut u| u.remove(&self.table))
+                    .unwrap_or_default();
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of the ledger items of these jobs. The ledger is keyed by send, not by job,
+    /// so this is one Scan of the ledger items for the whole purge (TTL stays the backstop
+    /// that needs no scan).
+    async fn ledger_keys_of(&self, job_ids: &[String]) -> anyhow::Result<Vec<Item>> {
+        let prefixes: Vec<String> = job_ids
+            .iter()
+            .flat_map(|j| ledger_prefixes(j))
+            .map(|p| format!("ledger#{p}"))
+            .collect();
+        let mut keys = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :ledger)")
+                .expression_attribute_values(":ledger", s("ledger#"))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .context("dynamodb Scan (ledger of purged jobs)")?;
+            for item in out.items.unwrap_or_default() {
+                let pk = item.get("pk").and_then(|v| v.as_s().ok());
+                if pk.is_some_and(|pk| prefixes.iter().any(|p| pk.starts_with(p.as_str()))) {
+                    keys.push(item);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(keys),
             }
         }
     }
@@ -365,6 +431,52 @@ impl Store for DynamoStore {
             .send()
             .await;
         conditional_transaction(result, "create job")
+    }
+
+    async fn purge_jobs(&self, job_ids: &[String]) -> anyhow::Result<Purged> {
+        let mut purged = Purged::default();
+        let (mut keys, mut job_items) = (Vec::new(), Vec::new());
+        let only_keys = |items: Vec<Item>| {
+            items.into_iter().map(|i| {
+                i.into_iter()
+                    .filter(|(k, _)| k == "pk" || k == "sk")
+                    .collect::<Item>()
+            })
+        };
+        for id in job_ids {
+            let Some(job) = self.get_job(id).await? else {
+                continue;
+            };
+            purged.jobs += 1;
+            job_items.push(job_key(id));
+            let errors = self.query_all(format!("errors#{id}"), None).await?;
+            purged.errors += errors.len();
+            keys.extend(only_keys(errors));
+            // The job item and its page outcomes share its partition.
+            let partition = self.query_all(format!("job#{id}"), None).await?;
+            let outcomes = partition.into_iter().filter(|i| {
+                i.get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .is_some_and(|sk| sk != "job")
+            });
+            keys.extend(only_keys(outcomes.collect()));
+            let created = job.created_at.map(stamp).unwrap_or_default();
+            keys.push(key(
+                format!("flowjobs#{}", job.flow_id),
+                format!("{created}#{id}"),
+            ));
+            keys.push(key("jobs", format!("{created}#{id}")));
+        }
+        if purged.jobs == 0 {
+            return Ok(purged);
+        }
+        let ledger = self.ledger_keys_of(job_ids).await?;
+        purged.ledger_entries = ledger.len();
+        keys.extend(ledger);
+        // The job items last: a purge cut short finds its jobs again and finishes.
+        self.delete_all(keys).await?;
+        self.delete_all(job_items).await?;
+        Ok(purged)
     }
 
     async fn get_job(&self, id: &str) -> anyhow::Result<Option<Job>> {

@@ -1,6 +1,7 @@
 //! The subcommands, one file each, and what they share.
 
 pub mod cancel;
+pub mod clean;
 pub mod dev;
 pub mod jobs;
 pub mod preview;

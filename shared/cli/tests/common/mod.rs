@@ -137,3 +137,16 @@ pub async fn until(what: &str, ready: impl Fn() -> bool) {
     }
     panic!("gave up waiting until {what}");
 }
+
+/// What the API of `sluice dev` at `base` answers to a GET of `path` (key `k`).
+pub async fn api_get(base: &str, path: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

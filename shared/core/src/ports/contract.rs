@@ -22,6 +22,97 @@ pub async fn store_contract(store: &dyn Store) {
     slots(store).await;
     schedules(store).await;
     state(store).await;
+    purges(store).await;
+    pickup_memory(store).await;
+}
+
+/// `purge_jobs` deletes the jobs named with their errors, outcomes and ledger entries, and
+/// leaves every other job's; a second purge finds nothing.
+async fn purges(store: &dyn Store) {
+    use crate::Stage;
+    let t0 = Utc.with_ymd_and_hms(2025, 6, 1, 0, 0, 0).unwrap();
+    for (id, at) in [("jp-old", t0), ("jp-new", t0 + ChronoDuration::days(40))] {
+        store.create_job(&job(id, "fp", at)).await.unwrap();
+        store
+            .put_errors(&[
+                an_error(&format!("{id}-e1"), id),
+                an_error(&format!("{id}-e2"), id),
+            ])
+            .await
+            .unwrap();
+        let outcome = PageOutcome {
+            job_id: id.into(),
+            page_id: "p0".into(),
+            processor_index: 0,
+            num_success: 1,
+            num_error: 2,
+            num_ignore: 0,
+            page_done: true,
+            branch_pages: 0,
+        };
+        store.record_outcome(&outcome).await.unwrap();
+        for stage in [Stage::Deliver, Stage::Upload] {
+            let key = super::store::ledger_key(stage, &format!("{id}:p0:0:r0"));
+            store.ledger_claim(id, &key, at).await.unwrap();
+            store
+                .ledger_complete(&key, &json!({"status": 200}))
+                .await
+                .unwrap();
+        }
+        // Failed: the embedded store's own pruning (at the flow's next job) leaves the ledger
+        // of failed jobs, which only a purge removes.
+        store
+            .close_job(id, JobStatus::Failed, at, None)
+            .await
+            .unwrap();
+    }
+    let purged = store
+        .purge_jobs(&["jp-old".into(), "jp-none".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        purged,
+        super::store::Purged {
+            jobs: 1,
+            errors: 2,
+            ledger_entries: 2
+        },
+        "the job, its two errors and its ledger entry per stage; an unknown id is skipped"
+    );
+    assert_eq!(store.get_job("jp-old").await.unwrap(), None);
+    assert!(store.list_errors("jp-old").await.unwrap().is_empty());
+    let listed = store.list_jobs("fp", 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(),
+        ["jp-new"]
+    );
+    let all = store
+        .find_jobs(&JobQuery {
+            flow_id: Some("fp".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 1, "gone from the listing of all jobs too");
+    assert_eq!(
+        store.purge_jobs(&["jp-old".into()]).await.unwrap(),
+        super::store::Purged::default(),
+        "nothing left to purge"
+    );
+    let old_key = super::store::ledger_key(Stage::Deliver, "jp-old:p0:0:r0");
+    assert_eq!(
+        store.ledger_claim("jp-new", &old_key, t0).await.unwrap(),
+        LedgerState::Claimed,
+        "the purged job's ledger entry is gone"
+    );
+    let new_key = super::store::ledger_key(Stage::Deliver, "jp-new:p0:0:r0");
+    assert_eq!(
+        store.ledger_claim("jp-new", &new_key, t0).await.unwrap(),
+        LedgerState::Done(json!({"status": 200})),
+        "the other job keeps its ledger"
+    );
+    assert_eq!(store.list_errors("jp-new").await.unwrap().len(), 2);
 }
 
 async fn definitions(store: &dyn Store) {
@@ -230,11 +321,11 @@ async fn branch_pages(store: &dyn Store) {
     assert!(j.all_pages_done() && j.num_branch_pages == 2, "{j:?}");
 }
 
-async fn errors(store: &dyn Store) {
-    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
-    let err = |id: &str| JobError {
+/// Error `id` of job `job_id` (flow `fa`, page `p0`).
+fn an_error(id: &str, job_id: &str) -> JobError {
+    JobError {
         id: id.into(),
-        job_id: "je".into(),
+        job_id: job_id.into(),
         flow_id: "fa".into(),
         processor_index: 0,
         import_id: Some("i1".into()),
@@ -246,12 +337,16 @@ async fn errors(store: &dyn Store) {
         response: Some(json!({"status": 500})),
         code: "http_500".into(),
         message: "server error".into(),
-        retry_data_key: format!("je/{id}"),
-        occurred_at: t0,
+        retry_data_key: format!("{job_id}/{id}"),
+        occurred_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         resolved: false,
         step_name: Some("post items".into()),
         tags: Vec::new(),
-    };
+    }
+}
+
+async fn errors(store: &dyn Store) {
+    let err = |id: &str| an_error(id, "je");
     store.put_errors(&[err("e1"), err("e2")]).await.unwrap();
     store.put_errors(&[err("e1")]).await.unwrap();
     let listed = store.list_errors("je").await.unwrap();
@@ -806,4 +901,40 @@ async fn state(store: &dyn Store) {
             .unwrap(),
         "strings compare too"
     );
+}
+
+/// An export remembers the files of its completed runs only, each once, apart from other
+/// exports' (`runs::pickup`, kept as state).
+async fn pickup_memory(store: &dyn Store) {
+    use crate::runs::pickup;
+    let names: Vec<String> = ["in/a.csv", "in/b.csv"].map(String::from).to_vec();
+    let new = |export: &'static str| pickup::new_files(store, export, names.clone());
+    assert_eq!(new("pk-e").await.unwrap(), names, "nothing read yet");
+    pickup::reading(store, "pk-j1", "pk-e", &names[..1])
+        .await
+        .unwrap();
+    pickup::reading(store, "pk-j1", "pk-e", &names[..1])
+        .await
+        .unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+    let mut job = Job::new("pk-j1".into(), "pk-f".into(), RunKind::Schedule, now);
+    job.uses.export_ids.insert("pk-e".into());
+    for status in [JobStatus::Failed, JobStatus::Canceled] {
+        job.status = status;
+        pickup::remember(store, &job).await.unwrap();
+        assert_eq!(
+            new("pk-e").await.unwrap(),
+            names,
+            "a {status:?} run's files are read again"
+        );
+    }
+    job.status = JobStatus::CompletedWithErrors;
+    pickup::remember(store, &job).await.unwrap();
+    pickup::remember(store, &job).await.unwrap();
+    assert_eq!(
+        new("pk-e").await.unwrap(),
+        names[1..],
+        "a completed run's file is remembered"
+    );
+    assert_eq!(new("pk-e2").await.unwrap(), names, "per export");
 }

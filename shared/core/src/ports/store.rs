@@ -174,6 +174,15 @@ pub struct PageOutcome {
     pub branch_pages: u64,
 }
 
+/// What [`Store::purge_jobs`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Purged {
+    pub jobs: usize,
+    pub errors: usize,
+    pub ledger_entries: usize,
+}
+
 /// The holder of a run lock: its owner (the running job's id) and when its lease ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockHolder {
@@ -252,6 +261,12 @@ pub trait Store: Send + Sync + 'static {
         ended_at: DateTime<Utc>,
         message: Option<String>,
     ) -> anyhow::Result<bool>;
+
+    /// Deletes these jobs with everything kept for them: their errors, page outcomes,
+    /// delivery-ledger entries and the indexes that list them. The caller (`runs::clean`)
+    /// passes only finished jobs nothing still needs; ids not stored are skipped, so a
+    /// clean-up that stopped midway can run again.
+    async fn purge_jobs(&self, job_ids: &[String]) -> anyhow::Result<Purged>;
 
     // --- errors
     /// Idempotent on each error's `_id`.

@@ -1,6 +1,6 @@
 //! The end of a run: close the job exactly once, then the after-run work, in order.
 
-use super::{after, queue, watermark};
+use super::{after, pickup, queue, watermark};
 use crate::{Error, Result, Sluice};
 use sluice_model::{Job, JobStatus};
 
@@ -93,6 +93,7 @@ pub(super) async fn free_lock_of_closed_job(sluice: &Sluice, flow_id: &str) -> R
         return Ok(false);
     }
     watermark::advance(sluice, &job).await?;
+    pickup::remember(&*sluice.store, &job).await?;
     sluice.store.release_lock(flow_id, &job.id).await?;
     tracing::warn!(job = %job.id, flow = %flow_id, "freed the run lock of a closed job whose after-run work stopped");
     Ok(true)
@@ -102,6 +103,8 @@ pub(super) async fn free_lock_of_closed_job(sluice: &Sluice, flow_id: &str) -> R
 async fn after_run(sluice: &Sluice, job: &Job, then: Then) -> Result<()> {
     tracing::info!(job = %job.id, flow = %job.flow_id, status = job.status.as_str(), success = job.num_success, error = job.num_error, ignore = job.num_ignore, "job finished");
     watermark::advance(sluice, job).await?;
+    // Before the release: the flow's next run must not read these files again.
+    pickup::remember(&*sluice.store, job).await?;
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
     if then == Then::StartNext {
         queue::start_next(sluice, &job.flow_id).await?;

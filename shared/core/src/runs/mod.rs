@@ -1,7 +1,7 @@
 //! The run lifecycle, in one place: a run starts under its flow's run lock (or waits in the
 //! store behind the running one), its job is closed exactly once, and the one caller whose
-//! close wins does the after-run work: the watermark, the lock's release, the next queued
-//! run, chained flows and the after-process callbacks.
+//! close wins does the after-run work: the watermark, the files it picked up remembered, the
+//! lock's release, the next queued run, chained flows and the after-process callbacks.
 //!
 //! Invariants kept here:
 //! - a job is only opened under its flow's run lock, and the lock is released only after the
@@ -15,8 +15,10 @@
 //! last page is done, dead letter when a run order gave up); nothing here calls a stage.
 
 mod after;
+pub mod clean;
 mod finish;
 mod hold;
+pub mod pickup;
 mod queue;
 mod start;
 pub mod watermark;

@@ -9,7 +9,7 @@ use sluice_model::{
     RunSource, RunStarted, StageMessage,
 };
 
-/// Starts a run of `flow_id`. A run a person asked for (manual, retry, webhook) starts now or
+/// Starts a run of `flow_id`. A run a person asked for (manual, retry) starts now or
 /// fails with `Error::Conflict("Flow is currently running")`; runs started by events, the
 /// schedule or a chain are kept in the store and start in turn ([`super::queue`]): `Ok(None)`
 /// when this one waits.

@@ -8,7 +8,10 @@ use serde_json::{Map, Number, Value};
 use sluice_model::{Export, ExportType, Flow, RunKind, RunRequest, RunSource, RunStarted};
 
 /// Every enabled flow whose page generator reads this export kind, with the export.
-async fn flows_reading(sluice: &Sluice, kind: ExportType) -> Result<Vec<(Flow, Export)>> {
+pub(super) async fn flows_reading(
+    sluice: &Sluice,
+    kind: ExportType,
+) -> Result<Vec<(Flow, Export)>> {
     let mut out = Vec::new();
     for doc in sluice.store.list_definitions(Kind::Flow).await? {
         let Ok(flow) = serde_json::from_value::<Flow>(doc) else {

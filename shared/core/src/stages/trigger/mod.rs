@@ -6,6 +6,7 @@ mod cutter;
 pub(crate) use cutter::Shaping;
 pub mod events;
 pub mod http_export;
+pub mod listener;
 pub mod readers;
 pub mod schedule;
 
@@ -211,6 +212,8 @@ async fn read_source(
             return read_object(cutter, batch, &object, skip).await;
         }
         RunSource::S3Object { bucket, key } => {
+            let noted = [key.clone()];
+            runs::pickup::reading(&*cutter.sluice.store, &job.id, &export.id, &noted).await?;
             let object = Object::in_s3(bucket, key, export);
             cutter.reading(Value::Null, skip);
             return read_object(cutter, batch, &object, skip).await;
@@ -241,7 +244,7 @@ async fn read_source(
         }
         RunSource::Export => match export.kind {
             ExportType::Http => return read_http(cutter, batch, export, job, resume).await,
-            ExportType::S3 => return read_prefix(cutter, batch, export, resume).await,
+            ExportType::S3 => return read_prefix(cutter, batch, export, job, resume).await,
             // Webhook and stream exports have records only when an event brings them.
             ExportType::Webhook | ExportType::Dynamodb => {}
         },
@@ -302,12 +305,14 @@ async fn read_http(
     Ok(Ok(()))
 }
 
-/// Every object under an s3 export's prefix, in key order; the place kept is the object
-/// being read (the cursor names the last one read whole).
+/// Every object under an s3 export's prefix that no completed run of the export read
+/// ([`runs::pickup`]), in key order; the place kept is the object being read (the cursor
+/// names the last one read whole).
 async fn read_prefix(
     cutter: &mut PageCutter<'_>,
     batch: &mut Batch,
     export: &Export,
+    job: &Job,
     resume: Option<&Resume>,
 ) -> Result<Result<(), String>> {
     let sluice = cutter.sluice;
@@ -321,11 +326,15 @@ async fn read_prefix(
         .as_ref()
         .and_then(|s| s.suffix.clone())
         .unwrap_or_default();
-    let todo: Vec<&String> = keys
-        .iter()
+    let listed: Vec<String> = keys
+        .into_iter()
         .filter(|k| k.ends_with(&suffix))
         .filter(|k| after.is_none_or(|a| k.as_str() > a))
         .collect();
+    // Only objects no completed run of the export read; noted before they are read, so
+    // the job's completion remembers them.
+    let todo = runs::pickup::new_files(&*sluice.store, &export.id, listed).await?;
+    runs::pickup::reading(&*sluice.store, &job.id, &export.id, &todo).await?;
     let mut skip = resume.map_or(0, |r| r.skip);
     let mut read_whole = after.map(str::to_string);
     for (i, key) in todo.iter().enumerate() {

@@ -79,7 +79,8 @@ pub async fn reschedule(sluice: &Sluice, flow: &Flow) -> Result<()> {
 }
 
 /// The minute tick: starts every due flow (queued behind a running one) over the exports
-/// whose schedules are due, and moves its next due time on.
+/// whose schedules are due, and moves its next due time on; once a day it also runs the
+/// clean-up (`runs::clean::tick`).
 pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
     let now = sluice.clock.now();
     let mut started = Vec::new();
@@ -107,6 +108,10 @@ pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
             Ok(None) => tracing::info!(flow = %flow_id, "flow is running; scheduled run queued"),
             Err(e) => tracing::warn!(flow = %flow_id, error = %e, "scheduled run did not start"),
         }
+    }
+    // The daily clean-up rides on the same tick (on AWS the trigger function's minute rule).
+    if let Err(e) = crate::runs::clean::tick(sluice).await {
+        tracing::warn!(error = %e, "clean-up did not run");
     }
     Ok(started)
 }

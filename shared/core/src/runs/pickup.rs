@@ -1,0 +1,95 @@
+//! File pickup memory: which files an export's runs have read, so a run that reads its
+//! export's whole location (an s3 prefix on a schedule or by hand) reads only files no
+//! completed run read before.
+//!
+//! Invariants: a job notes the files it is about to read (`job:{job}:export:{export}:files`)
+//! before it reads them; only when that job completes (with or without record errors) are
+//! they remembered for the export (`export:{export}:read:{file}`), before its run lock is
+//! released, so the flow's next run cannot read them again. A failed or canceled run's
+//! files are read again by the next run. The memory is per export: two flows reading one
+//! export share it, as they share its files. Both stores keep it as small state
+//! (`Store::get_state` / `put_state`), so the contract's state rules hold it.
+
+use crate::ports::Store;
+use crate::Result;
+use serde_json::{json, Value};
+use sluice_model::{Job, JobStatus};
+
+/// The state key that says `file` of `export_id` was read by a completed run.
+fn read_key(export_id: &str, file: &str) -> String {
+    format!("export:{export_id}:read:{file}")
+}
+
+/// The state key of the files job `job_id` reads of `export_id`.
+fn job_key(job_id: &str, export_id: &str) -> String {
+    format!("job:{job_id}:export:{export_id}:files")
+}
+
+/// The files of `names` that no completed run of the export read, in the order given.
+pub async fn new_files(
+    store: &dyn Store,
+    export_id: &str,
+    names: Vec<String>,
+) -> Result<Vec<String>> {
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        if store
+            .get_state(&read_key(export_id, &name))
+            .await?
+            .is_none()
+        {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Notes that job `job_id` reads these files of `export_id` (its first invocation lists
+/// them; a continuation reads on in the same list). Files noted already stay noted.
+pub async fn reading(
+    store: &dyn Store,
+    job_id: &str,
+    export_id: &str,
+    names: &[String],
+) -> Result<()> {
+    let key = job_key(job_id, export_id);
+    let mut noted: Vec<String> = match store.get_state(&key).await? {
+        Some(Value::Array(v)) => v
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let before = noted.len();
+    for n in names {
+        if !noted.contains(n) {
+            noted.push(n.clone());
+        }
+    }
+    if noted.len() != before || before == 0 {
+        store.put_state(&key, &json!(noted)).await?;
+    }
+    Ok(())
+}
+
+/// After `job` closed: if it completed, every file it noted is remembered for its export.
+/// Idempotent (a closer stopped midway is followed by another), and nothing for a failed or
+/// canceled job.
+pub async fn remember(store: &dyn Store, job: &Job) -> Result<()> {
+    if !matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::CompletedWithErrors
+    ) {
+        return Ok(());
+    }
+    for export_id in &job.uses.export_ids {
+        let Some(Value::Array(files)) = store.get_state(&job_key(&job.id, export_id)).await? else {
+            continue;
+        };
+        let mark = json!({"_jobId": job.id, "at": job.ended_at});
+        for file in files.iter().filter_map(Value::as_str) {
+            store.put_state(&read_key(export_id, file), &mark).await?;
+        }
+    }
+    Ok(())
+}
