@@ -48,8 +48,11 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "cargo clippy -p sluice-core --no-default-features"
 # The workspace build turns every feature on; most functions build sluice-core without some
-# of them (sftp, hooks, http), so the build without any must stay clean too.
+# of them (sftp, hooks, http), so the build without any must stay clean too. (It re-checks
+# serde and what is built on it: sluice-core alone resolves other features; infra/README.md.)
 cargo clippy -p sluice-core --no-default-features --quiet -- -D warnings
 
 step "each function links only what it needs (cargo tree)"
@@ -58,14 +61,16 @@ step "each function links only what it needs (cargo tree)"
 # (Each of sluice-core's features is a cfg of its own, so the all-on workspace clippy and the
 # all-off one above cover every branch of the combinations the functions use.)
 # One `cargo tree` per function (each resolves the workspace once), then one check per crate.
+wants=("rquickjs: trigger translate evaluate" "reqwest: trigger deliver" "ssh2: upload")
 declare -A linked=()
 for f in trigger translate deliver extract evaluate upload api; do
   tree=$(cargo tree -q -p "sluice-fn-$f" -e normal --prefix none)
-  for crate in rquickjs reqwest ssh2; do
+  for want in "${wants[@]}"; do
+    crate=${want%%:*}
     if grep -q "^$crate v" <<<"$tree"; then linked[$crate]+=" $f"; fi
   done
 done
-for want in "rquickjs: trigger translate evaluate" "reqwest: trigger deliver" "ssh2: upload"; do
+for want in "${wants[@]}"; do
   crate=${want%%:*}
   if [ "${linked[$crate]:-}" != "${want#*:}" ]; then
     echo "$crate is linked by:${linked[$crate]:- nothing}; it belongs in:${want#*:}"; exit 1
