@@ -315,7 +315,12 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
     assert_eq!((job.num_success, job.num_error, job.num_ignore), (0, 3, 0));
     let errors = sluice.store.list_errors(&job.id).await.unwrap();
     assert_eq!(errors.len(), 3);
-    assert!(errors.iter().all(|e| e.code == "dead_letter"), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.code == sluice_model::FailureCode::DeadLetter),
+        "{errors:?}"
+    );
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
     // translate's dead-letter path closed the job; the deliver function posts its callback.
     env.harness.drain(Stage::Deliver).await.unwrap();
