@@ -6,10 +6,9 @@ mod common;
 use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use serde_json::{json, Value};
 use sluice_core::ports::Kind;
-use sluice_core::runs::start_run;
 use sluice_core::Stage;
 use sluice_model::JobStatus;
-use sluice_model::{RunKind, RunRequest};
+use sluice_model::RunKind;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -113,22 +112,11 @@ async fn webhook_records_reach_an_http_target_through_every_queue() {
 
     // 25 records in pages of 10: three pages; every fifth record is refused.
     let records: Vec<Value> = (0..25).map(|n| json!({"n": n, "ok": n % 5 != 0})).collect();
-    let started = start_run(
-        &sluice,
-        "f1",
-        RunRequest {
-            records: Some(records),
-            ..Default::default()
-        },
-        RunKind::Webhook,
-    )
-    .await
-    .expect("run starts")
-    .expect("flow was idle");
+    let job_id = common::start_as(&sluice, "f1", records, RunKind::Webhook).await;
 
     let job = env
         .harness
-        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .wait_for_job(&job_id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::CompletedWithErrors, "{job:?}");
@@ -191,17 +179,10 @@ async fn a_router_sends_records_down_every_matching_branch_through_the_queues() 
         .unwrap();
     // 12 records in pages of 10; every third one is not ok: branch "all" only, refused there.
     let records: Vec<Value> = (0..12).map(|n| json!({"n": n, "ok": n % 3 != 0})).collect();
-    let request = RunRequest {
-        records: Some(records),
-        ..Default::default()
-    };
-    let started = start_run(&sluice, "f2", request, RunKind::Webhook)
-        .await
-        .expect("run starts")
-        .expect("flow was idle");
+    let job_id = common::start_as(&sluice, "f2", records, RunKind::Webhook).await;
     let job = env
         .harness
-        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .wait_for_job(&job_id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(
@@ -234,21 +215,10 @@ async fn a_page_larger_than_an_sqs_message_travels_by_reference() {
     let records: Vec<Value> = (0..10)
         .map(|n| json!({"n": n, "ok": true, "blob": "z".repeat(30 * 1024)}))
         .collect();
-    let started = start_run(
-        &sluice,
-        "f1",
-        RunRequest {
-            records: Some(records),
-            ..Default::default()
-        },
-        RunKind::Webhook,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let job_id = common::start_as(&sluice, "f1", records, RunKind::Webhook).await;
     let job = env
         .harness
-        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .wait_for_job(&job_id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::Completed, "{job:?}");
@@ -287,18 +257,7 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
         .await
         .unwrap();
     let records: Vec<Value> = (0..3).map(|n| json!({"n": n, "ok": true})).collect();
-    let started = start_run(
-        &sluice,
-        "f1",
-        RunRequest {
-            records: Some(records),
-            ..Default::default()
-        },
-        RunKind::Webhook,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let job_id = common::start_as(&sluice, "f1", records, RunKind::Webhook).await;
     // The import vanishes after the run started: translate fails on every delivery, SQS moves
     // the page to the dead-letter queue after 5 receives, and the DLQ consumer settles it.
     assert!(sluice
@@ -308,7 +267,7 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
         .unwrap());
     let job = env
         .harness
-        .wait_for_job(&started.job_id, Duration::from_secs(60))
+        .wait_for_job(&job_id, Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(job.status, JobStatus::CompletedWithErrors, "{job:?}");

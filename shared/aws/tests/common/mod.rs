@@ -52,11 +52,16 @@ pub async fn define_flow(sluice: &Sluice, connection: Value, export: Value) {
 
 /// Starts a manual run of `flow` with `records`; returns the job id.
 pub async fn start(sluice: &Sluice, flow: &str, records: Vec<Value>) -> String {
+    start_as(sluice, flow, records, RunKind::Manual).await
+}
+
+/// Starts a run of `kind` of the idle `flow` with `records`; returns the job id.
+pub async fn start_as(sluice: &Sluice, flow: &str, records: Vec<Value>, kind: RunKind) -> String {
     let request = RunRequest {
         records: Some(records),
         ..Default::default()
     };
-    start_run(sluice, flow, request, RunKind::Manual)
+    start_run(sluice, flow, request, kind)
         .await
         .unwrap()
         .expect("not queued")
