@@ -12,6 +12,7 @@
 
 use crate::ports::Store;
 use crate::Result;
+use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
 use sluice_model::{Job, JobStatus};
 
@@ -25,23 +26,28 @@ fn job_key(job_id: &str, export_id: &str) -> String {
     format!("job:{job_id}:export:{export_id}:files")
 }
 
+/// How many files' memory is looked up at once: a prefix of thousands of objects is one
+/// store read each (a DynamoDB GetItem), which one after another would hold up the run.
+const LOOKUPS_IN_FLIGHT: usize = 16;
+
 /// The files of `names` that no completed run of the export read, in the order given.
 pub async fn new_files(
     store: &dyn Store,
     export_id: &str,
     names: Vec<String>,
 ) -> Result<Vec<String>> {
-    let mut out = Vec::with_capacity(names.len());
-    for name in names {
-        if store
-            .get_state(&read_key(export_id, &name))
-            .await?
-            .is_none()
-        {
-            out.push(name);
-        }
-    }
-    Ok(out)
+    let seen = futures::stream::iter(names)
+        .map(|name| async move {
+            let read = store.get_state(&read_key(export_id, &name)).await?;
+            Ok::<_, crate::Error>((name, read.is_some()))
+        })
+        .buffered(LOOKUPS_IN_FLIGHT)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(seen
+        .into_iter()
+        .filter_map(|(name, read)| (!read).then_some(name))
+        .collect())
 }
 
 /// Notes that job `job_id` reads these files of `export_id` (its first invocation lists
@@ -61,8 +67,9 @@ pub async fn reading(
         _ => Vec::new(),
     };
     let before = noted.len();
+    let mut known: std::collections::HashSet<String> = noted.iter().cloned().collect();
     for n in names {
-        if !noted.contains(n) {
+        if known.insert(n.clone()) {
             noted.push(n.clone());
         }
     }
