@@ -63,9 +63,9 @@ async fn redelivered_writes_apply_once() {
     );
     assert!(job.all_pages_done());
 
-    let won = futures::future::join_all((0..4).map(|_| {
-        store.close_job("jc", JobStatus::CompletedWithErrors, t0, Some("m".into()))
-    }))
+    let won = futures::future::join_all(
+        (0..4).map(|_| store.close_job("jc", JobStatus::CompletedWithErrors, t0, Some("m".into()))),
+    )
     .await
     .into_iter()
     .filter(|won| *won.as_ref().unwrap())
@@ -173,7 +173,10 @@ async fn racing_conditional_writes_have_one_winner_as_on_dynamodb() {
             futures::future::join_all(others)
         );
         let won = puts.iter().filter(|r| r.is_ok()).count();
-        assert_eq!(won, 1, "round {round}: {won} of 8 racing conditional puts won");
+        assert_eq!(
+            won, 1,
+            "round {round}: {won} of 8 racing conditional puts won"
+        );
         assert!(cancelled.iter().all(|r| r.is_err()), "round {round}");
         assert!(others.iter().all(|r| r.is_ok()), "round {round}");
         let kept = db
@@ -186,6 +189,9 @@ async fn racing_conditional_writes_have_one_winner_as_on_dynamodb() {
             .await
             .unwrap()
             .count();
-        assert_eq!(kept, 10, "round {round}: a cancelled transaction erased writes");
+        assert_eq!(
+            kept, 10,
+            "round {round}: a cancelled transaction erased writes"
+        );
     }
 }
