@@ -147,7 +147,7 @@ pub fn first_page(job_id: &str, records: Vec<PageRecord>) -> Page {
         page_index: 0,
         processor_index: 0,
         records,
-        batch: None,
+        batches: Vec::new(),
         file: None,
         records_ref: None,
         trace_id: String::new(),

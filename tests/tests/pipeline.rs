@@ -598,6 +598,241 @@ async fn ignore_existing_and_ignore_missing_skip_records_counted_as_ignored() {
     }
 }
 
+/// A batch target: each request's body is a list of records, and the reply lists one result
+/// per record (`ref`: its name, `id`), in `order` (reversed when asked); "order 2" is
+/// refused with a message of its own.
+async fn batch_target(reversed: bool) -> TestServer {
+    TestServer::start(move |_, r| {
+        if r.path == "/next" {
+            return Answer::json(201, json!({}));
+        }
+        let mut results: Vec<_> = r
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|rec| {
+                let name = rec["name"].as_str().unwrap().to_string();
+                match name.as_str() {
+                    "order 2" => json!({"ref": name, "error": {"message": "qty 2 is not stocked"}}),
+                    _ => json!({"ref": name, "id": format!("id-{name}"), "error": null}),
+                }
+            })
+            .collect();
+        if reversed {
+            results.reverse();
+        }
+        Answer::json(200, json!({"results": results}))
+    })
+    .await
+}
+
+/// A flow whose import sends batches of `batchSize` 5 and reads each record's result
+/// (`response`), then posts each record on to `/next`, where its extracted id shows.
+fn batch_flow(base: &str, response: serde_json::Value) -> serde_json::Value {
+    let mut bundle = http_bundle(
+        base,
+        json!({"http": {"requestMode": "page", "batchSize": 5, "body": "{{json records}}",
+                        "response": response},
+               "responseMapping": {"fields": [{"extract": "id", "generate": "erpId"}]}}),
+        json!({}),
+    );
+    bundle["imports"].as_array_mut().unwrap().push(json!({"_id": "next", "name": "next", "_connectionId": "conn", "type": "http", "http": {"relativeURI": "/next"}}));
+    bundle["flows"][0]["pageProcessors"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "import", "_importId": "next"}));
+    bundle
+}
+
+/// The batch target and a harness loaded with the batch flow over it.
+async fn batch_harness(reversed: bool, response: serde_json::Value) -> (TestServer, Harness) {
+    let server = batch_target(reversed).await;
+    let h = Harness::new();
+    h.load(batch_flow(&server.base_url, response)).await;
+    (server, h)
+}
+
+/// What reached `/next`: each record's name and the id its batch result gave it.
+fn forwarded_ids(server: &TestServer) -> Vec<(String, String)> {
+    let mut got: Vec<(String, String)> = server
+        .received()
+        .iter()
+        .filter(|r| r.path == "/next")
+        .map(|r| {
+            let j = r.json();
+            (
+                j["name"].as_str().unwrap().to_string(),
+                j["erpId"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    got.sort();
+    got
+}
+
+/// Orders `numbers`, each with the id its own result gives it.
+fn own_ids(numbers: &[usize]) -> Vec<(String, String)> {
+    numbers
+        .iter()
+        .map(|i| (format!("order {i}"), format!("id-order {i}")))
+        .collect()
+}
+
+/// `batchSize` 5 over a page of 7 sends 5 then 2; the reply's results give each record its
+/// own outcome: "order 2" fails with the reply's message, the others succeed, each with its
+/// own id.
+#[tokio::test]
+async fn a_batch_reply_gives_each_record_its_own_result() {
+    let (server, h) = batch_harness(
+        false,
+        json!({"resourcePath": "results", "errorPath": "error.message"}),
+    )
+    .await;
+    let job = h.run("f", orders(7)).await;
+    assert_eq!(
+        (job.num_success, job.num_error),
+        (6, 1),
+        "{:?}",
+        h.errors(&job.id).await
+    );
+    assert_counts(&job, 7);
+    // Batches go out side by side: in any order.
+    let mut batches: Vec<usize> = server
+        .received()
+        .iter()
+        .filter(|r| r.path == "/orders")
+        .map(|r| r.json().as_array().unwrap().len())
+        .collect();
+    batches.sort();
+    assert_eq!(batches, vec![2, 5], "batches of batchSize, not the page");
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].record["name"], "order 2");
+    assert_eq!(errors[0].code, FailureCode::ReplyError);
+    assert_eq!(errors[0].message, "qty 2 is not stocked");
+    assert_eq!(forwarded_ids(&server), own_ids(&[0, 1, 3, 4, 5, 6]));
+}
+
+/// Matched by key, results reordered by the target still reach their own records; matched
+/// by position (no `matchBy`), the same reply would give each record another's id.
+#[tokio::test]
+async fn batch_results_are_matched_by_key_when_the_reply_reorders_them() {
+    let (server, h) = batch_harness(
+        true,
+        json!({"resourcePath": "results", "errorPath": "error.message",
+               "matchBy": {"resultPath": "ref", "recordPath": "name"}}),
+    )
+    .await;
+    let job = h.run("f", orders(5)).await;
+    assert_eq!((job.num_success, job.num_error), (4, 1));
+    let errors = h.errors(&job.id).await;
+    assert_eq!(errors[0].record["name"], "order 2");
+    assert_eq!(errors[0].message, "qty 2 is not stocked");
+    assert_eq!(forwarded_ids(&server), own_ids(&[0, 1, 3, 4]));
+}
+
+/// A reply without per-record results (no list at `resourcePath`: an error page) is every
+/// record's reply: all share its status.
+#[tokio::test]
+async fn a_batch_reply_without_results_is_shared_by_its_records() {
+    let server = TestServer::always(503, json!({"message": "down"})).await;
+    let h = Harness::new();
+    let mut bundle = batch_flow(&server.base_url, json!({"resourcePath": "results"}));
+    bundle["connections"][0]["http"]["retry"]["maxAttempts"] = json!(1);
+    h.load(bundle).await;
+    let job = h.run("f", orders(3)).await;
+    assert_eq!((job.num_success, job.num_error), (0, 3));
+    assert_eq!(server.received().len(), 1, "one request for the three");
+    assert!(h
+        .errors(&job.id)
+        .await
+        .iter()
+        .all(|e| e.code == FailureCode::Evaluator && e.message.starts_with("status 503")));
+}
+
+/// The ledger over batches: a batch whose send a crashed process claimed and never
+/// recorded is not sent again (its records are `delivery_unknown`), and a page handed to
+/// deliver three times sends its other batch once, settling its records from that reply.
+#[tokio::test]
+async fn a_batch_is_sent_once_however_often_its_page_is_redelivered() {
+    let (server, h) = batch_harness(
+        false,
+        json!({"resourcePath": "results", "errorPath": "error.message"}),
+    )
+    .await;
+    let s = h.sluice();
+    open_job(&s, "j1").await;
+    let records: Vec<_> = orders(4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| sluice_model::PageRecord::new(format!("r{i}"), r))
+        .collect();
+    let mut page = first_page("j1", records);
+    for keys in [["r0", "r1"], ["r2", "r3"]] {
+        let body: Vec<_> = page
+            .records
+            .iter()
+            .filter(|r| keys.contains(&r.key.as_str()))
+            .map(|r| r.data.clone())
+            .collect();
+        page.batches.push(sluice_model::Batch {
+            request: sluice_model::RenderedRequest {
+                method: "POST".into(),
+                url: format!("{}/orders", server.base_url),
+                headers: vec![],
+                body: Some(json!(body).to_string()),
+            },
+            record_keys: keys.iter().map(|k| k.to_string()).collect(),
+            replies: None,
+        });
+    }
+    // A process claimed the first batch and died before recording its reply.
+    let crashed = page.send_id(sluice_model::Send::Batch("r0"));
+    s.store
+        .ledger_claim(
+            "j1",
+            &sluice_core::ports::ledger_key(sluice_core::Stage::Deliver, &crashed),
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    // Handed to deliver three times, each after the last went through the flow (copies in
+    // flight together would meet each other's claims at the next step).
+    for _ in 0..3 {
+        s.handle(
+            sluice_core::Stage::Deliver,
+            sluice_model::StageMessage::Page(page.clone()),
+        )
+        .await
+        .unwrap();
+        h.runtime.wait_idle(Duration::from_secs(20)).await.unwrap();
+    }
+    let sent: Vec<_> = server
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/orders")
+        .collect();
+    assert_eq!(sent.len(), 1, "only the second batch, once");
+    assert_eq!(sent[0].json()[0]["name"], "order 2");
+    let mut errors: Vec<_> = h
+        .errors("j1")
+        .await
+        .into_iter()
+        .map(|e| (e.record_key, e.code))
+        .collect();
+    errors.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        errors,
+        vec![
+            ("r0".to_string(), FailureCode::DeliveryUnknown),
+            ("r1".to_string(), FailureCode::DeliveryUnknown),
+            ("r2".to_string(), FailureCode::ReplyError),
+        ]
+    );
+    assert_eq!(forwarded_ids(&server), own_ids(&[3]));
+}
+
 /// Each error names the step it happened at: its processor index, the lookup's `_exportId`
 /// or the import's `_importId`, and that definition's name.
 #[tokio::test]

@@ -171,6 +171,22 @@ async fn exports_and_imports_update_by_merge_and_validate() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.error().1.as_deref(), Some("ignoreMissing"));
+    // Batches: batchSize and a results path need requestMode page.
+    let batch = json!({"http": {"relativeURI": "/items", "batchSize": 50,
+        "response": {"resourcePath": "results"}}});
+    let r = api.put("/imports/imp1", batch.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("http.batchSize"));
+    let mut paged = batch;
+    paged["http"]["requestMode"] = json!("page");
+    paged["http"]["batchSize"] = json!(0);
+    let r = api.put("/imports/imp1", paged.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("http.batchSize"));
+    paged["http"]["batchSize"] = json!(50);
+    let r = api.put("/imports/imp1", paged).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["http"]["batchSize"], 50);
     let r = api.put("/imports/imp1", json!({"_id": "other"})).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error().1.as_deref(), Some("_id"));

@@ -143,6 +143,79 @@ async fn webhook_records_reach_an_http_target_through_every_queue() {
     );
 }
 
+/// Batches through the queues and the DynamoDB ledger: 10 records in requests of 4, each
+/// record judged on its own result in the batch reply (`ok: false` ones refused with a
+/// message), matched by key.
+#[tokio::test]
+async fn batched_records_get_their_own_results_through_the_queues() {
+    let Some(env) = common::env("batched_records_get_their_own_results_through_the_queues").await
+    else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let bulk = |State(seen): State<Seen>, Json(body): Json<Value>| async move {
+        seen.lock().unwrap().push(body.clone());
+        let mut results: Vec<Value> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| match r["ok"] == json!(true) {
+                true => json!({"n": r["n"], "id": format!("o-{}", r["n"])}),
+                false => json!({"n": r["n"], "error": format!("{} refused", r["n"])}),
+            })
+            .collect();
+        results.reverse();
+        Json(json!({"results": results}))
+    };
+    let app = Router::new()
+        .route("/bulk", post(bulk))
+        .with_state(seen.clone());
+    let base_uri = serve(app).await;
+    define_flow(&env, &base_uri).await;
+    let sluice = env.harness.sluice.clone();
+    sluice
+        .store
+        .put_definition(
+            Kind::Import,
+            "i1",
+            &json!({"_id": "i1", "name": "i1", "_connectionId": "c1", "type": "http",
+                    "http": {"method": "POST", "relativeURI": "/bulk", "requestMode": "page",
+                             "batchSize": 4, "body": "{{json records}}",
+                             "response": {"resourcePath": "results", "errorPath": "error",
+                                          "matchBy": {"resultPath": "n", "recordPath": "n"}}}}),
+        )
+        .await
+        .unwrap();
+    let records: Vec<Value> = (0..10).map(|n| json!({"n": n, "ok": n % 4 != 1})).collect();
+    let job_id = common::start_as(&sluice, "f1", records, RunKind::Webhook).await;
+    let job = env
+        .harness
+        .wait_for_job(&job_id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!((job.num_success, job.num_error), (7, 3), "{job:?}");
+    // Batches go out side by side: in any order.
+    let mut sizes: Vec<usize> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_array().unwrap().len())
+        .collect();
+    sizes.sort();
+    assert_eq!(sizes, vec![2, 4, 4]);
+    let mut errors: Vec<(i64, String)> = sluice
+        .store
+        .list_errors(&job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.record["n"].as_i64().unwrap(), e.message))
+        .collect();
+    errors.sort();
+    let refused = |n: i64| (n, format!("{n} refused"));
+    assert_eq!(errors, vec![refused(1), refused(5), refused(9)]);
+}
+
 #[tokio::test]
 async fn a_router_sends_records_down_every_matching_branch_through_the_queues() {
     let Some(env) =

@@ -22,7 +22,7 @@ fn page(records: usize, filler: usize) -> Page {
                 )
             })
             .collect(),
-        batch: None,
+        batches: Vec::new(),
         file: None,
         records_ref: None,
         trace_id: "t".into(),

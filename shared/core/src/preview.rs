@@ -82,7 +82,7 @@ pub async fn preview(sluice: &Sluice, flow_id: &str, request: &PreviewRequest) -
         page_index: 0,
         processor_index: steps.number(steps.entry()),
         records,
-        batch: None,
+        batches: Vec::new(),
         file: None,
         records_ref: None,
         trace_id: PREVIEW_JOB.into(),
@@ -156,7 +156,7 @@ async fn at_step(
     let judged = match (translated.next, &reply) {
         (Stage::Deliver, None) => false,
         (Stage::Deliver, Some(reply)) => {
-            give_reply(&mut page, reply);
+            give_reply(&mut page, &p, reply);
             extract::extract(&mut page, &p);
             evaluate::evaluate(sluice, &mut page, &p).await?;
             true
@@ -197,17 +197,22 @@ async fn requests_as_they_would_go(
     p: &Processor,
     page: &mut Page,
 ) -> Vec<Option<RenderedRequest>> {
-    let batch = match &page.batch {
-        Some(e) => Some(deliver::as_it_would_go(sluice, p, &e.request).await),
-        None => None,
-    };
+    let mut batches = Vec::with_capacity(page.batches.len());
+    for b in &page.batches {
+        batches.push(deliver::as_it_would_go(sluice, p, &b.request).await);
+    }
     let mut out = Vec::with_capacity(page.records.len());
     for r in page.records.iter_mut() {
         let own = match (&r.exchange, r.is_active()) {
             (Some(e), true) => Some(deliver::as_it_would_go(sluice, p, &e.request).await),
             _ => None,
         };
-        match own.as_ref().or(batch.as_ref().filter(|_| r.is_active())) {
+        let carried_by = page
+            .batches
+            .iter()
+            .position(|b| b.record_keys.contains(&r.key))
+            .filter(|_| r.is_active());
+        match own.as_ref().or(carried_by.map(|i| &batches[i])) {
             Some(Ok(request)) => out.push(Some(request.clone())),
             Some(Err(e)) => {
                 r.fail(FailureCode::Config, e.clone());
@@ -227,11 +232,10 @@ fn own_sample(p: &Processor) -> Option<Reply> {
     }
 }
 
-/// The sample reply as every request's reply, as deliver would record them.
-fn give_reply(page: &mut Page, reply: &Reply) {
-    if let Some(batch) = page.batch.as_mut() {
-        batch.reply = Some(reply.clone());
-    }
+/// The sample reply as every request's reply, as deliver would record them (a batch's
+/// split into its records' results as deliver splits a reply).
+fn give_reply(page: &mut Page, p: &Processor, reply: &Reply) {
+    deliver::settle_batches(page, p, reply);
     for r in page.records.iter_mut().filter(|r| r.is_active()) {
         if let Some(e) = r.exchange.as_mut() {
             e.reply = Some(reply.clone());

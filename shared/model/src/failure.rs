@@ -49,6 +49,9 @@ pub enum FailureCode {
     Evaluator,
     /// The import's evaluator could not be evaluated on the reply.
     EvaluatorError,
+    /// The record's reply (its result, in a batch reply) holds an error message at the
+    /// import's `http.response.errorPath`.
+    ReplyError,
     /// The record was sent and evaluate found no reply recorded for it.
     NoReply,
     /// The record's page was dead-lettered after its redeliveries.
@@ -85,7 +88,10 @@ impl FailureCode {
 
     /// The evaluator's judgment of a reply (so the record was sent).
     pub fn is_judgment(self) -> bool {
-        matches!(self, FailureCode::Evaluator | FailureCode::EvaluatorError)
+        matches!(
+            self,
+            FailureCode::Evaluator | FailureCode::EvaluatorError | FailureCode::ReplyError
+        )
     }
 }
 

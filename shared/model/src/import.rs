@@ -153,9 +153,24 @@ pub struct HttpImport {
     /// inside JSON bodies: it writes a quoted, escaped JSON value that cannot break the body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// One request per record (the default) or one per page.
+    /// One request per record (the default) or one per page (per `batchSize` records).
     #[serde(default)]
     pub request_mode: RequestMode,
+    /// With `requestMode: page`: the most records one request carries (the body template
+    /// sees them as `records`); a page's records go in as many requests as it takes. The
+    /// whole page when absent. Its own, not the export's `pageSize`. (1 is also taken with
+    /// requestMode record, as integrator.io writes one request per record.)
+    #[serde(
+        default,
+        deserialize_with = "crate::parse::count",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(minimum = 1)]
+    pub batch_size: Option<usize>,
+    /// How replies speak for each record: where a batch reply lists the per-record results,
+    /// how they are matched to records, where a record's error message is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<ImportResponse>,
     /// The header that carries each request's idempotency key (default `Idempotency-Key`),
     /// the same on every retry and redelivery of a record, so targets that honour it
     /// (Stripe-style APIs) act on a record once. `null` sends none.
@@ -172,8 +187,8 @@ pub struct HttpImport {
     pub retry_ambiguous: Option<bool>,
     /// The existence check (integrator.io's `existingExtract`): a path in the record as
     /// received (`erpId`, `customer.id`) whose value means the record exists in the target,
-    /// typically written by an earlier lookup step's responseMapping. Missing, null or `""`
-    /// means it does not. Picks `update` for records that exist, and drives
+    /// typically written by an earlier lookup step's responseMapping. Missing or empty (null,
+    /// `""`, `[]`, `{}`) means it does not. Picks `update` for records that exist, and drives
     /// `ignoreExisting` / `ignoreMissing`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub existing_extract: Option<String>,
@@ -185,6 +200,43 @@ pub struct HttpImport {
 }
 fn default_post() -> String {
     "POST".into()
+}
+
+/// How an http import reads what its replies say about each record (integrator.io's
+/// `http.response`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"resourcePath": "results", "errorPath": "error.message",
+    "matchBy": {"resultPath": "ref", "recordPath": "orderNo"}}))]
+pub struct ImportResponse {
+    /// With `requestMode: page`: the path in the reply body to the array of per-record
+    /// results (`results`, `data.items`). Each record then gets its own reply: the batch
+    /// reply's status and headers, with its result as the body, which the responseMapping
+    /// and the evaluator read as they read a record's own reply. A reply without an array
+    /// there (an error page, say) is every record's reply whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_path: Option<String>,
+    /// How results are matched to records: by a key in each (see [`MatchBy`]); by position
+    /// when absent (the n-th result is the n-th record of the request, and a reply with
+    /// another count of results fails every record of the request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub match_by: Option<MatchBy>,
+    /// The path in a record's reply body (its result, in a batch) to an error message: a
+    /// value there (not null or `""`) makes the record an error (`reply_error`) with that
+    /// message, whatever the status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_path: Option<String>,
+}
+
+/// Results matched to records by key: a result belongs to the record whose value at
+/// `recordPath` equals its own at `resultPath` (compared as text, so `7` matches `"7"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MatchBy {
+    /// Path in each result (`ref`, `request.id`).
+    pub result_path: String,
+    /// Path in each record as received (`orderNo`).
+    pub record_path: String,
 }
 
 /// The request an upsert sends for a record that exists, in place of the import's own.
@@ -268,6 +320,49 @@ pub struct FileImport {
     /// For s3: the bucket, defaulting to the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
+}
+
+/// `batchSize` and a results path belong to requests that carry several records.
+fn validate_batches(e: &mut ValidationErrors, h: &HttpImport) {
+    let per_record = h.request_mode == RequestMode::Record;
+    match h.batch_size {
+        Some(0) => e.add("http.batchSize", "must be at least 1"),
+        // integrator.io's batchSize 1 is one request per record, as requestMode record.
+        Some(n) if per_record && n > 1 => e.add("http.batchSize", "needs requestMode page"),
+        _ => {}
+    }
+    let Some(r) = &h.response else {
+        return;
+    };
+    if let Some(p) = &r.resource_path {
+        if per_record {
+            e.add("http.response.resourcePath", "needs requestMode page");
+        }
+        if let Err(why) = crate::paths::RecordPath::compile(p) {
+            e.add("http.response.resourcePath", why);
+        }
+    }
+    if let Some(m) = &r.match_by {
+        if r.resource_path.is_none() {
+            e.add(
+                "http.response.matchBy",
+                "needs http.response.resourcePath: the results to match",
+            );
+        }
+        for (field, path) in [
+            ("http.response.matchBy.resultPath", &m.result_path),
+            ("http.response.matchBy.recordPath", &m.record_path),
+        ] {
+            if let Err(why) = crate::paths::RecordPath::compile(path) {
+                e.add(field, why);
+            }
+        }
+    }
+    if let Some(p) = &r.error_path {
+        if let Err(why) = crate::paths::RecordPath::compile(p) {
+            e.add("http.response.errorPath", why);
+        }
+    }
 }
 
 fn method(e: &mut ValidationErrors, field: &str, method: &str) {
@@ -374,13 +469,6 @@ impl Import {
                     "is never sent: ignoreExisting skips every record that exists",
                 );
             }
-            if h.request_mode == RequestMode::Page {
-                e.add(
-                    "http.update",
-                    "is sent per record: with requestMode page every record of a request \
-                     gets the import's own request",
-                );
-            }
             method(e, "http.update.method", &u.method);
             validate::template(e, "http.update.relativeURI", &u.relative_uri);
             if let Some(b) = &u.body {
@@ -409,6 +497,7 @@ impl Import {
                     }
                     method(&mut e, "http.method", &h.method);
                     self.validate_existence(&mut e, h);
+                    validate_batches(&mut e, h);
                 }
             },
             ImportType::Sftp | ImportType::S3 => {

@@ -16,9 +16,10 @@ pub struct Page {
     pub page_index: u64,
     pub processor_index: usize,
     pub records: Vec<PageRecord>,
-    /// One request for the whole page (`requestMode: page`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<Exchange>,
+    /// The requests that each carry several records (`requestMode: page`): up to the
+    /// import's `batchSize` records each, the whole page without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<Batch>,
     /// The rendered file of a file import.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<RenderedFile>,
@@ -46,7 +47,7 @@ impl Page {
             page_index: self.page_index,
             processor_index,
             records,
-            batch: None,
+            batches: Vec::new(),
             file: None,
             records_ref: None,
             trace_id: self.trace_id.clone(),
@@ -54,17 +55,82 @@ impl Page {
     }
 
     /// Names one send of this page at its processor: `{job}:{page}:{processor}:{record}`
-    /// (`batch` for the page's one request). The same on every retry and redelivery: the
-    /// delivery ledger's key and the `Idempotency-Key` header are both built from it.
-    pub fn send_id(&self, record_key: Option<&str>) -> String {
+    /// for a record's request, `...:batch-{record}` for a batch, named by its first record.
+    /// The same on every retry and redelivery: the delivery ledger's key and the
+    /// `Idempotency-Key` header are both built from it.
+    pub fn send_id(&self, send: Send<'_>) -> String {
+        let (prefix, key) = match send {
+            Send::Record(key) => ("", key),
+            Send::Batch(first) => ("batch-", first),
+        };
         format!(
-            "{}:{}:{}:{}",
-            self.job_id,
-            self.page_id,
-            self.processor_index,
-            record_key.unwrap_or("batch")
+            "{}:{}:{}:{prefix}{key}",
+            self.job_id, self.page_id, self.processor_index,
         )
     }
+
+    /// Which batch carries each batched record: record key to the batch's index, built once
+    /// per page so finding a record's batch does not walk every batch.
+    pub fn batch_index(&self) -> std::collections::HashMap<&str, usize> {
+        self.batches
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| b.record_keys.iter().map(move |k| (k.as_str(), i)))
+            .collect()
+    }
+}
+
+/// One send of a page: a record's own request, or a batch (named by its first record).
+#[derive(Debug, Clone, Copy)]
+pub enum Send<'a> {
+    Record(&'a str),
+    Batch(&'a str),
+}
+
+/// One request carrying several records of a page, and once sent what its reply says for
+/// each of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Batch {
+    pub request: RenderedRequest,
+    /// The records it carries, in the order its body lists them.
+    pub record_keys: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<BatchReplies>,
+}
+
+impl Batch {
+    /// The record `key`'s part of this batch: the request that carried it, and its reply.
+    pub fn exchange_for(&self, key: &str) -> Exchange {
+        Exchange {
+            request: self.request.clone(),
+            reply: self.reply_for(key).cloned(),
+        }
+    }
+
+    /// The reply the record `key` of this batch is mapped and judged on.
+    pub fn reply_for(&self, key: &str) -> Option<&Reply> {
+        match self.replies.as_ref()? {
+            BatchReplies::Shared { reply } => Some(reply),
+            BatchReplies::PerRecord { replies } => {
+                let at = self.record_keys.iter().position(|k| k == key)?;
+                replies.get(at)?.as_ref()
+            }
+        }
+    }
+}
+
+/// What a batch's reply says for its records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum BatchReplies {
+    /// The reply has no per-record results (none asked for, or none in it): every record
+    /// of the batch is judged on the whole reply.
+    Shared { reply: Reply },
+    /// Each record's own reply, by position in `record_keys`: the batch reply's status and
+    /// headers with the record's result as the body; none for a record the reply had no
+    /// result for (that record failed, saying so).
+    PerRecord { replies: Vec<Option<Reply>> },
 }
 
 /// One record and what the stages learned about it at the current processor.

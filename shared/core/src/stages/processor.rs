@@ -86,6 +86,14 @@ impl Processor {
         })
     }
 
+    /// What the import reads of its replies per record (`http.response`).
+    pub fn import_response(&self) -> Option<&sluice_model::ImportResponse> {
+        match &self.target {
+            Target::Import(i) => i.http.as_ref()?.response.as_ref(),
+            Target::Lookup(_) => None,
+        }
+    }
+
     pub fn evaluator(&self) -> &str {
         match &self.target {
             Target::Import(i) => i.evaluator(),
@@ -134,18 +142,18 @@ impl Processor {
     }
 }
 
-/// The reply each record of a page is mapped and judged on: its own, else the page's batch
-/// reply. Indexed like `page.records`.
+/// The reply each record of a page is mapped and judged on: its own, else its part of the
+/// batch that carried it. Indexed like `page.records`.
 pub(crate) fn replies(page: &sluice_model::Page) -> Vec<Option<sluice_model::Reply>> {
-    let batch = page.batch.as_ref().and_then(|b| b.reply.as_ref());
+    let batched = page.batch_index();
     page.records
         .iter()
-        .map(|r| {
-            r.exchange
-                .as_ref()
-                .and_then(|e| e.reply.as_ref())
-                .or(batch)
-                .cloned()
+        .map(|r| match &r.exchange {
+            Some(e) => e.reply.clone(),
+            None => batched
+                .get(r.key.as_str())
+                .and_then(|&b| page.batches[b].reply_for(&r.key))
+                .cloned(),
         })
         .collect()
 }

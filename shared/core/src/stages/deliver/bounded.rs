@@ -22,7 +22,7 @@ use crate::stages::processor::Processor;
 use crate::{Error, Result, Sluice};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use sluice_model::{BoundedBody, Reply};
+use sluice_model::{BatchReplies, BoundedBody, Reply};
 use std::collections::BTreeSet;
 
 /// What a processor's extract and evaluate read of its replies.
@@ -40,6 +40,40 @@ impl Needs {
         Needs {
             extracts,
             body: body_reads(sluice, p.evaluator()),
+        }
+    }
+}
+
+impl Needs {
+    /// Everything: a batch reply is kept whole until it is split into its records' replies.
+    pub fn whole() -> Needs {
+        Needs {
+            extracts: Vec::new(),
+            body: Reads::Whole,
+        }
+    }
+}
+
+/// Each record's reply of a batch (or the reply they share) as it is kept: bounded as a
+/// record's own reply is. `key` is the batch's send; a record's reply is named under it.
+pub(crate) async fn bound_batch(
+    sluice: &Sluice,
+    needs: &Needs,
+    key: &str,
+    batch: &mut sluice_model::Batch,
+) {
+    match batch.replies.as_mut() {
+        None => {}
+        Some(BatchReplies::Shared { reply }) => {
+            *reply = bound(sluice, needs, key, reply.clone()).await;
+        }
+        Some(BatchReplies::PerRecord { replies }) => {
+            for (record, reply) in batch.record_keys.iter().zip(replies.iter_mut()) {
+                if let Some(reply) = reply.as_mut() {
+                    let named = format!("{key}:{record}");
+                    *reply = bound(sluice, needs, &named, reply.clone()).await;
+                }
+            }
         }
     }
 }

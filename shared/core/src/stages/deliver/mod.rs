@@ -10,6 +10,7 @@
 //! ([`Ambiguous`]).
 
 mod auth;
+mod batch;
 pub(crate) mod bounded;
 mod callbacks;
 // The HTTP client (reqwest) only with sluice-core's `http` feature, asked for by the functions
@@ -44,10 +45,10 @@ use guard::AddressPolicy;
 use send::{SendError, Sender};
 use serde_json::json;
 use sluice_model::{
-    Connection, Failure, FailureCode, NameValue, Page, RecordState, RenderedRequest, Reply,
+    Connection, Failure, FailureCode, NameValue, Page, RecordState, RenderedRequest, Reply, Send,
     StageMessage,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,43 +136,16 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         .unwrap_or(DEFAULT_CONCURRENCY)
         .max(1) as usize;
 
-    if let Some(mut batch) = page.batch.take() {
-        let key = ledger_key(&page, None);
+    if !page.batches.is_empty() {
         let route = Route {
             connection,
             refs,
             limiter: &limiter,
             ambiguous,
         };
-        let request = batch.request.clone();
-        let sent = deliver_once(
-            sluice,
-            &p.flow.id,
-            route,
-            &needs,
-            &page.job_id,
-            &key,
-            request,
-        )
-        .await?;
-        let deferred = matches!(sent, Sent::Later);
-        match sent {
-            Sent::Done(Ok(reply)) => batch.reply = Some(reply),
-            Sent::Done(Err(f)) => {
-                for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                    r.fail(f.code, f.message.clone());
-                }
-            }
-            Sent::JobCanceled => {
-                for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                    r.state = not_sent(&page.job_id);
-                }
-            }
-            Sent::Later => {}
-        }
-        page.batch = Some(batch);
-        if deferred {
-            return continue_later(sluice, page, 0).await;
+        let deferred = deliver_batches(sluice, &p, &mut page, route, &needs, concurrency).await?;
+        if deferred > 0 {
+            return continue_later(sluice, page, deferred).await;
         }
     } else {
         // Records that already have a reply were sent by an earlier pass over this page.
@@ -181,10 +155,10 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .enumerate()
             .filter(|(_, r)| r.is_active())
             .filter_map(|(i, r)| {
-                r.exchange
-                    .as_ref()
-                    .filter(|e| e.reply.is_none())
-                    .map(|e| (i, e.request.clone(), ledger_key(&page, Some(&r.key))))
+                r.exchange.as_ref().filter(|e| e.reply.is_none()).map(|e| {
+                    let key = ledger_key(&page, Send::Record(&r.key));
+                    (i, e.request.clone(), key)
+                })
             })
             .collect();
         let lock = LockKeeper::new(&page);
@@ -231,8 +205,77 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
 }
 
 /// The ledger key of one send: the page's [`Page::send_id`], which the idempotency key is too.
-fn ledger_key(page: &Page, record_key: Option<&str>) -> String {
-    crate::ports::ledger_key(Stage::Deliver, &page.send_id(record_key))
+fn ledger_key(page: &Page, send: Send<'_>) -> String {
+    crate::ports::ledger_key(Stage::Deliver, &page.send_id(send))
+}
+
+/// Sends the page's batches not sent yet, up to `concurrency` at once, each once (see
+/// [`batch`]), and settles each batch's records from its reply. How many were deferred
+/// (too little time left in the invocation).
+async fn deliver_batches(
+    sluice: &Sluice,
+    p: &Processor,
+    page: &mut Page,
+    route: Route<'_>,
+    needs: &bounded::Needs,
+    concurrency: usize,
+) -> Result<usize> {
+    let active: HashSet<&str> = page
+        .records
+        .iter()
+        .filter(|r| r.is_active())
+        .map(|r| r.key.as_str())
+        .collect();
+    let work: Vec<(usize, RenderedRequest, String)> = page
+        .batches
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.replies.is_none())
+        .filter(|(_, b)| b.record_keys.iter().any(|k| active.contains(k.as_str())))
+        .map(|(i, b)| {
+            let key = ledger_key(page, Send::Batch(&b.record_keys[0]));
+            (i, b.request.clone(), key)
+        })
+        .collect();
+    // The reply is split before it is bounded: kept whole until then.
+    let whole = bounded::Needs::whole();
+    let lock = LockKeeper::new(page);
+    let (flow, job_id) = (p.flow.id.as_str(), page.job_id.as_str());
+    let results: Vec<(usize, String, Result<Sent>)> = futures::stream::iter(work)
+        .map(|(i, request, key)| {
+            let (whole, lock) = (&whole, &lock);
+            async move {
+                let sent = deliver_once(sluice, flow, route, whole, job_id, &key, request).await;
+                lock.keep(sluice).await;
+                (i, key, sent)
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let response = p.import_response();
+    let job = page.job_id.clone();
+    let mut deferred = 0;
+    for (i, key, result) in results {
+        let carried: HashSet<String> = page.batches[i].record_keys.iter().cloned().collect();
+        let each = |page: &mut Page, state: &dyn Fn(&mut sluice_model::PageRecord)| {
+            for r in page.records.iter_mut().filter(|r| r.is_active()) {
+                if carried.contains(&r.key) {
+                    state(r);
+                }
+            }
+        };
+        match result? {
+            Sent::Done(Ok(reply)) => {
+                batch::settle(page, i, reply, response);
+                bounded::bound_batch(sluice, needs, &key, &mut page.batches[i]).await;
+            }
+            Sent::Done(Err(f)) => each(page, &|r| r.fail(f.code, f.message.clone())),
+            Sent::JobCanceled => each(page, &|r| r.state = not_sent(&job)),
+            Sent::Later => deferred += 1,
+        }
+    }
+    Ok(deferred)
 }
 
 /// What one send goes over: the connection, the definition's own headers, the connection's
@@ -420,6 +463,14 @@ async fn deliver_once(
 /// The time a request needs once started: its timeout, plus a margin for the ledger writes,
 /// re-queueing the page and answering the invocation. Less than this left in the invocation
 /// and the request is not started.
+/// The sample reply of a preview as the reply of every batch of the page, split as a
+/// delivered reply is.
+pub(crate) fn settle_batches(page: &mut Page, p: &Processor, reply: &Reply) {
+    for at in 0..page.batches.len() {
+        batch::settle(page, at, reply.clone(), p.import_response());
+    }
+}
+
 pub(crate) fn time_to_send(connection: &Connection) -> Duration {
     request_timeout(connection) + Duration::from_secs(3)
 }

@@ -8,6 +8,7 @@ use crate::ports::{Measurement, PageOutcome};
 use crate::runs;
 use crate::{Result, Sluice, Stage};
 use serde_json::{json, Value};
+use sluice_model::paths::RecordPath;
 use sluice_model::{
     Counting, Exchange, FailureCode, JobError, Page, PageRecord, Position, RecordState, Reply,
     StageMessage,
@@ -114,13 +115,18 @@ pub(crate) async fn count_page(
 /// The step's judgment of each record on its reply: the evaluator, then the import's
 /// postSubmit and the processor's postResponseMap hooks.
 pub(crate) async fn evaluate(sluice: &Sluice, page: &mut Page, p: &Processor) -> Result<()> {
-    judge(sluice, page, p.evaluator());
+    let error_path = p
+        .import_response()
+        .and_then(|r| r.error_path.as_deref())
+        .and_then(|path| RecordPath::compile(path).ok());
+    judge(sluice, page, p.evaluator(), error_path.as_ref());
     crate::hooks::import::post_submit(sluice, page, p).await?;
     crate::hooks::processor::post_response_map(sluice, page, p).await
 }
 
-/// Runs the evaluator over every active record that has a reply.
-fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
+/// Judges every active record that has a reply: an error message at the import's
+/// `http.response.errorPath` fails it with that message, else the evaluator decides.
+fn judge(sluice: &Sluice, page: &mut Page, expression: &str, error_path: Option<&RecordPath>) {
     let replies = replies(page);
     for (r, reply) in page
         .records
@@ -135,6 +141,11 @@ fn judge(sluice: &Sluice, page: &mut Page, expression: &str) {
             );
             continue;
         };
+        let said = error_path.and_then(|p| p.get(&reply.body));
+        if let Some(message) = said.filter(|m| !crate::values::is_empty(m)) {
+            r.fail(FailureCode::ReplyError, crate::values::text_of(&message));
+            continue;
+        }
         let doc = reply.as_document();
         let extracted = Value::Object(r.extracted.clone());
         match sluice.caches.conditions.check(
@@ -180,11 +191,15 @@ pub(crate) fn tally(
     let mut v = Verdicts::default();
     let proceed = !is_last && processor.is_some_and(|p| p.entry.proceed_on_failure);
     let label = processor.map_or_else(StepLabel::default, Processor::label);
+    let batches = page.batch_index();
     for r in &page.records {
         match &r.state {
             RecordState::Ignored { .. } => v.count(r.counting, Ended::Ignored),
             RecordState::Failed { code, message } => {
-                let exchange = r.exchange.as_ref().or(page.batch.as_ref());
+                let batched = batches
+                    .get(r.key.as_str())
+                    .map(|&b| page.batches[b].exchange_for(&r.key));
+                let exchange = r.exchange.as_ref().or(batched.as_ref());
                 v.errors
                     .push(job_error(sluice, page, &label, r, exchange, *code, message));
                 if proceed && !code.is_source_failure() {

@@ -9,7 +9,6 @@
 //! an update, and the case a record is sent under does not depend on its hooks.
 
 use crate::stages::processor::{Processor, Target};
-use serde_json::Value;
 use sluice_model::paths::RecordPath;
 use sluice_model::{Page, PageRecord, RecordState, RequestCase};
 
@@ -41,15 +40,12 @@ impl Existence {
         })
     }
 
-    /// Does the record exist in the target? A value at the path that is not null, `""` or
-    /// an empty list.
+    /// Does the record exist in the target? A value at the path that is not empty (null,
+    /// `""`, an empty list or object: [`crate::values::is_empty`]).
     pub fn exists(&self, record: &PageRecord) -> bool {
-        match self.path.get(record.flow_data()).as_deref() {
-            None | Some(Value::Null) => false,
-            Some(Value::String(s)) => !s.is_empty(),
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(_) => true,
-        }
+        self.path
+            .get(record.flow_data())
+            .is_some_and(|v| !crate::values::is_empty(&v))
     }
 
     /// The request the record is sent with.

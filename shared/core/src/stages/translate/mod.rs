@@ -17,8 +17,8 @@ use crate::{Result, Sluice, Stage};
 use existence::Existence;
 use serde_json::{json, Value};
 use sluice_model::{
-    Connection, Exchange, Failure, FailureCode, Job, NameValue, Page, RenderedFile,
-    RenderedRequest, RequestCase, RequestMode, StageMessage,
+    Batch, Connection, Exchange, Failure, FailureCode, Job, NameValue, Page, RenderedFile,
+    RenderedRequest, RequestCase, RequestMode, Send, StageMessage,
 };
 
 /// The translate stage's entry point (what its Lambda function runs).
@@ -171,6 +171,8 @@ struct RequestTemplates<'a> {
     idempotency_header: Option<&'a str>,
     /// Handlebars strict mode (the import's `strictTemplates`).
     strict: bool,
+    /// Records per request in page mode (the import's `batchSize`; the page without one).
+    batch_size: Option<usize>,
 }
 
 /// The templates of the processor's request for `case` (an import's `http.update` for
@@ -195,6 +197,7 @@ fn templates_of(p: &Processor, case: RequestCase) -> Option<RequestTemplates<'_>
                 mode: h.request_mode,
                 idempotency_header: h.idempotency_key_header.as_deref(),
                 strict: i.strict_templates,
+                batch_size: h.batch_size,
             }
         }),
         Target::Lookup(e) => e.http.as_ref().map(|h| RequestTemplates {
@@ -206,6 +209,7 @@ fn templates_of(p: &Processor, case: RequestCase) -> Option<RequestTemplates<'_>
             mode: RequestMode::Record,
             idempotency_header: None,
             strict: false,
+            batch_size: None,
         }),
     }
 }
@@ -251,7 +255,7 @@ fn render_requests(
             let send_ids: Vec<String> = page
                 .records
                 .iter()
-                .map(|r| page.send_id(Some(&r.key)))
+                .map(|r| page.send_id(Send::Record(&r.key)))
                 .collect();
             let records = page.records.iter_mut().zip(send_ids).enumerate();
             for (i, (r, send_id)) in records.filter(|(_, (r, _))| r.is_active()) {
@@ -279,32 +283,86 @@ fn render_requests(
             }
         }
         RequestMode::Page => {
-            let active = || {
-                page.records
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| r.is_active())
+            let cases = Cases {
+                create: &t,
+                update: &update,
+                existence,
             };
-            let records: Vec<Value> = active().map(|(_, r)| r.data.clone()).collect();
-            let body = mapped.as_mut().map(|m| {
-                let mapped: Vec<Value> = active().filter_map(|(i, _)| m[i].take()).collect();
-                with(name, Value::Array(mapped))
-            });
+            render_batches(cache, page, p, &base_uri, base, mapped, cases);
+        }
+    }
+}
+
+/// The requests an upsert picks from, and what picks.
+struct Cases<'a> {
+    create: &'a RequestTemplates<'a>,
+    update: &'a RequestTemplates<'a>,
+    existence: Option<&'a Existence>,
+}
+
+/// `requestMode: page`: the page's active records in requests of up to `batchSize` each,
+/// in page order; an upsert's creates and updates go in requests of their own. A request
+/// that fails to render fails the records it would have carried.
+fn render_batches(
+    cache: &TemplateCache,
+    page: &mut Page,
+    p: &Processor,
+    base_uri: &BaseUri,
+    base: &serde_json::Map<String, Value>,
+    mut mapped: Option<Vec<Option<Value>>>,
+    cases: Cases<'_>,
+) {
+    let size = cases.create.batch_size.unwrap_or(usize::MAX).max(1);
+    let mut groups: Vec<(RequestCase, Vec<usize>)> = Vec::new();
+    for (i, r) in page
+        .records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_active())
+    {
+        let case = cases.existence.map_or(RequestCase::Create, |e| e.case(r));
+        match groups.iter_mut().find(|(c, _)| *c == case) {
+            Some((_, indices)) => indices.push(i),
+            None => groups.push((case, vec![i])),
+        }
+    }
+    let with = |value: Vec<Value>| {
+        let mut ctx = base.clone();
+        ctx.insert(RequestMode::Page.context_name().into(), Value::Array(value));
+        Value::Object(ctx)
+    };
+    for (case, indices) in groups {
+        let t = match case {
+            RequestCase::Update => cases.update,
+            RequestCase::Create => cases.create,
+        };
+        for chunk in indices.chunks(size) {
+            let records = chunk
+                .iter()
+                .map(|&i| page.records[i].data.clone())
+                .collect();
+            let body = mapped
+                .as_mut()
+                .map(|m| with(chunk.iter().filter_map(|&i| m[i].take()).collect()));
             let ctx = Contexts {
-                request: with(name, Value::Array(records)),
+                request: with(records),
                 body,
             };
-            match render_request(cache, &t, &p.connection, &base_uri, &ctx) {
+            let record_keys: Vec<String> =
+                chunk.iter().map(|&i| page.records[i].key.clone()).collect();
+            match render_request(cache, t, &p.connection, base_uri, &ctx) {
                 Ok(mut request) => {
-                    add_idempotency_key(&t, &mut request, page.send_id(None));
-                    page.batch = Some(Exchange {
+                    let send = page.send_id(Send::Batch(&record_keys[0]));
+                    add_idempotency_key(t, &mut request, send);
+                    page.batches.push(Batch {
                         request,
-                        reply: None,
+                        record_keys,
+                        replies: None,
                     })
                 }
                 Err(f) => {
-                    for r in page.records.iter_mut().filter(|r| r.is_active()) {
-                        r.fail(f.code, f.message.clone());
+                    for &i in chunk {
+                        page.records[i].fail(f.code, f.message.clone());
                     }
                 }
             }

@@ -243,7 +243,7 @@ impl Batch {
             page_index: cutter.first_page_index + index,
             processor_index: self.processor,
             records,
-            batch: None,
+            batches: Vec::new(),
             file: None,
             records_ref: None,
             trace_id: cutter.order.job_id.clone(),
