@@ -111,7 +111,7 @@ impl Batch {
     /// The reply the record `key` of this batch is mapped and judged on.
     pub fn reply_for(&self, key: &str) -> Option<&Reply> {
         match self.replies.as_ref()? {
-            BatchReplies::Shared { reply } => Some(reply),
+            BatchReplies::Shared { reply } => Some(reply.as_ref()),
             BatchReplies::PerRecord { replies } => {
                 let at = self.record_keys.iter().position(|k| k == key)?;
                 replies.get(at)?.as_ref()
@@ -126,7 +126,7 @@ impl Batch {
 pub enum BatchReplies {
     /// The reply has no per-record results (none asked for, or none in it): every record
     /// of the batch is judged on the whole reply.
-    Shared { reply: Reply },
+    Shared { reply: Box<Reply> },
     /// Each record's own reply, by position in `record_keys`: the batch reply's status and
     /// headers with the record's result as the body; none for a record the reply had no
     /// result for (that record failed, saying so).

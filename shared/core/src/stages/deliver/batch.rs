@@ -36,7 +36,9 @@ pub(crate) fn settle(page: &mut Page, at: usize, reply: Reply, response: Option<
     drop(position);
     let records: Vec<&PageRecord> = at_page.iter().map(|&i| &page.records[i]).collect();
     let replies = match split(&reply, &records, response) {
-        None => BatchReplies::Shared { reply },
+        None => BatchReplies::Shared {
+            reply: Box::new(reply),
+        },
         Some(each) => {
             let mut replies = Vec::with_capacity(each.len());
             for (&i, result) in at_page.iter().zip(each) {

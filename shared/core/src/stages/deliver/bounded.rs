@@ -65,7 +65,7 @@ pub(crate) async fn bound_batch(
     match batch.replies.as_mut() {
         None => {}
         Some(BatchReplies::Shared { reply }) => {
-            *reply = bound(sluice, needs, key, reply.clone()).await;
+            **reply = bound(sluice, needs, key, (**reply).clone()).await;
         }
         Some(BatchReplies::PerRecord { replies }) => {
             for (record, reply) in batch.record_keys.iter().zip(replies.iter_mut()) {
