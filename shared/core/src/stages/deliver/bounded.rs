@@ -225,12 +225,16 @@ pub(crate) fn for_error(reply: &Reply, cap: usize) -> Value {
     json!(r)
 }
 
-/// A ledger outcome as it is written: inline, or when larger than one store item should be
-/// (the `max_inline_page_bytes` a queue message gets) kept in the system bucket, the ledger
-/// naming where.
-pub(crate) async fn ledger_outcome(sluice: &Sluice, key: &str, outcome: Value) -> Result<Value> {
+/// A ledger outcome as it is written: inline when `fits` its size (what is left of one store
+/// item, see `ledger::Claim::fits`), else kept in the system bucket, the ledger naming where.
+pub(crate) async fn ledger_outcome(
+    sluice: &Sluice,
+    key: &str,
+    outcome: Value,
+    fits: impl FnOnce(usize) -> bool,
+) -> Result<Value> {
     let text = serde_json::to_vec(&outcome).map_err(|e| Error::Internal(e.into()))?;
-    if text.len() <= sluice.settings.max_inline_page_bytes {
+    if fits(text.len()) {
         return Ok(outcome);
     }
     let bucket = &sluice.settings.system_bucket;
