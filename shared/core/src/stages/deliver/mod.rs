@@ -420,7 +420,7 @@ async fn deliver_once(
                 flow: flow.to_string(),
                 latency: Duration::from_millis(reply.elapsed_ms),
             });
-            json!({"reply": reply})
+            json!({"reply": bounded::for_ledger(needs, reply)})
         }
         Err(f) => json!({"error": f.message, "code": f.code}),
     };
