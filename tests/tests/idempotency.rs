@@ -96,3 +96,62 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
     assert_eq!(errors[0].code, FailureCode::DeliveryUnknown);
     assert_eq!(s.store.get_job("j2").await.unwrap().unwrap().num_error, 1);
 }
+
+/// A webhook delivery sent again with the same `Idempotency-Key` (its sender timed out, or
+/// was answered with an error after the records were kept for some of the export's flows)
+/// runs no flow twice: each of the two flows reading the export sends each record once. A
+/// delivery without the key, or with another one, is a new delivery; an empty key is refused.
+#[tokio::test]
+async fn a_webhook_delivery_sent_again_with_its_idempotency_key_runs_no_flow_twice() {
+    use sluice_core::stages::trigger::listener::{receive, Delivery};
+    let server = TestServer::always(201, json!({"id": "x"})).await;
+    let h = Harness::with_secrets(&[("HOOK_TOKEN", "tok-1")]);
+    let mut bundle = http_bundle(&server.base_url, json!({}), json!({}));
+    bundle["exports"][0]["webhook"] =
+        json!({"verify": "token", "token": "secret:HOOK_TOKEN", "header": "X-Token"});
+    let mut second = bundle["flows"][0].clone();
+    second["_id"] = json!("g");
+    bundle["flows"].as_array_mut().unwrap().push(second);
+    h.load(bundle).await;
+    let s = h.sluice();
+    let body = serde_json::to_vec(&json!([{"name": "a"}, {"name": "b"}])).unwrap();
+    let deliver = |key: Option<&'static str>| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-token", "tok-1".parse().unwrap());
+        if let Some(key) = key {
+            headers.insert("idempotency-key", key.parse().unwrap());
+        }
+        let (s, body) = (s.clone(), body.clone());
+        async move {
+            let delivery = Delivery {
+                export_id: "exp",
+                url_token: None,
+                headers: &headers,
+                query: None,
+                body: &body,
+            };
+            receive(&s, delivery).await
+        }
+    };
+    let idle = || h.runtime.wait_idle(std::time::Duration::from_secs(30));
+    for _ in 0..3 {
+        deliver(Some("delivery-1")).await.unwrap();
+        idle().await.unwrap();
+    }
+    assert_eq!(server.received().len(), 4, "2 records x 2 flows, once");
+    for flow in ["f", "g"] {
+        let jobs = s.store.list_jobs(flow, 10).await.unwrap();
+        assert_eq!(jobs.len(), 1, "{flow}: {jobs:?}");
+        assert_eq!(jobs[0].num_success, 2, "{flow}: {jobs:?}");
+    }
+    deliver(Some("delivery-2")).await.unwrap();
+    deliver(None).await.unwrap();
+    idle().await.unwrap();
+    assert_eq!(
+        server.received().len(),
+        12,
+        "two new deliveries, each to both flows"
+    );
+    let refused = deliver(Some("")).await.unwrap_err();
+    assert!(refused.to_string().contains("Idempotency-Key"), "{refused}");
+}

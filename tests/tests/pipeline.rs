@@ -495,6 +495,109 @@ async fn lookups_enrich_records_and_processors_run_in_order_then_chain() {
     assert_eq!(chained[0].trigger, sluice_model::RunKind::Chain);
 }
 
+/// An upsert: a lookup finds which records exist (its responseMapping writes `erpId`, null
+/// when the search found nothing), and the import's existence check (`existingExtract`)
+/// sends each record the update (PUT to its own URI, its own body) or the create.
+#[tokio::test]
+async fn upserts_send_each_record_the_update_or_the_create_its_existence_picks() {
+    let server = TestServer::start(|_, r| match r.path.as_str() {
+        "/customers"
+            if r.query.contains("name=order%201") || r.query.contains("name=order%203") =>
+        {
+            let n = &r.query[r.query.len() - 1..];
+            Answer::json(200, json!({"results": [{"id": format!("c-{n}")}]}))
+        }
+        "/customers" => Answer::json(200, json!({"results": []})),
+        _ => Answer::json(200, json!({"ok": true})),
+    })
+    .await;
+    let h = Harness::new();
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({"http": {"existingExtract": "erpId",
+            "update": {"relativeURI": "/orders/{{record.erpId}}",
+                       "body": "{\"qty\": {{json record.qty}}}"}}}),
+        json!({}),
+    );
+    bundle["exports"].as_array_mut().unwrap().push(json!({"_id": "lookup", "name": "lookup", "type": "http", "_connectionId": "conn", "http": {"relativeURI": "/customers?name={{record.name}}"}}));
+    bundle["flows"][0]["pageProcessors"] = json!([
+        {"type": "export", "_exportId": "lookup", "responseMapping": {"fields": [{"extract": "results[0].id", "generate": "erpId"}]}},
+        {"type": "import", "_importId": "imp"}
+    ]);
+    h.load(bundle).await;
+    let job = h.run("f", orders(5)).await;
+    assert_eq!(job.num_success, 5, "{:?}", h.errors(&job.id).await);
+    let mut sent: Vec<(String, String, String)> = server
+        .received()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/orders"))
+        .map(|r| (r.method.clone(), r.path.clone(), r.body.clone()))
+        .collect();
+    sent.sort();
+    let create = |i: usize| {
+        (
+            "POST".to_string(),
+            "/orders".to_string(),
+            format!("{{\"name\": \"order {i}\", \"qty\": {i}}}"),
+        )
+    };
+    let update = |i: usize| {
+        (
+            "PUT".to_string(),
+            format!("/orders/c-{i}"),
+            format!("{{\"qty\": {i}}}"),
+        )
+    };
+    assert_eq!(
+        sent,
+        vec![create(0), create(2), create(4), update(1), update(3)]
+    );
+}
+
+/// `ignoreExisting` sends only the records that do not exist, `ignoreMissing` only those
+/// that do; the others are counted as ignored and never sent.
+#[tokio::test]
+async fn ignore_existing_and_ignore_missing_skip_records_counted_as_ignored() {
+    for (flag, sent_names) in [
+        (
+            "ignoreExisting",
+            ["order 0", "order 2", "order 4"].as_slice(),
+        ),
+        ("ignoreMissing", ["order 1", "order 3"].as_slice()),
+    ] {
+        let server = TestServer::start(|_, _| Answer::json(201, json!({"id": "o"}))).await;
+        let h = Harness::new();
+        let mut import = json!({"http": {"existingExtract": "erp.id"}});
+        import[flag] = json!(true);
+        h.load(http_bundle(&server.base_url, import, json!({})))
+            .await;
+        let records: Vec<_> = orders(5)
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut r)| {
+                // Odd records exist; an empty id is no id.
+                r["erp"] = json!({"id": if i % 2 == 1 { json!(format!("e{i}")) } else if i == 2 { json!("") } else { json!(null) }});
+                r
+            })
+            .collect();
+        let job = h.run("f", records).await;
+        let sent = sent_names.len() as u64;
+        assert_eq!(
+            (job.num_success, job.num_error, job.num_ignore),
+            (sent, 0, 5 - sent),
+            "{flag}"
+        );
+        assert_counts(&job, 5);
+        let mut got: Vec<String> = server
+            .received()
+            .iter()
+            .map(|r| r.json()["name"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        assert_eq!(got, sent_names, "{flag}");
+    }
+}
+
 /// Each error names the step it happened at: its processor index, the lookup's `_exportId`
 /// or the import's `_importId`, and that definition's name.
 #[tokio::test]

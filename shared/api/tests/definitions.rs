@@ -142,6 +142,35 @@ async fn exports_and_imports_update_by_merge_and_validate() {
         .await;
     assert_eq!(r.status, 400, "{}", r.text);
     assert_eq!(r.error().1.as_deref(), Some("http.relativeURI"));
+    // An upsert: the update request for records whose existingExtract has a value.
+    let upsert = json!({"http": {"relativeURI": "/items", "existingExtract": "erpId",
+        "update": {"relativeURI": "/items/{{record.erpId}}"}}});
+    let r = api.put("/imports/imp1", upsert).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["http"]["update"]["method"], "PUT");
+    let r = api
+        .put(
+            "/imports/imp1",
+            json!({"ignoreExisting": true, "ignoreMissing": true}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    let fields: Vec<_> = r.json["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap_or(""))
+        .collect();
+    assert!(fields.contains(&"ignoreMissing"), "{}", r.text);
+    assert!(fields.contains(&"http.update"), "{}", r.text);
+    let r = api
+        .put(
+            "/imports/imp1",
+            json!({"http": {"relativeURI": "/items"}, "ignoreMissing": true}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert_eq!(r.error().1.as_deref(), Some("ignoreMissing"));
     let r = api.put("/imports/imp1", json!({"_id": "other"})).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error().1.as_deref(), Some("_id"));

@@ -12,13 +12,9 @@ async fn dynamo_store_passes_the_store_contract() {
     store_contract(&store).await;
 }
 
-/// Redelivered writes (the same message handled again by another container) apply once.
-///
-/// Sequential on purpose: moto is not safe for racing transactions (a cancelled
-/// TransactWriteItems restores a snapshot of all tables, which can erase a concurrent winner's
-/// writes), so true races would test moto, not this adapter. On DynamoDB the same conditions
-/// hold under concurrency because each transaction is atomic.
-#[tokio::test]
+/// Redelivered writes (the same message handled again by other containers, at the same
+/// time) apply once. (The tests' moto keeps DynamoDB's atomicity, see the test below.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redelivered_writes_apply_once() {
     use chrono::{Duration, TimeZone, Utc};
     use sluice_core::ports::{PageOutcome, Store};
@@ -49,10 +45,11 @@ async fn redelivered_writes_apply_once() {
         page_done: true,
         branch_pages: 0,
     };
-    let mut applied = 0;
-    for _ in 0..4 {
-        applied += usize::from(store.record_outcome(&outcome).await.unwrap().is_some());
-    }
+    let applied = futures::future::join_all((0..4).map(|_| store.record_outcome(&outcome)))
+        .await
+        .into_iter()
+        .filter(|applied| applied.as_ref().unwrap().is_some())
+        .count();
     assert_eq!(applied, 1, "an outcome applies once");
     let job = store.get_job("jc").await.unwrap().unwrap();
     assert_eq!(
@@ -66,15 +63,13 @@ async fn redelivered_writes_apply_once() {
     );
     assert!(job.all_pages_done());
 
-    let mut won = 0;
-    for _ in 0..4 {
-        won += usize::from(
-            store
-                .close_job("jc", JobStatus::CompletedWithErrors, t0, Some("m".into()))
-                .await
-                .unwrap(),
-        );
-    }
+    let won = futures::future::join_all(
+        (0..4).map(|_| store.close_job("jc", JobStatus::CompletedWithErrors, t0, Some("m".into()))),
+    )
+    .await
+    .into_iter()
+    .filter(|won| *won.as_ref().unwrap())
+    .count();
     assert_eq!(won, 1, "exactly one caller closes the job");
     let job = store.get_job("jc").await.unwrap().unwrap();
     assert_eq!(job.message.as_deref(), Some("m"));
@@ -99,4 +94,104 @@ async fn redelivered_writes_apply_once() {
             .is_empty(),
         "old entries are gone"
     );
+}
+
+/// The moto the tests run keeps DynamoDB's atomicity: of conditional puts racing for one key,
+/// exactly one wins, and a cancelled transaction does not erase a concurrent winner's write.
+/// (moto alone checks a condition and writes in two steps, and restores a snapshot of every
+/// table when a transaction is cancelled; slot leases, ledger claims and job counters rely on
+/// DynamoDB doing neither, so the tests' moto serialises writes: `sluice_testkit::moto`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_conditional_writes_have_one_winner_as_on_dynamodb() {
+    use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+    let Some(env) = common::env("racing_conditional_writes_have_one_winner_as_on_dynamodb").await
+    else {
+        return;
+    };
+    let (db, table) = (&env.harness.dynamodb, env.harness.settings.table.clone());
+    let item = |pk: String, sk: &str| {
+        std::collections::HashMap::from([
+            ("pk".to_string(), AttributeValue::S(pk)),
+            ("sk".to_string(), AttributeValue::S(sk.to_string())),
+        ])
+    };
+    // A table of some size, as in a run: moto's snapshot of it takes a while to copy.
+    let batches = (0..60).map(|b| {
+        let writes = (0..25).map(|i| {
+            let put = aws_sdk_dynamodb::types::PutRequest::builder()
+                .set_item(Some(item(format!("filler#{b}"), &format!("{i:03}"))))
+                .build()
+                .unwrap();
+            aws_sdk_dynamodb::types::WriteRequest::builder()
+                .put_request(put)
+                .build()
+        });
+        db.batch_write_item()
+            .request_items(&table, writes.collect())
+            .send()
+    });
+    for done in futures::future::join_all(batches).await {
+        done.unwrap();
+    }
+    for round in 0..12 {
+        let pk = format!("race#{round}");
+        // Eight puts of one key racing, and, beside them, cancelled transactions (their
+        // condition fails on an item put first) racing with plain puts of other keys.
+        db.put_item()
+            .table_name(&table)
+            .set_item(Some(item(pk.clone(), "present")))
+            .send()
+            .await
+            .unwrap();
+        let puts = (0..8).map(|_| {
+            db.put_item()
+                .table_name(&table)
+                .set_item(Some(item(pk.clone(), "one")))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+        });
+        let cancelled = (0..4).map(|_| {
+            let put = Put::builder()
+                .table_name(&table)
+                .set_item(Some(item(pk.clone(), "present")))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .unwrap();
+            db.transact_write_items()
+                .transact_items(TransactWriteItem::builder().put(put).build())
+                .send()
+        });
+        let others = (0..8).map(|i| {
+            db.put_item()
+                .table_name(&table)
+                .set_item(Some(item(pk.clone(), &format!("other-{i}"))))
+                .send()
+        });
+        let (puts, cancelled, others) = tokio::join!(
+            futures::future::join_all(puts),
+            futures::future::join_all(cancelled),
+            futures::future::join_all(others)
+        );
+        let won = puts.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            won, 1,
+            "round {round}: {won} of 8 racing conditional puts won"
+        );
+        assert!(cancelled.iter().all(|r| r.is_err()), "round {round}");
+        assert!(others.iter().all(|r| r.is_ok()), "round {round}");
+        let kept = db
+            .query()
+            .table_name(&table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .count();
+        assert_eq!(
+            kept, 10,
+            "round {round}: a cancelled transaction erased writes"
+        );
+    }
 }

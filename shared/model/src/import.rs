@@ -43,6 +43,14 @@ pub struct Import {
     /// Records for which this is false are not sent and count as ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// Records that exist (`http.existingExtract` has a value) are not sent and count as
+    /// ignored: create only what is missing. Not with `ignoreMissing`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_existing: bool,
+    /// Records that do not exist (`http.existingExtract` has no value) are not sent and count
+    /// as ignored: update only what exists. Not with `ignoreExisting`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_missing: bool,
     /// Script hooks: `preMap`, `postMap`, `postSubmit`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hooks: Option<crate::ImportHooks>,
@@ -162,9 +170,50 @@ pub struct HttpImport {
     /// where it cannot have (no connection, 429, 503) are always retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_ambiguous: Option<bool>,
+    /// The existence check (integrator.io's `existingExtract`): a path in the record as
+    /// received (`erpId`, `customer.id`) whose value means the record exists in the target,
+    /// typically written by an earlier lookup step's responseMapping. Missing, null or `""`
+    /// means it does not. Picks `update` for records that exist, and drives
+    /// `ignoreExisting` / `ignoreMissing`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing_extract: Option<String>,
+    /// The request for records that exist (upsert; integrator.io's UPDATE case of
+    /// `requestType`); `method`, `relativeURI` and `body` above are then the create request.
+    /// Headers are the import's for both. Needs `existingExtract`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateRequest>,
 }
 fn default_post() -> String {
     "POST".into()
+}
+
+/// The request an upsert sends for a record that exists, in place of the import's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"method": "PUT",
+    "relativeURI": "/customers/{{urlencode record.erpId}}"}))]
+pub struct UpdateRequest {
+    /// Default PUT.
+    #[serde(default = "default_put")]
+    pub method: String,
+    /// Handlebars template joined to the connection's baseURI, over the record as received.
+    #[serde(rename = "relativeURI")]
+    pub relative_uri: String,
+    /// Handlebars template of the body; the import's `body` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+fn default_put() -> String {
+    "PUT".into()
+}
+
+/// Which of an upsert's requests a record gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestCase {
+    /// The import's own request (the record does not exist, or the import does not upsert).
+    Create,
+    /// `http.update`: the record exists.
+    Update,
 }
 pub const DEFAULT_IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 fn default_idempotency_header() -> Option<String> {
@@ -219,6 +268,18 @@ pub struct FileImport {
     /// For s3: the bucket, defaulting to the connection's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket: Option<String>,
+}
+
+fn method(e: &mut ValidationErrors, field: &str, method: &str) {
+    if !matches!(
+        method.to_ascii_uppercase().as_str(),
+        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
+    ) {
+        e.add(
+            field,
+            format!("'{method}' is not GET, POST, PUT, PATCH or DELETE"),
+        );
+    }
 }
 
 /// integrator.io's responseMapping: `extract` is a JSONPath over
@@ -276,6 +337,58 @@ impl Import {
         self.evaluator.as_deref().unwrap_or(DEFAULT_EVALUATOR)
     }
 
+    /// The existence check and what hangs on it: `ignoreExisting` / `ignoreMissing` and
+    /// `http.update` each need `http.existingExtract`, the two ignores exclude each other,
+    /// and an update request is never sent when existing records are skipped.
+    fn validate_existence(&self, e: &mut ValidationErrors, h: &HttpImport) {
+        if self.ignore_existing && self.ignore_missing {
+            e.add(
+                "ignoreMissing",
+                "cannot be true with ignoreExisting: every record would be skipped",
+            );
+        }
+        match &h.existing_extract {
+            Some(path) => {
+                if let Err(why) = crate::paths::RecordPath::compile(path) {
+                    e.add("http.existingExtract", why);
+                }
+            }
+            None => {
+                let needs = "needs http.existingExtract: the record field whose value means \
+                             the record exists";
+                for (set, field) in [
+                    (self.ignore_existing, "ignoreExisting"),
+                    (self.ignore_missing, "ignoreMissing"),
+                    (h.update.is_some(), "http.update"),
+                ] {
+                    if set {
+                        e.add(field, needs);
+                    }
+                }
+            }
+        }
+        if let Some(u) = &h.update {
+            if self.ignore_existing {
+                e.add(
+                    "http.update",
+                    "is never sent: ignoreExisting skips every record that exists",
+                );
+            }
+            if h.request_mode == RequestMode::Page {
+                e.add(
+                    "http.update",
+                    "is sent per record: with requestMode page every record of a request \
+                     gets the import's own request",
+                );
+            }
+            method(e, "http.update.method", &u.method);
+            validate::template(e, "http.update.relativeURI", &u.relative_uri);
+            if let Some(b) = &u.body {
+                validate::template(e, "http.update.body", b);
+            }
+        }
+    }
+
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
         validate::identity(&mut e, &self.id, &self.name);
@@ -294,15 +407,8 @@ impl Import {
                     if let Some(name) = &h.idempotency_key_header {
                         validate::header_name(&mut e, "http.idempotencyKeyHeader", name);
                     }
-                    if !matches!(
-                        h.method.to_ascii_uppercase().as_str(),
-                        "GET" | "POST" | "PUT" | "PATCH" | "DELETE"
-                    ) {
-                        e.add(
-                            "http.method",
-                            format!("'{}' is not GET, POST, PUT, PATCH or DELETE", h.method),
-                        );
-                    }
+                    method(&mut e, "http.method", &h.method);
+                    self.validate_existence(&mut e, h);
                 }
             },
             ImportType::Sftp | ImportType::S3 => {
@@ -327,6 +433,16 @@ impl Import {
         }
         if let Some(f) = &self.filter {
             f.validate_into(&mut e, "filter");
+        }
+        if self.kind != ImportType::Http {
+            for (set, field) in [
+                (self.ignore_existing, "ignoreExisting"),
+                (self.ignore_missing, "ignoreMissing"),
+            ] {
+                if set {
+                    e.add(field, "applies to http imports only");
+                }
+            }
         }
         if let Some(m) = &self.mapping {
             m.validate_into(&mut e, "mapping");

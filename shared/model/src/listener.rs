@@ -106,6 +106,13 @@ pub struct WebhookListener {
     /// The body of that answer (sent as JSON when it parses as JSON, else as text); none with 204.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_body: Option<String>,
+    /// The header that names a delivery (Sluice's own field; default `Idempotency-Key`), for
+    /// a source that sends its delivery's id elsewhere (`X-GitHub-Delivery`,
+    /// `X-Shopify-Webhook-Id`, ...). A delivery sent again with the same id (the sender
+    /// timed out, or was answered with an error after the records were kept for some of
+    /// the export's flows) runs no flow twice; without the header each delivery is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_header: Option<String>,
 }
 
 /// Where a token is looked for.
@@ -290,7 +297,17 @@ impl WebhookListener {
         ]
     }
 
+    /// The header naming a delivery.
+    pub fn idempotency_header(&self) -> &str {
+        self.idempotency_header
+            .as_deref()
+            .unwrap_or(crate::DEFAULT_IDEMPOTENCY_HEADER)
+    }
+
     fn check_answer(&self, e: &mut ValidationErrors, at: &str) {
+        if let Some(h) = &self.idempotency_header {
+            validate::header_name(e, &format!("{at}.idempotencyHeader"), h);
+        }
         let status = self.success_status();
         if !(200..=299).contains(&status) {
             e.add(
@@ -397,6 +414,11 @@ mod tests {
             fields(json!({"verify": "basic", "username": "u", "password": "p",
                 "successBody": "ok"})),
             ["webhook.successBody"]
+        );
+        assert_eq!(
+            fields(json!({"verify": "basic", "username": "u", "password": "p",
+                "idempotencyHeader": "X Delivery"})),
+            ["webhook.idempotencyHeader"]
         );
     }
 }

@@ -1,5 +1,7 @@
 //! moto in server mode on 127.0.0.1, from the venv `infra/setup-moto.sh` prepares
-//! (`$SLUICE_VENV`, default `$HOME/.cache/sluice/venv`).
+//! (`$SLUICE_VENV`, default `$HOME/.cache/sluice/venv`), started through `moto_server.py`,
+//! which makes DynamoDB's writes atomic as they are on AWS (moto's own are not: two racing
+//! conditional writes can both win, and a cancelled transaction erases concurrent writes).
 
 use anyhow::{bail, Context};
 use std::io::{Read, Write};
@@ -29,6 +31,9 @@ fn moto_binary() -> PathBuf {
     venv_dir().join("bin/moto_server")
 }
 
+/// moto's server with DynamoDB writes serialised; run by the venv's python.
+const SERVER: &str = include_str!("moto_server.py");
+
 /// True when moto is installed in the venv.
 pub fn moto_installed() -> bool {
     moto_binary().is_file()
@@ -45,13 +50,14 @@ impl Moto {
             );
         }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let python = venv_dir().join("bin/python3");
+        let child = Command::new(&python)
+            .args(["-c", SERVER, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
+            .with_context(|| format!("starting moto with {}", python.display()))?;
         let mut moto = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {

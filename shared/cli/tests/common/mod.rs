@@ -138,6 +138,26 @@ pub async fn until(what: &str, ready: impl Fn() -> bool) {
     panic!("gave up waiting until {what}");
 }
 
+/// The flow's latest jobs once at least `count` of them are there and every one has finished
+/// (waits up to a minute): a record reaches its target before its job is judged and closed,
+/// so a test that saw the records arrive must wait for this before it reads counts.
+pub async fn finished_jobs(base: &str, flow: &str, count: usize) -> Vec<serde_json::Value> {
+    let path = format!("/flows/{flow}/jobs/latest");
+    for _ in 0..600 {
+        let jobs = api_get(base, &path).await;
+        let jobs = jobs.as_array().cloned().unwrap_or_default();
+        let finished = |job: &serde_json::Value| {
+            serde_json::from_value::<sluice_model::JobStatus>(job["status"].clone())
+                .is_ok_and(|s| s.is_finished())
+        };
+        if jobs.len() >= count && jobs.iter().all(finished) {
+            return jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("gave up waiting for {count} finished job(s) of {flow}");
+}
+
 /// What the API of `sluice dev` at `base` answers to a GET of `path` (key `k`).
 pub async fn api_get(base: &str, path: &str) -> serde_json::Value {
     reqwest::Client::new()

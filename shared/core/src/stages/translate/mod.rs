@@ -2,6 +2,7 @@
 //! import's handlebars templates: URI, headers, body, file name, file content.
 //! (The export's output filter is applied by trigger, where the export is known.)
 
+mod existence;
 mod files;
 mod templates;
 #[cfg(test)]
@@ -13,10 +14,11 @@ pub use templates::{body_escape, uri_component, Escape, TemplateCache};
 use super::base_uri::BaseUri;
 use super::processor::{Processor, Target};
 use crate::{Result, Sluice, Stage};
+use existence::Existence;
 use serde_json::{json, Value};
 use sluice_model::{
     Connection, Exchange, Failure, FailureCode, Job, NameValue, Page, RenderedFile,
-    RenderedRequest, RequestMode, StageMessage,
+    RenderedRequest, RequestCase, RequestMode, StageMessage,
 };
 
 /// The translate stage's entry point (what its Lambda function runs).
@@ -82,6 +84,10 @@ pub(crate) async fn translate(
             .await?;
         }
     }
+    let existence = Existence::of(p);
+    if let Some(existence) = &existence {
+        existence.skip_ignored(page);
+    }
 
     crate::hooks::import::pre_map(sluice, page, p).await?;
     let mut mapped = mapped_records(sluice, p, page, base.get("now"));
@@ -91,7 +97,7 @@ pub(crate) async fn translate(
         render_page_file(sluice, page, p, &base, mapped);
         Stage::Upload
     } else {
-        render_requests(sluice, page, p, &base, mapped);
+        render_requests(sluice, page, p, &base, mapped, existence.as_ref());
         Stage::Deliver
     };
     let anything_to_send = page.records.iter().any(|r| r.is_active());
@@ -167,17 +173,29 @@ struct RequestTemplates<'a> {
     strict: bool,
 }
 
-fn templates_of(p: &Processor) -> Option<RequestTemplates<'_>> {
+/// The templates of the processor's request for `case` (an import's `http.update` for
+/// records that exist, its own request otherwise).
+fn templates_of(p: &Processor, case: RequestCase) -> Option<RequestTemplates<'_>> {
     match &p.target {
-        Target::Import(i) => i.http.as_ref().map(|h| RequestTemplates {
-            method: &h.method,
-            uri: &h.relative_uri,
-            headers: &h.headers,
-            body: h.body.as_deref(),
-            whole_body: !matches!(h.method.to_ascii_uppercase().as_str(), "GET" | "DELETE"),
-            mode: h.request_mode,
-            idempotency_header: h.idempotency_key_header.as_deref(),
-            strict: i.strict_templates,
+        Target::Import(i) => i.http.as_ref().map(|h| {
+            let (method, uri, body) = match (&h.update, case) {
+                (Some(u), RequestCase::Update) => (
+                    &u.method,
+                    &u.relative_uri,
+                    u.body.as_deref().or(h.body.as_deref()),
+                ),
+                _ => (&h.method, &h.relative_uri, h.body.as_deref()),
+            };
+            RequestTemplates {
+                method,
+                uri,
+                headers: &h.headers,
+                body,
+                whole_body: !matches!(method.to_ascii_uppercase().as_str(), "GET" | "DELETE"),
+                mode: h.request_mode,
+                idempotency_header: h.idempotency_key_header.as_deref(),
+                strict: i.strict_templates,
+            }
         }),
         Target::Lookup(e) => e.http.as_ref().map(|h| RequestTemplates {
             method: &h.method,
@@ -200,8 +218,12 @@ fn render_requests(
     p: &Processor,
     base: &serde_json::Map<String, Value>,
     mut mapped: Option<Vec<Option<Value>>>,
+    existence: Option<&Existence>,
 ) {
-    let Some(t) = templates_of(p) else {
+    let (Some(t), Some(update)) = (
+        templates_of(p, RequestCase::Create),
+        templates_of(p, RequestCase::Update),
+    ) else {
         for r in page.records.iter_mut().filter(|r| r.is_active()) {
             r.fail(FailureCode::Config, "the import has no http section");
         }
@@ -240,9 +262,13 @@ fn render_requests(
                         .and_then(|m| m[i].take())
                         .map(|m| with(name, m)),
                 };
-                match render_request(cache, &t, &p.connection, &base_uri, &ctx) {
+                let t = match existence.map(|e| e.case(r)) {
+                    Some(RequestCase::Update) => &update,
+                    _ => &t,
+                };
+                match render_request(cache, t, &p.connection, &base_uri, &ctx) {
                     Ok(mut request) => {
-                        add_idempotency_key(&t, &mut request, send_id);
+                        add_idempotency_key(t, &mut request, send_id);
                         r.exchange = Some(Exchange {
                             request,
                             reply: None,

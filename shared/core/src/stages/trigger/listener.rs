@@ -3,6 +3,9 @@
 //! and kept as a waiting run of every enabled flow that reads the export
 //! (`runs::start_event_run`, kind `webhook`), all before it is answered.
 //!
+//! A delivery that names itself (an `Idempotency-Key` header, or the listener's
+//! `idempotencyHeader`) is one event: sent again, it starts no flow's run a second time.
+//!
 //! Invariants: a delivery that fails its check is refused (`Error::Unauthorized`, saying
 //! which check) before anything is read or kept, so it counts nothing; a delivery answered
 //! with success is durable in the store (big ones in the system bucket under `waiting/`)
@@ -85,6 +88,7 @@ pub async fn receive(sluice: &Sluice, delivery: Delivery<'_>) -> Result<Accepted
             format!("{}: nothing was kept", export.id),
         ));
     }
+    let event = delivery_event(listener, &export.id, delivery.headers)?;
     let mut started = Vec::new();
     for flow in &flows {
         let request = RunRequest {
@@ -94,7 +98,8 @@ pub async fn receive(sluice: &Sluice, delivery: Delivery<'_>) -> Result<Accepted
             }),
             ..Default::default()
         };
-        if let Some(s) = start_event_run(sluice, flow, None, request, RunKind::Webhook).await? {
+        let run = start_event_run(sluice, flow, event.as_deref(), request, RunKind::Webhook);
+        if let Some(s) = run.await? {
             started.push(s.job_id);
         }
     }
@@ -106,6 +111,31 @@ pub async fn receive(sluice: &Sluice, delivery: Delivery<'_>) -> Result<Accepted
         started,
     })
 }
+
+/// The event a delivery is, when its sender names it (the listener's idempotency header):
+/// each flow's run of it gets a job id of its own that the same delivery sent again maps to
+/// again, so a retry of a delivery kept for some flows before it failed, or answered after
+/// the sender gave up, is not run twice by any flow (`runs::start_event_run`).
+fn delivery_event(
+    listener: &WebhookListener,
+    export_id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<String>> {
+    let name = listener.idempotency_header();
+    let Some(id) = header(headers, name) else {
+        return Ok(None);
+    };
+    if id.is_empty() || id.len() > MAX_DELIVERY_ID_LEN {
+        return Err(Error::invalid(
+            format!("header {name}"),
+            format!("names the delivery: give 1 to {MAX_DELIVERY_ID_LEN} characters, or leave the header out"),
+        ));
+    }
+    Ok(Some(format!("webhook:{export_id}:{id}")))
+}
+
+/// The longest delivery id taken from the idempotency header.
+const MAX_DELIVERY_ID_LEN: usize = 256;
 
 /// The listener's check over the delivery. A stored listener was validated, so a
 /// verification it cannot read is the store's fault, answered as such.
