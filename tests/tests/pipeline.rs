@@ -983,3 +983,85 @@ async fn the_clean_up_keeps_what_a_running_job_or_its_retry_needs() {
     assert_eq!(report.deleted.jobs, 2, "{report:?}");
     assert!(tick(&later).await.unwrap().is_none(), "once a day");
 }
+
+/// Failure alerts: a job with as many record errors as `minErrors` posts one
+/// Slack-compatible alert (its first errors, where to read them, the header's secret
+/// resolved); one with fewer posts none, and neither does the next failing job while the
+/// quiet period runs; once it has run out, the next failing job alerts again.
+#[tokio::test]
+async fn a_flow_alerts_on_errors_once_per_quiet_period() {
+    let server = TestServer::start(|_, r| {
+        if r.json()["name"] == "bad" {
+            Answer::json(422, json!({"error": "qty missing"}))
+        } else {
+            Answer::json(201, json!({}))
+        }
+    })
+    .await;
+    let hook = TestServer::always(200, json!({"ok": true})).await;
+    let h = Harness::with_secrets(&[("slack", "xoxb-1")]);
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"http": {"retry": {"maxAttempts": 1}}}),
+    );
+    bundle["flows"][0]["alerts"] = json!({"minErrors": 2, "quietMinutes": 30,
+        "webhook": {"url": format!("{}/alert", hook.base_url),
+                    "headers": [{"name": "Authorization", "value": "secret:slack"}]}});
+    h.load(bundle).await;
+    let records = |bad: usize| {
+        let mut r = vec![json!({"name": "ok", "qty": 1})];
+        r.extend((0..bad).map(|_| json!({"name": "bad", "qty": 1})));
+        r
+    };
+    // Alerts go out after the job closes: wait for `n` of them (briefly), then count.
+    let alerts = |n: usize| {
+        let hook = &hook;
+        async move {
+            for _ in 0..100 {
+                if hook.received().len() >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            hook.received()
+        }
+    };
+
+    let job = h.run("f", records(1)).await;
+    assert_eq!(job.num_error, 1);
+    assert!(alerts(1).await.is_empty(), "one error is under minErrors");
+
+    let job = h.run("f", records(2)).await;
+    let got = alerts(1).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].headers["authorization"], "xoxb-1");
+    let alert = got[0].json();
+    assert_eq!(alert["jobId"], job.id.as_str());
+    assert_eq!(
+        (alert["numError"].as_u64(), alert["numSuccess"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(alert["firstErrors"].as_array().unwrap().len(), 2, "{alert}");
+    assert_eq!(alert["firstErrors"][0]["code"], "evaluator");
+    assert_eq!(alert["links"]["errors"], format!("/jobs/{}/errors", job.id));
+    let text = alert["text"].as_str().unwrap();
+    assert!(text.contains("completed with 2 error(s)"), "{text}");
+
+    h.run("f", records(3)).await;
+    assert_eq!(alerts(2).await.len(), 1, "the quiet period runs");
+
+    // The last alert as if 31 minutes ago: the period has run out.
+    let s = h.sluice();
+    let before = chrono::Utc::now() - chrono::Duration::minutes(31);
+    let last = format!("{} {}", before.timestamp_millis(), job.id);
+    s.store
+        .put_state("flow:f:alert", &json!(last))
+        .await
+        .unwrap();
+    let job = h.run("f", records(2)).await;
+    let got = alerts(2).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].json()["jobId"], job.id.as_str());
+}

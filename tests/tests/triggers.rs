@@ -1,5 +1,6 @@
-//! Sources: S3 files (JSON array, NDJSON, CSV), DynamoDB stream changes, HTTP exports with
-//! paging and deltas, and the schedule tick.
+//! Sources: S3 files (JSON array, NDJSON, CSV), files picked up from a real sshd (SFTP) on
+//! loopback, DynamoDB stream changes, HTTP exports with paging and deltas, and the schedule
+//! tick.
 
 use bytes::Bytes;
 use chrono::{Duration as ChronoDuration, Utc};
@@ -11,6 +12,62 @@ use sluice_e2e::*;
 use sluice_model::FailureCode;
 use sluice_model::{Flow, JobStatus};
 use sluice_model::{RunKind, RunRequest};
+
+/// The names the sink received, sorted (pages are sent concurrently).
+fn names(server: &TestServer) -> Vec<String> {
+    let mut names: Vec<String> = server
+        .received()
+        .iter()
+        .map(|r| r.json()["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The file names in `dir`, sorted.
+fn listing(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// A zip archive of these files, as zip tools write one to a file.
+fn zip_of(files: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.add_directory("nested/", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    for (name, text) in files {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+/// A flow reading an ftp export over an sftp connection to `ssh` into the sink.
+fn pickup_flow(base: &str, ssh: &SshServer, ftp: serde_json::Value) -> serde_json::Value {
+    let mut b = sink_flow(
+        base,
+        json!({"_id": "exp", "name": "exp", "type": "ftp", "_connectionId": "sftp", "pageSize": 2, "ftp": ftp}),
+    );
+    b["connections"].as_array_mut().unwrap().push(
+        json!({"_id": "sftp", "name": "sftp", "type": "sftp",
+        "sftp": {"host": "127.0.0.1", "port": ssh.port, "username": ssh.user,
+                 "privateKey": ssh.private_key_pem(), "hostKey": ssh.host_key_line()}}),
+    );
+    b
+}
 
 fn sink_flow(base: &str, export: serde_json::Value) -> serde_json::Value {
     let mut b = http_bundle(
@@ -565,4 +622,133 @@ async fn an_s3_export_run_reads_only_objects_no_completed_run_of_it_read() {
         .map(|r| r.json()["name"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(names, ["a1", "a2", "b1", "c1", "d1"], "each record once");
+}
+
+#[tokio::test]
+async fn files_picked_up_over_sftp_are_read_decompressed_once_then_moved_to_the_backup_directory() {
+    let ssh = SshServer::start().expect("sshd starts");
+    let server = TestServer::always(200, json!({})).await;
+    let inbox = ssh.root().join("inbox");
+    std::fs::create_dir_all(inbox.join("orders-folder")).unwrap();
+    std::fs::write(inbox.join("orders-1.csv"), "name,qty\na,1\nb,2\nc,3\n").unwrap();
+    std::fs::write(
+        inbox.join("orders-2.ndjson.gz"),
+        gzip("{\"name\": \"d\"}\n{\"name\": \"e\"}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        inbox.join("orders-3.csv.zip"),
+        zip_of(&[("f.csv", "name\nf\n"), ("nested/g.csv", "name\ng1\ng2\n")]),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("notes.txt"), "not an order").unwrap();
+    let done = inbox.join("done");
+    let h = Harness::new();
+    h.load(pickup_flow(
+        &server.base_url,
+        &ssh,
+        json!({"directoryPath": inbox.to_str().unwrap(), "fileNameStartsWith": "orders-",
+               "backupDirectoryPath": done.to_str().unwrap()}),
+    ))
+    .await;
+    let job = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(
+        (job.status, job.num_success, job.num_pages),
+        (JobStatus::Completed, 8, 4),
+        "{:?}",
+        h.errors(&job.id).await
+    );
+    assert_eq!(names(&server), ["a", "b", "c", "d", "e", "f", "g1", "g2"]);
+    // Read whole and judged: moved out of the directory read; what the filters left stays.
+    assert_eq!(listing(&inbox), ["done", "notes.txt", "orders-folder"]);
+    assert_eq!(
+        listing(&done),
+        ["orders-1.csv", "orders-2.ndjson.gz", "orders-3.csv.zip"]
+    );
+
+    // A new file, and one of an old name again: both read; the backup keeps both versions.
+    std::fs::write(inbox.join("orders-1.csv"), "name\nh\n").unwrap();
+    std::fs::write(inbox.join("orders-4.csv"), "name\ni\n").unwrap();
+    let second = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(second.num_success, 2, "{:?}", h.errors(&second.id).await);
+    assert_eq!(
+        names(&server),
+        ["a", "b", "c", "d", "e", "f", "g1", "g2", "h", "i"]
+    );
+    assert_eq!(
+        listing(&done),
+        [
+            "orders-1.csv".to_string(),
+            format!("orders-1.csv.{}", second.id),
+            "orders-2.ndjson.gz".into(),
+            "orders-3.csv.zip".into(),
+            "orders-4.csv".into()
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(done.join("orders-1.csv")).unwrap(),
+        "name,qty\na,1\nb,2\nc,3\n",
+        "the first version's backup is not replaced"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_pickup_leaves_its_files_and_kept_files_are_read_again_only_when_changed() {
+    let ssh = SshServer::start().expect("sshd starts");
+    let server = TestServer::always(200, json!({})).await;
+    let inbox = ssh.root().join("in");
+    std::fs::create_dir_all(&inbox).unwrap();
+    std::fs::write(inbox.join("a.ndjson"), "{\"name\": \"a\"}\n").unwrap();
+    std::fs::write(inbox.join("b.json"), "not json at all").unwrap();
+    let h = Harness::new();
+    let mut bundle = pickup_flow(
+        &server.base_url,
+        &ssh,
+        json!({"directoryPath": inbox.to_str().unwrap(), "fileNameEndsWith": "json"}),
+    );
+    h.load(bundle.clone()).await;
+    let failed = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
+    let why = &h.errors(&failed.id).await[0];
+    assert_eq!(why.code, FailureCode::Export);
+    assert!(
+        why.message
+            .contains("/in/b.json: not a JSON array of records nor one JSON object")
+            && why.message.starts_with("sftp://127.0.0.1:"),
+        "{}",
+        why.message
+    );
+    // Not every record was judged: nothing is deleted, nor remembered.
+    assert_eq!(listing(&inbox), ["a.ndjson", "b.json"]);
+
+    std::fs::remove_file(inbox.join("b.json")).unwrap();
+    bundle["exports"][0]["file"] = json!({"type": "ndjson", "skipDelete": true});
+    h.load(bundle.clone()).await;
+    let read = h.run_with("f", RunRequest::default()).await;
+    assert_eq!((read.status, read.num_success), (JobStatus::Completed, 1));
+    assert_eq!(listing(&inbox), ["a.ndjson"], "skipDelete leaves the file");
+    let again = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(
+        again.num_success, 0,
+        "a file read by a completed run is not read again"
+    );
+    std::fs::write(
+        inbox.join("a.ndjson"),
+        "{\"name\": \"a\"}\n{\"name\": \"a2\"}\n",
+    )
+    .unwrap();
+    let changed = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(
+        changed.num_success, 2,
+        "written again: another version, read again"
+    );
+
+    // By default a file read is deleted; one a completed run read before is not touched.
+    bundle["exports"][0]["file"] = json!({"type": "ndjson"});
+    h.load(bundle).await;
+    std::fs::write(inbox.join("c.ndjson"), "{\"name\": \"c\"}\n").unwrap();
+    let deleting = h.run_with("f", RunRequest::default()).await;
+    assert_eq!(deleting.num_success, 1);
+    assert_eq!(listing(&inbox), ["a.ndjson"]);
+    assert_eq!(names(&server), ["a", "a", "a", "a2", "c"]);
 }

@@ -251,3 +251,103 @@ async fn import_header_credentials_are_masked_everywhere_and_kept_on_update() {
     assert_eq!(r.status, 400, "{}", r.text);
     assert!(r.text.contains("http.headers[0].value"), "{}", r.text);
 }
+
+#[tokio::test]
+async fn ftp_connections_and_exports_are_checked_naming_the_field_and_the_password_is_masked() {
+    let api = Api::start().await;
+    let r = api
+        .post(
+            "/connections",
+            json!({"_id": "ftp1", "name": "ftp", "type": "ftp", "ftp": {"type": "ftps",
+                   "hostURI": "ftp.example.com", "username": "u", "password": "ftp-SECRET-1"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    assert_eq!(r.json["ftp"]["password"], sluice_model::MASK);
+    assert!(!api
+        .get("/connections/ftp1")
+        .await
+        .text
+        .contains("ftp-SECRET-1"));
+    for (ftp, field) in [
+        (
+            json!({"hostURI": "ftp.example.com", "username": "u", "password": "p", "useImplicitFtps": true}),
+            "ftp.useImplicitFtps",
+        ),
+        (
+            json!({"hostURI": "ftp://ftp.example.com", "username": "u", "password": "p"}),
+            "ftp.hostURI",
+        ),
+        (
+            json!({"hostURI": "h", "username": "u", "password": ""}),
+            "ftp.password",
+        ),
+    ] {
+        let r = api
+            .post(
+                "/connections",
+                json!({"name": "bad", "type": "ftp", "ftp": ftp}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.error().1.as_deref()),
+            (400, Some(field)),
+            "{}",
+            r.text
+        );
+    }
+
+    let export = |ftp: serde_json::Value, file: serde_json::Value| json!({"name": "pickup", "type": "ftp", "_connectionId": "ftp1", "ftp": ftp, "file": file});
+    let r = api
+        .post(
+            "/exports",
+            export(
+                json!({"directoryPath": "out", "fileNameStartsWith": "ORDER_", "fileNameEndsWith": ".csv.gz", "backupDirectoryPath": "out/done"}),
+                json!({"type": "csv", "compressionFormat": "gzip"}),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for (ftp, file, field) in [
+        (
+            json!({"directoryPath": ""}),
+            json!({"type": "csv"}),
+            "ftp.directoryPath",
+        ),
+        (
+            json!({"directoryPath": "out", "fileNameStartsWith": "{{date}}"}),
+            json!({"type": "csv"}),
+            "ftp.fileNameStartsWith",
+        ),
+        (
+            json!({"directoryPath": "out", "backupDirectoryPath": "out/"}),
+            json!({"type": "csv"}),
+            "ftp.backupDirectoryPath",
+        ),
+        (
+            json!({"directoryPath": "out", "backupDirectoryPath": "done"}),
+            json!({"type": "csv", "skipDelete": true}),
+            "file.skipDelete",
+        ),
+    ] {
+        let r = api.post("/exports", export(ftp, file)).await;
+        assert_eq!(
+            (r.status, r.error().1.as_deref()),
+            (400, Some(field)),
+            "{}",
+            r.text
+        );
+    }
+    let r = api
+        .post(
+            "/imports",
+            json!({"name": "i", "type": "s3", "_connectionId": "ftp1", "s3": {"bucket": "b", "directoryPath": "d", "fileName": "x.csv"}, "file": {"type": "csv", "compressionFormat": "zip"}}),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error().1.as_deref()),
+        (400, Some("file.compressionFormat")),
+        "{}",
+        r.text
+    );
+}

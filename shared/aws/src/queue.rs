@@ -69,6 +69,13 @@ impl SqsQueue {
                     uuid::Uuid::new_v4()
                 )
             }
+            StageMessage::FilesRead { job } => {
+                format!(
+                    "messages/{}/files-read-{}.json",
+                    job.id,
+                    uuid::Uuid::new_v4()
+                )
+            }
         };
         self.blobs
             .put(&self.system_bucket, &key, Bytes::from(body))

@@ -251,6 +251,7 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
         .unwrap()
         .unwrap();
     flow["afterProcess"] = json!([{"url": format!("{hooks}/done")}]);
+    flow["alerts"] = json!({"webhook": {"url": format!("{hooks}/done")}});
     sluice
         .store
         .put_definition(Kind::Flow, "f1", &flow)
@@ -281,12 +282,19 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
         "{errors:?}"
     );
     assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
-    // translate's dead-letter path closed the job; the deliver function posts its callback.
+    // translate's dead-letter path closed the job; the deliver function posts its callback,
+    // then the flow's failure alert.
     env.harness.drain(Stage::Deliver).await.unwrap();
     let done = done.lock().unwrap();
-    assert_eq!(done.len(), 1, "one after-process call: {done:?}");
+    assert_eq!(done.len(), 2, "one after-process call, one alert: {done:?}");
     assert_eq!(done[0]["_id"], json!(job.id));
     assert_eq!(done[0]["numError"], json!(3));
+    assert_eq!(done[1]["jobId"], json!(job.id));
+    assert_eq!(done[1]["firstErrors"][0]["code"], "dead_letter");
+    assert!(
+        done[1]["text"].as_str().unwrap().contains("3 error(s)"),
+        "{done:?}"
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod mapping;
 pub mod ports;
 pub mod preview;
+pub mod remote;
 pub mod runs;
 pub mod runtime;
 pub mod stages;

@@ -200,10 +200,9 @@ impl LocalRuntime {
                     resumed.push(job);
                 }
                 None => {
-                    let (callbacks, stale): (Vec<_>, Vec<_>) = messages
-                        .into_iter()
-                        .partition(|m| matches!(m.message, StageMessage::AfterProcess { .. }));
-                    callbacks.into_iter().for_each(|m| self.queue.resume(m));
+                    let (after_close, stale): (Vec<_>, Vec<_>) =
+                        messages.into_iter().partition(|m| m.message.after_close());
+                    after_close.into_iter().for_each(|m| self.queue.resume(m));
                     dropped.extend(stale.iter().map(|m| m.seq));
                 }
             }

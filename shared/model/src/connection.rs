@@ -39,6 +39,9 @@ pub struct Connection {
     /// Settings of an `s3` connection (required when `type` is s3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Connection>,
+    /// Settings of an `ftp` connection: an FTP or FTPS server (required when `type` is ftp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<FtpConnection>,
     /// At most this many requests in flight over this connection, across all runs and every
     /// process sharing the store. Unset: 5 per process.
     #[serde(
@@ -87,6 +90,8 @@ pub enum ConnectionType {
     Sftp,
     /// An S3 bucket (files read by s3 exports, written by s3 imports).
     S3,
+    /// An FTP or FTPS server (files read by ftp exports).
+    Ftp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -347,6 +352,116 @@ fn default_sftp_port() -> u16 {
     22
 }
 
+/// How to reach an FTP or FTPS server, in integrator.io's field names (its FTP connection;
+/// for SFTP, Sluice has connections of type `sftp`, with the server's host key pinned).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"type": "ftps", "hostURI": "ftp.example.com", "username": "orders",
+    "password": "secret:ORDERS_FTP_PASSWORD"}))]
+pub struct FtpConnection {
+    /// `ftp` (no TLS) or `ftps` (TLS; explicit unless `useImplicitFtps`). Default ftp.
+    #[serde(rename = "type", default)]
+    pub kind: FtpProtocol,
+    /// The server's host name or IP address, without a scheme (`ftp.example.com`).
+    #[serde(rename = "hostURI")]
+    pub host_uri: String,
+    /// Default 21, or 990 with `useImplicitFtps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub username: String,
+    /// Masked in every answer; may be `secret:NAME` (the way to keep it out of the store).
+    pub password: String,
+    /// FTPS only: TLS from the first byte (the server's implicit FTPS port, 990 by
+    /// default) instead of `AUTH TLS` after connecting. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub use_implicit_ftps: bool,
+    /// Passive mode: the client opens the data connections (default true). Active mode
+    /// needs the server to reach back to the client, which a Lambda function cannot take.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub use_passive_mode: bool,
+    /// FTPS only: PEM certificates trusted besides the system's roots (a private CA, or
+    /// the server's own self-signed certificate). The certificate's names must still
+    /// match `hostURI`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_certificates: Option<String>,
+}
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+/// FTP with or without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FtpProtocol {
+    /// Plain FTP: the password and the files cross the network unencrypted.
+    #[default]
+    Ftp,
+    /// FTP over TLS, the server's certificate checked.
+    Ftps,
+}
+
+/// How an FTP connection is secured, as its fields say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FtpTls {
+    None,
+    /// `AUTH TLS` on the plain port.
+    Explicit,
+    /// TLS from the first byte.
+    Implicit,
+}
+
+impl FtpConnection {
+    pub fn tls(&self) -> FtpTls {
+        match (self.kind, self.use_implicit_ftps) {
+            (FtpProtocol::Ftp, _) => FtpTls::None,
+            (FtpProtocol::Ftps, false) => FtpTls::Explicit,
+            (FtpProtocol::Ftps, true) => FtpTls::Implicit,
+        }
+    }
+
+    /// The port given, else the protocol's.
+    pub fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls() {
+            FtpTls::Implicit => 990,
+            _ => 21,
+        })
+    }
+
+    fn validate_into(&self, e: &mut ValidationErrors) {
+        validate::required(e, "ftp.hostURI", &self.host_uri);
+        if self.host_uri.contains("://") {
+            e.add(
+                "ftp.hostURI",
+                "is a host name or address without a scheme (ftp.example.com, not ftp://ftp.example.com)",
+            );
+        }
+        validate::required(e, "ftp.username", &self.username);
+        validate::required(e, "ftp.password", &self.password);
+        if self.port == Some(0) {
+            e.add("ftp.port", "must be between 1 and 65535");
+        }
+        if self.kind == FtpProtocol::Ftp {
+            if self.use_implicit_ftps {
+                e.add("ftp.useImplicitFtps", "is only for type ftps");
+            }
+            if self.trusted_certificates.is_some() {
+                e.add("ftp.trustedCertificates", "is only for type ftps");
+            }
+        }
+        if let Some(pem) = &self.trusted_certificates {
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                e.add(
+                    "ftp.trustedCertificates",
+                    "holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                );
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 /// An S3 bucket, reached with the function's (or the local AWS profile's) credentials.
@@ -422,6 +537,10 @@ impl Connection {
             ConnectionType::S3 => match &self.s3 {
                 None => e.add("s3", "is required when type is s3"),
                 Some(s) => validate::required(&mut e, "s3.bucket", &s.bucket),
+            },
+            ConnectionType::Ftp => match &self.ftp {
+                None => e.add("ftp", "is required when type is ftp"),
+                Some(f) => f.validate_into(&mut e),
             },
         }
         if self.concurrency_level == Some(0) {
@@ -514,6 +633,9 @@ impl Connection {
                     f(&mut o.client_secret);
                 }
             }
+        }
+        if let Some(ftp) = &mut self.ftp {
+            f(&mut ftp.password);
         }
         if let Some(s) = &mut self.sftp {
             if let Some(p) = &mut s.password {

@@ -37,6 +37,10 @@ pub struct Export {
     /// Settings of an `s3` export: run when an object lands under the prefix.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Export>,
+    /// Settings of an `ftp` export: the files of a directory on an SFTP, FTP or FTPS
+    /// server (its connection says which), read once each (required when `type` is ftp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ftp: Option<FtpExport>,
     /// Settings of a `dynamodb` export (required when `type` is dynamodb).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamodb: Option<DynamoDbExport>,
@@ -48,7 +52,8 @@ pub struct Export {
     /// `{{lastExportDateTime}}` is written in its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<Delta>,
-    /// How a file source is parsed (s3 exports); json when absent.
+    /// How a file source is parsed (s3 and ftp exports); by the file's name when absent
+    /// (`.csv`, `.ndjson`/`.jsonl`, else json; `.gz` and `.zip` decompressed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileFormat>,
     /// Records per page (default 100, at most 10000).
@@ -161,6 +166,9 @@ pub enum ExportType {
     Http,
     /// Objects landing in an S3 bucket (JSON array, NDJSON or CSV).
     S3,
+    /// Files in a directory of an SFTP, FTP or FTPS server, read on a schedule or by hand,
+    /// each once; deleted or moved after a run that read them completes.
+    Ftp,
     /// Changes to a DynamoDB table, from its stream.
     Dynamodb,
     /// Records posted to its listener (`webhook`), to the run endpoint or given to
@@ -260,6 +268,94 @@ pub struct S3Export {
     pub suffix: Option<String>,
 }
 
+/// Which files an ftp export reads and where they go once read, in integrator.io's field
+/// names (its FTP export). The names are compared as given, case-sensitively; both
+/// filters must match when both are given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"directoryPath": "outbox/orders", "fileNameStartsWith": "ORDER_",
+    "fileNameEndsWith": ".csv", "backupDirectoryPath": "outbox/orders/done"}))]
+pub struct FtpExport {
+    /// The directory read (absolute, or relative to the login directory); files only,
+    /// not its subdirectories.
+    pub directory_path: String,
+    /// Only files whose names start with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name_starts_with: Option<String>,
+    /// Only files whose names end with this (`.csv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_name_ends_with: Option<String>,
+    /// Where each file is moved (same name; a name taken there gets `.<job id>` added)
+    /// once a run that read it completes, instead of being deleted. Created if missing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_directory_path: Option<String>,
+}
+
+/// What becomes of an ftp export's file once a run that read it completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterRead {
+    /// Removed from the server (the default).
+    Delete,
+    /// Moved into this directory.
+    MoveTo(String),
+    /// Left where it is (`file.skipDelete`); the export's memory keeps it from being read
+    /// again while its size and modification time stay the same.
+    Keep,
+}
+
+impl FtpExport {
+    /// Does a file of this name belong to the export?
+    pub fn wants(&self, name: &str) -> bool {
+        self.file_name_starts_with
+            .as_deref()
+            .is_none_or(|p| name.starts_with(p))
+            && self
+                .file_name_ends_with
+                .as_deref()
+                .is_none_or(|s| name.ends_with(s))
+    }
+
+    fn validate_into(&self, e: &mut ValidationErrors) {
+        validate::required(e, "ftp.directoryPath", &self.directory_path);
+        for (field, v) in [
+            ("ftp.directoryPath", Some(&self.directory_path)),
+            (
+                "ftp.fileNameStartsWith",
+                self.file_name_starts_with.as_ref(),
+            ),
+            ("ftp.fileNameEndsWith", self.file_name_ends_with.as_ref()),
+            (
+                "ftp.backupDirectoryPath",
+                self.backup_directory_path.as_ref(),
+            ),
+        ] {
+            if v.is_some_and(|v| v.contains("{{")) {
+                e.add(
+                    field,
+                    "is compared as written: templates are not rendered here (give the text itself)",
+                );
+            }
+        }
+        for (field, v) in [
+            ("ftp.fileNameStartsWith", &self.file_name_starts_with),
+            ("ftp.fileNameEndsWith", &self.file_name_ends_with),
+        ] {
+            if v.as_deref().is_some_and(|v| v.contains('/')) {
+                e.add(field, "is part of a file name and holds no `/`");
+            }
+        }
+        if let Some(b) = &self.backup_directory_path {
+            validate::required(e, "ftp.backupDirectoryPath", b);
+            if b.trim_end_matches('/') == self.directory_path.trim_end_matches('/') {
+                e.add(
+                    "ftp.backupDirectoryPath",
+                    "is the directory read: files moved there would be read again",
+                );
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 /// The DynamoDB table whose stream feeds the flow.
@@ -308,6 +404,26 @@ pub struct FileFormat {
     /// The file's content as a template (type template; imports only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<FileTemplate>,
+    /// Exports only: how the files are compressed; decompressed as they are read. By the
+    /// file's name when absent (`.gz` gzip, `.zip` zip, else none). Each file of a zip is
+    /// read in turn, in this format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compression_format: Option<Compression>,
+    /// ftp exports only: leave each file on the server once read (default false: deleted,
+    /// or moved to `ftp.backupDirectoryPath`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_delete: bool,
+}
+
+/// How a file read is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip (`.gz`), members read one after another.
+    Gzip,
+    /// A zip archive whose entries carry their sizes before their data (as zip tools write
+    /// to a file); entries are read in the archive's order, folders skipped.
+    Zip,
 }
 
 impl FileFormat {
@@ -317,6 +433,8 @@ impl FileFormat {
             kind,
             csv: None,
             template: None,
+            compression_format: None,
+            skip_delete: false,
         }
     }
 }
@@ -384,6 +502,16 @@ impl Export {
         self.page_size.unwrap_or(DEFAULT_PAGE_SIZE)
     }
 
+    /// What becomes of an ftp export's files once read (None for other exports).
+    pub fn after_read(&self) -> Option<AfterRead> {
+        let ftp = self.ftp.as_ref().filter(|_| self.kind == ExportType::Ftp)?;
+        Some(match &ftp.backup_directory_path {
+            Some(dir) => AfterRead::MoveTo(dir.clone()),
+            None if self.file.as_ref().is_some_and(|f| f.skip_delete) => AfterRead::Keep,
+            None => AfterRead::Delete,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ValidationErrors> {
         let mut e = ValidationErrors::new();
         validate::identity(&mut e, &self.id, &self.name);
@@ -432,6 +560,28 @@ impl Export {
                     }
                 }
             }
+            ExportType::Ftp => {
+                if self.connection_id.is_none() {
+                    e.add(
+                        "_connectionId",
+                        "is required when type is ftp (an sftp or ftp connection)",
+                    );
+                }
+                match &self.ftp {
+                    None => e.add("ftp", "is required when type is ftp"),
+                    Some(f) => {
+                        f.validate_into(&mut e);
+                        if f.backup_directory_path.is_some()
+                            && self.file.as_ref().is_some_and(|f| f.skip_delete)
+                        {
+                            e.add(
+                                "file.skipDelete",
+                                "leaves files where they are, and ftp.backupDirectoryPath moves them: give one",
+                            );
+                        }
+                    }
+                }
+            }
             ExportType::S3 => {
                 if self.s3.is_none() && self.connection_id.is_none() {
                     e.add(
@@ -464,6 +614,15 @@ impl Export {
         }
         if self.webhook.is_some() && self.kind != ExportType::Webhook {
             e.add("webhook", "is only for exports of type webhook");
+        }
+        if self.ftp.is_some() && self.kind != ExportType::Ftp {
+            e.add("ftp", "is only for exports of type ftp");
+        }
+        if self.file.as_ref().is_some_and(|f| f.skip_delete) && self.kind != ExportType::Ftp {
+            e.add(
+                "file.skipDelete",
+                "is only for ftp exports (other sources are never deleted)",
+            );
         }
         if let Some(n) = self.page_size {
             if n == 0 || n > MAX_PAGE_SIZE {
@@ -509,6 +668,18 @@ pub(crate) fn file_format(e: &mut ValidationErrors, field: &str, f: &FileFormat,
             "is only used when type is template",
         ),
         (_, None) => {}
+    }
+    if writing && f.compression_format.is_some() {
+        e.add(
+            format!("{field}.compressionFormat"),
+            "is how files read are compressed; imports write them uncompressed",
+        );
+    }
+    if writing && f.skip_delete {
+        e.add(
+            format!("{field}.skipDelete"),
+            "is for ftp exports, whose files are deleted once read",
+        );
     }
     if let Some(c) = &f.csv {
         if c.column_delimiter.len() != 1 {

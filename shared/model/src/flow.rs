@@ -64,6 +64,10 @@ pub struct Flow {
     /// Posted the job summary when a run ends.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub after_process: Vec<Callback>,
+    /// Failure alerts: a job that fails, or ends with record errors, is announced to a
+    /// webhook (Slack-compatible), at most once per quiet period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::FlowAlerts>,
     /// Days its jobs (with their errors and delivery ledger) are kept before the clean-up
     /// purges them; the deployment's `SLUICE_RETENTION_DAYS` (30 by default) when absent.
     /// 1 to 3650.
@@ -257,6 +261,9 @@ impl Flow {
                     format!("'{}' is not a URL", c.url),
                 );
             }
+        }
+        if let Some(a) = &self.alerts {
+            a.validate_into(&mut e, "alerts");
         }
         if self
             .run_next_flow_ids

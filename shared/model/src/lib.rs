@@ -6,6 +6,7 @@
 //! the reason; cross-references (a flow's `_exportId` exists, ...) are checked by
 //! [`bundle::Bundle::validate`] and by the API against the store.
 
+pub mod alerts;
 pub mod api;
 pub mod bundle;
 pub mod connection;
@@ -31,6 +32,7 @@ pub mod time;
 pub mod transform;
 pub mod validate;
 
+pub use alerts::{AlertOn, FlowAlerts};
 pub use bundle::Bundle;
 pub use connection::*;
 pub use error::{FieldError, ValidationErrors};

@@ -414,6 +414,23 @@ pub enum StageMessage {
     AfterProcess {
         job: crate::Job,
     },
+    /// A job that completed, as it was when it closed, that read files of ftp exports: the
+    /// trigger stage (which links the SFTP and FTP clients) deletes those files or moves
+    /// them to the export's backup directory. Queued by whichever stage closes the job.
+    FilesRead {
+        job: crate::Job,
+    },
+}
+
+impl StageMessage {
+    /// Is this work left after its job closed (kept and resumed while the job is closed,
+    /// where a page or a run order of a closed job is stale)?
+    pub fn after_close(&self) -> bool {
+        matches!(
+            self,
+            StageMessage::AfterProcess { .. } | StageMessage::FilesRead { .. }
+        )
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod blobs;
 pub mod clock;
 pub mod contract;
+pub mod files;
 pub mod metrics;
 pub mod queue;
 pub mod secrets;
@@ -13,6 +14,7 @@ pub mod store;
 
 pub use blobs::{BlobReader, Blobs};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use files::{FileSource, RemoteFile};
 pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};

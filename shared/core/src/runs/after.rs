@@ -1,5 +1,5 @@
-//! After-run work of a closed job: chained flows (`_runNextFlowIds`) and the after-process
-//! callbacks.
+//! After-run work of a closed job: chained flows (`_runNextFlowIds`), the after-process
+//! callbacks and the failure alert.
 
 use super::start::start_run;
 use crate::{Result, Sluice, Stage};
@@ -16,10 +16,12 @@ pub(super) async fn chain(sluice: &Sluice, flow: &Flow) {
 }
 
 /// Hands the closed job to the deliver stage, which posts it to the flow's after-process
-/// callbacks: the stage that closes a job (evaluate, trigger, a dead letter, the API) may be
-/// a function built without an HTTP client, and deliver sends requests anyway.
+/// callbacks and its failure alert: the stage that closes a job (evaluate, trigger, a dead
+/// letter, the API) may be a function built without an HTTP client, and deliver sends
+/// requests anyway.
 pub(super) async fn callbacks(sluice: &Sluice, flow: &Flow, job: &Job) -> Result<()> {
-    if flow.after_process.is_empty() {
+    let alert = flow.alerts.as_ref().is_some_and(|a| a.wants(job));
+    if flow.after_process.is_empty() && !alert {
         return Ok(());
     }
     let message = StageMessage::AfterProcess { job: job.clone() };

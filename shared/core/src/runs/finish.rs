@@ -118,6 +118,7 @@ async fn after_run(sluice: &Sluice, job: &Job, then: Then) -> Result<()> {
     watermark::advance(sluice, job).await?;
     // Before the release: the flow's next run must not read these files again.
     pickup::remember(&*sluice.store, job).await?;
+    pickup::files_read_later(sluice, job).await?;
     sluice.store.release_lock(&job.flow_id, &job.id).await?;
     if then == Then::StartNext {
         queue::start_next(sluice, &job.flow_id).await?;

@@ -9,12 +9,18 @@
 //! files are read again by the next run. The memory is per export: two flows reading one
 //! export share it, as they share its files. Both stores keep it as small state
 //! (`Store::get_state` / `put_state`), so the contract's state rules hold it.
+//!
+//! A file of an ftp export is named by [`RemoteFile::memory_key`](crate::ports::RemoteFile)
+//! (its size and modification time with its path), an S3 object by its key. The files a
+//! completed job read of an ftp export that deletes or moves them are handed to the trigger
+//! stage ([`files_read_later`]), after they are remembered: a file the settling misses stays
+//! on the server but is not read again.
 
 use crate::ports::Store;
-use crate::Result;
+use crate::{Error, Result, Sluice, Stage};
 use futures::{StreamExt, TryStreamExt};
 use serde_json::{json, Value};
-use sluice_model::{Job, JobStatus};
+use sluice_model::{AfterRead, Job, JobStatus, StageMessage};
 
 /// The state key that says `file` of `export_id` was read by a completed run.
 fn read_key(export_id: &str, file: &str) -> String {
@@ -59,13 +65,7 @@ pub async fn reading(
     names: &[String],
 ) -> Result<()> {
     let key = job_key(job_id, export_id);
-    let mut noted: Vec<String> = match store.get_state(&key).await? {
-        Some(Value::Array(v)) => v
-            .into_iter()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect(),
-        _ => Vec::new(),
-    };
+    let mut noted = noted(store, job_id, export_id).await?;
     let before = noted.len();
     let mut known: std::collections::HashSet<String> = noted.iter().cloned().collect();
     for n in names {
@@ -79,23 +79,62 @@ pub async fn reading(
     Ok(())
 }
 
+/// The files job `job_id` noted it reads of `export_id`, in the order noted.
+pub async fn noted(store: &dyn Store, job_id: &str, export_id: &str) -> Result<Vec<String>> {
+    Ok(match store.get_state(&job_key(job_id, export_id)).await? {
+        Some(Value::Array(v)) => v
+            .into_iter()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    })
+}
+
+fn completed(job: &Job) -> bool {
+    matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::CompletedWithErrors
+    )
+}
+
 /// After `job` closed: if it completed, every file it noted is remembered for its export.
 /// Idempotent (a closer stopped midway is followed by another), and nothing for a failed or
 /// canceled job.
 pub async fn remember(store: &dyn Store, job: &Job) -> Result<()> {
-    if !matches!(
-        job.status,
-        JobStatus::Completed | JobStatus::CompletedWithErrors
-    ) {
+    if !completed(job) {
         return Ok(());
     }
     for export_id in &job.uses.export_ids {
-        let Some(Value::Array(files)) = store.get_state(&job_key(&job.id, export_id)).await? else {
-            continue;
-        };
         let mark = json!({"_jobId": job.id, "at": job.ended_at});
-        for file in files.iter().filter_map(Value::as_str) {
-            store.put_state(&read_key(export_id, file), &mark).await?;
+        for file in noted(store, &job.id, export_id).await? {
+            store.put_state(&read_key(export_id, &file), &mark).await?;
+        }
+    }
+    Ok(())
+}
+
+/// After `job` closed and its files were remembered: if it completed and read files of an
+/// ftp export that deletes or moves them, the trigger stage is asked to
+/// ([`StageMessage::FilesRead`]); the stage that closed the job may have no SFTP or FTP
+/// client.
+pub async fn files_read_later(sluice: &Sluice, job: &Job) -> Result<()> {
+    if !completed(job) {
+        return Ok(());
+    }
+    for export_id in &job.uses.export_ids {
+        let export = match sluice.export(export_id).await {
+            Ok(e) => e,
+            Err(Error::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let settles = matches!(
+            export.after_read(),
+            Some(AfterRead::Delete | AfterRead::MoveTo(_))
+        );
+        if settles && !noted(&*sluice.store, &job.id, export_id).await?.is_empty() {
+            let message = StageMessage::FilesRead { job: job.clone() };
+            sluice.queue.send(Stage::Trigger, message).await?;
+            return Ok(());
         }
     }
     Ok(())

@@ -55,6 +55,9 @@ async fn settle_message(
         // The job is closed already and its callbacks are best effort: the error line above
         // (with the job's fields) is what is left of a callback that could not go out.
         StageMessage::AfterProcess { .. } => Ok(()),
+        // The job completed; its files stay on the server (remembered, so not read again)
+        // and the error line above says which job's could not be deleted or moved.
+        StageMessage::FilesRead { .. } => Ok(()),
     }
 }
 

@@ -108,20 +108,21 @@ type RunFn = for<'a> fn(&'a Sluice, RunOrder) -> BoxFuture<'a, Result<()>>;
 type PageFn = for<'a> fn(&'a Sluice, Page) -> BoxFuture<'a, Result<()>>;
 type JobFn = for<'a> fn(&'a Sluice, Job) -> BoxFuture<'a, Result<()>>;
 
-/// The message kinds a stage takes: trigger reads run orders, every other stage pages, and
-/// deliver (the stage that sends requests) also the closed jobs whose callbacks it posts.
+/// The message kinds a stage takes: trigger reads run orders (and settles the files of
+/// completed jobs, having the file clients), every other stage pages, and deliver (the stage
+/// that sends requests) also the closed jobs whose callbacks it posts.
 #[derive(Clone, Copy)]
 enum Takes {
-    Runs(RunFn),
+    RunsAndFilesRead(RunFn, JobFn),
     Pages(PageFn),
     PagesAndClosedJobs(PageFn, JobFn),
 }
 
 impl StageHandler {
-    pub(crate) const fn runs(stage: Stage, run: RunFn) -> Self {
+    pub(crate) const fn runs_and_files_read(stage: Stage, run: RunFn, read: JobFn) -> Self {
         StageHandler {
             stage,
-            takes: Takes::Runs(run),
+            takes: Takes::RunsAndFilesRead(run, read),
         }
     }
 
@@ -145,7 +146,12 @@ impl StageHandler {
         let span = message_span(self.stage, &message);
         let handled = async move {
             match (self.takes, message) {
-                (Takes::Runs(run), StageMessage::Run(order)) => run(sluice, order).await,
+                (Takes::RunsAndFilesRead(run, _), StageMessage::Run(order)) => {
+                    run(sluice, order).await
+                }
+                (Takes::RunsAndFilesRead(_, read), StageMessage::FilesRead { job }) => {
+                    read(sluice, job).await
+                }
                 (
                     Takes::Pages(run) | Takes::PagesAndClosedJobs(run, _),
                     StageMessage::Page(page),
@@ -196,12 +202,14 @@ pub fn message_span(stage: Stage, message: &StageMessage) -> tracing::Span {
             job = %page.job_id,
             page = %page.page_id,
         ),
-        StageMessage::AfterProcess { job } => tracing::info_span!(
-            "message",
-            stage = stage.name(),
-            flow = %job.flow_id,
-            job = %job.id,
-            page = tracing::field::Empty,
-        ),
+        StageMessage::AfterProcess { job } | StageMessage::FilesRead { job } => {
+            tracing::info_span!(
+                "message",
+                stage = stage.name(),
+                flow = %job.flow_id,
+                job = %job.id,
+                page = tracing::field::Empty,
+            )
+        }
     }
 }

@@ -9,9 +9,10 @@ use sluice_model::{
 };
 
 pub(crate) enum Target {
-    Import(Import),
+    // Boxed: an import and an export are large, and one of them is in every loaded page.
+    Import(Box<Import>),
     /// A lookup: an http export run per record, its reply mapped into the record.
-    Lookup(Export),
+    Lookup(Box<Export>),
 }
 
 pub(crate) struct Processor {
@@ -55,7 +56,7 @@ impl Processor {
             ProcessorType::Import => {
                 let import = sluice.import(&id).await?;
                 let c = import.connection_id.clone();
-                (Target::Import(import), c)
+                (Target::Import(Box::new(import)), c)
             }
             ProcessorType::Export => {
                 let export = sluice.export(&id).await?;
@@ -65,7 +66,7 @@ impl Processor {
                         format!("lookup export {id} has no connection"),
                     )
                 })?;
-                (Target::Lookup(export), c)
+                (Target::Lookup(Box::new(export)), c)
             }
         };
         let connection = sluice.connection(&connection_id).await?;
@@ -121,9 +122,14 @@ impl Processor {
     pub fn ambiguous_failures(&self) -> crate::stages::deliver::Ambiguous {
         use crate::stages::deliver::Ambiguous;
         match &self.target {
-            Target::Import(Import {
-                http: Some(http), ..
-            }) if !http.retries_ambiguous() => Ambiguous::Fail,
+            Target::Import(import)
+                if import
+                    .http
+                    .as_ref()
+                    .is_some_and(|http| !http.retries_ambiguous()) =>
+            {
+                Ambiguous::Fail
+            }
             _ => Ambiguous::Retry,
         }
     }

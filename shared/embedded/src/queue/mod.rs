@@ -306,7 +306,9 @@ fn owner(message: &StageMessage) -> (&str, &str) {
     match message {
         StageMessage::Run(order) => (&order.job_id, &order.flow_id),
         StageMessage::Page(page) => (&page.job_id, &page.flow_id),
-        StageMessage::AfterProcess { job } => (&job.id, &job.flow_id),
+        StageMessage::AfterProcess { job } | StageMessage::FilesRead { job } => {
+            (&job.id, &job.flow_id)
+        }
     }
 }
 

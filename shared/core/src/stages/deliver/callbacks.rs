@@ -1,7 +1,7 @@
 //! A flow's callbacks: notifyRequest / notifyResponse copies of each exchange, and the
 //! after-process calls of a closed job (whichever stage closed it queued the job here, as
 //! `StageMessage::AfterProcess`: deliver is the stage that sends requests, so the others
-//! link no HTTP client). Best effort: a callback that fails is logged and changes nothing.
+//! link no HTTP client), then the flow's failure alert (`alerts.rs`). Best effort: a callback that fails is logged and changes nothing.
 //!
 //! Invariant: a callback goes out under the deployment's address policy (an address it
 //! refuses, written as a name or as an IP address, is never connected to), follows no redirect
@@ -28,12 +28,18 @@ pub(super) async fn after_process(sluice: &Sluice, job: Job) -> Result<()> {
     for (i, cb) in flow.after_process.iter().enumerate() {
         post_callback(sluice, &format!("afterProcess[{i}]"), cb, &job).await;
     }
+    super::alerts::alert(sluice, &flow, &job).await;
     Ok(())
 }
 
 /// Posts `body` to `cb` with its headers' `secret:NAME` values resolved. `field` names the
 /// callback in the definition (`afterProcess[0]`, `notifyRequest`), for the log.
-async fn post_callback(sluice: &Sluice, field: &str, cb: &Callback, body: &impl Serialize) {
+pub(super) async fn post_callback(
+    sluice: &Sluice,
+    field: &str,
+    cb: &Callback,
+    body: &impl Serialize,
+) {
     let not_sent = |error: &dyn std::fmt::Display| {
         tracing::warn!(url = %cb.url, callback = field, error = %error, "callback not sent");
     };

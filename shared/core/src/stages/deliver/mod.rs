@@ -9,6 +9,7 @@
 //! whose attempt may have reached the target is sent again only if the import allows it
 //! ([`Ambiguous`]).
 
+mod alerts;
 mod auth;
 pub(crate) mod bounded;
 mod callbacks;

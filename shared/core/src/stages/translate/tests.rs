@@ -82,7 +82,7 @@ fn files_as_csv_json_and_ndjson() {
             has_header_row: true,
             columns: vec!["id".into(), "customer.tier".into()],
         }),
-        template: None,
+        ..FileFormat::of(FileType::Csv)
     };
     assert_eq!(
         render_file(&recs, Some(&fmt)).unwrap(),

@@ -5,6 +5,7 @@
 mod cutter;
 pub(crate) use cutter::Shaping;
 pub mod events;
+pub mod files_read;
 pub mod http_export;
 pub mod listener;
 pub mod readers;
@@ -12,6 +13,8 @@ pub mod schedule;
 
 use crate::budget;
 use crate::hooks::export::PreSavePage;
+use crate::ports::{BlobReader, RemoteFile};
+use crate::remote;
 use crate::runs;
 use crate::stages::deliver;
 use crate::{Error, Result, Sluice, Stage};
@@ -24,11 +27,13 @@ use sluice_model::{
 };
 use std::collections::BTreeMap;
 
-/// The trigger stage's entry point for run orders (what its queue carries).
-pub const HANDLER: super::StageHandler =
-    super::StageHandler::runs(Stage::Trigger, |sluice, order| {
-        Box::pin(handle_run(sluice, order))
-    });
+/// The trigger stage's entry point for run orders (what its queue carries), and for the
+/// completed jobs whose picked-up files it deletes or moves ([`files_read`]).
+pub const HANDLER: super::StageHandler = super::StageHandler::runs_and_files_read(
+    Stage::Trigger,
+    |sluice, order| Box::pin(handle_run(sluice, order)),
+    |sluice, job| Box::pin(files_read::handle(sluice, job)),
+);
 
 /// Reads the records of one run order and sends them on as pages. Safe to redeliver: page
 /// ids are the same each time, and every later stage is idempotent on them; a redelivered
@@ -231,12 +236,9 @@ async fn read_source(
                 format: match format {
                     Some(kind) => FileFormat {
                         csv: export.file.as_ref().and_then(|f| f.csv.clone()),
-                        ..FileFormat::of(*kind)
+                        ..readers::format_of(Some(&FileFormat::of(*kind)), name)
                     },
-                    None => export
-                        .file
-                        .clone()
-                        .unwrap_or_else(|| readers::format_for_name(name)),
+                    None => readers::format_of(export.file.as_ref(), name),
                 },
             };
             cutter.reading(Value::Null, skip);
@@ -245,6 +247,7 @@ async fn read_source(
         RunSource::Export => match export.kind {
             ExportType::Http => return read_http(cutter, batch, export, job, resume).await,
             ExportType::S3 => return read_prefix(cutter, batch, export, job, resume).await,
+            ExportType::Ftp => return read_remote(cutter, batch, export, job, resume).await,
             // Webhook and stream exports have records only when an event brings them.
             ExportType::Webhook | ExportType::Dynamodb => {}
         },
@@ -363,6 +366,81 @@ async fn read_prefix(
     Ok(Ok(()))
 }
 
+/// Every file of an ftp export's directory that its name filters take and no completed run
+/// of the export read ([`runs::pickup`], by path, size and modification time), in name
+/// order, over whichever protocol its connection speaks ([`remote`]); the place kept is the
+/// file being read (the cursor names the last one read whole).
+async fn read_remote(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    export: &Export,
+    job: &Job,
+    resume: Option<&Resume>,
+) -> Result<Result<(), String>> {
+    let sluice = cutter.sluice;
+    let Some(ftp) = &export.ftp else {
+        return Ok(Err("the export has no ftp settings".into()));
+    };
+    let connection = sluice
+        .connection(export.connection_id.as_deref().unwrap_or_default())
+        .await?;
+    let source = match remote::source_for(sluice, &connection).await {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let listed = match source.list(&ftp.directory_path, &|n| ftp.wants(n)).await {
+        Ok(files) => files,
+        Err(e) => {
+            return Ok(Err(format!(
+                "{}: {e:#}",
+                remote::shown(&connection, &ftp.directory_path)
+            )))
+        }
+    };
+    let after = resume.and_then(|r| r.cursor.get("afterFile")?.as_str());
+    let keys: Vec<String> = listed
+        .iter()
+        .filter(|f| after.is_none_or(|a| f.name.as_str() > a))
+        .map(RemoteFile::memory_key)
+        .collect();
+    let todo = runs::pickup::new_files(&*sluice.store, &export.id, keys).await?;
+    runs::pickup::reading(&*sluice.store, &job.id, &export.id, &todo).await?;
+    let mut skip = resume.map_or(0, |r| r.skip);
+    let mut read_whole = after.map(str::to_string);
+    for (i, file) in todo
+        .iter()
+        .filter_map(|k| RemoteFile::from_memory_key(k))
+        .enumerate()
+    {
+        let name = remote::shown(&connection, &file.path);
+        let format = readers::format_of(export.file.as_ref(), &file.name);
+        let place = match &read_whole {
+            Some(f) => json!({ "afterFile": f }),
+            None => json!({}),
+        };
+        cutter.reading(place, skip);
+        let reader = match source.open(&file).await {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(format!("{name}: {e:#}"))),
+        };
+        if let Err(e) = read_file(cutter, batch, reader, &name, &format, skip).await? {
+            return Ok(Err(e));
+        }
+        if batch.aborted() {
+            return Ok(Ok(()));
+        }
+        skip = 0;
+        read_whole = Some(file.name.clone());
+        if i + 1 < todo.len() && budget::running_out(OBJECT_RESERVE) {
+            cutter
+                .continue_later(batch, json!({ "afterFile": file.name }))
+                .await?;
+            return Ok(Ok(()));
+        }
+    }
+    Ok(Ok(()))
+}
+
 /// A file to read: where it is, what to call it in errors, and its format.
 struct Object<'a> {
     bucket: &'a str,
@@ -379,10 +457,7 @@ impl<'a> Object<'a> {
             bucket,
             key,
             name: format!("s3://{bucket}/{key}"),
-            format: export
-                .file
-                .clone()
-                .unwrap_or_else(|| readers::format_for_name(key)),
+            format: readers::format_of(export.file.as_ref(), key),
         }
     }
 }
@@ -404,7 +479,19 @@ async fn read_object(
     let Some(reader) = cutter.sluice.blobs.open(object.bucket, object.key).await? else {
         return Ok(Err(format!("{name} does not exist")));
     };
-    let mut items = readers::stream_records(reader, &object.format).skip(skip as usize);
+    read_file(cutter, batch, reader, name, &object.format, skip).await
+}
+
+/// Reads one opened file (called `name` in errors) into the batch; see [`read_object`].
+async fn read_file(
+    cutter: &mut PageCutter<'_>,
+    batch: &mut Batch,
+    reader: BlobReader,
+    name: &str,
+    format: &FileFormat,
+    skip: u64,
+) -> Result<Result<(), String>> {
+    let mut items = readers::stream_records(reader, format).skip(skip as usize);
     // Parts read before any record: held until a record shows the file is readable. Any
     // item already in pages (skip > 0) went on, so a record came before it.
     let mut held: Vec<readers::Unreadable> = Vec::new();
@@ -427,14 +514,14 @@ async fn read_object(
             Ok(readers::Read::Unreadable(bad)) => {
                 held.push(bad);
                 if held.len() >= UNREADABLE_BEFORE_ANY_RECORD {
-                    return Ok(Err(not_readable(name, &object.format, &held, false)));
+                    return Ok(Err(not_readable(name, format, &held, false)));
                 }
             }
             Err(e) => return Ok(Err(format!("{name}: {e}"))),
         }
     }
     if !held.is_empty() {
-        return Ok(Err(not_readable(name, &object.format, &held, true)));
+        return Ok(Err(not_readable(name, format, &held, true)));
     }
     Ok(Ok(()))
 }

@@ -10,11 +10,15 @@
 //! cannot be read is an [`Unreadable`] item saying where and why, and reading goes on. Only
 //! what stops reading altogether (an I/O error, a JSON file that is neither an array nor an
 //! object) ends the stream with a [`ReadError`]. A UTF-8 byte order mark is skipped.
+//!
+//! A compressed input is decompressed as it is read (flate2, zip): gzip members one after
+//! another, and each file of a zip archive in turn (read from its local headers as the bytes
+//! come, never seeking), its parts' places named with the file's name (`orders.csv line 3`).
 
 use crate::ports::BlobReader;
 use futures::stream::BoxStream;
 use serde_json::{Map, Value};
-use sluice_model::{CsvOptions, FileFormat, FileType};
+use sluice_model::{Compression, CsvOptions, FileFormat, FileType};
 use std::io::{BufRead, BufReader};
 use tokio::sync::mpsc;
 
@@ -60,26 +64,94 @@ pub fn stream_records(reader: BlobReader, format: &FileFormat) -> RecordStream {
     let csv_opts = format.csv.clone().unwrap_or_default();
     let (tx, rx) = mpsc::channel::<Result<Read, ReadError>>(CHANNEL_DEPTH);
     let handle = tokio::runtime::Handle::current();
+    let compression = format.compression_format;
     tokio::task::spawn_blocking(move || {
         let sync = tokio_util::io::SyncIoBridge::new_with_handle(reader, handle);
-        let mut reader = BufReader::with_capacity(64 * 1024, sync);
-        let out = Out(&tx);
-        let result = skip_bom(&mut reader).and_then(|()| match kind {
-            FileType::Json => read_json(reader, &out),
-            FileType::Ndjson => read_ndjson(reader, &out),
-            FileType::Csv => read_csv(reader, &csv_opts, &out),
-            // Validation keeps it to imports; said rather than read as something else.
-            FileType::Template => Err(Stop::Failed(ReadError {
-                at: "the start".into(),
-                message: "a template is a format files are written in, not read".into(),
-            })),
-        });
+        let reader = BufReader::with_capacity(64 * 1024, sync);
+        let out = Out {
+            tx: &tx,
+            within: None,
+        };
+        let result = match compression {
+            None => read_one(reader, kind, &csv_opts, &out),
+            Some(Compression::Gzip) => {
+                let gz = flate2::bufread::MultiGzDecoder::new(reader);
+                read_one(
+                    BufReader::with_capacity(64 * 1024, gz),
+                    kind,
+                    &csv_opts,
+                    &out,
+                )
+            }
+            Some(Compression::Zip) => read_zip(reader, kind, &csv_opts, &out),
+        };
         if let Err(Stop::Failed(e)) = result {
             let _ = tx.blocking_send(Err(e));
         }
     });
     let mut rx = rx;
     Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+}
+
+/// The records of one (uncompressed) input.
+fn read_one(
+    mut reader: impl BufRead,
+    kind: FileType,
+    csv_opts: &CsvOptions,
+    out: &Out,
+) -> Result<(), Stop> {
+    skip_bom(&mut reader)?;
+    match kind {
+        FileType::Json => read_json(reader, out),
+        FileType::Ndjson => read_ndjson(reader, out),
+        FileType::Csv => read_csv(reader, csv_opts, out),
+        // Validation keeps it to imports; said rather than read as something else.
+        FileType::Template => Err(Stop::Failed(ReadError {
+            at: "the start".into(),
+            message: "a template is a format files are written in, not read".into(),
+        })),
+    }
+}
+
+/// Each file of a zip archive in turn, in the archive's order (folders skipped), as the
+/// archive's bytes come.
+fn read_zip(
+    mut reader: impl std::io::Read,
+    kind: FileType,
+    csv_opts: &CsvOptions,
+    out: &Out,
+) -> Result<(), Stop> {
+    let mut files = 0u32;
+    loop {
+        let entry = zip::read::read_zipfile_from_stream(&mut reader).map_err(|e| {
+            Stop::Failed(ReadError {
+                at: format!("zip entry {}", files + 1),
+                message: format!("not a zip archive that can be read as it arrives: {e}"),
+            })
+        })?;
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        files += 1;
+        if !entry.is_file() {
+            continue;
+        }
+        let name = entry
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_else(|_| format!("zip entry {files}"));
+        let inner = Out {
+            tx: out.tx,
+            within: Some(name.clone()),
+        };
+        read_one(BufReader::new(entry), kind, csv_opts, &inner).map_err(|stop| match stop {
+            Stop::Failed(e) => Stop::Failed(ReadError {
+                at: format!("{name} {}", e.at),
+                message: e.message,
+            }),
+            gone => gone,
+        })?;
+    }
 }
 
 /// Parses records from bytes already in memory (tests).
@@ -102,13 +174,21 @@ fn io_stop(at: impl Into<String>, e: std::io::Error) -> Stop {
 }
 
 /// The sending side of the channel, for the blocking readers.
-struct Out<'a>(&'a mpsc::Sender<Result<Read, ReadError>>);
+struct Out<'a> {
+    tx: &'a mpsc::Sender<Result<Read, ReadError>>,
+    /// The file of an archive being read, which every place it names is in.
+    within: Option<String>,
+}
 
 impl Out<'_> {
     fn record(&self, v: Value) -> Result<(), Stop> {
         self.send(Read::Record(v))
     }
     fn unreadable(&self, at: String, message: String, text: &[u8]) -> Result<(), Stop> {
+        let at = match &self.within {
+            Some(file) => format!("{file} {at}"),
+            None => at,
+        };
         self.send(Read::Unreadable(Unreadable {
             at,
             message,
@@ -116,7 +196,7 @@ impl Out<'_> {
         }))
     }
     fn send(&self, item: Read) -> Result<(), Stop> {
-        self.0.blocking_send(Ok(item)).map_err(|_| Stop::Gone)
+        self.tx.blocking_send(Ok(item)).map_err(|_| Stop::Gone)
     }
 }
 
@@ -486,8 +566,34 @@ fn read_csv(reader: impl BufRead, opts: &CsvOptions, out: &Out) -> Result<(), St
     Ok(())
 }
 
-/// The format a file name suggests: `.ndjson`/`.jsonl`, `.csv`, else JSON.
+/// The format a file is read in: the one given, its compression by the name when it says
+/// none; else all by the name ([`format_for_name`]).
+pub fn format_of(given: Option<&FileFormat>, name: &str) -> FileFormat {
+    match given {
+        Some(f) => FileFormat {
+            compression_format: f.compression_format.or(compression_for_name(name).0),
+            ..f.clone()
+        },
+        None => format_for_name(name),
+    }
+}
+
+/// The compression a name ends in (`.gz`, `.zip`), and the name without it.
+fn compression_for_name(name: &str) -> (Option<Compression>, &str) {
+    let lower = name.to_ascii_lowercase();
+    for (suffix, kind) in [(".gz", Compression::Gzip), (".zip", Compression::Zip)] {
+        if lower.ends_with(suffix) {
+            return (Some(kind), &name[..name.len() - suffix.len()]);
+        }
+    }
+    (None, name)
+}
+
+/// The format a file name suggests: `.ndjson`/`.jsonl`, `.csv`, else JSON, compressed when
+/// the name ends in `.gz` or `.zip` (`orders.csv.gz`; the files in a zip by the zip's name
+/// without `.zip`).
 pub fn format_for_name(name: &str) -> FileFormat {
+    let (compression, name) = compression_for_name(name);
     let lower = name.to_ascii_lowercase();
     let kind = if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
         FileType::Ndjson
@@ -496,7 +602,10 @@ pub fn format_for_name(name: &str) -> FileFormat {
     } else {
         FileType::Json
     };
-    FileFormat::of(kind)
+    FileFormat {
+        compression_format: compression,
+        ..FileFormat::of(kind)
+    }
 }
 
 #[cfg(test)]
@@ -631,7 +740,7 @@ mod tests {
                 has_header_row: false,
                 columns: vec![],
             }),
-            template: None,
+            ..FileFormat::of(FileType::Csv)
         };
         let values = items(stream_bytes(b"a;b\nc;d\n".to_vec(), &fmt).collect().await);
         assert_eq!(values[1], json!({"column1": "c", "column2": "d"}));
@@ -659,6 +768,53 @@ mod tests {
             u.text.chars().count(),
             EXCERPT_BYTES + 1,
             "cut, and marked as cut"
+        );
+    }
+
+    #[tokio::test]
+    async fn gzip_and_zip_are_read_decompressed_and_a_zip_names_its_files_in_places() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(b"{\"n\":1}\n{\"n\":2}\n").unwrap();
+        let gzipped = gz.finish().unwrap();
+        let format = format_for_name("in.ndjson.gz");
+        assert_eq!(
+            (format.kind, format.compression_format),
+            (FileType::Ndjson, Some(Compression::Gzip))
+        );
+        let got = stream_bytes(gzipped, &format).collect().await;
+        assert_eq!(items(got), vec![json!({"n": 1}), json!({"n": 2})]);
+
+        let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("a.csv", options).unwrap();
+        zip.write_all(b"id\n1\n").unwrap();
+        zip.add_directory("sub/", options).unwrap();
+        zip.start_file("sub/b.csv", options).unwrap();
+        zip.write_all(b"id\n2\n3,4\n5\n").unwrap();
+        let zipped = zip.finish().unwrap().into_inner();
+        let format = format_for_name("in.csv.ZIP");
+        assert_eq!(format.compression_format, Some(Compression::Zip));
+        let got = items(stream_bytes(zipped, &format).collect().await);
+        assert_eq!(
+            got,
+            vec![
+                json!({"id": "1"}),
+                json!({"id": "2"}),
+                json!({"at": "sub/b.csv line 3", "text": "3,4"}),
+                json!({"id": "5"})
+            ]
+        );
+
+        let not_gzip = stream_bytes(b"plain".to_vec(), &format_for_name("x.json.gz"))
+            .collect::<Vec<_>>()
+            .await;
+        assert!(not_gzip[0].is_err(), "{not_gzip:?}");
+        let given = FileFormat::of(FileType::Csv);
+        assert_eq!(
+            format_of(Some(&given), "x.csv.gz").compression_format,
+            Some(Compression::Gzip),
+            "a format given without a compression takes it from the name"
         );
     }
 

@@ -13,8 +13,6 @@ mod tests;
 
 use super::deliver::not_sent;
 use super::processor::{Processor, Target};
-#[cfg(feature = "sftp")]
-use crate::ports::secrets::resolve;
 use crate::ports::LedgerState;
 use crate::{Error, Result, Sluice, Stage};
 use serde_json::{json, Value};
@@ -156,24 +154,7 @@ async fn write_sftp(
             "",
         ));
     };
-    let secrets = &*sluice.secrets;
-    let target = sftp::SftpTarget {
-        host: c.host.clone(),
-        port: c.port,
-        username: c.username.clone(),
-        password: c
-            .password
-            .as_deref()
-            .map(|v| resolve(secrets, "sftp.password", v))
-            .transpose()?,
-        private_key: c
-            .private_key
-            .as_deref()
-            .map(|v| resolve(secrets, "sftp.privateKey", v))
-            .transpose()?,
-        host_key: c.host_key.clone(),
-        timeout: Duration::from_secs(20),
-    };
+    let target = sftp::SftpTarget::of(&*sluice.secrets, c, Duration::from_secs(20))?;
     let url = format!(
         "sftp://{}:{}/{}/{}",
         c.host,

@@ -23,6 +23,34 @@ pub struct SftpTarget {
     pub timeout: Duration,
 }
 
+impl SftpTarget {
+    /// The target of an sftp connection, its `secret:` references resolved.
+    pub fn of(
+        secrets: &dyn crate::ports::Secrets,
+        c: &sluice_model::SftpConnection,
+        timeout: Duration,
+    ) -> crate::Result<SftpTarget> {
+        use crate::ports::secrets::resolve;
+        Ok(SftpTarget {
+            host: c.host.clone(),
+            port: c.port,
+            username: c.username.clone(),
+            password: c
+                .password
+                .as_deref()
+                .map(|v| resolve(secrets, "sftp.password", v))
+                .transpose()?,
+            private_key: c
+                .private_key
+                .as_deref()
+                .map(|v| resolve(secrets, "sftp.privateKey", v))
+                .transpose()?,
+            host_key: c.host_key.clone(),
+            timeout,
+        })
+    }
+}
+
 #[derive(Debug, PartialEq)]
 pub enum Written {
     /// Written, with the final path and byte count.
@@ -197,7 +225,7 @@ pub fn exists(t: &SftpTarget, directory: &str, name: &str) -> Result<bool, SftpE
     Ok(sftp.stat(&Path::new(directory).join(name)).is_ok())
 }
 
-fn mkdir_p(sftp: &ssh2::Sftp, dir: &Path) -> Result<(), SftpError> {
+pub(crate) fn mkdir_p(sftp: &ssh2::Sftp, dir: &Path) -> Result<(), SftpError> {
     let mut cur = PathBuf::new();
     for part in dir.components() {
         cur.push(part);
