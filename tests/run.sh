@@ -2,7 +2,7 @@
 # The full test suite, with all set-up, on a fresh machine: this is the README's test command
 # and what CI runs (.ci/run calls it).
 #
-#   1. installs what the tests start themselves: OpenSSH's sshd (Debian) and, in a venv,
+#   1. installs what the tests start themselves: OpenSSH's sshd and vsftpd (Debian) and, in a venv,
 #      moto[server], cfn-lint and aws-sam-cli (PyPI)
 #   2. checks formatting and clippy
 #   3. lints the SAM template with cfn-lint and `sam validate --lint`, and cross-builds the
@@ -29,17 +29,30 @@ step() {
 }
 trap 'end_step; printf "\n==> step durations (total %d s)\n" $SECONDS; printf "%s\n" "${durations[@]}"' EXIT
 
-step "installing test servers and tools (sshd, curl, moto, cfn-lint, sam, openapi-spec-validator)"
-# curl runs the README's API examples (shared/cli/tests/readme.rs).
+step "installing test servers and tools (sshd, vsftpd, curl, moto, cfn-lint, sam, openapi-spec-validator)"
+# curl runs the README's API examples (shared/cli/tests/readme.rs); vsftpd, with
+# libpam-pwdfile for its test user and openssl for that user's password hash, serves the FTP
+# pickup tests (shared/testkit/src/ftpd.rs starts it with a config of its own).
 missing=()
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+[ -x /usr/sbin/vsftpd ] || missing+=(vsftpd)
+compgen -G '/lib/*/security/pam_pwdfile.so' >/dev/null ||
+  compgen -G '/usr/lib/*/security/pam_pwdfile.so' >/dev/null || missing+=(libpam-pwdfile)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 if [ "${#missing[@]}" -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  # No service may start on install (vsftpd's would listen on port 21 of every address): the
+  # tests start their own servers on loopback.
+  no_start=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    no_start=1
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod 755 /usr/sbin/policy-rc.d
   fi
+  $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  [ -z "$no_start" ] || $sudo rm -f /usr/sbin/policy-rc.d
 fi
 bash infra/setup-moto.sh
 

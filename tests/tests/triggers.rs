@@ -1,5 +1,5 @@
-//! Sources: S3 files (JSON array, NDJSON, CSV), files picked up from a real sshd (SFTP) on
-//! loopback, DynamoDB stream changes, HTTP exports with paging and deltas, and the schedule
+//! Sources: S3 files (JSON array, NDJSON, CSV), files picked up from a real sshd (SFTP) and a
+//! real vsftpd (FTP, FTPS) on loopback, DynamoDB stream changes, HTTP exports with paging and deltas, and the schedule
 //! tick.
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use sluice_e2e::*;
 use sluice_model::FailureCode;
 use sluice_model::{Flow, JobStatus};
 use sluice_model::{RunKind, RunRequest};
+use sluice_testkit::ftpd::{FtpMode, FtpServer};
 
 /// The names the sink received, sorted (pages are sent concurrently).
 fn names(server: &TestServer) -> Vec<String> {
@@ -751,4 +752,124 @@ async fn a_failed_pickup_leaves_its_files_and_kept_files_are_read_again_only_whe
     assert_eq!(deleting.num_success, 1);
     assert_eq!(listing(&inbox), ["a.ndjson"]);
     assert_eq!(names(&server), ["a", "a", "a", "a2", "c"]);
+}
+
+/// A flow reading an ftp export over an ftp connection to `ftp` (`settings` added to the
+/// connection's `ftp`) into the sink.
+fn ftp_pickup_flow(
+    base: &str,
+    ftp: &FtpServer,
+    settings: serde_json::Value,
+    export: serde_json::Value,
+) -> serde_json::Value {
+    let mut b = sink_flow(
+        base,
+        json!({"_id": "exp", "name": "exp", "type": "ftp", "_connectionId": "ftp", "pageSize": 2, "ftp": export}),
+    );
+    let mut connection = json!({"hostURI": "127.0.0.1", "port": ftp.port, "username": ftp.user,
+                                "password": "secret:FTP_PASSWORD"});
+    merge(&mut connection, settings);
+    b["connections"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"_id": "ftp", "name": "ftp", "type": "ftp", "ftp": connection}));
+    b
+}
+
+#[tokio::test]
+async fn files_picked_up_over_ftp_and_ftps_explicit_and_implicit_are_read_then_deleted_or_moved() {
+    for (mode, settings) in [
+        (FtpMode::Plain, json!({"usePassiveMode": false})),
+        (FtpMode::Explicit, json!({"type": "ftps"})),
+        (
+            FtpMode::Implicit,
+            json!({"type": "ftps", "useImplicitFtps": true}),
+        ),
+    ] {
+        let ftp = FtpServer::start(mode).expect("vsftpd starts");
+        let mut settings = settings;
+        if let Some(ca) = ftp.ca_pem() {
+            settings["trustedCertificates"] = json!(ca);
+        }
+        let server = TestServer::always(200, json!({})).await;
+        let inbox = ftp.writable_dir("inbox");
+        std::fs::write(inbox.join("order-a.csv"), "name\na1\na2\na3\n").unwrap();
+        std::fs::write(
+            inbox.join("order-b.ndjson.gz"),
+            gzip("{\"name\": \"b1\"}\n"),
+        )
+        .unwrap();
+        std::fs::write(inbox.join("notes.txt"), "not an order").unwrap();
+        let mut export = json!({"directoryPath": "inbox", "fileNameStartsWith": "order-"});
+        let backup = mode == FtpMode::Explicit;
+        if backup {
+            export["backupDirectoryPath"] = json!("archive/2026");
+        }
+        let h = Harness::with_secrets(&[("FTP_PASSWORD", ftp.password.as_str())]);
+        h.load(ftp_pickup_flow(&server.base_url, &ftp, settings, export))
+            .await;
+        let job = h.run_with("f", RunRequest::default()).await;
+        assert_eq!(
+            (job.status, job.num_success),
+            (JobStatus::Completed, 4),
+            "{mode:?}: {:?}",
+            h.errors(&job.id).await
+        );
+        assert_eq!(names(&server), ["a1", "a2", "a3", "b1"], "{mode:?}");
+        assert_eq!(listing(&inbox), ["notes.txt"], "{mode:?}");
+        if backup {
+            assert_eq!(
+                listing(&ftp.root().join("archive/2026")),
+                ["order-a.csv", "order-b.ndjson.gz"]
+            );
+        }
+        let again = h.run_with("f", RunRequest::default()).await;
+        assert_eq!(again.num_success, 0, "{mode:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_ftp_pickup_that_cannot_log_in_or_trust_the_server_fails_saying_why() {
+    let ftp = FtpServer::start(FtpMode::Explicit).expect("vsftpd starts");
+    let server = TestServer::always(200, json!({})).await;
+    std::fs::write(ftp.writable_dir("in").join("a.csv"), "name\na\n").unwrap();
+    let export = json!({"directoryPath": "in"});
+    let cases = [
+        // No trusted certificate: the throwaway CA is nobody's root.
+        (
+            json!({"type": "ftps"}),
+            ftp.password.as_str(),
+            "certificate",
+        ),
+        (
+            json!({"type": "ftps", "trustedCertificates": ftp.ca_pem().unwrap()}),
+            "wrong",
+            "login as sluice",
+        ),
+        // The server refuses logins without TLS.
+        (json!({}), ftp.password.as_str(), "login as sluice"),
+    ];
+    for (settings, password, why) in cases {
+        let h = Harness::with_secrets(&[("FTP_PASSWORD", password)]);
+        h.load(ftp_pickup_flow(
+            &server.base_url,
+            &ftp,
+            settings.clone(),
+            export.clone(),
+        ))
+        .await;
+        let job = h.run_with("f", RunRequest::default()).await;
+        assert_eq!(job.status, JobStatus::Failed, "{settings}");
+        let error = &h.errors(&job.id).await[0];
+        assert!(
+            error
+                .message
+                .starts_with(&format!("ftp 127.0.0.1:{}", ftp.port))
+                && error.message.contains(why),
+            "{settings}: {}",
+            error.message
+        );
+    }
+    assert_eq!(listing(&ftp.root().join("in")), ["a.csv"]);
+    assert!(names(&server).is_empty());
 }

@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 pub struct SshServer {
     pub port: u16,
@@ -76,25 +75,7 @@ impl SshServer {
             dir,
             child: Some(child),
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = server
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                let mut err = String::new();
-                if let Some(mut e) = server.child.take().and_then(|mut c| c.stderr.take()) {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                bail!("sshd exited ({status}): {err}");
-            }
-            if Instant::now() > deadline {
-                bail!("sshd did not listen on 127.0.0.1:{port} within 5 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::wait_listening("sshd", port, &mut server.child)?;
         Ok(server)
     }
 

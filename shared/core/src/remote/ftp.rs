@@ -79,6 +79,12 @@ fn login(f: &FtpConnection, password: &str) -> anyhow::Result<RustlsFtpStream> {
     stream
         .login(f.username.as_str(), password)
         .with_context(|| format!("login as {}", f.username))?;
+    if f.tls() == FtpTls::Implicit {
+        // suppaftp asks for private data connections only after AUTH TLS; an implicit
+        // server wants them too (vsftpd answers 522 to a listing without), once logged in.
+        stream.custom_command("PBSZ 0", &[Status::CommandOk])?;
+        stream.custom_command("PROT P", &[Status::CommandOk])?;
+    }
     stream.transfer_type(FileType::Binary)?;
     if f.use_passive_mode {
         stream.set_mode(Mode::Passive);
