@@ -17,14 +17,16 @@ async fn a_1_mb_and_a_10_mb_reply_are_judged_whole_and_kept_bounded() {
     let errors = h.errors(&job.id).await;
     let store = &h.sluice().store;
     let mut ledger = Vec::new();
-    for key in big_replies::ledger_keys(&job.id) {
-        match store
-            .ledger_claim(&job.id, &key, chrono::Utc::now())
+    for (chunk, send) in big_replies::ledger_sends(&job.id, store.ledger_chunk_size()) {
+        let sends = [send];
+        let state = store
+            .ledger_claim_chunk(&job.id, &chunk, &sends, chrono::Utc::now())
             .await
             .unwrap()
-        {
+            .remove(0);
+        match state {
             LedgerState::Done(outcome) => ledger.push(outcome),
-            other => panic!("{key}: {other:?}"),
+            other => panic!("{chunk} {sends:?}: {other:?}"),
         }
     }
     big_replies::check(&target, &json!(job), &json!(errors), &ledger);
@@ -49,14 +51,15 @@ async fn an_evaluator_reading_a_whole_big_list_keeps_it_and_whole_bodies_are_kep
     let job = h.run("f", vec![json!({"n": 1, "mb": 1, "ok": true})]).await;
     assert_eq!(job.num_success, 1, "{:?}", h.errors(&job.id).await);
     let s = h.sluice();
-    let key = &big_replies::ledger_keys(&job.id)[0];
+    let (chunk, send) = big_replies::ledger_sends(&job.id, s.store.ledger_chunk_size()).remove(0);
     let LedgerState::Done(outcome) = s
         .store
-        .ledger_claim(&job.id, key, chrono::Utc::now())
+        .ledger_claim_chunk(&job.id, &chunk, &[send], chrono::Utc::now())
         .await
         .unwrap()
+        .remove(0)
     else {
-        panic!("{key} is not done")
+        panic!("{chunk} is not done")
     };
     // The list the evaluator reads is over a store item's size: the ledger names where it is.
     let at = &outcome["outcomeAt"];

@@ -62,9 +62,14 @@ async fn a_send_interrupted_mid_flight_is_not_repeated_but_reported() {
         .await;
     let s = h.sluice();
     open_job(&s, "j2").await;
-    // A process claimed the record and died before recording the reply.
+    // A process claimed the record (in its ledger chunk) and died before recording the reply.
     s.store
-        .ledger_claim("j2", "deliver:j2:g0-p000000:0:r1", chrono::Utc::now())
+        .ledger_claim_chunk(
+            "j2",
+            "deliver:j2:g0-p000000:0:chunk0",
+            &["r1".to_string()],
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
     let mut r = PageRecord::new("r1".into(), json!({}));

@@ -37,14 +37,16 @@ async fn a_1_mb_and_a_10_mb_reply_are_judged_whole_and_kept_bounded() {
         .unwrap();
     let errors = store.list_errors(&job_id).await.unwrap();
     let mut ledger = Vec::new();
-    for key in big_replies::ledger_keys(&job_id) {
-        match store
-            .ledger_claim(&job_id, &key, chrono::Utc::now())
+    for (chunk, send) in big_replies::ledger_sends(&job_id, store.ledger_chunk_size()) {
+        let sends = [send];
+        let state = store
+            .ledger_claim_chunk(&job_id, &chunk, &sends, chrono::Utc::now())
             .await
             .unwrap()
-        {
+            .remove(0);
+        match state {
             LedgerState::Done(outcome) => ledger.push(outcome),
-            other => panic!("{key}: {other:?}"),
+            other => panic!("{chunk} {sends:?}: {other:?}"),
         }
     }
     big_replies::check(&target, &json!(job), &json!(errors), &ledger);

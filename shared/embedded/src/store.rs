@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sluice_core::ports::{
     ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
-    Purged, Store,
+    Purged, Settled, Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -120,6 +120,40 @@ fn prune_ledger(c: &Connection, flow_id: &str, before: &str) -> anyhow::Result<(
             .execute(params![marker, serde_json::to_string(newest)?])?;
     }
     Ok(())
+}
+
+/// Claims the ledger row `key`: as it stands when claimed before, else inserted, unless
+/// `canceled()` (asked only then, so a job is read only for a new claim).
+fn claim_row(
+    c: &Connection,
+    key: &str,
+    now: DateTime<Utc>,
+    canceled: impl FnOnce() -> anyhow::Result<bool>,
+) -> anyhow::Result<LedgerState> {
+    let existing: Option<Option<String>> = c
+        .prepare_cached("SELECT outcome FROM ledger WHERE key = ?1")?
+        .query_row([key], |r| r.get(0))
+        .optional()?;
+    Ok(match existing {
+        Some(Some(outcome)) => LedgerState::Done(serde_json::from_str(&outcome)?),
+        Some(None) => LedgerState::InFlight,
+        None if canceled()? => LedgerState::JobCanceled,
+        None => {
+            c.prepare_cached("INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)")?
+                .execute(params![key, ts(now)])?;
+            LedgerState::Claimed
+        }
+    })
+}
+
+fn job_canceled(c: &Connection, job_id: &str) -> anyhow::Result<bool> {
+    Ok(job_status(c, job_id)?.as_deref() == Some(JobStatus::Canceled.as_str()))
+}
+
+/// The row of one send of a ledger chunk: a row per send, under the chunk's key (so a job's
+/// prefix still covers it).
+fn chunk_row(chunk: &str, send: &str) -> String {
+    format!("{chunk}/{send}")
 }
 
 /// Deletes the ledger rows of one job; how many went.
@@ -491,24 +525,7 @@ impl Store for SqliteStore {
         let (job_id, key) = (job_id.to_string(), key.to_string());
         self.with(move |c| {
             let tx = c.savepoint()?;
-            let existing: Option<Option<String>> = tx
-                .prepare_cached("SELECT outcome FROM ledger WHERE key = ?1")?
-                .query_row([&key], |r| r.get(0))
-                .optional()?;
-            let state = match existing {
-                Some(Some(outcome)) => LedgerState::Done(serde_json::from_str(&outcome)?),
-                Some(None) => LedgerState::InFlight,
-                None if job_status(&tx, &job_id)?.as_deref()
-                    == Some(JobStatus::Canceled.as_str()) =>
-                {
-                    LedgerState::JobCanceled
-                }
-                None => {
-                    tx.prepare_cached("INSERT INTO ledger (key, claimed_at) VALUES (?1, ?2)")?
-                        .execute(params![key, ts(now)])?;
-                    LedgerState::Claimed
-                }
-            };
+            let state = claim_row(&tx, &key, now, || job_canceled(&tx, &job_id))?;
             tx.commit()?;
             Ok(state)
         })
@@ -520,6 +537,61 @@ impl Store for SqliteStore {
         self.with(move |c| {
             c.prepare_cached("UPDATE ledger SET outcome = ?2 WHERE key = ?1")?
                 .execute(params![key, outcome])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ledger_claim_chunk(
+        &self,
+        job_id: &str,
+        chunk: &str,
+        sends: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<LedgerState>> {
+        let (job_id, chunk, sends) = (job_id.to_string(), chunk.to_string(), sends.to_vec());
+        self.with(move |c| {
+            let tx = c.savepoint()?;
+            let canceled = job_canceled(&tx, &job_id)?;
+            let states = sends
+                .iter()
+                .map(|send| claim_row(&tx, &chunk_row(&chunk, send), now, || Ok(canceled)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            tx.commit()?;
+            Ok(states)
+        })
+        .await
+    }
+
+    async fn ledger_settle_chunk(
+        &self,
+        chunk: &str,
+        settled: &[(String, Settled)],
+    ) -> anyhow::Result<()> {
+        let rows = settled
+            .iter()
+            .map(|(send, how)| {
+                let outcome = match how {
+                    Settled::Sent(v) => Some(serde_json::to_string(v)?),
+                    Settled::NotSent => None,
+                };
+                Ok((chunk_row(chunk, send), outcome))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        self.with(move |c| {
+            let tx = c.savepoint()?;
+            for (key, outcome) in &rows {
+                match outcome {
+                    Some(o) => tx
+                        .prepare_cached("UPDATE ledger SET outcome = ?2 WHERE key = ?1")?
+                        .execute(params![key, o])?,
+                    // Given back: as if never claimed.
+                    None => tx
+                        .prepare_cached("DELETE FROM ledger WHERE key = ?1")?
+                        .execute([key])?,
+                };
+            }
+            tx.commit()?;
             Ok(())
         })
         .await

@@ -63,10 +63,14 @@ pub fn bundle(base_url: &str) -> Value {
     })
 }
 
-/// The ledger keys of the three records' sends to `/orders`.
-pub fn ledger_keys(job_id: &str) -> Vec<String> {
+/// The three records' sends to `/orders`, each with the ledger chunk it is in when the store
+/// claims `chunk_size` sends at a time (`Store::ledger_chunk_size`).
+pub fn ledger_sends(job_id: &str, chunk_size: usize) -> Vec<(String, String)> {
     (0..3)
-        .map(|i| format!("deliver:{job_id}:g0-p000000:0:g0-p000000-r{i:05}"))
+        .map(|i| {
+            let chunk = format!("deliver:{job_id}:g0-p000000:0:chunk{}", i / chunk_size);
+            (chunk, format!("g0-p000000-r{i:05}"))
+        })
         .collect()
 }
 

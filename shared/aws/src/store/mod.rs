@@ -11,6 +11,7 @@
 //! | page outcome    | `job#<jobId>`         | `outcome#<pageId>#<processor>`   | (claim marker)                      |
 //! | job error       | `errors#<jobId>`      | `<error id>`                     | the error's fields                  |
 //! | ledger entry    | `ledger#<key>`        | `ledger`                         | `claimedAt`, `outcome`?, `ttl`      |
+//! | ledger chunk    | `ledger#<chunk key>`  | `ledger`                         | `claimedAt`, `sends` (map), `ttl`   |
 //! | run lock        | `lock#<flowId>`       | `lock`                           | `owner`, `leaseUntil` (epoch ms)    |
 //! | waiting run     | `queued#<flowId>`     | `run#<queuedAt>#<runId>`         | `run` (map)                         |
 //! | waiting key     | `queued#<flowId>`     | `key#<QueuedRun::key>`           | `entry` (the waiting run's sk)      |
@@ -49,11 +50,31 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use sluice_core::ports::{
     ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
-    Purged, Store,
+    Purged, Settled, Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
 use std::time::Duration;
+
+/// The attribute of a ledger chunk item holding its sends: send key -> NULL while claimed,
+/// the outcome once settled; a send given back is removed.
+const CHUNK_SENDS: &str = "sends";
+
+/// Sends per ledger chunk item: [`Store::ledger_chunk_size`].
+const LEDGER_CHUNK: usize = 25;
+
+/// What a chunk item says of each of `sends`: `Claimed` standing for "not in it" (to claim).
+fn chunk_states(item: &Item, sends: &[String]) -> Vec<LedgerState> {
+    let held = item.get(CHUNK_SENDS).and_then(|v| v.as_m().ok());
+    sends
+        .iter()
+        .map(|k| match held.and_then(|m| m.get(k)) {
+            None => LedgerState::Claimed,
+            Some(AttributeValue::Null(_)) => LedgerState::InFlight,
+            Some(outcome) => LedgerState::Done(from_av(outcome)),
+        })
+        .collect()
+}
 
 /// How long ledger entries are kept before DynamoDB's TTL may delete them.
 const LEDGER_TTL_DAYS: i64 = 30;
@@ -112,6 +133,122 @@ impl DynamoStore {
             Err(e) if is_condition_failed(&e) => Ok(()),
             Err(e) => Err(anyhow::Error::new(e).context(format!("dynamodb DeleteItem ({what})"))),
         }
+    }
+
+    /// Puts `item` if `condition` holds; false (nothing written) when it does not.
+    async fn put_if(&self, item: Item, condition: &str, what: &str) -> anyhow::Result<bool> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("dynamodb PutItem ({what})"))),
+        }
+    }
+
+    /// Puts a new chunk item with every send claimed; false when the chunk exists already.
+    async fn claim_new_chunk(
+        &self,
+        pk: &str,
+        sends: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<bool> {
+        let mut item = key(pk, "ledger");
+        item.insert("claimedAt".into(), s(stamp(now)));
+        item.insert(
+            "ttl".into(),
+            n((now + chrono::Duration::days(LEDGER_TTL_DAYS)).timestamp()),
+        );
+        let claimed = sends
+            .iter()
+            .map(|k| (k.clone(), AttributeValue::Null(true)))
+            .collect();
+        item.insert(CHUNK_SENDS.into(), AttributeValue::M(claimed));
+        self.put_if(item, "attribute_not_exists(pk)", "ledger chunk claim")
+            .await
+    }
+
+    /// Claims sends of an existing chunk that are not in it (given back, or new to it); false
+    /// when one of them was claimed by someone else first.
+    async fn claim_given_back(&self, pk: &str, sends: &[String]) -> anyhow::Result<bool> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, "ledger")))
+            .expression_attribute_names("#s", CHUNK_SENDS)
+            .expression_attribute_values(":claimed", AttributeValue::Null(true));
+        let (mut sets, mut conditions) = (vec![], vec![]);
+        for (i, send) in sends.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#k{i}"), send);
+            sets.push(format!("#s.#k{i} = :claimed"));
+            conditions.push(format!("attribute_not_exists(#s.#k{i})"));
+        }
+        let result = update
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context("dynamodb UpdateItem (ledger chunk claim)"))
+            }
+        }
+    }
+
+    /// Writes sends' outcomes into a chunk item (`None`: given back, removed), in one update.
+    async fn settle<'k>(
+        &self,
+        pk: &str,
+        values: impl Iterator<Item = (&'k str, Option<AttributeValue>)>,
+    ) -> anyhow::Result<()> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, "ledger")))
+            .expression_attribute_names("#s", CHUNK_SENDS);
+        let (mut sets, mut removes) = (vec![], vec![]);
+        for (i, (send, value)) in values.enumerate() {
+            update = update.expression_attribute_names(format!("#k{i}"), send);
+            match value {
+                Some(v) => {
+                    update = update.expression_attribute_values(format!(":v{i}"), v);
+                    sets.push(format!("#s.#k{i} = :v{i}"));
+                }
+                None => removes.push(format!("#s.#k{i}")),
+            }
+        }
+        let mut expression = vec![];
+        if !sets.is_empty() {
+            expression.push(format!("SET {}", sets.join(", ")));
+        }
+        if !removes.is_empty() {
+            expression.push(format!("REMOVE {}", removes.join(", ")));
+        }
+        update
+            .update_expression(expression.join(" "))
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// The job's status read consistently: canceled or not (a job not stored is not).
+    async fn job_canceled(&self, job_id: &str) -> anyhow::Result<bool> {
+        let job = self.get(format!("job#{job_id}"), "job").await?;
+        Ok(job
+            .as_ref()
+            .and_then(|i| i.get("status"))
+            .and_then(|v| v.as_s().ok())
+            .is_some_and(|st| st == JobStatus::Canceled.as_str()))
     }
 
     pub fn new(client: Client, table: impl Into<String>) -> Self {
@@ -696,19 +833,8 @@ impl Store for DynamoStore {
             let mut item = object_to_item(&serde_json::to_value(error)?);
             item.extend(key(format!("errors#{}", error.job_id), &error.id));
             // Idempotent on _id: a redelivered page must not undo a resolution.
-            let result = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(pk)")
-                .send()
-                .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if is_condition_failed(&e) => {}
-                Err(e) => return Err(anyhow::Error::new(e).context("dynamodb PutItem (error)")),
-            }
+            self.put_if(item, "attribute_not_exists(pk)", "error")
+                .await?;
         }
         Ok(())
     }
@@ -767,19 +893,8 @@ impl Store for DynamoStore {
     async fn update_error(&self, error: &JobError) -> anyhow::Result<bool> {
         let mut item = object_to_item(&serde_json::to_value(error)?);
         item.extend(key(format!("errors#{}", error.job_id), &error.id));
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e) if is_condition_failed(&e) => Ok(false),
-            Err(e) => Err(anyhow::Error::new(e).context("dynamodb PutItem (update error)")),
-        }
+        self.put_if(item, "attribute_exists(pk)", "update error")
+            .await
     }
 
     async fn mark_errors(
@@ -823,37 +938,22 @@ impl Store for DynamoStore {
             "ttl".into(),
             n((now + chrono::Duration::days(LEDGER_TTL_DAYS)).timestamp()),
         );
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if is_condition_failed(&e) => {
-                // Claimed before: it answers as it stands, whatever the job's status.
-                let existing = self.get(format!("ledger#{k}"), "ledger").await?;
-                return Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
-                    Some(outcome) => LedgerState::Done(from_av(outcome)),
-                    None => LedgerState::InFlight,
-                });
-            }
-            Err(e) => return Err(anyhow::Error::new(e).context("dynamodb PutItem (ledger claim)")),
+        if !self
+            .put_if(item, "attribute_not_exists(pk)", "ledger claim")
+            .await?
+        {
+            // Claimed before: it answers as it stands, whatever the job's status.
+            let existing = self.get(format!("ledger#{k}"), "ledger").await?;
+            return Ok(match existing.as_ref().and_then(|i| i.get("outcome")) {
+                Some(outcome) => LedgerState::Done(from_av(outcome)),
+                None => LedgerState::InFlight,
+            });
         }
         // The job is read after the claim, consistently: a cancel that committed before this
         // read is seen, and a send only starts after the read. Not one transaction with the
         // claim: every concurrent send of a job would then contend for the job item
         // (TransactionConflict), on the path each record takes.
-        let job = self.get(format!("job#{job_id}"), "job").await?;
-        let canceled = job
-            .as_ref()
-            .and_then(|i| i.get("status"))
-            .and_then(|v| v.as_s().ok())
-            .is_some_and(|st| st == JobStatus::Canceled.as_str());
-        if !canceled {
+        if !self.job_canceled(job_id).await? {
             return Ok(LedgerState::Claimed);
         }
         self.client
@@ -877,6 +977,91 @@ impl Store for DynamoStore {
             .await
             .context("dynamodb UpdateItem (ledger complete)")?;
         Ok(())
+    }
+
+    /// Two writes per chunk instead of two per record: see `deliver/ledger.rs`.
+    fn ledger_chunk_size(&self) -> usize {
+        LEDGER_CHUNK
+    }
+
+    async fn ledger_claim_chunk(
+        &self,
+        job_id: &str,
+        chunk: &str,
+        sends: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<LedgerState>> {
+        let pk = format!("ledger#{chunk}");
+        let (mut states, new, existed) = match self.claim_new_chunk(&pk, sends, now).await? {
+            true => (
+                vec![LedgerState::Claimed; sends.len()],
+                sends.to_vec(),
+                false,
+            ),
+            false => {
+                let item = self.get(pk.clone(), "ledger").await?.unwrap_or_default();
+                let states = chunk_states(&item, sends);
+                let new: Vec<String> = sends
+                    .iter()
+                    .zip(&states)
+                    .filter(|(_, st)| **st == LedgerState::Claimed)
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                if !new.is_empty() && !self.claim_given_back(&pk, &new).await? {
+                    // Someone else claimed them meanwhile: theirs, so in flight for us.
+                    let states = states
+                        .into_iter()
+                        .map(|st| match st {
+                            LedgerState::Claimed => LedgerState::InFlight,
+                            other => other,
+                        })
+                        .collect();
+                    return Ok(states);
+                }
+                (states, new, true)
+            }
+        };
+        if new.is_empty() || !self.job_canceled(job_id).await? {
+            return Ok(states);
+        }
+        // Canceled before the look: take the new claims back, answer them as not to be sent.
+        if existed {
+            self.settle(&pk, new.iter().map(|k| (k.as_str(), None)))
+                .await
+                .context("dynamodb UpdateItem (claims of a canceled job)")?;
+        } else {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(pk, "ledger")))
+                .send()
+                .await
+                .context("dynamodb DeleteItem (chunk of a canceled job)")?;
+        }
+        for st in states.iter_mut().filter(|st| **st == LedgerState::Claimed) {
+            *st = LedgerState::JobCanceled;
+        }
+        Ok(states)
+    }
+
+    async fn ledger_settle_chunk(
+        &self,
+        chunk: &str,
+        settled: &[(String, Settled)],
+    ) -> anyhow::Result<()> {
+        if settled.is_empty() {
+            return Ok(());
+        }
+        let values = settled.iter().map(|(k, how)| {
+            let value = match how {
+                Settled::Sent(v) => Some(to_av(v)),
+                Settled::NotSent => None,
+            };
+            (k.as_str(), value)
+        });
+        self.settle(&format!("ledger#{chunk}"), values)
+            .await
+            .context("dynamodb UpdateItem (settle a ledger chunk)")
     }
 
     async fn acquire_lock(

@@ -2,7 +2,7 @@
 //! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift.
 
 use super::store::{
-    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Store,
+    AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Settled, Store,
 };
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 use serde_json::json;
@@ -17,6 +17,7 @@ pub async fn store_contract(store: &dyn Store) {
     errors(store).await;
     error_listing(store).await;
     ledger(store).await;
+    ledger_chunks(store).await;
     locks(store).await;
     queued_runs(store).await;
     slots(store).await;
@@ -608,6 +609,83 @@ async fn ledger(store: &dyn Store) {
     assert_eq!(
         store.ledger_claim("jf", "k4", t0).await.unwrap(),
         LedgerState::Claimed
+    );
+}
+
+/// A chunk's sends are claimed and settled in one call each, every send answering as a key
+/// of its own would: a crash between the two leaves the unsettled ones in flight (reported,
+/// never resent), a send settled `NotSent` is claimed again, and a canceled job claims
+/// nothing new.
+async fn ledger_chunks(store: &dyn Store) {
+    use LedgerState::*;
+    let t0 = Utc::now();
+    store.create_job(&job("jc", "fl", t0)).await.unwrap();
+    let sends = |keys: &[&str]| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    let claim = |chunk: &'static str, keys: Vec<String>| async move {
+        store
+            .ledger_claim_chunk("jc", chunk, &keys, t0)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        claim("c0", sends(&["a", "b", "c"])).await,
+        vec![Claimed, Claimed, Claimed]
+    );
+    store
+        .ledger_settle_chunk(
+            "c0",
+            &[
+                ("a".into(), Settled::Sent(json!({"status": 201}))),
+                ("c".into(), Settled::NotSent),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        claim("c0", sends(&["a", "b", "c"])).await,
+        vec![Done(json!({"status": 201})), InFlight, Claimed],
+        "sent, claimed and never settled (a crash mid-chunk), and given back"
+    );
+    assert_eq!(
+        claim("c1", sends(&["a"])).await,
+        vec![Claimed],
+        "chunks are apart"
+    );
+    store
+        .ledger_settle_chunk("c0", &[("c".into(), Settled::Sent(json!({"status": 500})))])
+        .await
+        .unwrap();
+    store
+        .ledger_settle_chunk("c1", &[("a".into(), Settled::NotSent)])
+        .await
+        .unwrap();
+    assert!(store
+        .close_job("jc", JobStatus::Canceled, t0, Some("canceled".into()))
+        .await
+        .unwrap());
+    assert_eq!(
+        claim("c0", sends(&["a", "b", "c"])).await,
+        vec![
+            Done(json!({"status": 201})),
+            InFlight,
+            Done(json!({"status": 500}))
+        ],
+        "what was claimed before answers as it stands once the job is canceled"
+    );
+    assert_eq!(
+        claim("c2", sends(&["x", "y"])).await,
+        vec![JobCanceled, JobCanceled],
+        "no send of a canceled job"
+    );
+    assert_eq!(
+        claim("c2", sends(&["x"])).await,
+        vec![JobCanceled],
+        "and no claim was left behind"
+    );
+    assert_eq!(
+        claim("c1", sends(&["a"])).await,
+        vec![JobCanceled],
+        "a send given back is not claimed again once the job is canceled"
     );
 }
 

@@ -20,5 +20,5 @@ pub use queue::Queue;
 pub use secrets::{EnvSecrets, MapSecrets, Secrets};
 pub use store::{
     ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder,
-    PageOutcome, Purged, Store, LEDGER_STAGES,
+    PageOutcome, Purged, Settled, Store, LEDGER_STAGES,
 };

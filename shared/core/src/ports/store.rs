@@ -221,6 +221,16 @@ pub enum LedgerState {
     JobCanceled,
 }
 
+/// How one send of a claimed chunk ends in the ledger ([`Store::ledger_settle_chunk`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Sent (or failed for good): the outcome a redelivery reuses.
+    Sent(Value),
+    /// Claimed with its chunk but never started (its invocation ran short of time, its job
+    /// was canceled): free to be claimed again.
+    NotSent,
+}
+
 /// Definitions, jobs, errors, the delivery ledger, run locks and small state.
 ///
 /// Every method is safe to call concurrently from several processes: the AWS adapter uses
@@ -306,6 +316,31 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> anyhow::Result<LedgerState>;
     async fn ledger_complete(&self, key: &str, outcome: &Value) -> anyhow::Result<()>;
+    /// How many sends deliver claims in one [`Store::ledger_claim_chunk`] call at most: a
+    /// crash between a chunk's claim and its settling leaves that many `delivery_unknown`.
+    /// One where a claim is cheap (SQLite: a row in a group commit), so a crash leaves only
+    /// the sends in flight; more where each write is billed (DynamoDB).
+    fn ledger_chunk_size(&self) -> usize {
+        1
+    }
+    /// Claims the sends `sends` (keys unique within the chunk) of chunk `chunk` of job
+    /// `job_id` in one call, answering for each in order as [`Store::ledger_claim`] does for
+    /// one key: a send claimed before answers as it stands (`Done`, or `InFlight` when it
+    /// was claimed and never settled); one settled `NotSent` is claimed again; a new one is
+    /// `Claimed`, or `JobCanceled` (and left unclaimed) when the job was canceled by then.
+    async fn ledger_claim_chunk(
+        &self,
+        job_id: &str,
+        chunk: &str,
+        sends: &[String],
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<LedgerState>>;
+    /// Settles sends of a chunk this caller claimed, in one write.
+    async fn ledger_settle_chunk(
+        &self,
+        chunk: &str,
+        settled: &[(String, Settled)],
+    ) -> anyhow::Result<()>;
 
     // --- run locks: one run of a flow at a time; a lease so a crashed run cannot hold it forever
     /// Takes the lock if free or its lease has run out. True when `owner` now holds it; a

@@ -47,14 +47,27 @@ pub enum Then {
 /// claims, and the trigger stops reading): records whose turn had not come are counted as
 /// ignored, records already sent keep their outcome, so the counts stay exact. A canceled
 /// job chains nothing. False when the job had already finished (nothing changed).
+///
+/// It answers [`CANCEL_SETTLES`] after the close: deliver starts a send of a claimed ledger
+/// chunk only within a shorter window after a look that found the job running
+/// (`deliver/ledger.rs`), so once this returns no send of the job starts any more.
 pub async fn cancel_job(
     sluice: &Sluice,
     job_id: &str,
     message: String,
     then: Then,
 ) -> Result<bool> {
-    end_job(sluice, job_id, JobStatus::Canceled, message, then).await
+    let closed = end_job(sluice, job_id, JobStatus::Canceled, message, then).await?;
+    if closed {
+        tokio::time::sleep(CANCEL_SETTLES).await;
+    }
+    Ok(closed)
 }
+
+/// How long after a cancel committed a send that looked at the job before it may still
+/// start (see `deliver/ledger.rs`'s `SEND_WINDOW`, which is shorter); `cancel_job` waits it
+/// out before answering.
+pub const CANCEL_SETTLES: std::time::Duration = std::time::Duration::from_millis(250);
 
 async fn end_job(
     sluice: &Sluice,

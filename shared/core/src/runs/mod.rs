@@ -23,7 +23,7 @@ mod queue;
 mod start;
 pub mod watermark;
 
-pub use finish::{cancel_job, complete_job, fail_job, Then};
+pub use finish::{cancel_job, complete_job, fail_job, Then, CANCEL_SETTLES};
 pub use hold::{unused_by_running_jobs, while_idle};
 pub use queue::start_event_run;
 pub use start::{retry_errors, start_run};

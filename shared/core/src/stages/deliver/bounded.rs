@@ -29,19 +29,59 @@ use std::collections::BTreeSet;
 pub(crate) struct Needs {
     extracts: Vec<String>,
     body: Reads,
+    /// Whether a `responseMapping` extract or the evaluator reads the reply's headers (the
+    /// hooks see only status and body).
+    headers: bool,
 }
 
 impl Needs {
     pub fn of(sluice: &Sluice, p: &Processor) -> Needs {
-        let extracts = p
+        let extracts: Vec<String> = p
             .mapping()
             .map(|m| m.fields.iter().map(|f| f.extract.clone()).collect())
             .unwrap_or_default();
+        let headers = extracts.iter().any(|e| extract_reads_headers(e))
+            || evaluator_reads_headers(&sluice.caches.conditions, p.evaluator());
         Needs {
             extracts,
             body: body_reads(sluice, p.evaluator()),
+            headers,
         }
     }
+}
+
+/// Whether a `responseMapping` extract can select from the headers: anything not plainly
+/// under `$.body` or `$.status` (`$..id` descends into them too).
+fn extract_reads_headers(extract: &str) -> bool {
+    let path = sluice_model::extract_path(extract);
+    !["$.body", "$.status"].iter().any(|under| {
+        path.strip_prefix(under)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    })
+}
+
+fn evaluator_reads_headers(
+    conditions: &crate::conditions::ConditionCache,
+    evaluator: &str,
+) -> bool {
+    let Ok(Reads::Paths(paths)) = conditions.reads(evaluator, "response") else {
+        return true;
+    };
+    let headers = Step::Field("headers".into());
+    paths.iter().any(|p| p.first() == Some(&headers))
+}
+
+/// A reply as the ledger keeps it for a redelivered page: what extract and evaluate read of
+/// it, so without its headers unless they are read (on DynamoDB a chunk's outcomes share an
+/// item, billed per KB written).
+pub(crate) fn for_ledger(needs: &Needs, reply: &Reply) -> Value {
+    let mut kept = json!(reply);
+    if !needs.headers {
+        if let Some(r) = kept.as_object_mut() {
+            r.remove("headers");
+        }
+    }
+    kept
 }
 
 /// What the evaluator reads of `response.body`. One it cannot compile reads it all (it
@@ -225,12 +265,16 @@ pub(crate) fn for_error(reply: &Reply, cap: usize) -> Value {
     json!(r)
 }
 
-/// A ledger outcome as it is written: inline, or when larger than one store item should be
-/// (the `max_inline_page_bytes` a queue message gets) kept in the system bucket, the ledger
-/// naming where.
-pub(crate) async fn ledger_outcome(sluice: &Sluice, key: &str, outcome: Value) -> Result<Value> {
+/// A ledger outcome as it is written: inline when `fits` its size (what is left of one store
+/// item, see `ledger::Claim::fits`), else kept in the system bucket, the ledger naming where.
+pub(crate) async fn ledger_outcome(
+    sluice: &Sluice,
+    key: &str,
+    outcome: Value,
+    fits: impl FnOnce(usize) -> bool,
+) -> Result<Value> {
     let text = serde_json::to_vec(&outcome).map_err(|e| Error::Internal(e.into()))?;
-    if text.len() <= sluice.settings.max_inline_page_bytes {
+    if fits(text.len()) {
         return Ok(outcome);
     }
     let bucket = &sluice.settings.system_bucket;
@@ -260,6 +304,35 @@ pub(crate) async fn recorded_outcome(sluice: &Sluice, v: Value) -> Result<Value>
 mod tests {
     use super::*;
     use crate::conditions::ConditionCache;
+
+    #[test]
+    fn the_ledger_keeps_headers_only_where_an_extract_can_read_them() {
+        for (extract, reads) in [
+            ("id", false),
+            ("body.items[0].id", false),
+            ("$.body..id", false),
+            ("status", false),
+            ("headers.location", true),
+            ("$.headers['x-id']", true),
+            ("$..id", true),
+            ("$", true),
+        ] {
+            assert_eq!(extract_reads_headers(extract), reads, "{extract}");
+        }
+        let conditions = ConditionCache::default();
+        for (evaluator, reads) in [
+            ("response.status >= 200 && response.status < 300", false),
+            ("response.body.ok == true", false),
+            ("response.headers['x-ok'] == 'yes'", true),
+            ("size(response) > 0", true),
+        ] {
+            assert_eq!(
+                evaluator_reads_headers(&conditions, evaluator),
+                reads,
+                "{evaluator}"
+            );
+        }
+    }
 
     fn reads(evaluator: &str) -> BTreeSet<Vec<Step>> {
         let Reads::Paths(p) = ConditionCache::default()

@@ -10,12 +10,12 @@
 //!   poll with one read of the group, writing only to take a slot they saw free. A process
 //!   keeps a slot for its next request instead of giving it back after each one (store
 //!   writes per slot, not per request): for at most [`KEEP_SLOT`] after taking it, so the
-//!   lease still covers any request started on it and other processes get their turn, and
-//!   for [`IDLE_SLOT`] at most without a request on it;
+//!   lease ([`slot_lease`]) still covers any request started on it and other processes get
+//!   their turn, and for [`IDLE_SLOT`] at most without a request on it;
 //! - rate: GCRA (a token bucket kept as one number, the theoretical arrival time), advanced
-//!   with the store's compare-and-set `swap_state`, a block of tokens at a time for the
-//!   requests of this process waiting at that moment: consecutive time slots, each used
-//!   at its time (see [`Slot`]).
+//!   with the store's compare-and-set `swap_state`, a block of tokens at a time sized to this
+//!   process's demand (doubling while every token is used, up to [`TOKEN_BLOCK`] and one
+//!   second's worth): consecutive time slots, each used at its time (see [`Slot`]).
 
 use crate::ports::Store;
 use rand::Rng;
@@ -76,12 +76,22 @@ struct HeldSlot {
 }
 
 /// A slot is kept between back-to-back requests of this process for at most this long after
-/// it was taken, then given back: so it needs no renewal (its lease, the request timeout plus
-/// 5 s, still covers a request started on it), and other processes get their turn at it.
-const KEEP_SLOT: Duration = Duration::from_secs(2);
+/// it was taken, then given back: so it needs no renewal (its lease, [`slot_lease`], still
+/// covers a request started on it), and other processes get their turn at it. Each take and
+/// give-back is a billed write on DynamoDB: at 10 s a busy slot costs two per 10 s.
+pub(crate) const KEEP_SLOT: Duration = Duration::from_secs(10);
+
+/// A shared slot's lease for requests of `timeout`: a request started on it up to
+/// [`KEEP_SLOT`] after it was taken still ends within it, with 5 s for clock skew. It outlives
+/// its requests only if the holder died (a killed Lambda), and then frees itself.
+pub(crate) fn slot_lease(timeout: Duration) -> Duration {
+    timeout + KEEP_SLOT + Duration::from_secs(5)
+}
 /// A kept slot no request of this process used for this long is given back (a Lambda
-/// invocation gives back what it kept before it returns, see `settle_slot_releases`).
-const IDLE_SLOT: Duration = Duration::from_millis(100);
+/// invocation gives back what it kept before it returns, see `settle_slot_releases`). Long
+/// enough to bridge the gap between two pages of one invocation (forwarding one, loading the
+/// next: measured over 100 ms on moto, where 100 ms gave every slot back at every page).
+const IDLE_SLOT: Duration = Duration::from_millis(500);
 
 /// The shared slots of one connection this process holds with no request on them.
 #[derive(Default)]
@@ -328,8 +338,8 @@ impl Limiter {
     }
 }
 
-/// Rate tokens are taken from the store in blocks, one for each request of this process
-/// waiting at that moment, at most this many.
+/// Rate tokens are taken from the store in blocks sized to this process's demand, at most
+/// this many (see [`Tokens::next_block`]).
 const TOKEN_BLOCK: usize = 64;
 /// A block reaches at most this far past the theoretical arrival time it starts from, so a
 /// process's block keeps other processes waiting no longer than that.
@@ -343,6 +353,24 @@ struct Tokens {
     seen: Option<Option<serde_json::Value>>,
     /// Tokens of the last block not used yet, soonest first.
     spare: std::collections::VecDeque<Slot>,
+    /// The size of the last block taken, and how many of its tokens were dropped unused.
+    last_block: usize,
+    dropped: usize,
+}
+
+impl Tokens {
+    /// How many tokens the next block asks for: at least one per request waiting now; twice
+    /// the last block when every token of it was used (requests keep coming as fast as the
+    /// rate lets them, though few wait at any one moment, since each holds a token of the
+    /// block ahead), else as many as were used. So a busy process makes one compare-and-set
+    /// per up to [`TOKEN_BLOCK`] requests, and one whose demand falls drops few tokens.
+    fn next_block(&self, waiting: usize, horizon: usize) -> usize {
+        let demand = match self.dropped {
+            0 => self.last_block * 2,
+            dropped => self.last_block.saturating_sub(dropped),
+        };
+        waiting.max(demand).min(horizon).clamp(1, TOKEN_BLOCK)
+    }
 }
 
 /// One token of a block: a time slot one interval after the one before it. A request may go
@@ -415,9 +443,10 @@ impl Shared {
 
     /// GCRA: a request conforms when it is no more than `burst` intervals ahead of the
     /// theoretical arrival time; taking it moves that time one interval on. Callers of this
-    /// process take turns; the one whose turn it is takes a block of tokens, one for each
-    /// caller waiting then, with one compare-and-set (the first conforming now, each next one
-    /// an interval later), and those behind it take the rest, each waiting for its slot.
+    /// process take turns; the one whose turn it is takes a block of tokens sized to the
+    /// demand ([`Tokens::next_block`]) with one compare-and-set (the first conforming now,
+    /// each next one an interval later), and those behind it take the rest, each waiting for
+    /// its slot.
     async fn take_rate_token(
         &self,
         store: &dyn Store,
@@ -435,6 +464,7 @@ impl Shared {
             let now = wall();
             while tokens.spare.front().is_some_and(|s| s.until < now) {
                 tokens.spare.pop_front();
+                tokens.dropped += 1;
             }
             if let Some(slot) = tokens.spare.pop_front() {
                 break slot;
@@ -455,10 +485,11 @@ impl Shared {
                 continue;
             }
             let horizon = (TOKEN_HORIZON_US / interval_us).max(1) as usize;
-            let block = wanted.min(horizon).clamp(1, TOKEN_BLOCK);
+            let block = tokens.next_block(wanted, horizon);
             let next = json!(tat + interval_us * block as i64);
             if store.swap_state(&key, stored.as_ref(), &next).await? {
                 tokens.seen = Some(Some(next));
+                (tokens.last_block, tokens.dropped) = (block, 0);
                 tokens.spare = (1..=block as i64)
                     .map(|i| {
                         let at = tat + i * interval_us;
@@ -478,5 +509,41 @@ impl Shared {
             tokio::time::sleep(Duration::from_micros(wait as u64)).await;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn after(last_block: usize, dropped: usize) -> Tokens {
+        Tokens {
+            last_block,
+            dropped,
+            ..Tokens::default()
+        }
+    }
+
+    #[test]
+    fn a_block_grows_while_all_of_it_is_used_and_shrinks_to_what_was() {
+        assert_eq!(after(0, 0).next_block(1, 100), 1, "the first: the waiters");
+        assert_eq!(after(1, 0).next_block(1, 100), 2);
+        assert_eq!(after(16, 0).next_block(1, 100), 32);
+        assert_eq!(after(48, 0).next_block(1, 100), TOKEN_BLOCK, "capped");
+        assert_eq!(
+            after(48, 0).next_block(1, 20),
+            20,
+            "a second's worth at most"
+        );
+        assert_eq!(
+            after(32, 30).next_block(1, 100),
+            2,
+            "demand fell: what was used"
+        );
+        assert_eq!(
+            after(32, 32).next_block(5, 100),
+            5,
+            "never fewer than wait now"
+        );
     }
 }

@@ -25,6 +25,7 @@ mod client;
 // policy, most failures) goes unused: that is what such a build is for.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod guard;
+mod ledger;
 mod limits;
 mod retry;
 mod send;
@@ -145,16 +146,11 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             ambiguous,
         };
         let request = batch.request.clone();
-        let sent = deliver_once(
-            sluice,
-            &p.flow.id,
-            route,
-            &needs,
-            &page.job_id,
-            &key,
-            request,
-        )
-        .await?;
+        let claim = ledger::Claim::One {
+            job_id: &page.job_id,
+            key: &key,
+        };
+        let sent = deliver_once(sluice, &p.flow.id, route, &needs, &claim, &key, request).await?;
         let deferred = matches!(sent, Sent::Later);
         match sent {
             Sent::Done(Ok(reply)) => batch.reply = Some(reply),
@@ -185,15 +181,22 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                 r.exchange
                     .as_ref()
                     .filter(|e| e.reply.is_none())
-                    .map(|e| (i, e.request.clone(), ledger_key(&page, Some(&r.key))))
+                    .map(|e| (i, e.request.clone(), r.key.clone()))
             })
             .collect();
         let lock = LockKeeper::new(&page);
-        let job_id = page.job_id.clone();
+        let chunks: Vec<(String, usize)> = work.iter().map(|(i, _, k)| (k.clone(), *i)).collect();
+        let pass = ledger::Pass::new(sluice, &page, &chunks);
         let results: Vec<(usize, Result<Sent>)> = futures::stream::iter(work)
-            .map(|(i, req, key)| {
-                let (limiter, lock, flow, needs, job_id) =
-                    (limiter.clone(), &lock, p.flow.id.as_str(), &needs, &job_id);
+            .map(|(i, req, record)| {
+                let (limiter, lock, flow, needs, pass, page) = (
+                    limiter.clone(),
+                    &lock,
+                    p.flow.id.as_str(),
+                    &needs,
+                    &pass,
+                    &page,
+                );
                 async move {
                     let route = Route {
                         connection,
@@ -201,7 +204,12 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                         limiter: &limiter,
                         ambiguous,
                     };
-                    let outcome = deliver_once(sluice, flow, route, needs, job_id, &key, req).await;
+                    let key = ledger_key(page, Some(&record));
+                    let claim = ledger::Claim::InChunk {
+                        pass,
+                        record: &record,
+                    };
+                    let outcome = deliver_once(sluice, flow, route, needs, &claim, &key, req).await;
                     lock.keep(sluice).await;
                     (i, outcome)
                 }
@@ -209,6 +217,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
             .buffer_unordered(concurrency)
             .collect()
             .await;
+        drop(pass);
         let mut deferred = 0;
         for (i, result) in results {
             let r = &mut page.records[i];
@@ -334,17 +343,18 @@ pub(crate) fn not_sent(job_id: &str) -> RecordState {
 }
 
 /// Sends one request (a record's, or a page's batch) at most once, within the invocation's
-/// time: `Later` when too little time is left to send it (nothing claimed or sent; the page
-/// continues in the next invocation). The invocation's first send always goes, so every
-/// pass makes progress. Its turn under the connection's limits comes before the ledger
-/// claim, so a record still waiting for its turn when time runs out is not claimed (and so
-/// not reported `delivery_unknown`). A request sent is measured under `flow`.
+/// time: `Later` when too little time is left to send it (not sent, and given back if its
+/// chunk was claimed; the page continues in the next invocation). The invocation's first
+/// send always goes, so every pass makes progress. Its turn under the connection's limits
+/// comes before the ledger claim, so a record still waiting for its turn when time runs out
+/// is not claimed by it. `key` names the send (its blobs); a request sent is measured under
+/// `flow`.
 async fn deliver_once(
     sluice: &Sluice,
     flow: &str,
     route: Route<'_>,
     needs: &bounded::Needs,
-    job_id: &str,
+    claim: &ledger::Claim<'_>,
     key: &str,
     request: RenderedRequest,
 ) -> Result<Sent> {
@@ -355,32 +365,33 @@ async fn deliver_once(
     } = route;
     let needed = time_to_send(connection);
     let Some(first) = budget::start(needed) else {
+        claim.finish(sluice, None).await?;
         return Ok(Sent::Later);
     };
     let permit = match take_turn(sluice, connection, limiter).await {
         Ok(permit) => permit,
-        Err(failure) => return Ok(Sent::Done(Err(failure))),
+        Err(failure) => {
+            claim.finish(sluice, None).await?;
+            return Ok(Sent::Done(Err(failure)));
+        }
     };
     // Waiting for the turn took time: check again, unless this is the one send that must go.
     if !first && budget::running_out(needed) {
         permit.release().await;
+        claim.finish(sluice, None).await?;
         return Ok(Sent::Later);
     }
-    let claim = match sluice
-        .store
-        .ledger_claim(job_id, key, sluice.clock.now())
-        .await
-    {
+    let claimed = match claim.take(sluice).await {
         Ok(LedgerState::Done(v)) => bounded::recorded_outcome(sluice, v)
             .await
-            .map(LedgerState::Done)
-            .map_err(Into::into),
+            .map(LedgerState::Done),
         other => other,
     };
-    let earlier = match claim {
+    let earlier = match claimed {
         Ok(LedgerState::Claimed) => None,
         Ok(LedgerState::JobCanceled) => {
             permit.release().await;
+            claim.finish(sluice, None).await?;
             return Ok(Sent::JobCanceled);
         }
         Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
@@ -392,11 +403,12 @@ async fn deliver_once(
         ))),
         Err(e) => {
             permit.release().await;
-            return Err(e.into());
+            return Err(e);
         }
     };
     if let Some(outcome) = earlier {
         permit.release().await;
+        claim.finish(sluice, None).await?;
         return Ok(Sent::Done(outcome));
     }
     let outcome = match send_with_retries(sluice, route, Some(permit), &request).await {
@@ -409,12 +421,12 @@ async fn deliver_once(
                 flow: flow.to_string(),
                 latency: Duration::from_millis(reply.elapsed_ms),
             });
-            json!({"reply": reply})
+            json!({"reply": bounded::for_ledger(needs, reply)})
         }
         Err(f) => json!({"error": f.message, "code": f.code}),
     };
-    let record = bounded::ledger_outcome(sluice, key, record).await?;
-    sluice.store.ledger_complete(key, &record).await?;
+    let record = bounded::ledger_outcome(sluice, key, record, |n| claim.fits(sluice, n)).await?;
+    claim.finish(sluice, Some(&record)).await?;
     Ok(Sent::Done(outcome))
 }
 
@@ -452,9 +464,7 @@ async fn take_turn<'l>(
     connection: &Connection,
     limiter: &'l limits::Limiter,
 ) -> std::result::Result<limits::Permit<'l>, Failure> {
-    // A shared slot outlives its request only if the holder died (a killed Lambda): it frees
-    // itself once the request would have timed out anyway, plus clock-skew margin.
-    let lease = request_timeout(connection) + Duration::from_secs(5);
+    let lease = limits::slot_lease(request_timeout(connection));
     limiter
         .acquire(
             &sluice.store,
