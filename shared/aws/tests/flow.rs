@@ -1,5 +1,5 @@
 //! A whole flow through SQS, DynamoDB and S3 on moto, with the real handlers invoked the way
-//! event source mappings invoke them.
+//! event source mappings invoke them (and files picked up from a real vsftpd on loopback).
 
 mod common;
 
@@ -485,4 +485,85 @@ async fn the_eventbridge_tick_starts_due_flows_through_the_trigger_function() {
             .is_empty(),
         "the flow's due time moved on"
     );
+}
+
+#[tokio::test]
+async fn an_ftp_export_is_read_by_the_trigger_and_its_files_deleted_after_the_job_completes() {
+    let Some(env) = common::env("an_ftp_export_is_read_by_the_trigger").await else {
+        return;
+    };
+    let ftp = sluice_testkit::ftpd::FtpServer::start(sluice_testkit::ftpd::FtpMode::Explicit)
+        .expect("vsftpd starts");
+    let inbox = ftp.writable_dir("inbox");
+    std::fs::write(inbox.join("a.csv"), "n,ok\n1,true\n2,true\n").unwrap();
+    std::fs::write(inbox.join("b.csv"), "n,ok\n3,true\n").unwrap();
+    let a_modified = std::fs::metadata(inbox.join("a.csv"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let (base_uri, seen) = serve_orders().await;
+    define_flow(&env, &base_uri).await;
+    let h = &env.harness;
+    h.define([
+        (
+            Kind::Connection,
+            "ftp",
+            json!({"_id": "ftp", "name": "ftp", "type": "ftp", "ftp": {"type": "ftps",
+                   "hostURI": "127.0.0.1", "port": ftp.port, "username": ftp.user,
+                   "password": ftp.password, "trustedCertificates": ftp.ca_pem().unwrap()}}),
+        ),
+        (
+            Kind::Export,
+            "pickup",
+            json!({"_id": "pickup", "name": "pickup", "type": "ftp", "_connectionId": "ftp",
+                   "ftp": {"directoryPath": "inbox", "fileNameEndsWith": ".csv"}}),
+        ),
+        (
+            Kind::Flow,
+            "fp",
+            json!({"_id": "fp", "name": "fp", "pageGenerators": [{"_exportId": "pickup"}],
+                   "pageProcessors": [{"type": "import", "_importId": "i1"}]}),
+        ),
+    ])
+    .await;
+    let run = || async {
+        let job_id = common::start_export(&h.sluice, "fp").await;
+        let job = h
+            .wait_for_job(&job_id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        // The closer queued the files to the trigger, which deletes them.
+        h.drain(Stage::Trigger).await.unwrap();
+        job
+    };
+    let job = run().await;
+    assert_eq!(
+        (job.status, job.num_success),
+        (JobStatus::Completed, 3),
+        "{job:?}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 3);
+    assert_eq!(
+        std::fs::read_dir(&inbox).unwrap().count(),
+        0,
+        "both files deleted"
+    );
+    // The version of a.csv read put back (same bytes, same time) beside a new file: only the
+    // new one is read, and deleted; the memory is on DynamoDB.
+    std::fs::write(inbox.join("a.csv"), "n,ok\n1,true\n2,true\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(inbox.join("a.csv"))
+        .unwrap()
+        .set_modified(a_modified)
+        .unwrap();
+    std::fs::write(inbox.join("c.csv"), "n,ok\n4,true\n").unwrap();
+    let second = run().await;
+    assert_eq!(second.num_success, 1, "{second:?}");
+    assert_eq!(seen.lock().unwrap().len(), 4);
+    let left: Vec<_> = std::fs::read_dir(&inbox)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["a.csv"]);
 }

@@ -73,7 +73,7 @@ impl Registry {
         {
             let hb = self.0.read().unwrap();
             if hb.has_template(&name) {
-                return hb.render_with_context(&name, context).map_err(describe);
+                return render_named(&hb, &name, context);
             }
         }
         {
@@ -84,8 +84,18 @@ impl Registry {
             }
         }
         let hb = self.0.read().unwrap();
-        hb.render_with_context(&name, context).map_err(describe)
+        render_named(&hb, &name, context)
     }
+}
+
+/// Renders into a buffer that grows with the output. (`render_with_context` hands back its
+/// 8 KiB output buffer whole: a rendered request lives in its page until deliver is done, so
+/// pages in flight held 8 KiB per URI and body.)
+fn render_named(hb: &Handlebars<'static>, name: &str, context: &Context) -> Result<String, String> {
+    let mut out = Vec::new();
+    hb.render_with_context_to_write(name, context, &mut out)
+        .map_err(describe)?;
+    String::from_utf8(out).map_err(|e| format!("the template rendered invalid UTF-8: {e}"))
 }
 
 /// What RFC 3986 leaves unencoded in a path segment or query value: its unreserved set.
