@@ -95,7 +95,11 @@ struct Chunk {
     key: String,
     /// The records of this pass in the chunk, in page order.
     sends: Vec<String>,
-    /// What the claim answered, per record; set once, by the first record to have its turn.
+    /// Whether the claim has started, and the records that finished unstarted before it:
+    /// those are left out of it, since nothing would give them back (they finished).
+    gate: Mutex<Gate>,
+    /// What the claim answered, per record claimed; set once, by the first record to have
+    /// its turn.
     claimed: tokio::sync::OnceCell<HashMap<String, LedgerState>>,
     settled: Mutex<Vec<(String, Settled)>>,
     /// Records of this pass that have not finished.
@@ -116,6 +120,7 @@ impl<'a> Pass<'a> {
             let chunk = chunks.entry(n).or_insert_with(|| Chunk {
                 key: chunk_key(page, n),
                 sends: vec![],
+                gate: Mutex::default(),
                 claimed: tokio::sync::OnceCell::new(),
                 settled: Mutex::default(),
                 open: AtomicUsize::new(0),
@@ -139,25 +144,7 @@ impl<'a> Pass<'a> {
 
     async fn claim(&self, record: &str) -> Result<LedgerState> {
         let chunk = self.chunk(record);
-        let states = chunk
-            .claimed
-            .get_or_try_init(|| async {
-                let started = Instant::now();
-                let states = self
-                    .sluice
-                    .store
-                    .ledger_claim_chunk(
-                        self.job_id,
-                        &chunk.key,
-                        &chunk.sends,
-                        self.sluice.clock.now(),
-                    )
-                    .await?;
-                let canceled = states.contains(&LedgerState::JobCanceled);
-                self.watch.saw(started, canceled);
-                Ok::<_, crate::Error>(chunk.sends.iter().cloned().zip(states).collect())
-            })
-            .await?;
+        let states = self.claim_chunk(chunk).await?;
         let state = states[record].clone();
         if state == LedgerState::Claimed && !self.watch.running(self.sluice, self.job_id).await? {
             return Ok(LedgerState::JobCanceled);
@@ -165,12 +152,53 @@ impl<'a> Pass<'a> {
         Ok(state)
     }
 
+    /// The chunk's claim: made once, in one store call, for its records that have not
+    /// finished unstarted; later callers wait for it.
+    async fn claim_chunk(&self, chunk: &'a Chunk) -> Result<&HashMap<String, LedgerState>> {
+        chunk
+            .claimed
+            .get_or_try_init(|| async {
+                let sends: Vec<String> = {
+                    let mut gate = chunk.gate.lock().unwrap();
+                    gate.claiming = true;
+                    let skipped = &gate.skipped;
+                    chunk
+                        .sends
+                        .iter()
+                        .filter(|s| !skipped.contains(*s))
+                        .cloned()
+                        .collect()
+                };
+                let started = Instant::now();
+                let states = self
+                    .sluice
+                    .store
+                    .ledger_claim_chunk(self.job_id, &chunk.key, &sends, self.sluice.clock.now())
+                    .await?;
+                let canceled = states.contains(&LedgerState::JobCanceled);
+                self.watch.saw(started, canceled);
+                Ok::<_, crate::Error>(sends.into_iter().zip(states).collect())
+            })
+            .await
+    }
+
     async fn finish(&self, record: &str, outcome: Option<&Value>) -> Result<()> {
         let chunk = self.chunk(record);
-        let claimed = chunk
-            .claimed
-            .get()
-            .is_some_and(|states| states[record] == LedgerState::Claimed);
+        // A send that never started before the chunk's claim is left out of the claim; one
+        // that stops after the claim began is given back once the claim's answer is known.
+        let before_claim = outcome.is_none() && {
+            let mut gate = chunk.gate.lock().unwrap();
+            if !gate.claiming {
+                gate.skipped.insert(record.to_string());
+            }
+            !gate.claiming
+        };
+        let claimed = !before_claim
+            && self
+                .claim_chunk(chunk)
+                .await?
+                .get(record)
+                .is_some_and(|state| *state == LedgerState::Claimed);
         if claimed {
             let how = match outcome {
                 Some(v) => Settled::Sent(v.clone()),
@@ -201,6 +229,13 @@ fn chunk_key(page: &Page, n: usize) -> String {
         Stage::Deliver,
         &page.send_id(Send::Record(&format!("chunk{n}"))),
     )
+}
+
+/// Whether a chunk's claim has started, and which of its sends finished unstarted before.
+#[derive(Default)]
+struct Gate {
+    claiming: bool,
+    skipped: std::collections::HashSet<String>,
 }
 
 /// The last look at a job: when the last one that found it running started, or that it was
