@@ -9,7 +9,9 @@
 //! continued one finds the same chunks. A chunk is claimed in one store call when the first
 //! of its records has its turn under the connection's limits, and settled in one write when
 //! the last of them in this pass is done: each sent one with its outcome, each not started
-//! (time ran out, the job was canceled) given back. So the ledger costs two store writes per
+//! (time ran out, the job was canceled) given back. A send that gives up before its chunk's
+//! claim was made is left out of the claim (nothing would give it back), so the next pass
+//! claims it afresh. So the ledger costs two store writes per
 //! chunk instead of two per record; the price is that a crash between the two leaves every
 //! unsettled send of the chunk in flight (`delivery_unknown`, never resent), at most `size`
 //! records, including ones that had not gone out yet.
