@@ -284,9 +284,10 @@ async fn a_page_larger_than_an_sqs_message_travels_by_reference() {
     let (base_uri, seen) = serve_orders().await;
     define_flow(&env, &base_uri).await;
     let sluice = env.harness.sluice.clone();
-    // 10 records of 30 KiB: one page of ~300 KiB, over SQS's 256 KiB limit.
+    // 10 records of 30 KiB that do not deflate much: one page of ~300 KiB, over SQS's
+    // 256 KiB limit even deflated.
     let records: Vec<Value> = (0..10)
-        .map(|n| json!({"n": n, "ok": true, "blob": "z".repeat(30 * 1024)}))
+        .map(|n| json!({"n": n, "ok": true, "blob": sluice_testkit::noise(30 * 1024, n)}))
         .collect();
     let job_id = common::start_as(&sluice, "f1", records, RunKind::Webhook).await;
     let job = env

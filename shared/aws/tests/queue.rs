@@ -5,9 +5,14 @@ use sluice_aws::{decode_message, SqsQueue};
 use sluice_core::ports::{Blobs, Queue};
 use sluice_core::Stage;
 use sluice_model::{Page, PageRecord, StageMessage};
+use sluice_testkit::noise;
 use std::sync::Arc;
 
 fn page(records: usize, filler: usize) -> Page {
+    page_of(records, |_| "x".repeat(filler))
+}
+
+fn page_of(records: usize, text: impl Fn(usize) -> String) -> Page {
     Page {
         job_id: "j1".into(),
         flow_id: "f1".into(),
@@ -18,7 +23,7 @@ fn page(records: usize, filler: usize) -> Page {
             .map(|i| {
                 PageRecord::new(
                     format!("g0-p000000-r{i:05}"),
-                    json!({"i": i, "text": "x".repeat(filler)}),
+                    json!({"i": i, "text": text(i)}),
                 )
             })
             .collect(),
@@ -47,30 +52,34 @@ async fn receive_all(env: &common::Env, stage: Stage) -> Vec<String> {
         .collect()
 }
 
+/// Sends both pages to the deliver queue and receives both bodies.
+async fn send_and_receive(env: &common::Env, pages: [&Page; 2]) -> Vec<String> {
+    for p in pages {
+        env.harness
+            .sluice
+            .queue
+            .send(Stage::Deliver, StageMessage::Page(p.clone()))
+            .await
+            .unwrap();
+    }
+    let mut bodies = receive_all(env, Stage::Deliver).await;
+    if bodies.len() < 2 {
+        bodies.extend(receive_all(env, Stage::Deliver).await);
+    }
+    bodies
+}
+
 #[tokio::test]
 async fn small_and_large_pages_round_trip_through_sqs() {
     let Some(env) = common::env("small_and_large_pages_round_trip_through_sqs").await else {
         return;
     };
     let h = &env.harness;
-    let queue = &h.sluice.queue;
     let small = page(3, 10);
-    // ~300 KiB: more than SQS takes, so it must travel by S3 reference.
-    let large = page(300, 1024);
+    // ~300 KiB that deflates to more than SQS takes, so it must travel by S3 reference.
+    let large = page_of(300, |i| noise(1024, i as u64));
     assert!(serde_json::to_vec(&large).unwrap().len() > 256 * 1024);
-    queue
-        .send(Stage::Deliver, StageMessage::Page(small.clone()))
-        .await
-        .unwrap();
-    queue
-        .send(Stage::Deliver, StageMessage::Page(large.clone()))
-        .await
-        .unwrap();
-
-    let mut bodies = receive_all(&env, Stage::Deliver).await;
-    if bodies.len() < 2 {
-        bodies.extend(receive_all(&env, Stage::Deliver).await);
-    }
+    let bodies = send_and_receive(&env, [&small, &large]).await;
     assert_eq!(bodies.len(), 2, "both messages arrive on the deliver queue");
     let by_ref: Vec<_> = bodies.iter().filter(|b| b.contains("messageRef")).collect();
     assert_eq!(by_ref.len(), 1, "only the large page travels by reference");
@@ -95,6 +104,44 @@ async fn small_and_large_pages_round_trip_through_sqs() {
         1,
         "the large page is kept in the system bucket"
     );
+}
+
+#[tokio::test]
+async fn a_big_page_that_compresses_goes_deflated_in_one_billed_request() {
+    let Some(env) =
+        common::env("a_big_page_that_compresses_goes_deflated_in_one_billed_request").await
+    else {
+        return;
+    };
+    let h = &env.harness;
+    // ~150 KiB of JSON (three 64 KB requests as it is), much of it repeated as rendered
+    // pages are.
+    let big = page_of(220, |i| noise(100, i as u64).repeat(6));
+    assert!(serde_json::to_vec(&big).unwrap().len() > 128 * 1024);
+    let tiny = page(1, 10);
+    let mut bodies = send_and_receive(&env, [&big, &tiny]).await;
+    bodies.sort_by_key(String::len);
+    assert!(
+        bodies[0].starts_with('{') && bodies[0].contains("g0-p000000-r00000"),
+        "a small page goes as it is: {}",
+        bodies[0]
+    );
+    assert!(bodies[1].starts_with(r#"{"gzip":"#), "{}", &bodies[1][..40]);
+    assert!(
+        bodies[1].len() < 64 * 1024,
+        "one billed request: {} bytes",
+        bodies[1].len()
+    );
+    let blobs = h.sluice.blobs.as_ref();
+    match decode_message(&bodies[1], blobs).await.unwrap() {
+        StageMessage::Page(p) => assert_eq!(p, big, "the page comes back intact"),
+        other => panic!("expected a page, got {other:?}"),
+    }
+    let stored = blobs
+        .list(&h.settings.system_bucket, "messages/")
+        .await
+        .unwrap();
+    assert!(stored.is_empty(), "nothing went by reference: {stored:?}");
 }
 
 #[tokio::test]

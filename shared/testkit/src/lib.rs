@@ -35,3 +35,20 @@ pub(crate) fn wait_listening(
     }
     Ok(())
 }
+
+/// `n` letters and digits from a fixed pseudo-random sequence (`seed` picks it): text that
+/// does not compress much (to about 2/3), for data that must stay big when deflated, as queue
+/// messages over 8 KiB are on AWS.
+pub fn noise(n: usize, seed: u64) -> String {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[(x >> 33) as usize % 36])
+        })
+        .collect()
+}

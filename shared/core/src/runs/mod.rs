@@ -27,3 +27,43 @@ pub use finish::{cancel_job, complete_job, fail_job, Then, CANCEL_SETTLES};
 pub use hold::{unused_by_running_jobs, while_idle};
 pub use queue::start_event_run;
 pub use start::{retry_errors, start_run};
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// When this process last renewed each job's run lock (by the store's clock). Evaluate
+/// renews a job's lock as it evaluates its pages, but only once a quarter lease has passed
+/// since this process last did: a lease so always has three quarters of it left while pages
+/// are evaluated, and a job of many pages costs a store write per quarter lease and process
+/// instead of one per page.
+#[derive(Default)]
+pub(crate) struct LockRenewals {
+    at: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+impl LockRenewals {
+    /// Renews the lock of `job_id` on `flow_id` unless this process did within a quarter
+    /// lease. A failed renewal is logged (the next page tries again).
+    pub async fn renew(&self, sluice: &crate::Sluice, flow_id: &str, job_id: &str) {
+        let (now, lease) = (sluice.clock.now(), sluice.settings.lock_lease);
+        let quarter = chrono::Duration::from_std(lease / 4).unwrap_or_default();
+        {
+            let mut at = self.at.lock().unwrap();
+            if at
+                .get(job_id)
+                .is_some_and(|t| now - *t < quarter && *t <= now)
+            {
+                return;
+            }
+            // Jobs renewed more than a lease ago are done or with another process.
+            at.retain(|_, t| now - *t < quarter * 4);
+        }
+        match sluice.store.renew_lock(flow_id, job_id, now, lease).await {
+            Ok(_) => {
+                self.at.lock().unwrap().insert(job_id.to_string(), now);
+            }
+            Err(e) => tracing::warn!(job = %job_id, "could not renew the run lock: {e:#}"),
+        }
+    }
+}

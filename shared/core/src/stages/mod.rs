@@ -69,7 +69,7 @@ impl std::str::FromStr for Stage {
 }
 
 /// Per-process state of the stages: compiled templates, HTTP clients and tokens, limiters,
-/// the script engine (started by the first script call).
+/// the script engine (started by the first script call), the run locks this process renewed.
 pub(crate) struct Caches {
     pub templates: translate::TemplateCache,
     pub conditions: crate::conditions::ConditionCache,
@@ -78,6 +78,7 @@ pub(crate) struct Caches {
     pub transforms: crate::transform::TransformCache,
     pub http: deliver::HttpState,
     pub scripts: crate::hooks::Scripts,
+    pub lock_renewals: crate::runs::LockRenewals,
 }
 
 impl Caches {
@@ -90,6 +91,7 @@ impl Caches {
             transforms: Default::default(),
             http: Default::default(),
             scripts: crate::hooks::Scripts::new(settings.scripts.clone()),
+            lock_renewals: Default::default(),
         }
     }
 }

@@ -89,9 +89,11 @@ pub(crate) fn slot_lease(timeout: Duration) -> Duration {
 }
 /// A kept slot no request of this process used for this long is given back (a Lambda
 /// invocation gives back what it kept before it returns, see `settle_slot_releases`). Long
-/// enough to bridge the gap between two pages of one invocation (forwarding one, loading the
-/// next: measured over 100 ms on moto, where 100 ms gave every slot back at every page).
-const IDLE_SLOT: Duration = Duration::from_millis(500);
+/// enough to bridge the gap between two pages of one invocation (settling one, forwarding
+/// it, loading the next: over 100 ms on moto, where 100 ms gave every slot back at every
+/// page, and over 500 ms on a loaded machine, where 500 ms tripled the slot writes on the
+/// cost bench), and short beside [`KEEP_SLOT`], which bounds what others wait anyway.
+const IDLE_SLOT: Duration = Duration::from_secs(2);
 
 /// The shared slots of one connection this process holds with no request on them.
 #[derive(Default)]
@@ -356,17 +358,31 @@ struct Tokens {
     /// The size of the last block taken, and how many of its tokens were dropped unused.
     last_block: usize,
     dropped: usize,
+    /// When a compare-and-set of this process last lost to another process's.
+    lost: Option<Instant>,
 }
+
+/// After a compare-and-set lost to another process, blocks are sized to what this process
+/// used of the last one for this long; otherwise it is alone on the connection's rate.
+const CONTENDED: Duration = Duration::from_secs(10);
 
 impl Tokens {
     /// How many tokens the next block asks for: at least one per request waiting now; twice
     /// the last block when every token of it was used (requests keep coming as fast as the
     /// rate lets them, though few wait at any one moment, since each holds a token of the
-    /// block ahead), else as many as were used. So a busy process makes one compare-and-set
-    /// per up to [`TOKEN_BLOCK`] requests, and one whose demand falls drops few tokens.
+    /// block ahead), else, while another process takes tokens too, as many as were used. So
+    /// a busy process makes one compare-and-set per up to [`TOKEN_BLOCK`] requests, and one
+    /// whose demand falls drops few tokens another process could use. A process alone on
+    /// the rate (no compare-and-set lost for [`CONTENDED`]) does not shrink its blocks for
+    /// tokens it dropped: nobody else wanted them, and shrinking to what was used made
+    /// blocks of a process sending a little below the rate dwindle to one or two tokens
+    /// (measured on the cost bench: a compare-and-set per 5.5 requests, now one per ~40).
+    /// A process that comes later still waits no longer than the horizon for its turn.
     fn next_block(&self, waiting: usize, horizon: usize) -> usize {
+        let alone = self.lost.is_none_or(|t| t.elapsed() >= CONTENDED);
         let demand = match self.dropped {
             0 => self.last_block * 2,
+            _ if alone => self.last_block * 2,
             dropped => self.last_block.saturating_sub(dropped),
         };
         waiting.max(demand).min(horizon).clamp(1, TOKEN_BLOCK)
@@ -502,6 +518,7 @@ impl Shared {
                 continue;
             }
             // Another process took tokens since we read: read again.
+            tokens.lost = Some(Instant::now());
         };
         drop(tokens);
         let wait = slot.from - wall();
@@ -516,12 +533,40 @@ impl Shared {
 mod tests {
     use super::*;
 
+    /// A process that lost a compare-and-set a moment ago.
     fn after(last_block: usize, dropped: usize) -> Tokens {
         Tokens {
             last_block,
             dropped,
+            lost: Some(Instant::now()),
             ..Tokens::default()
         }
+    }
+
+    #[test]
+    fn a_process_alone_on_the_rate_keeps_its_blocks_when_it_drops_tokens() {
+        let alone = |last_block, dropped| Tokens {
+            last_block,
+            dropped,
+            ..Tokens::default()
+        };
+        assert_eq!(alone(32, 30).next_block(1, 100), TOKEN_BLOCK);
+        assert_eq!(alone(2, 1).next_block(1, 100), 4);
+        assert_eq!(
+            alone(32, 30).next_block(1, 20),
+            20,
+            "a second's worth at most"
+        );
+        let long_ago = Tokens {
+            lost: Instant::now().checked_sub(CONTENDED),
+            ..alone(32, 30)
+        };
+        assert_eq!(long_ago.next_block(1, 100), TOKEN_BLOCK, "contention ended");
+        assert_eq!(
+            after(32, 30).next_block(1, 100),
+            2,
+            "contended: what was used"
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! deliver: sends rendered requests over the connection (auth, timeout, retries with backoff
-//! and jitter honouring Retry-After, rate and concurrency limits) and keeps each reply.
+//! and jitter honouring Retry-After, rate and concurrency limits) and keeps each reply; then
+//! applies the step's responseMapping (`stages::extract`, in the same invocation) and hands
+//! the page to evaluate.
 //!
 //! Idempotency: each record's send is claimed in the store's ledger first
 //! (`deliver:{job}:{page}:{processor}:{record}`, from [`Page::send_id`]); a redelivered page
@@ -127,7 +129,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
                 format!("connection {} is not an http connection", connection.id),
             );
         }
-        return forward(sluice, page).await;
+        return forward(sluice, &p, page).await;
     }
     let ambiguous = p.ambiguous_failures();
     let needs = bounded::Needs::of(sluice, &p);
@@ -216,7 +218,7 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
         }
         callbacks::notify(sluice, &p, &page).await;
     }
-    forward(sluice, page).await
+    forward(sluice, &p, page).await
 }
 
 /// The ledger key of one send: the page's [`Page::send_id`], which the idempotency key is too.
@@ -359,10 +361,16 @@ async fn continue_later(sluice: &Sluice, page: Page, deferred: usize) -> Result<
     Ok(())
 }
 
-async fn forward(sluice: &Sluice, page: Page) -> Result<()> {
+/// The page, its responseMapping applied, on to evaluate. Extract runs here, in deliver's
+/// invocation, rather than as a hop of its own: it is a plain function over the page (no
+/// I/O), and its hop cost a queue message (two or three billed SQS requests for a page of
+/// replies), an invocation and the definitions read again. The extract stage still takes a
+/// page sent to it (one queued before this change).
+async fn forward(sluice: &Sluice, p: &Processor, mut page: Page) -> Result<()> {
+    super::extract::extract(&mut page, p);
     sluice
         .queue
-        .send(Stage::Extract, StageMessage::Page(page))
+        .send(Stage::Evaluate, StageMessage::Page(page))
         .await?;
     Ok(())
 }

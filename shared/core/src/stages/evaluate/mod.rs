@@ -55,10 +55,10 @@ pub async fn handle(sluice: &Sluice, mut page: Page) -> Result<()> {
     if !v.errors.is_empty() {
         sluice.store.put_errors(&v.errors).await?;
     }
-    let now = sluice.clock.now();
-    let _ = sluice
-        .store
-        .renew_lock(&page.flow_id, &page.job_id, now, sluice.settings.lock_lease)
+    sluice
+        .caches
+        .lock_renewals
+        .renew(sluice, &page.flow_id, &page.job_id)
         .await;
     // Branch pages are counted before they go, so that none can finish before the job
     // knows there are more; one page going on is sent first, as a page was before routers
