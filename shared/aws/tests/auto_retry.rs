@@ -77,6 +77,15 @@ async fn next_retry(env: &common::Env, sluice: &Sluice, job: &Job) -> Option<Job
     )
 }
 
+/// A manual run of `f` with `records`, through the queues.
+async fn run(env: &common::Env, records: Vec<Value>) -> Job {
+    let id = common::start(&env.harness.sluice, "f", records).await;
+    env.harness
+        .wait_for_job(&id, Duration::from_secs(60))
+        .await
+        .unwrap()
+}
+
 fn records(n: u64) -> Vec<Value> {
     (0..n).map(|n| json!({"n": n})).collect()
 }
@@ -89,12 +98,7 @@ async fn declined_records_are_retried_by_the_tick_until_they_succeed() {
     let (server, counts) = flaky_target(1).await;
     define(&env, &server.base_url, 5).await;
     let sluice = env.harness.sluice.clone();
-    let id = common::start(&sluice, "f", records(4)).await;
-    let first = env
-        .harness
-        .wait_for_job(&id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let first = run(&env, records(4)).await;
     assert_eq!((first.num_success, first.num_error), (2, 2), "{first:?}");
     let retry = next_retry(&env, &sluice, &first)
         .await
@@ -120,12 +124,7 @@ async fn automatic_retries_on_aws_stop_at_the_maximum() {
     let (server, counts) = flaky_target(usize::MAX).await;
     define(&env, &server.base_url, 1).await;
     let sluice = env.harness.sluice.clone();
-    let id = common::start(&sluice, "f", records(2)).await;
-    let first = env
-        .harness
-        .wait_for_job(&id, Duration::from_secs(60))
-        .await
-        .unwrap();
+    let first = run(&env, records(2)).await;
     let retry = next_retry(&env, &sluice, &first).await.expect("one retry");
     assert_eq!(retry.num_error, 1);
     assert!(
