@@ -61,6 +61,10 @@ pub struct AwsSettings {
     pub retention_days: u32,
     /// `SLUICE_SCRIPT_TIMEOUT_MS`, `SLUICE_SCRIPT_MEMORY_MB`.
     pub scripts: sluice_core::ScriptLimits,
+    /// `SLUICE_PUBLIC_URL`: the API's URL, for links in alerts.
+    pub public_url: Option<String>,
+    /// `SLUICE_MAIL_FROM`: the SES identity alerts are mailed from (none: no alert mail).
+    pub mail: Option<sluice_core::MailSettings>,
 }
 
 impl AwsSettings {
@@ -110,6 +114,8 @@ impl AwsSettings {
             replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
             retention_days: sluice_core::retention_days_from(&lookup)?,
             scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
+            public_url: sluice_core::public_url_from(&lookup)?,
+            mail: sluice_core::mail_settings_from(&lookup)?,
         })
     }
 }

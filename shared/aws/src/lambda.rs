@@ -72,6 +72,8 @@ pub async fn build_sluice_with(
         replies: aws.replies.clone(),
         scripts: aws.scripts.clone(),
         retention_days: aws.retention_days,
+        public_url: aws.public_url.clone(),
+        mail: aws.mail.clone(),
         ..Settings::default()
     };
     let sluice = Sluice::new(
@@ -82,6 +84,14 @@ pub async fn build_sluice_with(
         Arc::new(SystemClock),
         settings,
     );
+    #[cfg(feature = "mail")]
+    let sluice = match &aws.mail {
+        Some(mail) => sluice.with_mailer(Arc::new(crate::mail::SesMailer::new(
+            aws_sdk_sesv2::Client::new(&config),
+            mail.from.clone(),
+        ))),
+        None => sluice,
+    };
     Ok(Arc::new(sluice.with_metrics(metrics)))
 }
 

@@ -5,6 +5,8 @@ pub mod blobs;
 pub mod config;
 pub mod harness;
 pub mod lambda;
+#[cfg(feature = "mail")]
+pub mod mail;
 pub mod metrics;
 pub mod queue;
 pub mod store;

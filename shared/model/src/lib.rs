@@ -33,7 +33,7 @@ pub mod time;
 pub mod transform;
 pub mod validate;
 
-pub use alerts::{AlertOn, FlowAlerts};
+pub use alerts::{AlertEmail, AlertOn, FlowAlerts, MAX_ALERT_RECIPIENTS};
 pub use auto_retry::{AutoRetry, Resend, RetryAttempt};
 pub use bundle::Bundle;
 pub use connection::*;
