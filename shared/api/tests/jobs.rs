@@ -267,3 +267,61 @@ async fn a_disabled_flow_runs_by_hand_but_not_on_schedule() {
     let done = api.wait(r.json["_jobId"].as_str().unwrap()).await;
     assert_eq!(done.num_success, 1);
 }
+
+#[tokio::test]
+async fn a_jobs_pending_automatic_retry_is_shown_and_can_be_canceled() {
+    let api = Api::start().await;
+    let busy = sluice_testkit::http::TestServer::always(503, json!({"error": "busy"})).await;
+    api.seed(&busy.base_url).await;
+    let r = api
+        .put(
+            "/flows/f1",
+            json!({"autoRetry": {"scheduleSeconds": [0], "maxAttempts": 0}}),
+        )
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("autoRetry.scheduleSeconds[0]") && r.text.contains("autoRetry.maxAttempts"),
+        "the fields are named: {}",
+        r.text
+    );
+    let r = api
+        .put(
+            "/flows/f1",
+            json!({"autoRetry": {"scheduleSeconds": [3600], "maxAttempts": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json["autoRetry"]["on"], true);
+
+    let job = api.run_and_wait("f1", json!([{"id": 1}, {"id": 2}])).await;
+    assert_eq!(job.num_error, 2, "{job:?}");
+    let shown = api.get(&format!("/jobs/{}", job.id)).await;
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    let next: chrono::DateTime<chrono::Utc> = shown.json["nextRetryAt"]
+        .as_str()
+        .expect("nextRetryAt shown")
+        .parse()
+        .unwrap();
+    let ended = job.ended_at.unwrap();
+    assert!(
+        next > ended + chrono::Duration::minutes(59)
+            && next <= ended + chrono::Duration::minutes(61),
+        "an hour after the job: {next} vs {ended}"
+    );
+
+    let canceled = api
+        .post(&format!("/jobs/{}/cancel", job.id), json!({}))
+        .await;
+    assert_eq!(canceled.status, 200, "{}", canceled.text);
+    assert!(
+        canceled.json.get("nextRetryAt").is_none(),
+        "{}",
+        canceled.text
+    );
+    assert_eq!(canceled.json["status"], "completed_with_errors");
+    let again = api
+        .post(&format!("/jobs/{}/cancel", job.id), json!({}))
+        .await;
+    assert_eq!(again.status, 409, "nothing left to cancel: {}", again.text);
+}

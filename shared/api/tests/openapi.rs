@@ -251,3 +251,36 @@ async fn the_schema_examples_are_accepted() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
 }
+
+/// Automatic retry is in the document: the flow's setting (with its example and limits), and
+/// on a job its link, its attempt and when its next retry is due; the new codes and trigger.
+#[test]
+fn automatic_retry_is_documented() {
+    let schemas = &doc()["components"]["schemas"];
+    let setting = &schemas["AutoRetry"];
+    assert!(setting["example"].is_object(), "{setting}");
+    for field in ["on", "scheduleSeconds", "maxAttempts"] {
+        assert!(
+            setting["properties"][field].is_object(),
+            "AutoRetry.{field}"
+        );
+    }
+    assert!(
+        schemas["Flow"]["properties"]["autoRetry"]
+            .to_string()
+            .contains("AutoRetry"),
+        "{}",
+        schemas["Flow"]["properties"]["autoRetry"]
+    );
+    let job = &schemas["Job"]["properties"];
+    for field in ["_retryOf", "autoRetry", "nextRetryAt"] {
+        assert!(job[field].is_object(), "Job.{field}");
+    }
+    assert!(schemas["RetryAttempt"]["properties"]["_originalJobId"].is_object());
+    let text = schemas.to_string();
+    assert!(
+        text.contains("\"maybe_delivered\""),
+        "FailureCode has maybe_delivered"
+    );
+    assert!(text.contains("\"auto_retry\""), "RunKind has auto_retry");
+}

@@ -35,6 +35,8 @@ DROP TABLE IF EXISTS queued_runs;
 CREATE TABLE IF NOT EXISTS waiting_runs (flow_id TEXT NOT NULL, queued_at TEXT NOT NULL, id TEXT NOT NULL, key TEXT NOT NULL, run TEXT NOT NULL, PRIMARY KEY (flow_id, queued_at, id), UNIQUE (flow_id, key));
 CREATE TABLE IF NOT EXISTS schedules (flow_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_at);
+CREATE TABLE IF NOT EXISTS retry_times (job_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS retry_times_by_time ON retry_times (next_at);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS slots (grp TEXT NOT NULL, idx INTEGER NOT NULL, owner TEXT NOT NULL, lease_until TEXT NOT NULL, PRIMARY KEY (grp, idx));
 "#;
@@ -182,6 +184,64 @@ fn write_job(conn: &Connection, job: &Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A table of due times, one per id, indexed by time: the flows' schedules and the jobs'
+/// automatic retries share the code that sets and reads them.
+struct Timers {
+    table: &'static str,
+    id: &'static str,
+}
+
+const SCHEDULES: Timers = Timers {
+    table: "schedules",
+    id: "flow_id",
+};
+const RETRY_TIMES: Timers = Timers {
+    table: "retry_times",
+    id: "job_id",
+};
+
+impl SqliteStore {
+    async fn set_time(
+        &self,
+        timers: Timers,
+        id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
+        let id = id.to_string();
+        let Timers { table, id: col } = timers;
+        self.with(move |c| {
+            match at {
+                Some(t) => c.execute(&format!("INSERT INTO {table} ({col}, next_at) VALUES (?1, ?2) ON CONFLICT ({col}) DO UPDATE SET next_at = excluded.next_at"), params![id, ts(t)])?,
+                None => c.execute(&format!("DELETE FROM {table} WHERE {col} = ?1"), [id])?,
+            };
+            Ok(())
+        })
+        .await
+    }
+
+    async fn due(
+        &self,
+        timers: Timers,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        let Timers { table, id: col } = timers;
+        self.with(move |c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {col}, next_at FROM {table} WHERE next_at <= ?1 ORDER BY next_at, {col}"
+            ))?;
+            let rows = st.query_map([ts(now)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            rows.map(|row| {
+                let (id, t) = row?;
+                Ok((id, parse_ts(&t)?))
+            })
+            .collect()
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_definition(&self, kind: Kind, id: &str, doc: &Value) -> anyhow::Result<()> {
@@ -275,6 +335,7 @@ impl Store for SqliteStore {
             for id in &ids {
                 purged.errors += tx.execute("DELETE FROM errors WHERE job_id = ?1", [id])?;
                 tx.execute("DELETE FROM outcomes WHERE job_id = ?1", [id])?;
+                tx.execute("DELETE FROM retry_times WHERE job_id = ?1", [id])?;
                 purged.ledger_entries += delete_ledger_of(&tx, id)?;
                 purged.jobs += tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
             }
@@ -761,28 +822,34 @@ impl Store for SqliteStore {
     }
 
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
-        let flow = flow_id.to_string();
+        self.set_time(SCHEDULES, flow_id, at).await
+    }
+
+    async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        self.due(SCHEDULES, now).await
+    }
+
+    async fn set_retry_at(&self, job_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+        self.set_time(RETRY_TIMES, job_id, at).await
+    }
+
+    async fn retry_at(&self, job_id: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let id = job_id.to_string();
         self.with(move |c| {
-            match at {
-                Some(t) => c.execute("INSERT INTO schedules (flow_id, next_at) VALUES (?1, ?2) ON CONFLICT (flow_id) DO UPDATE SET next_at = excluded.next_at", params![flow, ts(t)])?,
-                None => c.execute("DELETE FROM schedules WHERE flow_id = ?1", [flow])?,
-            };
-            Ok(())
+            let t: Option<String> = c
+                .prepare_cached("SELECT next_at FROM retry_times WHERE job_id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            t.map(|t| parse_ts(&t)).transpose()
         })
         .await
     }
 
-    async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
-        self.with(move |c| {
-            let mut st = c.prepare("SELECT flow_id, next_at FROM schedules WHERE next_at <= ?1 ORDER BY next_at, flow_id")?;
-            let rows = st.query_map([ts(now)], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-            rows.map(|row| {
-                let (f, t) = row?;
-                Ok((f, parse_ts(&t)?))
-            })
-            .collect()
-        })
-        .await
+    async fn due_retries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        self.due(RETRY_TIMES, now).await
     }
 
     async fn get_state(&self, key: &str) -> anyhow::Result<Option<Value>> {

@@ -36,8 +36,15 @@ pub enum FailureCode {
     UrlRefused,
     /// The URL's address is one the deployment does not let imports reach.
     AddressRefused,
-    /// No reply after every attempt: refused, reset or timed out.
+    /// No reply after every attempt: the connection failed, or the request timed out or was
+    /// cut off and the step sends again after that (`http.retryAmbiguous`, lookups,
+    /// idempotent methods). Automatic retries send it again.
     Network,
+    /// No reply after the request went out (timed out, or the connection dropped after it
+    /// was sent): the target may have acted on it, and the import does not send again after
+    /// that (`http.retryAmbiguous`). Never sent again by itself: check the target, then retry
+    /// or resolve it.
+    MaybeDelivered,
     /// No turn under the connection's limits (its shared slots or rate) could be taken.
     Limits,
     /// The ledger holds an answer for the record that cannot be read.

@@ -68,6 +68,11 @@ pub struct Flow {
     /// webhook (Slack-compatible), at most once per quiet period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<crate::FlowAlerts>,
+    /// Automatic retry: a job's retryable errors (no reply, limits, 429 and 5xx replies; see
+    /// the README) are retried on a backoff schedule, as retry jobs linked to it, until none
+    /// is left or `maxAttempts` retries have run. A record that succeeded is never sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_retry: Option<crate::AutoRetry>,
     /// Days its jobs (with their errors and delivery ledger) are kept before the clean-up
     /// purges them; the deployment's `SLUICE_RETENTION_DAYS` (30 by default) when absent.
     /// 1 to 3650.
@@ -264,6 +269,9 @@ impl Flow {
         }
         if let Some(a) = &self.alerts {
             a.validate_into(&mut e, "alerts");
+        }
+        if let Some(r) = &self.auto_retry {
+            r.validate_into(&mut e, "autoRetry");
         }
         if self
             .run_next_flow_ids

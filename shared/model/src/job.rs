@@ -105,6 +105,20 @@ pub struct Job {
     /// deleted while the job runs, even once the flow no longer lists it.
     #[serde(default, skip_serializing_if = "RunUses::is_empty")]
     pub uses: RunUses,
+    /// A retry (by hand or automatic): the job whose errors it runs again.
+    #[serde(rename = "_retryOf", default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    /// An automatic retry: its attempt in the chain that began with `_originalJobId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_retry: Option<crate::RetryAttempt>,
+    /// When the flow's automatic retry of this job's retryable errors is due (answered by
+    /// `GET /jobs/{id}`; absent when none is pending). Started on the minute tick after it.
+    #[serde(
+        default,
+        with = "crate::time::ms_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_retry_at: Option<DateTime<Utc>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -203,6 +217,9 @@ impl Job {
             message: None,
             first_page_index: 0,
             uses: RunUses::default(),
+            retry_of: None,
+            auto_retry: None,
+            next_retry_at: None,
         }
     }
 

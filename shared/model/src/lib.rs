@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod auto_retry;
 pub mod bundle;
 pub mod connection;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod transform;
 pub mod validate;
 
 pub use alerts::{AlertEmail, AlertOn, FlowAlerts, MAX_ALERT_RECIPIENTS};
+pub use auto_retry::{AutoRetry, Resend, RetryAttempt};
 pub use bundle::Bundle;
 pub use connection::*;
 pub use error::{FieldError, ValidationErrors};

@@ -17,6 +17,9 @@ pub enum RunKind {
     Schedule,
     Chain,
     Retry,
+    /// An automatic retry (the flow's `autoRetry`), started by the minute tick.
+    #[serde(rename = "auto_retry")]
+    AutoRetry,
     S3,
     Dynamodb,
     /// A delivery to a webhook export's listener.
@@ -30,6 +33,7 @@ impl RunKind {
             RunKind::Schedule => "schedule",
             RunKind::Chain => "chain",
             RunKind::Retry => "retry",
+            RunKind::AutoRetry => "auto_retry",
             RunKind::S3 => "s3",
             RunKind::Dynamodb => "dynamodb",
             RunKind::Webhook => "webhook",
@@ -46,7 +50,12 @@ impl RunKind {
     pub fn queues_when_busy(self) -> bool {
         matches!(
             self,
-            RunKind::Schedule | RunKind::S3 | RunKind::Dynamodb | RunKind::Webhook | RunKind::Chain
+            RunKind::Schedule
+                | RunKind::S3
+                | RunKind::Dynamodb
+                | RunKind::Webhook
+                | RunKind::Chain
+                | RunKind::AutoRetry
         )
     }
 }
@@ -77,6 +86,9 @@ pub struct RunRequest {
     /// A retry: the job whose errors it runs again (its pages number on from that job's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// An automatic retry: its place in its chain (kept on its job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_retry: Option<crate::RetryAttempt>,
 }
 
 impl RunRequest {

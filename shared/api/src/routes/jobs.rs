@@ -77,9 +77,16 @@ pub async fn list_jobs(State(s): St, Query(q): Query<JobsQuery>) -> ApiResult<Js
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", operation_id = "getJob", params(("id" = String, Path)),
-    responses((status = 200, description = "The job", body = Job)))]
+    responses((status = 200, description = "The job, with `nextRetryAt` when an automatic retry of its errors is pending", body = Job)))]
 pub async fn get_job(State(s): St, Ids(id): Ids<String>) -> ApiResult<Json<Job>> {
-    Ok(Json(load_job(&s, &id).await?))
+    Ok(Json(job_with_retry(&s, &id).await?))
+}
+
+/// The job with when its automatic retry is due (kept beside it in the store).
+async fn job_with_retry(s: &Sluice, id: &str) -> ApiResult<Job> {
+    let mut job = load_job(s, id).await?;
+    job.next_retry_at = s.store.retry_at(id).await?;
+    Ok(job)
 }
 
 /// How `GET /jobs/{id}/errors` answers.
@@ -305,9 +312,9 @@ pub async fn retry_job(
 }
 
 #[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", operation_id = "cancelJob", params(("id" = String, Path)),
-    responses((status = 200, description = "The job, canceled: no record of it is sent from now on; records not yet sent count as ignored; the flow's next waiting run starts", body = Job),
+    responses((status = 200, description = "The job, canceled: no record of it is sent from now on; records not yet sent count as ignored; the flow's next waiting run starts. A finished job with an automatic retry pending: that retry is canceled (no more automatic retries of the job)", body = Job),
               (status = 404, description = "not_found", body = ErrorBody),
-              (status = 409, description = "conflict: the job had already finished", body = ErrorBody)))]
+              (status = 409, description = "conflict: the job had already finished (and no automatic retry of it was pending)", body = ErrorBody)))]
 pub async fn cancel_job(
     State(s): St,
     Extension(caller): Extension<Caller>,
@@ -318,16 +325,20 @@ pub async fn cancel_job(
         "canceled by {}: records not sent by then were not sent and count as ignored",
         caller.0
     );
-    if !runs::cancel_job(&s, &id, message, runs::Then::StartNext).await? {
+    let action = if runs::cancel_job(&s, &id, message, runs::Then::StartNext).await? {
+        "cancel"
+    } else if runs::cancel_auto_retry(&s, &id).await? {
+        "cancelAutoRetry"
+    } else {
         let status = load_job(&s, &id).await?.status;
         return Err(ApiError::conflict(format!(
-            "Job {id} had already finished ({}): there is nothing to cancel",
+            "Job {id} had already finished ({}) and no automatic retry of it is pending: there is nothing to cancel",
             status.as_str()
         )));
-    }
-    let entry = AuditEntry::of_job(&job.flow_id, &id, "cancel", &caller.0, s.clock.now());
+    };
+    let entry = AuditEntry::of_job(&job.flow_id, &id, action, &caller.0, s.clock.now());
     s.store.append_audit(&entry).await?;
-    Ok(Json(load_job(&s, &id).await?))
+    Ok(Json(job_with_retry(&s, &id).await?))
 }
 
 pub fn routes() -> axum::Router<Arc<Sluice>> {

@@ -17,6 +17,8 @@
 //! | waiting key     | `queued#<flowId>`     | `key#<QueuedRun::key>`           | `entry` (the waiting run's sk)      |
 //! | schedule entry  | `schedule`            | `<nextAt>#<flowId>`              | `flowId`, `at`                      |
 //! | schedule of flow| `schedule#<flowId>`   | `schedule`                       | `entry` (the sk above)              |
+//! | retry time      | `retry`               | `<nextAt>#<jobId>`               | `jobId`, `at` (automatic retry due) |
+//! | retry of job    | `retry#<jobId>`       | `retry`                          | `entry` (the sk above)              |
 //! | state           | `state#<key>`         | `state`                          | `value`                             |
 //! | leased slot     | `slots#<group>`       | `slot#<index, 6 digits>`         | `index`, `owner`, `leaseUntil`, `ttl` |
 //!
@@ -59,6 +61,24 @@ use std::time::Duration;
 /// The attribute of a ledger chunk item holding its sends: send key -> NULL while claimed,
 /// the outcome once settled; a send given back is removed.
 const CHUNK_SENDS: &str = "sends";
+
+/// Due times indexed by time, one per id (`<ns>` / `<at>#<id>` entries, `<ns>#<id>`
+/// pointers): the flows' schedules and the jobs' automatic retries.
+#[derive(Clone, Copy)]
+struct Timers {
+    ns: &'static str,
+    /// The entry's attribute holding the id.
+    id_attr: &'static str,
+}
+
+const SCHEDULES: Timers = Timers {
+    ns: "schedule",
+    id_attr: "flowId",
+};
+const RETRY_TIMES: Timers = Timers {
+    ns: "retry",
+    id_attr: "jobId",
+};
 
 /// Sends per ledger chunk item: [`Store::ledger_chunk_size`].
 const LEDGER_CHUNK: usize = 25;
@@ -387,19 +407,68 @@ impl DynamoStore {
         item.get("doc").map(from_av).unwrap_or(Value::Null)
     }
 
-    /// One attempt of `set_next_run`; false when another writer moved the schedule meanwhile.
-    async fn try_set_next_run(
+    /// Sets (or clears) `id`'s due time among `timers`, retrying while another writer moves
+    /// it concurrently. The per-id pointer is written on the condition that it still names
+    /// the entry read, so two concurrent writers cannot leave a stale entry behind: the loser
+    /// reads again and retries.
+    async fn set_time(
         &self,
-        flow_id: &str,
+        timers: Timers,
+        id: &str,
+        at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<()> {
+        for _ in 0..8 {
+            if self.try_set_time(timers, id, at).await? {
+                return Ok(());
+            }
+        }
+        Err(anyhow!(
+            "{}: {id}: due time kept changing concurrently",
+            timers.ns
+        ))
+    }
+
+    /// The ids whose due time among `timers` is at or before `now`, earliest first.
+    async fn due(
+        &self,
+        timers: Timers,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        // '$' sorts after '#', so every entry at exactly `now` is included.
+        let items = self
+            .query_all(timers.ns.into(), Some(format!("{}$", stamp(now))))
+            .await?;
+        items
+            .iter()
+            .map(|i| {
+                let obj = item_to_object(i, &["pk", "sk"]);
+                let id = obj[timers.id_attr]
+                    .as_str()
+                    .with_context(|| format!("{} entry without {}", timers.ns, timers.id_attr))?;
+                let at = obj["at"]
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .with_context(|| format!("{} entry without a valid at", timers.ns))?;
+                Ok((id.to_string(), at.with_timezone(&Utc)))
+            })
+            .collect()
+    }
+
+    /// One attempt of `set_time`; false when another writer moved the time meanwhile.
+    async fn try_set_time(
+        &self,
+        timers: Timers,
+        id: &str,
         at: Option<DateTime<Utc>>,
     ) -> anyhow::Result<bool> {
-        let pointer_pk = format!("schedule#{flow_id}");
-        let old = self.get(pointer_pk.clone(), "schedule").await?;
+        let Timers { ns, id_attr } = timers;
+        let pointer_pk = format!("{ns}#{id}");
+        let old = self.get(pointer_pk.clone(), ns).await?;
         let old_sk = match old.as_ref().and_then(|i| i.get("entry")) {
             Some(AttributeValue::S(sk)) => Some(sk.clone()),
             _ => None,
         };
-        let new_sk = at.map(|at| format!("{}#{flow_id}", stamp(at)));
+        let new_sk = at.map(|at| format!("{}#{id}", stamp(at)));
         if old_sk == new_sk {
             return Ok(true);
         }
@@ -415,7 +484,7 @@ impl DynamoStore {
                     .delete(
                         Delete::builder()
                             .table_name(&self.table)
-                            .set_key(Some(key("schedule", sk)))
+                            .set_key(Some(key(ns, sk)))
                             .build()?,
                     )
                     .build(),
@@ -423,10 +492,10 @@ impl DynamoStore {
         }
         match (at, &new_sk) {
             (Some(at), Some(entry_sk)) => {
-                let mut entry = key("schedule", entry_sk);
-                entry.insert("flowId".into(), s(flow_id));
+                let mut entry = key(ns, entry_sk);
+                entry.insert(id_attr.into(), s(id));
                 entry.insert("at".into(), s(at.to_rfc3339()));
-                let mut pointer = key(pointer_pk, "schedule");
+                let mut pointer = key(pointer_pk, ns);
                 pointer.insert("entry".into(), s(entry_sk));
                 tx = tx
                     .transact_items(tx_put(self.put_of(entry))?)
@@ -442,7 +511,7 @@ impl DynamoStore {
                         .delete(
                             Delete::builder()
                                 .table_name(&self.table)
-                                .set_key(Some(key(pointer_pk, "schedule")))
+                                .set_key(Some(key(pointer_pk, ns)))
                                 .condition_expression(condition)
                                 .set_expression_attribute_values(values)
                                 .build()?,
@@ -453,10 +522,13 @@ impl DynamoStore {
         }
         match tx.send().await {
             Ok(_) => Ok(true),
-            Err(err) => match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
-                _ => Err(anyhow::Error::new(err).context("dynamodb TransactWriteItems (schedule)")),
-            },
+            Err(err) => {
+                match err.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                    _ => Err(anyhow::Error::new(err)
+                        .context(format!("dynamodb TransactWriteItems ({ns})"))),
+                }
+            }
         }
     }
 }
@@ -1218,38 +1290,38 @@ impl Store for DynamoStore {
     }
 
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
-        // The per-flow pointer is written on the condition that it still names the entry we
-        // read, so two concurrent reschedules cannot leave a stale entry behind: the loser
-        // reads again and retries.
-        for _ in 0..8 {
-            if self.try_set_next_run(flow_id, at).await? {
-                return Ok(());
-            }
-        }
-        Err(anyhow!(
-            "set_next_run: flow {flow_id}: schedule kept changing concurrently"
-        ))
+        self.set_time(SCHEDULES, flow_id, at).await
     }
 
     async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
-        // '$' sorts after '#', so every entry at exactly `now` is included.
-        let items = self
-            .query_all("schedule".into(), Some(format!("{}$", stamp(now))))
-            .await?;
-        items
-            .iter()
-            .map(|i| {
-                let obj = item_to_object(i, &["pk", "sk"]);
-                let flow = obj["flowId"]
-                    .as_str()
-                    .context("schedule entry without flowId")?;
-                let at = obj["at"]
-                    .as_str()
-                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                    .context("schedule entry without a valid at")?;
-                Ok((flow.to_string(), at.with_timezone(&Utc)))
-            })
-            .collect()
+        self.due(SCHEDULES, now).await
+    }
+
+    async fn set_retry_at(&self, job_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()> {
+        self.set_time(RETRY_TIMES, job_id, at).await
+    }
+
+    async fn retry_at(&self, job_id: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let ns = RETRY_TIMES.ns;
+        let Some(pointer) = self.get(format!("{ns}#{job_id}"), ns).await? else {
+            return Ok(None);
+        };
+        // The entry's sort key is `<at>#<jobId>`.
+        let entry = match pointer.get("entry") {
+            Some(AttributeValue::S(sk)) => sk.clone(),
+            _ => return Ok(None),
+        };
+        let at = entry.split('#').next().unwrap_or_default();
+        let at =
+            DateTime::parse_from_rfc3339(at).context("retry time entry without a valid time")?;
+        Ok(Some(at.with_timezone(&Utc)))
+    }
+
+    async fn due_retries(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(String, DateTime<Utc>)>> {
+        self.due(RETRY_TIMES, now).await
     }
 
     async fn get_state(&self, k: &str) -> anyhow::Result<Option<Value>> {

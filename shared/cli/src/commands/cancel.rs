@@ -1,4 +1,4 @@
-//! `sluice cancel JOB`: cancels a running job, in the local store a `sluice run` or
+//! `sluice cancel JOB`: cancels a running job (or the pending automatic retry of a finished one), in the local store a `sluice run` or
 //! `sluice dev` on the same `--data` uses, or through a flows API (`--api URL`, for a job run
 //! by `sluice dev` elsewhere or on AWS).
 
@@ -77,9 +77,11 @@ async fn cancel_locally(job_id: &str, data: &Path) -> anyhow::Result<Value> {
         .await?
         .with_context(|| format!("Job not found: {job_id} (in {})", db.display()))?;
     let message = "canceled with `sluice cancel`: records not sent by then were not sent and count as ignored";
-    if !cancel_job(&sluice, job_id, message.into(), Then::StartNothing).await? {
+    if !cancel_job(&sluice, job_id, message.into(), Then::StartNothing).await?
+        && !sluice_core::runs::cancel_auto_retry(&sluice, job_id).await?
+    {
         bail!(
-            "job {job_id} had already finished ({}): there is nothing to cancel",
+            "job {job_id} had already finished ({}) and no automatic retry of it is pending: there is nothing to cancel",
             job.status.as_str()
         );
     }

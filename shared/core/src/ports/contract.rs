@@ -22,6 +22,7 @@ pub async fn store_contract(store: &dyn Store) {
     queued_runs(store).await;
     slots(store).await;
     schedules(store).await;
+    retry_times(store).await;
     state(store).await;
     purges(store).await;
     pickup_memory(store).await;
@@ -922,6 +923,45 @@ async fn schedules(store: &dyn Store) {
         vec![("s1".to_string(), t0)],
         "only what is due, and cleared schedules are gone"
     );
+}
+
+/// One pending automatic retry per job: set again it moves, cleared it is gone; only what is
+/// due is listed, earliest first.
+async fn retry_times(store: &dyn Store) {
+    let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+    let minute = ChronoDuration::minutes(1);
+    assert_eq!(store.retry_at("rj1").await.unwrap(), None);
+    store.set_retry_at("rj1", Some(t0 + minute)).await.unwrap();
+    store.set_retry_at("rj1", Some(t0)).await.unwrap();
+    store.set_retry_at("rj2", Some(t0 - minute)).await.unwrap();
+    store.set_retry_at("rj3", Some(t0 + minute)).await.unwrap();
+    store.set_retry_at("rj4", Some(t0)).await.unwrap();
+    store.set_retry_at("rj4", None).await.unwrap();
+    store.set_retry_at("rj5", None).await.unwrap();
+    assert_eq!(
+        store.retry_at("rj1").await.unwrap(),
+        Some(t0),
+        "moved, not added"
+    );
+    assert_eq!(store.retry_at("rj4").await.unwrap(), None, "cleared");
+    assert_eq!(
+        store.due_retries(t0).await.unwrap(),
+        vec![("rj2".to_string(), t0 - minute), ("rj1".to_string(), t0)],
+        "what is due, earliest first; the moved entry once"
+    );
+    assert!(
+        !store
+            .due_flows(t0 + minute)
+            .await
+            .unwrap()
+            .iter()
+            .any(|(id, _)| id.starts_with("rj")),
+        "retry times are not schedules"
+    );
+    for id in ["rj1", "rj2", "rj3"] {
+        store.set_retry_at(id, None).await.unwrap();
+    }
+    assert!(store.due_retries(t0 + minute).await.unwrap().is_empty());
 }
 
 async fn state(store: &dyn Store) {

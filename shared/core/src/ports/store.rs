@@ -123,7 +123,7 @@ pub struct AuditEntry {
     pub resource_type: Kind,
     #[serde(rename = "_resourceId")]
     pub resource_id: String,
-    /// create, update, delete, run, cancel
+    /// create, update, delete, run, cancel, cancelAutoRetry (a pending automatic retry of a finished job)
     pub action: String,
     #[serde(with = "sluice_model::time::ms")]
     pub time: DateTime<Utc>,
@@ -394,6 +394,16 @@ pub trait Store: Send + Sync + 'static {
     async fn set_next_run(&self, flow_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()>;
     /// Flows whose next run is at or before `now`, with that time.
     async fn due_flows(&self, now: DateTime<Utc>) -> anyhow::Result<Vec<(String, DateTime<Utc>)>>;
+
+    // --- automatic retries: when each closed job's next automatic retry is due (one entry
+    // per job), indexed by time like the schedules, so a tick reads only what is due
+    /// Sets when the automatic retry of job `job_id`'s errors is due; `None` clears it.
+    async fn set_retry_at(&self, job_id: &str, at: Option<DateTime<Utc>>) -> anyhow::Result<()>;
+    /// When the automatic retry of job `job_id` is due, if one is pending.
+    async fn retry_at(&self, job_id: &str) -> anyhow::Result<Option<DateTime<Utc>>>;
+    /// Jobs whose automatic retry is due at or before `now`, with that time, earliest first.
+    async fn due_retries(&self, now: DateTime<Utc>)
+        -> anyhow::Result<Vec<(String, DateTime<Utc>)>>;
 
     // --- small state: watermarks (lastExportDateTime), token caches
     async fn get_state(&self, key: &str) -> anyhow::Result<Option<Value>>;

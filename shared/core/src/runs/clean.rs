@@ -8,7 +8,7 @@
 //! Invariant: nothing a running job or a pending retry still needs is purged. Only finished
 //! jobs go; a job whose flow execution group has an unfinished job (its retry running or
 //! waiting, which numbers its pages on from the group's jobs and resolves its errors) stays,
-//! as does one a waiting run is to retry. The ledger rows of completed jobs go earlier, when
+//! as does one a waiting run is to retry or whose automatic retry is pending. The ledger rows of completed jobs go earlier, when
 //! the flow's next job opens (the embedded store's own pruning, which no redelivery can
 //! need); this purge is what removes those of failed and canceled jobs, and everything else.
 
@@ -106,7 +106,15 @@ pub async fn clean(sluice: &Sluice, request: &CleanRequest) -> Result<CleanRepor
                     FlowNow::read(sluice, &job.flow_id).await?,
                 );
             }
-            let needed = flows[&job.flow_id].needs(&job);
+            let needed = match flows[&job.flow_id].needs(&job) {
+                Some(why) => Some(why),
+                // Its automatic retry reads its errors and links to it.
+                None => sluice
+                    .store
+                    .retry_at(&job.id)
+                    .await?
+                    .map(|at| format!("its automatic retry is due at {}", at.to_rfc3339())),
+            };
             let entry = CleanedJob {
                 job_id: job.id.clone(),
                 flow_id: job.flow_id.clone(),

@@ -1,6 +1,6 @@
 //! The end of a run: close the job exactly once, then the after-run work, in order.
 
-use super::{after, pickup, queue, watermark};
+use super::{after, auto_retry, pickup, queue, watermark};
 use crate::{Error, Result, Sluice};
 use sluice_model::{Job, JobStatus};
 
@@ -14,6 +14,11 @@ pub async fn complete_job(sluice: &Sluice, job_id: &str) -> Result<()> {
         return Ok(());
     }
     let status = job.final_status();
+    if status == JobStatus::CompletedWithErrors {
+        // Before the close: a crash between the two leaves the job open, and whoever
+        // closes it arms its retry again (the after-run work stays once per job).
+        auto_retry::arm(sluice, &job).await?;
+    }
     if sluice
         .store
         .close_job(job_id, status, sluice.clock.now(), None)

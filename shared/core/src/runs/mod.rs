@@ -9,12 +9,15 @@
 //! - `Store::close_job` lets one caller win, so after-run work happens once per job;
 //! - a run that must wait (event, schedule, chain) is kept durably until its job exists,
 //!   and starts as the kind it was asked as;
-//! - a canceled job chains nothing, and no stage sends a record of it after the cancel.
+//! - a canceled job chains nothing, and no stage sends a record of it after the cancel;
+//! - a job's automatic retry is kept durably before the job is closed, and started once
+//!   ([`auto_retry`]).
 //!
 //! The stages call in here (trigger when paging ends or the export fails, evaluate when the
 //! last page is done, dead letter when a run order gave up); nothing here calls a stage.
 
 mod after;
+pub mod auto_retry;
 pub mod clean;
 mod finish;
 mod hold;
@@ -23,6 +26,7 @@ mod queue;
 mod start;
 pub mod watermark;
 
+pub use auto_retry::cancel_auto_retry;
 pub use finish::{cancel_job, complete_job, fail_job, Then, CANCEL_SETTLES};
 pub use hold::{unused_by_running_jobs, while_idle};
 pub use queue::start_event_run;

@@ -38,7 +38,7 @@ pub async fn start_event_run(
 }
 
 /// A job id (24 hex characters, as every id) that one flow's run of one event always gets.
-fn event_run_id(flow_id: &str, event: &str) -> String {
+pub(super) fn event_run_id(flow_id: &str, event: &str) -> String {
     let digest = Sha256::new()
         .chain_update(flow_id.as_bytes())
         .chain_update([0u8])

@@ -5,8 +5,8 @@ use super::{finish, hold, queue, watermark};
 use crate::{Error, Result, Sluice, Stage};
 use chrono::{DateTime, Utc};
 use sluice_model::{
-    new_id, Export, Flow, Job, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder, RunRequest,
-    RunSource, RunStarted, StageMessage,
+    new_id, Export, Flow, Job, JobError, JobStatus, QueuedRun, RetryItem, RunKind, RunOrder,
+    RunRequest, RunSource, RunStarted, StageMessage,
 };
 
 /// Starts a run of `flow_id`. A run a person asked for (manual, retry) starts now or
@@ -122,6 +122,8 @@ pub(super) async fn start_as(
     let mut job = Job::new(job_id.to_string(), flow_id.to_string(), kind, now);
     job.export_id = exports.first().map(|e| e.id.clone());
     job.flow_execution_group_id = Some(new_id());
+    job.retry_of = request.retry_of.clone();
+    job.auto_retry = request.auto_retry.clone();
     if let Some(retried) = &request.retry_of {
         let (group, first) = number_on(sluice, retried).await?;
         job.flow_execution_group_id = Some(group);
@@ -295,15 +297,7 @@ pub async fn retry_errors(
         None => errors.into_iter().filter(|e| !e.resolved).collect(),
     };
     // Export-level errors (processor -1) have no record to retry: run the export again.
-    let items: Vec<RetryItem> = chosen
-        .iter()
-        .filter(|e| e.processor_index >= 0)
-        .map(|e| RetryItem {
-            processor_index: e.processor_index as usize,
-            record: e.record.clone(),
-            reshape: e.code.reshapes_on_retry(),
-        })
-        .collect();
+    let items = retry_items(&chosen);
     if items.is_empty() && !chosen.iter().any(|e| e.processor_index < 0) {
         return Err(Error::invalid(
             "errorIds",
@@ -325,5 +319,23 @@ pub async fn retry_errors(
     };
     let ids: Vec<String> = chosen.iter().map(|e| e.id.clone()).collect();
     sluice.store.resolve_errors(job_id, &ids).await?;
+    if error_ids.is_none() {
+        // Every unresolved error is in this retry: an automatic one would find none.
+        sluice.store.set_retry_at(job_id, None).await?;
+    }
     Ok(started)
+}
+
+/// What a retry of `errors` runs: each record from the processor where it failed. Errors of
+/// the export itself (processor -1) have no record and are left out.
+pub(super) fn retry_items(errors: &[JobError]) -> Vec<RetryItem> {
+    errors
+        .iter()
+        .filter(|e| e.processor_index >= 0)
+        .map(|e| RetryItem {
+            processor_index: e.processor_index as usize,
+            record: e.record.clone(),
+            reshape: e.code.reshapes_on_retry(),
+        })
+        .collect()
 }

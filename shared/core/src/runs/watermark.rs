@@ -54,7 +54,10 @@ pub(super) async fn plan(
     kind: RunKind,
 ) -> Result<BTreeMap<String, Option<DateTime<Utc>>>> {
     let mut delta = BTreeMap::new();
-    if kind == RunKind::Retry || !request.reads_the_export() || request.is_backfill() {
+    if matches!(kind, RunKind::Retry | RunKind::AutoRetry)
+        || !request.reads_the_export()
+        || request.is_backfill()
+    {
         return Ok(delta);
     }
     for export in exports.iter().filter(|e| e.kind == ExportType::Http) {

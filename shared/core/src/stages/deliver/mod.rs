@@ -453,7 +453,12 @@ async fn deliver_once(
         }
         Ok(LedgerState::Done(v)) => Some(match v.get("reply") {
             Some(reply) => serde_json::from_value(reply.clone()).map_err(|e| Failure::new(FailureCode::Ledger, e.to_string())),
-            None => Err(Failure::new(FailureCode::Network, v["error"].as_str().unwrap_or("failed before"))),
+            // The code recorded with the failure (older entries have none: `network`), so a
+            // redelivered page keeps saying whether the send may have arrived.
+            None => Err(Failure::new(
+                serde_json::from_value(v["code"].clone()).unwrap_or(FailureCode::Network),
+                v["error"].as_str().unwrap_or("failed before"),
+            )),
         }),
         Ok(LedgerState::InFlight) => Some(Err(Failure::new(FailureCode::DeliveryUnknown,
             "an earlier attempt may have delivered this record and did not finish; it was not sent again to avoid a duplicate; retry it if the target did not receive it",
@@ -623,7 +628,7 @@ pub(crate) async fn send_with_retries(
                 Ok(reply)
             }
             Err(SendError::Refused(m)) => Err(Failure::new(FailureCode::AddressRefused, m)),
-            Err(SendError::Ambiguous(m)) if route.ambiguous == Ambiguous::Fail => Err(Failure::new(FailureCode::Network,
+            Err(SendError::Ambiguous(m)) if route.ambiguous == Ambiguous::Fail => Err(Failure::new(FailureCode::MaybeDelivered,
                 format!("{m} ({tries}; the target may have acted on it, so it was not sent again: the import's http.retryAmbiguous allows that)"),
             )),
             Err(SendError::NotSent(m) | SendError::Ambiguous(m) | SendError::Fatal(m)) => {

@@ -79,8 +79,9 @@ pub async fn reschedule(sluice: &Sluice, flow: &Flow) -> Result<()> {
 }
 
 /// The minute tick: starts every due flow (queued behind a running one) over the exports
-/// whose schedules are due, and moves its next due time on; once a day it also runs the
-/// clean-up (`runs::clean::tick`).
+/// whose schedules are due, and moves its next due time on; then the automatic retries that
+/// are due (`runs::auto_retry::tick`); once a day it also runs the clean-up
+/// (`runs::clean::tick`).
 pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
     let now = sluice.clock.now();
     let mut started = Vec::new();
@@ -108,6 +109,11 @@ pub async fn tick(sluice: &Sluice) -> Result<Vec<RunStarted>> {
             Ok(None) => tracing::info!(flow = %flow_id, "flow is running; scheduled run queued"),
             Err(e) => tracing::warn!(flow = %flow_id, error = %e, "scheduled run did not start"),
         }
+    }
+    // Automatic retries that are due ride on the same tick (`runs::auto_retry`).
+    match crate::runs::auto_retry::tick(sluice).await {
+        Ok(retries) => started.extend(retries),
+        Err(e) => tracing::warn!(error = %e, "automatic retries did not run"),
     }
     // The daily clean-up rides on the same tick (on AWS the trigger function's minute rule).
     if let Err(e) = crate::runs::clean::tick(sluice).await {
