@@ -131,6 +131,7 @@ impl Harness {
             replies: Default::default(),
             scripts: Default::default(),
             retention_days: sluice_core::Settings::default().retention_days,
+            secret_prefix: "sluice/".into(),
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;

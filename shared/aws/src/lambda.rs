@@ -82,6 +82,13 @@ pub async fn build_sluice_with(
         Arc::new(SystemClock),
         settings,
     );
+    // A function built without the feature fetches no token and stores none: the default
+    // (in memory) is never written there.
+    #[cfg(feature = "written-secrets")]
+    let sluice = sluice.with_secret_store(Arc::new(crate::secrets::SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&config),
+        &aws.secret_prefix,
+    )));
     Ok(Arc::new(sluice.with_metrics(metrics)))
 }
 

@@ -1,7 +1,10 @@
 //! [`Sluice`]: the ports plus per-process caches, shared by every stage handler.
 
 use crate::hooks::ScriptLimits;
-use crate::ports::{Blobs, Clock, Kind, Measurement, Metrics, NoMetrics, Queue, Secrets, Store};
+use crate::ports::{
+    Blobs, Clock, Kind, Measurement, MemorySecretStore, Metrics, NoMetrics, Queue, SecretStore,
+    Secrets, Store,
+};
 use crate::stages::{self, Stage};
 use crate::{Error, Result};
 use serde::de::DeserializeOwned;
@@ -149,6 +152,9 @@ pub struct Sluice {
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
     pub secrets: Arc<dyn Secrets>,
+    /// Secrets Sluice writes (a rotated OAuth2 refresh token); [`MemorySecretStore`] unless
+    /// [`Sluice::with_secret_store`] says.
+    pub secret_store: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     /// Where counts and timings go ([`NoMetrics`] unless [`Sluice::with_metrics`] says).
     pub metrics: Arc<dyn Metrics>,
@@ -171,6 +177,7 @@ impl Sluice {
             queue,
             blobs,
             secrets,
+            secret_store: Arc::new(MemorySecretStore::default()),
             clock,
             metrics: Arc::new(NoMetrics),
             settings,
@@ -181,6 +188,12 @@ impl Sluice {
     /// The same, reporting to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The same, writing secrets to `store` (the embedded store's file, Secrets Manager).
+    pub fn with_secret_store(mut self, store: Arc<dyn SecretStore>) -> Self {
+        self.secret_store = store;
         self
     }
 

@@ -17,7 +17,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use files::{FileSource, RemoteFile};
 pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
-pub use secrets::{EnvSecrets, MapSecrets, Secrets};
+pub use secrets::{EnvSecrets, MapSecrets, MemorySecretStore, SecretStore, Secrets};
 pub use store::{
     ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder,
     PageOutcome, Purged, Settled, Store, LEDGER_STAGES,
