@@ -1300,3 +1300,81 @@ async fn a_flow_alerts_on_errors_once_per_quiet_period() {
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].json()["jobId"], job.id.as_str());
 }
+
+/// `alerts.email` in the local runtime: the alert goes by SMTP to a real server on loopback
+/// (aiosmtpd), from the deployment's sender, to every recipient, with the same words as the
+/// webhook's `text` and links under the deployment's public URL; a quiet period of 0 mails
+/// every such job. A runtime set up with no mail sends none and the job is not affected.
+#[tokio::test]
+async fn a_flow_alerts_by_mail_through_smtp() {
+    use sluice_testkit::smtpd::SmtpServer;
+    let smtp = SmtpServer::start().expect("aiosmtpd starts (infra/setup-moto.sh installs it)");
+    let server = TestServer::start(|_, r| {
+        if r.json()["name"] == "bad" {
+            Answer::json(422, json!({"error": "qty missing"}))
+        } else {
+            Answer::json(201, json!({}))
+        }
+    })
+    .await;
+    let mut bundle = http_bundle(
+        &server.base_url,
+        json!({}),
+        json!({"http": {"retry": {"maxAttempts": 1}}}),
+    );
+    bundle["flows"][0]["alerts"] = json!({"quietMinutes": 0,
+        "email": {"to": ["ops@example.com", "On Call <oncall@example.com>"]}});
+    let mut settings = local_settings();
+    settings.mail = Some(sluice_core::MailSettings {
+        from: "Sluice <alerts@sluice.test>".into(),
+        smtp_url: Some(smtp.url()),
+    });
+    settings.public_url = Some("https://sluice.example.com/".into());
+    let h = Harness::with_settings(settings);
+    h.load(bundle.clone()).await;
+    let records = vec![
+        json!({"name": "ok"}),
+        json!({"name": "bad"}),
+        json!({"name": "bad"}),
+    ];
+
+    let job = h.run("f", records.clone()).await;
+    assert_eq!(job.num_error, 2);
+    let mail = smtp.wait_for(1, Duration::from_secs(10));
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["mailFrom"], "alerts@sluice.test");
+    assert_eq!(
+        mail[0]["rcptTos"],
+        json!(["ops@example.com", "oncall@example.com"])
+    );
+    let subject = mail[0]["subject"].as_str().unwrap();
+    assert_eq!(
+        subject,
+        format!(
+            "Sluice: flow \"orders\" job {} completed with 2 error(s)",
+            job.id
+        )
+    );
+    let text = mail[0]["text"].as_str().unwrap().replace("\r\n", "\n");
+    assert!(text.contains("• evaluator: "), "{text}");
+    assert!(
+        text.contains(&format!(
+            "Errors: GET https://sluice.example.com/jobs/{}/errors",
+            job.id
+        )),
+        "{text}"
+    );
+
+    let second = h.run("f", records.clone()).await;
+    let mail = smtp.wait_for(2, Duration::from_secs(10));
+    assert_eq!(mail.len(), 2, "quietMinutes 0 mails every job");
+    assert!(mail[1]["subject"].as_str().unwrap().contains(&second.id));
+
+    // No sender set up: nothing is mailed, the job is counted as always.
+    let bare = Harness::new();
+    bare.load(bundle).await;
+    let job = bare.run("f", records).await;
+    assert_eq!((job.num_success, job.num_error), (1, 2));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(smtp.messages().len(), 2);
+}

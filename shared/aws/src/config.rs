@@ -65,6 +65,10 @@ pub struct AwsSettings {
     pub scripts: sluice_core::ScriptLimits,
     /// `SLUICE_SECRET_PREFIX`: the Secrets Manager secret of secret `NAME` is `<prefix>NAME`.
     pub secret_prefix: String,
+    /// `SLUICE_PUBLIC_URL`: the API's URL, for links in alerts.
+    pub public_url: Option<String>,
+    /// `SLUICE_MAIL_FROM`: the SES identity alerts are mailed from (none: no alert mail).
+    pub mail: Option<sluice_core::MailSettings>,
 }
 
 impl AwsSettings {
@@ -115,6 +119,8 @@ impl AwsSettings {
             retention_days: sluice_core::retention_days_from(&lookup)?,
             scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
             secret_prefix: var(ENV_SECRET_PREFIX).unwrap_or_else(|| "sluice/".into()),
+            public_url: sluice_core::public_url_from(&lookup)?,
+            mail: sluice_core::mail_settings_from(&lookup)?,
         })
     }
 }

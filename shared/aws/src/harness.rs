@@ -61,6 +61,34 @@ pub struct Created {
     pub buckets: HashSet<String>,
 }
 
+/// The sender the harness mails alerts from, an identity it verifies on the emulator first
+/// (as a deployment's operator verifies `AlertMailFrom` in SES).
+pub const ALERT_SENDER: &str = "alerts@sluice.test";
+
+#[cfg(feature = "mail")]
+async fn alert_sender(
+    config: &aws_config::SdkConfig,
+) -> anyhow::Result<Option<sluice_core::MailSettings>> {
+    aws_sdk_sesv2::Client::new(config)
+        .create_email_identity()
+        .email_identity(ALERT_SENDER)
+        .send()
+        .await
+        .context("verifying the alert sender on the emulator")?;
+    Ok(Some(sluice_core::MailSettings {
+        from: ALERT_SENDER.into(),
+        smtp_url: None,
+    }))
+}
+
+/// Without the `mail` feature the harness's Sluice mails nothing.
+#[cfg(not(feature = "mail"))]
+async fn alert_sender(
+    _: &aws_config::SdkConfig,
+) -> anyhow::Result<Option<sluice_core::MailSettings>> {
+    Ok(None)
+}
+
 impl Harness {
     /// Creates every resource on the emulator at `endpoint` and builds a Sluice on them.
     /// Loopback targets are allowed (test HTTP servers run there).
@@ -132,6 +160,8 @@ impl Harness {
             scripts: Default::default(),
             retention_days: sluice_core::Settings::default().retention_days,
             secret_prefix: "sluice/".into(),
+            public_url: None,
+            mail: alert_sender(&config).await?,
         };
         let sluice =
             build_sluice_with(&settings, PrivateAddresses::Loopback, metrics.clone()).await?;

@@ -72,6 +72,8 @@ pub async fn build_sluice_with(
         replies: aws.replies.clone(),
         scripts: aws.scripts.clone(),
         retention_days: aws.retention_days,
+        public_url: aws.public_url.clone(),
+        mail: aws.mail.clone(),
         ..Settings::default()
     };
     let sluice = Sluice::new(
@@ -89,6 +91,14 @@ pub async fn build_sluice_with(
         aws_sdk_secretsmanager::Client::new(&config),
         &aws.secret_prefix,
     )));
+    #[cfg(feature = "mail")]
+    let sluice = match &aws.mail {
+        Some(mail) => sluice.with_mailer(Arc::new(crate::mail::SesMailer::new(
+            aws_sdk_sesv2::Client::new(&config),
+            mail.from.clone(),
+        ))),
+        None => sluice,
+    };
     Ok(Arc::new(sluice.with_metrics(metrics)))
 }
 

@@ -6,6 +6,8 @@ pub mod blobs;
 pub mod config;
 pub mod harness;
 pub mod lambda;
+#[cfg(feature = "mail")]
+pub mod mail;
 pub mod metrics;
 pub mod queue;
 #[cfg(feature = "written-secrets")]

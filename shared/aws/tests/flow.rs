@@ -324,7 +324,8 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
         .unwrap()
         .unwrap();
     flow["afterProcess"] = json!([{"url": format!("{hooks}/done")}]);
-    flow["alerts"] = json!({"webhook": {"url": format!("{hooks}/done")}});
+    flow["alerts"] = json!({"webhook": {"url": format!("{hooks}/done")},
+        "email": {"to": ["ops@example.com", "oncall@example.com"]}});
     sluice
         .store
         .put_definition(Kind::Flow, "f1", &flow)
@@ -364,10 +365,25 @@ async fn a_page_failing_every_delivery_ends_as_job_errors_via_the_dead_letter_qu
     assert_eq!(done[0]["numError"], json!(3));
     assert_eq!(done[1]["jobId"], json!(job.id));
     assert_eq!(done[1]["firstErrors"][0]["code"], "dead_letter");
-    assert!(
-        done[1]["text"].as_str().unwrap().contains("3 error(s)"),
-        "{done:?}"
+    let text = done[1]["text"].as_str().unwrap();
+    assert!(text.contains("3 error(s)"), "{done:?}");
+    // ... and mails it through SES, from the deployment's sender, with the webhook's words.
+    let mail = env.moto.sent_mail().unwrap();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0]["source"], sluice_aws::harness::ALERT_SENDER);
+    assert_eq!(
+        mail[0]["destinations"]["ToAddresses"],
+        json!(["ops@example.com", "oncall@example.com"])
     );
+    assert_eq!(
+        mail[0]["subject"],
+        format!(
+            "Sluice: flow \"{}\" job {} completed with 3 error(s)",
+            flow["name"].as_str().unwrap(),
+            job.id
+        )
+    );
+    assert_eq!(mail[0]["body"], text);
 }
 
 #[tokio::test]

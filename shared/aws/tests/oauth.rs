@@ -42,7 +42,7 @@ async fn a_rotated_refresh_token_goes_to_secrets_manager_and_another_instance_us
         }
     })
     .await;
-    let config = sluice_aws::config::sdk_config(Some(&env._moto.endpoint_url())).await;
+    let config = sluice_aws::config::sdk_config(Some(&env.moto.endpoint_url())).await;
     let secrets = SecretsManagerStore::new(
         aws_sdk_secretsmanager::Client::new(&config),
         &env.harness.settings.secret_prefix,

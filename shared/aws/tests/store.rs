@@ -17,7 +17,7 @@ async fn secrets_manager_passes_the_secret_store_contract() {
     let Some(env) = common::env("secrets_manager_passes_the_secret_store_contract").await else {
         return;
     };
-    let config = sluice_aws::config::sdk_config(Some(&env._moto.endpoint_url())).await;
+    let config = sluice_aws::config::sdk_config(Some(&env.moto.endpoint_url())).await;
     let client = aws_sdk_secretsmanager::Client::new(&config);
     let store = sluice_aws::SecretsManagerStore::new(client, "stack/");
     sluice_core::ports::contract::secret_store_contract(&store).await;

@@ -246,6 +246,11 @@ impl Network {
         settings.replies = sluice_core::ReplyLimits::from_env()?;
         settings.scripts = sluice_core::ScriptLimits::from_env()?;
         settings.retention_days = retention_days()?;
+        let env = |name: &str| std::env::var(name).ok();
+        settings.public_url = sluice_core::public_url_from(env)?;
+        settings.mail = sluice_core::mail_settings_from(env)?;
+        // Built once here so a URL lettre cannot read stops the command at start.
+        sluice_embedded::mail::mailer(settings.mail.as_ref())?;
         Ok(settings)
     }
 }

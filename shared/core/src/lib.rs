@@ -25,6 +25,7 @@ pub mod values;
 pub use error::{Error, Result};
 pub use hooks::ScriptLimits;
 pub use runtime::{
-    retention_days_from, PrivateAddresses, ReplyLimits, Settings, Sluice, ENV_RETENTION_DAYS,
+    mail_settings_from, public_url_from, retention_days_from, MailSettings, PrivateAddresses,
+    ReplyLimits, Settings, Sluice, ENV_PUBLIC_URL, ENV_RETENTION_DAYS, ENV_SMTP_URL,
 };
 pub use stages::Stage;

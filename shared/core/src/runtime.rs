@@ -2,8 +2,8 @@
 
 use crate::hooks::ScriptLimits;
 use crate::ports::{
-    Blobs, Clock, Kind, Measurement, MemorySecretStore, Metrics, NoMetrics, Queue, SecretStore,
-    Secrets, Store,
+    Blobs, Clock, Kind, Mailer, Measurement, MemorySecretStore, Metrics, NoMailer, NoMetrics,
+    Queue, SecretStore, Secrets, Store,
 };
 use crate::stages::{self, Stage};
 use crate::{Error, Result};
@@ -37,6 +37,80 @@ pub struct Settings {
     /// Days jobs are kept before the clean-up purges them, for flows without
     /// `retentionDays` (`SLUICE_RETENTION_DAYS`, default 30; 0 keeps them for ever).
     pub retention_days: u32,
+    /// Where the deployment's API is reached from outside (`SLUICE_PUBLIC_URL`, e.g.
+    /// `https://abc.execute-api.eu-west-1.amazonaws.com`): alerts link to jobs under it.
+    /// Without it their links are API paths (`/jobs/{id}`).
+    pub public_url: Option<String>,
+    /// How alert mail goes out; None sends none (see [`crate::ports::mail`]).
+    pub mail: Option<MailSettings>,
+}
+
+/// Alert mail: who it is from, and (the local runtime) the SMTP server it goes through. On
+/// AWS it goes through SES, from an identity SES has verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailSettings {
+    /// `SLUICE_MAIL_FROM`: `alerts@example.com` or `Sluice <alerts@example.com>`.
+    pub from: String,
+    /// `SLUICE_SMTP_URL`, in lettre's form: `smtps://user:password@host:465` (TLS from the
+    /// start), `smtp://user:password@host:587?tls=required` (STARTTLS), or `smtp://host:25`
+    /// (unencrypted: a relay on a trusted network; refused with a password).
+    pub smtp_url: Option<String>,
+}
+
+pub const ENV_SMTP_URL: &str = "SLUICE_SMTP_URL";
+
+/// `SLUICE_MAIL_FROM` and `SLUICE_SMTP_URL` from `lookup`: None without a sender; an error
+/// names the variable that is wrong.
+pub fn mail_settings_from(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<Option<MailSettings>> {
+    use crate::ports::ENV_MAIL_FROM;
+    let set = |name| lookup(name).filter(|v: &String| !v.trim().is_empty());
+    let Some(from) = set(ENV_MAIL_FROM) else {
+        if set(ENV_SMTP_URL).is_some() {
+            anyhow::bail!(
+                "{ENV_SMTP_URL} is set but {ENV_MAIL_FROM} is not: set the sender address too"
+            );
+        }
+        return Ok(None);
+    };
+    if let Err(why) = from.trim().parse::<email_address::EmailAddress>() {
+        anyhow::bail!("{ENV_MAIL_FROM}: '{from}' is not an e-mail address ({why})");
+    }
+    let smtp_url = set(ENV_SMTP_URL);
+    if let Some(raw) = &smtp_url {
+        match url::Url::parse(raw) {
+            Ok(u) if u.scheme() == "smtp"
+                && u.password().is_some()
+                && !u.query_pairs().any(|(k, v)| k == "tls" && v == "required") =>
+            {
+                anyhow::bail!(
+                    "{ENV_SMTP_URL}: a password would go unencrypted: use smtps:// or add ?tls=required"
+                )
+            }
+            Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.host().is_some() => {}
+            _ => anyhow::bail!(
+                "{ENV_SMTP_URL}: not an smtp:// or smtps:// URL with a host (the password, if any, is not shown)"
+            ),
+        }
+    }
+    Ok(Some(MailSettings {
+        from: from.trim().to_string(),
+        smtp_url,
+    }))
+}
+
+pub const ENV_PUBLIC_URL: &str = "SLUICE_PUBLIC_URL";
+
+/// `SLUICE_PUBLIC_URL` from `lookup` (None when unset or empty); the error names it.
+pub fn public_url_from(lookup: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(raw) = lookup(ENV_PUBLIC_URL).filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match url::Url::parse(raw.trim()) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(Some(raw.trim().to_string())),
+        _ => anyhow::bail!("{ENV_PUBLIC_URL}: '{raw}' is not an http(s) URL"),
+    }
 }
 
 pub const ENV_RETENTION_DAYS: &str = "SLUICE_RETENTION_DAYS";
@@ -141,6 +215,8 @@ impl Default for Settings {
             replies: ReplyLimits::default(),
             scripts: ScriptLimits::default(),
             retention_days: DEFAULT_RETENTION_DAYS,
+            public_url: None,
+            mail: None,
         }
     }
 }
@@ -158,6 +234,8 @@ pub struct Sluice {
     pub clock: Arc<dyn Clock>,
     /// Where counts and timings go ([`NoMetrics`] unless [`Sluice::with_metrics`] says).
     pub metrics: Arc<dyn Metrics>,
+    /// How alert mail goes out ([`NoMailer`] unless [`Sluice::with_mailer`] says).
+    pub mailer: Arc<dyn Mailer>,
     pub settings: Settings,
     pub(crate) caches: stages::Caches,
 }
@@ -180,6 +258,7 @@ impl Sluice {
             secret_store: Arc::new(MemorySecretStore::default()),
             clock,
             metrics: Arc::new(NoMetrics),
+            mailer: Arc::new(NoMailer),
             settings,
             caches,
         }
@@ -194,6 +273,12 @@ impl Sluice {
     /// The same, writing secrets to `store` (the embedded store's file, Secrets Manager).
     pub fn with_secret_store(mut self, store: Arc<dyn SecretStore>) -> Self {
         self.secret_store = store;
+        self
+    }
+
+    /// The same, sending alert mail through `mailer`.
+    pub fn with_mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.mailer = mailer;
         self
     }
 
@@ -306,5 +391,38 @@ pub(crate) mod tests {
         assert!(err.to_string().contains(ENV_REPLY_EXCERPT_BYTES), "{err}");
         let err = ReplyLimits::from_vars(vars(&[(ENV_KEEP_FULL_REPLIES, "yes")])).unwrap_err();
         assert!(err.to_string().contains("not true or false"), "{err}");
+    }
+
+    #[test]
+    fn mail_and_public_url_come_from_the_environment_and_bad_values_are_named() {
+        use crate::ports::ENV_MAIL_FROM;
+        assert_eq!(mail_settings_from(vars(&[])).unwrap(), None);
+        let set = mail_settings_from(vars(&[
+            (ENV_MAIL_FROM, "Sluice <alerts@example.com>"),
+            (ENV_SMTP_URL, "smtp://127.0.0.1:2525"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(set.from, "Sluice <alerts@example.com>");
+        let err = mail_settings_from(vars(&[(ENV_MAIL_FROM, "alerts")])).unwrap_err();
+        assert!(err.to_string().contains(ENV_MAIL_FROM), "{err}");
+        let err = mail_settings_from(vars(&[(ENV_SMTP_URL, "smtp://h")])).unwrap_err();
+        assert!(err.to_string().contains("is not"), "{err}");
+        let err = mail_settings_from(vars(&[
+            (ENV_MAIL_FROM, "a@example.com"),
+            (ENV_SMTP_URL, "http://user:hunter2@h"),
+        ]))
+        .unwrap_err();
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        let err = mail_settings_from(vars(&[
+            (ENV_MAIL_FROM, "a@example.com"),
+            (ENV_SMTP_URL, "smtp://user:hunter2@h:587"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("unencrypted"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert_eq!(public_url_from(vars(&[])).unwrap(), None);
+        let err = public_url_from(vars(&[(ENV_PUBLIC_URL, "api.example.com")])).unwrap_err();
+        assert!(err.to_string().contains(ENV_PUBLIC_URL), "{err}");
     }
 }

@@ -2,6 +2,7 @@
 //! process: `sluice run` and `sluice dev` use it, and so do the end-to-end tests.
 
 pub mod blobs;
+pub mod mail;
 pub mod queue;
 pub mod runtime;
 mod sqlite;

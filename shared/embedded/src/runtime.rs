@@ -100,8 +100,17 @@ impl LocalRuntime {
     ) -> LocalRuntime {
         settings.instance = queue.runner().id.clone();
         let beat = (settings.lock_lease / 4).min(Duration::from_secs(30));
-        let sluice = Sluice::new(store, queue.clone(), blobs, secrets, clock, settings);
-        let sluice = Arc::new(sluice.with_secret_store(written));
+        // The CLI builds the mailer once before (`sluice_embedded::mail::mailer`), so a bad
+        // SMTP URL stops it at start; here it cannot fail any more.
+        let mailer = crate::mail::mailer(settings.mail.as_ref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "alert mail is off");
+            Arc::new(sluice_core::ports::NoMailer)
+        });
+        let sluice = Arc::new(
+            Sluice::new(store, queue.clone(), blobs, secrets, clock, settings)
+                .with_mailer(mailer)
+                .with_secret_store(written),
+        );
         let workers = spawn_workers(
             sluice.clone(),
             queue.clone(),

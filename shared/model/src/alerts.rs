@@ -1,6 +1,7 @@
 //! A flow's failure alerts: which closed jobs are announced, how often at most, and where
-//! (a Slack-compatible webhook). [`FlowAlerts::wants`] is the one rule that says whether a
-//! job is worth an alert; the deliver stage sends it (`stages/deliver/alerts.rs`).
+//! (a Slack-compatible webhook, e-mail, or both). [`FlowAlerts::wants`] is the one rule that
+//! says whether a job is worth an alert; the deliver stage sends it
+//! (`stages/deliver/alerts.rs`).
 
 use crate::{Callback, Job, JobStatus, ValidationErrors};
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,8 @@ pub enum AlertOn {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"on": "errors", "minErrors": 10, "quietMinutes": 60,
-    "webhook": {"url": "https://hooks.slack.com/services/T000/B000/XXXX"}}))]
+    "webhook": {"url": "https://hooks.slack.com/services/T000/B000/XXXX"},
+    "email": {"to": ["integrations@example.com"]}}))]
 pub struct FlowAlerts {
     /// Which jobs alert: `errors` (default) or `failed`.
     #[serde(default)]
@@ -35,8 +37,24 @@ pub struct FlowAlerts {
     pub quiet_minutes: Option<u32>,
     /// Where the alert is posted: Slack-compatible JSON (`text`, with the job and its first
     /// errors beside it); headers may carry `secret:NAME` values.
-    pub webhook: Callback,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Callback>,
+    /// Who the alert is mailed to (SES on AWS, SMTP locally), from the deployment's sender
+    /// address (`SLUICE_MAIL_FROM`). A flow alerts by webhook, by e-mail, or both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<AlertEmail>,
 }
+
+/// `alerts.email`: the recipients of a flow's alert mail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AlertEmail {
+    /// Addresses (`name@example.com`), at most [`MAX_ALERT_RECIPIENTS`].
+    pub to: Vec<String>,
+}
+
+/// The most recipients one alert mail has (SES takes 50 per message).
+pub const MAX_ALERT_RECIPIENTS: usize = 50;
 
 /// Default quiet period between two alerts of a flow.
 pub const DEFAULT_QUIET_MINUTES: u32 = 60;
@@ -60,11 +78,19 @@ impl FlowAlerts {
     }
 
     pub(crate) fn validate_into(&self, e: &mut ValidationErrors, at: &str) {
-        if url::Url::parse(&self.webhook.url).is_err() {
-            e.add(
+        match (&self.webhook, &self.email) {
+            (None, None) => e.add(
+                at.to_string(),
+                "says where to send alerts: a webhook, an email, or both",
+            ),
+            (Some(webhook), _) if url::Url::parse(&webhook.url).is_err() => e.add(
                 format!("{at}.webhook.url"),
-                format!("'{}' is not a URL", self.webhook.url),
-            );
+                format!("'{}' is not a URL", webhook.url),
+            ),
+            _ => {}
+        }
+        if let Some(email) = &self.email {
+            email.validate_into(e, &format!("{at}.email"));
         }
         if self.min_errors == Some(0) {
             e.add(
@@ -83,6 +109,28 @@ impl FlowAlerts {
                 format!("{at}.quietMinutes"),
                 format!("must be at most {MAX_QUIET_MINUTES} (a week)"),
             );
+        }
+    }
+}
+
+impl AlertEmail {
+    fn validate_into(&self, e: &mut ValidationErrors, at: &str) {
+        if self.to.is_empty() {
+            e.add(format!("{at}.to"), "names at least one address");
+        }
+        if self.to.len() > MAX_ALERT_RECIPIENTS {
+            e.add(
+                format!("{at}.to"),
+                format!("names at most {MAX_ALERT_RECIPIENTS} addresses"),
+            );
+        }
+        for (i, address) in self.to.iter().enumerate() {
+            if let Err(why) = address.parse::<email_address::EmailAddress>() {
+                e.add(
+                    format!("{at}.to[{i}]"),
+                    format!("'{address}' is not an e-mail address ({why})"),
+                );
+            }
         }
     }
 }
@@ -128,7 +176,8 @@ mod tests {
         let mut e = ValidationErrors::new();
         alerts(
             json!({"on": "failed", "minErrors": 0, "quietMinutes": 20000,
-            "webhook": {"url": "not a url"}}),
+            "webhook": {"url": "not a url"},
+            "email": {"to": ["ops@example.com", "not an address"]}}),
         )
         .validate_into(&mut e, "alerts");
         let fields: Vec<_> = e.0.iter().map(|f| f.field.as_str()).collect();
@@ -136,10 +185,23 @@ mod tests {
             fields,
             [
                 "alerts.webhook.url",
+                "alerts.email.to[1]",
                 "alerts.minErrors",
                 "alerts.minErrors",
                 "alerts.quietMinutes"
             ]
         );
+    }
+
+    #[test]
+    fn alerts_go_somewhere() {
+        let mut e = ValidationErrors::new();
+        alerts(json!({"on": "failed"})).validate_into(&mut e, "alerts");
+        alerts(json!({"email": {"to": []}})).validate_into(&mut e, "alerts");
+        let fields: Vec<_> = e.0.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["alerts", "alerts.email.to"]);
+        let mut ok = ValidationErrors::new();
+        alerts(json!({"email": {"to": ["ops@example.com"]}})).validate_into(&mut ok, "alerts");
+        assert!(ok.0.is_empty(), "{ok:?}");
     }
 }

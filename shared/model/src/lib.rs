@@ -32,7 +32,7 @@ pub mod time;
 pub mod transform;
 pub mod validate;
 
-pub use alerts::{AlertOn, FlowAlerts};
+pub use alerts::{AlertEmail, AlertOn, FlowAlerts, MAX_ALERT_RECIPIENTS};
 pub use bundle::Bundle;
 pub use connection::*;
 pub use error::{FieldError, ValidationErrors};

@@ -7,6 +7,7 @@ pub mod big_replies;
 pub mod ftpd;
 pub mod http;
 pub mod moto;
+pub mod smtpd;
 pub mod sshd;
 pub mod webhooks;
 

@@ -106,8 +106,27 @@ impl Moto {
         Ok(())
     }
 
+    /// The mail SES has sent (moto keeps it; `/moto-api/data.json`'s `ses.Message`): each
+    /// with `source`, `destinations.ToAddresses`, `subject` and `body`.
+    pub fn sent_mail(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let (status, body) = self.exchange("GET", "/moto-api/data.json")?;
+        if status != 200 {
+            bail!("moto's data.json answered {status}");
+        }
+        let data: serde_json::Value = serde_json::from_str(&body)?;
+        Ok(data["ses"]["Message"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// One plain HTTP/1.1 request; returns the status code.
     fn request(&self, method: &str, path: &str) -> anyhow::Result<u16> {
+        Ok(self.exchange(method, path)?.0)
+    }
+
+    /// One plain HTTP/1.1 request; returns the status code and the body.
+    fn exchange(&self, method: &str, path: &str) -> anyhow::Result<(u16, String)> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
@@ -122,7 +141,11 @@ impl Moto {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .context("moto answered without a status line")?;
-        Ok(status)
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, body)| body)
+            .to_string();
+        Ok((status, body))
     }
 }
 

@@ -13,7 +13,7 @@ use sluice_testkit::moto::Moto;
 
 pub struct Env {
     pub harness: Harness,
-    pub _moto: Moto,
+    pub moto: Moto,
 }
 
 /// moto plus every resource the template declares; `None` when the test must skip.
@@ -22,10 +22,7 @@ pub async fn env(test: &str) -> Option<Env> {
     let harness = Harness::create(&moto.endpoint_url())
         .await
         .expect("harness creates the stack on moto");
-    Some(Env {
-        harness,
-        _moto: moto,
-    })
+    Some(Env { harness, moto })
 }
 
 /// Stores connection `c` (the given document), export `e` (the given document), import `i`
