@@ -70,13 +70,15 @@ cargo clippy -p sluice-core --no-default-features --quiet -- -D warnings
 
 step "each function links only what it needs (cargo tree)"
 # crate: the functions that must link it; every other function must not. The JavaScript
-# engine where scripts run, the HTTP client where requests are sent, SFTP where files go out,
+# engine where scripts run, the HTTP client where requests are sent (the api function's:
+# the OAuth2 callback's code exchange), SFTP where files go out,
 # FTP where files are picked up (infra/README.md: SFTP pickup is not in trigger), the SES
-# client where alerts are mailed.
+# client where alerts are mailed, Secrets Manager where OAuth2 refresh tokens are rotated or
+# stored.
 # (Each of sluice-core's features is a cfg of its own, so the all-on workspace clippy and the
 # all-off one above cover every branch of the combinations the functions use.)
 # One `cargo tree` per function (each resolves the workspace once), then one check per crate.
-wants=("rquickjs: trigger translate evaluate" "reqwest: trigger deliver" "ssh2: upload" "suppaftp: trigger" "aws-sdk-sesv2: deliver")
+wants=("rquickjs: trigger translate evaluate" "reqwest: trigger deliver api" "ssh2: upload" "suppaftp: trigger" "aws-sdk-sesv2: deliver" "aws-sdk-secretsmanager: trigger deliver api")
 declare -A linked=()
 for f in trigger translate deliver extract evaluate upload api; do
   tree=$(cargo tree -q -p "sluice-fn-$f" -e normal --prefix none)

@@ -72,13 +72,17 @@ pub fn router(sluice: Arc<Sluice>, config: ApiConfig) -> Router {
         .merge(routes::definitions::integrations::routes())
         .merge(routes::definitions::scripts::routes())
         .merge(routes::jobs::routes())
+        .merge(routes::oauth::protected())
         .route_layer(axum::middleware::from_fn_with_state(
             config,
             auth::require_key,
         ))
         .with_state(sluice.clone());
-    // Outside the keys: each listener verifies its own deliveries.
-    let listeners = routes::listeners::routes().with_state(sluice);
+    // Outside the keys: each listener verifies its own deliveries, the OAuth2 callback its
+    // state.
+    let listeners = (routes::listeners::routes())
+        .merge(routes::oauth::open())
+        .with_state(sluice);
     routes::meta::routes()
         .merge(protected)
         .merge(listeners)

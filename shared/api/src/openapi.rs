@@ -5,7 +5,7 @@
 //! with its 401, 400/404 for path ids, 400 for query strings, 400/413/415 for bodies, 500,
 //! each error answer the one `ErrorBody` component; and the `*Changes` schemas PUT takes.
 
-use crate::routes::{definitions as d, flows, jobs, listeners, meta};
+use crate::routes::{definitions as d, flows, jobs, listeners, meta, oauth};
 use sluice_model::api::ErrorCode;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
@@ -16,7 +16,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(
         title = "Sluice flows API",
-        description = "Flows, their parts (connections, exports, imports, integrations, scripts), runs, jobs and job errors. Field names follow integrator.io's flows API. Every route but /healthz, /openapi.json and the webhook listeners (`POST /exports/{id}/data`, verified by each export's `webhook`) needs `Authorization: Bearer <key>`; every error answer is `{\"errors\":[{code, message, field?}]}`; times are RFC 3339 UTC with milliseconds.",
+        description = "Flows, their parts (connections, exports, imports, integrations, scripts), runs, jobs and job errors. Field names follow integrator.io's flows API. Every route but /healthz, /openapi.json the webhook listeners (`POST /exports/{id}/data`, verified by each export's `webhook`) and the OAuth2 callback (`GET /oauth2/callback`, checked by its one-time `state`) needs `Authorization: Bearer <key>`; every error answer is `{\"errors\":[{code, message, field?}]}`; times are RFC 3339 UTC with milliseconds.",
         license(name = "Apache-2.0")
     ),
     paths(
@@ -38,6 +38,7 @@ use utoipa::{Modify, OpenApi};
         jobs::list_jobs, jobs::get_job, jobs::job_errors, jobs::get_error, jobs::update_error,
         jobs::resolve_errors, jobs::unresolve_errors, jobs::retry_job, jobs::cancel_job,
         listeners::deliver, listeners::deliver_to_secret_url,
+        oauth::authorize, oauth::callback,
     ),
     components(schemas(sluice_model::api::ErrorBody, sluice_model::Integration, sluice_model::Script)),
     modifiers(&Conventions),
@@ -148,7 +149,8 @@ impl Modify for Conventions {
         }
         openapi.paths.paths.iter_mut().for_each(|(path, item)| {
             let open = meta::OPEN_PATHS.contains(&path.as_str())
-                || listeners::PATHS.contains(&path.as_str());
+                || listeners::PATHS.contains(&path.as_str())
+                || path == oauth::CALLBACK_PATH;
             for op in [
                 &mut item.get,
                 &mut item.put,

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use sluice_api::routes::{listeners, meta};
+use sluice_api::routes::{listeners, meta, oauth};
 use std::collections::BTreeSet;
 
 fn doc() -> &'static Value {
@@ -87,9 +87,12 @@ fn operation_ids_are_unique_and_filters_are_query_parameters() {
     assert!(listed("/jobs").contains(&"_flowId".to_string()));
 }
 
-/// Paths served without a bearer key: health, this document, the webhook listeners.
+/// Paths served without a bearer key: health, this document, the webhook listeners, the
+/// OAuth2 callback.
 fn is_open(path: &str) -> bool {
-    meta::OPEN_PATHS.contains(&path) || listeners::PATHS.contains(&path)
+    meta::OPEN_PATHS.contains(&path)
+        || listeners::PATHS.contains(&path)
+        || path == oauth::CALLBACK_PATH
 }
 
 #[test]
@@ -115,8 +118,11 @@ fn every_operation_documents_its_bodies_errors_and_security() {
                 let content = &response["content"];
                 assert!(content.is_object(), "{method} {path} {status}: no content");
                 let schema = &content["application/json"]["schema"];
+                // CSV downloads, and the OAuth2 callback's page for the browser, are not JSON.
                 assert!(
-                    schema.is_object() || content["text/csv"].is_object(),
+                    schema.is_object()
+                        || content["text/csv"].is_object()
+                        || (path == oauth::CALLBACK_PATH && content["text/plain"].is_object()),
                     "{method} {path} {status}"
                 );
                 assert_ne!(
@@ -222,6 +228,9 @@ async fn every_protected_route_refuses_a_missing_key() {
         } else if listeners::PATHS.contains(&path.as_str()) {
             // No key asked: the export's own check would decide (here: no such export).
             assert_eq!(r.status, 404, "{method} {path}");
+        } else if path == oauth::CALLBACK_PATH {
+            // No key asked: the state decides (here: there is none).
+            assert_eq!(r.status, 400, "{method} {path}");
         } else {
             assert_eq!(r.status, 401, "{method} {path}");
             assert_eq!(r.error().0, "unauthorized");

@@ -12,6 +12,8 @@ pub const ENV_MAX_INLINE: &str = "SLUICE_MAX_INLINE_PAGE_BYTES";
 /// `true`: http connections may reach loopback and private addresses (targets inside the
 /// VPC) without each opting in. Unset or `false`: refused.
 pub const ENV_ALLOW_PRIVATE: &str = "SLUICE_ALLOW_PRIVATE_ADDRESSES";
+/// What the names of the Secrets Manager secrets Sluice writes begin with (default `sluice/`).
+pub const ENV_SECRET_PREFIX: &str = "SLUICE_SECRET_PREFIX";
 
 /// `SLUICE_QUEUE_TRANSLATE`, ... : the queue URL of each stage.
 pub fn queue_env(stage: Stage) -> String {
@@ -61,6 +63,8 @@ pub struct AwsSettings {
     pub retention_days: u32,
     /// `SLUICE_SCRIPT_TIMEOUT_MS`, `SLUICE_SCRIPT_MEMORY_MB`.
     pub scripts: sluice_core::ScriptLimits,
+    /// `SLUICE_SECRET_PREFIX`: the Secrets Manager secret of secret `NAME` is `<prefix>NAME`.
+    pub secret_prefix: String,
     /// `SLUICE_PUBLIC_URL`: the API's URL, for links in alerts.
     pub public_url: Option<String>,
     /// `SLUICE_MAIL_FROM`: the SES identity alerts are mailed from (none: no alert mail).
@@ -114,6 +118,7 @@ impl AwsSettings {
             replies: sluice_core::ReplyLimits::from_vars(&lookup)?,
             retention_days: sluice_core::retention_days_from(&lookup)?,
             scripts: sluice_core::ScriptLimits::from_vars(&lookup)?,
+            secret_prefix: var(ENV_SECRET_PREFIX).unwrap_or_else(|| "sluice/".into()),
             public_url: sluice_core::public_url_from(&lookup)?,
             mail: sluice_core::mail_settings_from(&lookup)?,
         })

@@ -159,6 +159,7 @@ impl Harness {
             replies: Default::default(),
             scripts: Default::default(),
             retention_days: sluice_core::Settings::default().retention_days,
+            secret_prefix: "sluice/".into(),
             public_url: None,
             mail: alert_sender(&config).await?,
         };

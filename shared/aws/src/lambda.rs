@@ -84,6 +84,13 @@ pub async fn build_sluice_with(
         Arc::new(SystemClock),
         settings,
     );
+    // A function built without the feature fetches no token and stores none: the default
+    // (in memory) is never written there.
+    #[cfg(feature = "written-secrets")]
+    let sluice = sluice.with_secret_store(Arc::new(crate::secrets::SecretsManagerStore::new(
+        aws_sdk_secretsmanager::Client::new(&config),
+        &aws.secret_prefix,
+    )));
     #[cfg(feature = "mail")]
     let sluice = match &aws.mail {
         Some(mail) => sluice.with_mailer(Arc::new(crate::mail::SesMailer::new(

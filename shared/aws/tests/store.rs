@@ -12,6 +12,17 @@ async fn dynamo_store_passes_the_store_contract() {
     store_contract(&store).await;
 }
 
+#[tokio::test]
+async fn secrets_manager_passes_the_secret_store_contract() {
+    let Some(env) = common::env("secrets_manager_passes_the_secret_store_contract").await else {
+        return;
+    };
+    let config = sluice_aws::config::sdk_config(Some(&env.moto.endpoint_url())).await;
+    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let store = sluice_aws::SecretsManagerStore::new(client, "stack/");
+    sluice_core::ports::contract::secret_store_contract(&store).await;
+}
+
 /// Redelivered writes (the same message handled again by other containers, at the same
 /// time) apply once. (The tests' moto keeps DynamoDB's atomicity, see the test below.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

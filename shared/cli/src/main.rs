@@ -136,6 +136,11 @@ enum Command {
         #[command(flatten)]
         network: Network,
     },
+    /// OAuth2 set-up of a connection (grant authorization_code).
+    Oauth {
+        #[command(subcommand)]
+        what: OauthCommand,
+    },
     /// List the jobs of the local store, newest first.
     Jobs {
         /// Only jobs of this flow.
@@ -248,6 +253,20 @@ impl Network {
         sluice_embedded::mail::mailer(settings.mail.as_ref())?;
         Ok(settings)
     }
+}
+
+#[derive(Subcommand)]
+enum OauthCommand {
+    /// Print the URL that lets Sluice into the connection's account: open it and allow access;
+    /// the provider calls back the connection's redirectURI, served by `sluice dev` on the
+    /// same --data at /oauth2/callback, which stores the refresh token.
+    Authorize {
+        /// The connection's _id (in the local store).
+        connection: String,
+        /// Where the local store lives (the one `sluice dev` serves).
+        #[arg(long, default_value = ".sluice")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -375,6 +394,9 @@ fn main() -> ExitCode {
                 network,
             } => commands::dev::serve(port, &data, api_key, network.settings()?).await,
 
+            Command::Oauth {
+                what: OauthCommand::Authorize { connection, data },
+            } => commands::oauth::authorize(&connection, &data).await,
             Command::Jobs {
                 flow,
                 status,

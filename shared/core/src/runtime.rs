@@ -2,7 +2,8 @@
 
 use crate::hooks::ScriptLimits;
 use crate::ports::{
-    Blobs, Clock, Kind, Mailer, Measurement, Metrics, NoMailer, NoMetrics, Queue, Secrets, Store,
+    Blobs, Clock, Kind, Mailer, Measurement, MemorySecretStore, Metrics, NoMailer, NoMetrics,
+    Queue, SecretStore, Secrets, Store,
 };
 use crate::stages::{self, Stage};
 use crate::{Error, Result};
@@ -227,6 +228,9 @@ pub struct Sluice {
     pub queue: Arc<dyn Queue>,
     pub blobs: Arc<dyn Blobs>,
     pub secrets: Arc<dyn Secrets>,
+    /// Secrets Sluice writes (a rotated OAuth2 refresh token); [`MemorySecretStore`] unless
+    /// [`Sluice::with_secret_store`] says.
+    pub secret_store: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     /// Where counts and timings go ([`NoMetrics`] unless [`Sluice::with_metrics`] says).
     pub metrics: Arc<dyn Metrics>,
@@ -251,6 +255,7 @@ impl Sluice {
             queue,
             blobs,
             secrets,
+            secret_store: Arc::new(MemorySecretStore::default()),
             clock,
             metrics: Arc::new(NoMetrics),
             mailer: Arc::new(NoMailer),
@@ -262,6 +267,12 @@ impl Sluice {
     /// The same, reporting to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// The same, writing secrets to `store` (the embedded store's file, Secrets Manager).
+    pub fn with_secret_store(mut self, store: Arc<dyn SecretStore>) -> Self {
+        self.secret_store = store;
         self
     }
 

@@ -4,7 +4,9 @@
 use crate::queue::{spawn_workers, Adopted, LocalQueue, Redelivery};
 use crate::{FsBlobs, SqliteStore};
 use anyhow::Context;
-use sluice_core::ports::{Blobs, Clock, EnvSecrets, Kind, Secrets, Store, SystemClock};
+use sluice_core::ports::{
+    Blobs, Clock, EnvSecrets, Kind, MemorySecretStore, SecretStore, Secrets, Store, SystemClock,
+};
 use sluice_core::runs::{cancel_job, Then};
 use sluice_core::{Settings, Sluice, Stage};
 use sluice_model::{Job, StageMessage};
@@ -48,7 +50,7 @@ impl LocalRuntime {
         let store = SqliteStore::open(&data_dir.join("sluice.db"))?;
         let queue = LocalQueue::open(&data_dir.join("queue.db"))?;
         let mut rt = Self::start(
-            Arc::new(store.clone()),
+            (Arc::new(store.clone()), Arc::new(store.clone())),
             queue,
             Arc::new(FsBlobs::new(data_dir.join("blobs"))),
             Arc::new(EnvSecrets),
@@ -83,11 +85,13 @@ impl LocalRuntime {
         settings: Settings,
     ) -> LocalRuntime {
         let queue = LocalQueue::in_memory().expect("an in-memory SQLite database opens");
-        Self::start(store, queue, blobs, secrets, clock, settings)
+        let written = Arc::new(MemorySecretStore::default());
+        Self::start((store, written), queue, blobs, secrets, clock, settings)
     }
 
+    /// `store` with the [`SecretStore`] that rotated refresh tokens are written to.
     fn start(
-        store: Arc<dyn Store>,
+        (store, written): (Arc<dyn Store>, Arc<dyn SecretStore>),
         (queue, receivers): (Arc<LocalQueue>, crate::queue::Receivers),
         blobs: Arc<dyn Blobs>,
         secrets: Arc<dyn Secrets>,
@@ -103,7 +107,9 @@ impl LocalRuntime {
             Arc::new(sluice_core::ports::NoMailer)
         });
         let sluice = Arc::new(
-            Sluice::new(store, queue.clone(), blobs, secrets, clock, settings).with_mailer(mailer),
+            Sluice::new(store, queue.clone(), blobs, secrets, clock, settings)
+                .with_mailer(mailer)
+                .with_secret_store(written),
         );
         let workers = spawn_workers(
             sluice.clone(),

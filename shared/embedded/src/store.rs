@@ -13,7 +13,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sluice_core::ports::{
     ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome,
-    Purged, Settled, Store,
+    Purged, SecretStore, Settled, Store,
 };
 use sluice_model::api::Listing;
 use sluice_model::{Job, JobError, JobStatus, QueuedRun};
@@ -38,6 +38,7 @@ CREATE INDEX IF NOT EXISTS schedules_by_time ON schedules (next_at);
 CREATE TABLE IF NOT EXISTS retry_times (job_id TEXT PRIMARY KEY, next_at TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS retry_times_by_time ON retry_times (next_at);
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS written_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS slots (grp TEXT NOT NULL, idx INTEGER NOT NULL, owner TEXT NOT NULL, lease_until TEXT NOT NULL, PRIMARY KEY (grp, idx));
 "#;
 
@@ -905,9 +906,49 @@ impl Store for SqliteStore {
     }
 }
 
+/// Secrets Sluice writes (a rotated OAuth2 refresh token), in the same file as the rest, so
+/// the next process to open it reads them. The file holds them in clear: it is the local
+/// runtime's, as private as the shell's environment the other secrets come from.
+#[async_trait]
+impl SecretStore for SqliteStore {
+    async fn read(&self, name: &str) -> anyhow::Result<Option<String>> {
+        let name = name.to_string();
+        self.with(move |c| {
+            Ok(
+                c.prepare_cached("SELECT value FROM written_secrets WHERE name = ?1")?
+                    .query_row([name], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+        .await
+    }
+
+    async fn write(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.with(move |c| {
+            c.execute("INSERT INTO written_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET value = excluded.value", params![name, value])?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn keeps_written_secrets_across_opens() {
+        use sluice_core::ports::contract::secret_store_contract;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        secret_store_contract(&SqliteStore::open(&path).unwrap()).await;
+        let reopened = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            SecretStore::read(&reopened, "RT").await.unwrap().as_deref(),
+            Some("refresh-2")
+        );
+    }
 
     #[tokio::test]
     async fn passes_the_store_contract_in_memory() {

@@ -271,11 +271,20 @@ pub struct BasicAuth {
     pub password: String,
 }
 
-/// `Authorization: Bearer <token>` by default; scheme and header are configurable.
+/// `Authorization: Bearer <token>` by default; scheme and header are configurable. With
+/// `refreshRelativeURI`, the token comes from a request of the connection's own (integrator.io's
+/// custom token refresh): asked for before the first request, cached, and asked for again when
+/// the target answers 401 or the reply's `expires_in` runs out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"scheme": "Bearer", "refreshMethod": "POST",
+    "refreshRelativeURI": "/auth/login", "refreshMediaType": "json",
+    "refreshBody": "{\"apiKey\": \"{{connection.http.auth.token.refreshToken}}\"}",
+    "refreshToken": "secret:SHOP_API_KEY", "refreshTokenPath": "data.token"}))]
 pub struct TokenAuth {
-    /// Masked in every answer; may be `secret:NAME`.
+    /// Masked in every answer; may be `secret:NAME`. Required unless `refreshRelativeURI`
+    /// is set (the token then comes from that request).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub token: String,
     /// Written before the token (default `Bearer`; empty for none).
     #[serde(default = "default_scheme")]
@@ -283,7 +292,95 @@ pub struct TokenAuth {
     /// The header that carries it (default `Authorization`).
     #[serde(default = "default_auth_header")]
     pub header_name: String,
+    /// The token request's method (default POST).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_method: Option<RefreshMethod>,
+    /// Where the token is asked for: joined to `baseURI`, or an absolute URL. Setting it
+    /// turns the custom token refresh on.
+    #[serde(
+        rename = "refreshRelativeURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub refresh_relative_uri: Option<String>,
+    /// The token request's body: a handlebars template over
+    /// `connection.http.auth.token.refreshToken` (the secret resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_body: Option<String>,
+    /// How the body is sent: `json` (default) or `urlencoded`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_media_type: Option<RefreshMediaType>,
+    /// Headers of the token request (values may be `secret:NAME`); the connection's own
+    /// headers and auth are not sent there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refresh_headers: Vec<NameValue>,
+    /// The credential the token request sends (an API key, a password, a refresh token):
+    /// masked in every answer; may be `secret:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// Where the token is in the reply: a path like responseMapping's `extract`
+    /// (`access_token`, `data.token`, `$.body.data.token`). Default `access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token_path: Option<String>,
 }
+
+/// The method of a custom token refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RefreshMethod {
+    Get,
+    Post,
+    Put,
+}
+
+/// The body encoding of a custom token refresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefreshMediaType {
+    /// `application/json`: the body template's output as written.
+    Json,
+    /// `application/x-www-form-urlencoded`: the body template's output as written.
+    Urlencoded,
+}
+
+impl TokenAuth {
+    /// Is the token asked for by a request of the connection's own?
+    pub fn refreshes(&self) -> bool {
+        self.refresh_relative_uri.is_some()
+    }
+
+    fn validate_into(&self, e: &mut ValidationErrors) {
+        if !self.refreshes() {
+            validate::required(e, "http.auth.token.token", &self.token);
+            let refresh_fields = [
+                ("refreshMethod", self.refresh_method.is_some()),
+                ("refreshBody", self.refresh_body.is_some()),
+                ("refreshMediaType", self.refresh_media_type.is_some()),
+                ("refreshHeaders", !self.refresh_headers.is_empty()),
+                ("refreshToken", self.refresh_token.is_some()),
+                ("refreshTokenPath", self.refresh_token_path.is_some()),
+            ];
+            for (field, set) in refresh_fields {
+                if set {
+                    e.add(
+                        format!("http.auth.token.{field}"),
+                        "is only used with http.auth.token.refreshRelativeURI (the token refresh request)",
+                    );
+                }
+            }
+        }
+        if self.refresh_method == Some(RefreshMethod::Get) && self.refresh_body.is_some() {
+            e.add(
+                "http.auth.token.refreshBody",
+                "a GET refresh request has no body",
+            );
+        }
+        if self.refresh_token_path.as_deref() == Some("") {
+            e.add("http.auth.token.refreshTokenPath", "must not be empty");
+        }
+    }
+}
+
 fn default_scheme() -> String {
     "Bearer".into()
 }
@@ -313,19 +410,131 @@ pub struct ApiKeyAuth {
     pub value: String,
 }
 
-/// OAuth 2.0 client credentials grant; the token is cached until shortly before it expires.
+/// OAuth 2.0: an access token from `tokenURI`, cached until shortly before it expires and
+/// asked for again once when the target answers 401.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"tokenURI": "https://auth.example.com/oauth/token",
+    "grantType": "refresh_token", "clientId": "sluice",
+    "clientSecret": "secret:CRM_CLIENT_SECRET", "refreshToken": "secret:CRM_REFRESH_TOKEN"}))]
 pub struct OAuth2Auth {
     /// Where the token is asked for.
     #[serde(rename = "tokenURI")]
     pub token_uri: String,
+    /// How the token is asked for (default `client_credentials`).
+    #[serde(default, skip_serializing_if = "OAuth2Grant::is_default")]
+    pub grant_type: OAuth2Grant,
     pub client_id: String,
-    /// Masked in every answer; may be `secret:NAME`.
+    /// Masked in every answer; may be `secret:NAME`. Required for `client_credentials`;
+    /// a public client of the `refresh_token` grant has none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub client_secret: String,
+    /// The refresh token of the `refresh_token` grant (required there): a `secret:NAME`
+    /// reference, since the token server may send a new one with each access token and Sluice
+    /// then stores it under that name (see README, "OAuth 2.0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
     /// Scopes asked for, space separated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// `authorization_code` only: the provider's authorization endpoint, where
+    /// `sluice oauth authorize` (or `POST /connections/{id}/oauth2/authorize`) sends the user.
+    #[serde(rename = "authURI", default, skip_serializing_if = "Option::is_none")]
+    pub auth_uri: Option<String>,
+    /// `authorization_code` only: the callback registered with the provider, served at
+    /// `/oauth2/callback` by `sluice dev` (`http://127.0.0.1:<port>/oauth2/callback`) and by
+    /// the API function on AWS.
+    #[serde(
+        rename = "redirectURI",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub redirect_uri: Option<String>,
+    /// `authorization_code` only: send a PKCE challenge (S256, RFC 7636), as public clients
+    /// and many providers require.
+    #[serde(
+        rename = "usePKCE",
+        default,
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub use_pkce: bool,
+}
+
+/// The OAuth 2.0 grant a connection's access tokens come from (RFC 6749 spellings; the
+/// integrator.io ones are read too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, ToSchema)]
+pub enum OAuth2Grant {
+    /// The client's own credentials (`clientId`, `clientSecret`).
+    #[default]
+    #[serde(rename = "client_credentials", alias = "clientcredentials")]
+    ClientCredentials,
+    /// A long-lived refresh token (`refreshToken`), rotated when the server sends a new one.
+    #[serde(rename = "refresh_token", alias = "refreshtoken")]
+    RefreshToken,
+    /// A user authorizes Sluice once at `authURI`; the code the callback receives is
+    /// exchanged for tokens and the refresh token stored as `refreshToken`'s secret. Access
+    /// tokens then come by the refresh-token grant.
+    #[serde(rename = "authorization_code", alias = "authorizecode")]
+    AuthorizationCode,
+}
+
+impl OAuth2Grant {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl OAuth2Auth {
+    fn validate_into(&self, e: &mut ValidationErrors) {
+        if !is_http_url(&self.token_uri) {
+            e.add("http.auth.oauth2.tokenURI", "must be an http or https URL");
+        }
+        validate::required(e, "http.auth.oauth2.clientId", &self.client_id);
+        let grant = self.grant_type;
+        if grant == OAuth2Grant::ClientCredentials {
+            validate::required(e, "http.auth.oauth2.clientSecret", &self.client_secret);
+        } else {
+            match &self.refresh_token {
+                Some(t) if crate::is_secret_reference(t) => {}
+                Some(_) => e.add(
+                    "http.auth.oauth2.refreshToken",
+                    "must be a secret:NAME reference: the token server may send a new refresh token, which Sluice stores under that name",
+                ),
+                None => e.add(
+                    "http.auth.oauth2.refreshToken",
+                    "is required when grantType is refresh_token or authorization_code (a secret:NAME reference, where the refresh token is kept)",
+                ),
+            }
+        }
+        let code_fields = [
+            ("authURI", self.auth_uri.as_deref()),
+            ("redirectURI", self.redirect_uri.as_deref()),
+        ];
+        for (field, value) in code_fields {
+            let field = format!("http.auth.oauth2.{field}");
+            match (grant, value) {
+                (OAuth2Grant::AuthorizationCode, None) => {
+                    e.add(field, "is required when grantType is authorization_code")
+                }
+                (OAuth2Grant::AuthorizationCode, Some(v)) if !is_http_url(v) => {
+                    e.add(field, "must be an http or https URL")
+                }
+                (OAuth2Grant::AuthorizationCode, Some(_)) | (_, None) => {}
+                (_, Some(_)) => e.add(field, "is only used when grantType is authorization_code"),
+            }
+        }
+        if self.use_pkce && grant != OAuth2Grant::AuthorizationCode {
+            e.add(
+                "http.auth.oauth2.usePKCE",
+                "is only used when grantType is authorization_code",
+            );
+        }
+    }
+}
+
+fn is_http_url(v: &str) -> bool {
+    url::Url::parse(v)
+        .is_ok_and(|u| (u.scheme() == "http" || u.scheme() == "https") && u.has_host())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -504,6 +713,12 @@ impl Connection {
                                 format!("is required when http.auth.type is {m}"),
                             );
                         }
+                        if let (AuthType::Oauth2, Some(o)) = (a.kind, &a.oauth2) {
+                            o.validate_into(&mut e);
+                        }
+                        if let (AuthType::Token, Some(t)) = (a.kind, &a.token) {
+                            t.validate_into(&mut e);
+                        }
                     }
                     if let Some(r) = &h.retry {
                         if r.max_attempts == 0 {
@@ -625,12 +840,23 @@ impl Connection {
                 }
                 if let Some(t) = &mut a.token {
                     f(&mut t.token);
+                    if let Some(r) = &mut t.refresh_token {
+                        f(r);
+                    }
+                    for hv in &mut t.refresh_headers {
+                        if is_secret_header(&hv.name) {
+                            f(&mut hv.value);
+                        }
+                    }
                 }
                 if let Some(k) = &mut a.apikey {
                     f(&mut k.value);
                 }
                 if let Some(o) = &mut a.oauth2 {
                     f(&mut o.client_secret);
+                    if let Some(t) = &mut o.refresh_token {
+                        f(t);
+                    }
                 }
             }
         }
@@ -658,4 +884,114 @@ pub fn is_secret_header(name: &str) -> bool {
         || n.contains("apikey")
         || n.contains("token")
         || n.contains("secret")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Connection;
+    use serde_json::{json, Value};
+
+    fn problems(auth: Value) -> Vec<(String, String)> {
+        let c: Connection = serde_json::from_value(json!({"_id": "c", "name": "c", "type": "http",
+            "http": {"baseURI": "https://api.example.com", "auth": auth}}))
+        .unwrap();
+        match c.validate() {
+            Ok(()) => vec![],
+            Err(e) => e.0.into_iter().map(|f| (f.field, f.message)).collect(),
+        }
+    }
+
+    fn fields(auth: Value) -> Vec<String> {
+        problems(auth).into_iter().map(|(f, _)| f).collect()
+    }
+
+    #[test]
+    fn oauth2_grants_need_their_own_fields_and_only_those() {
+        let oauth = |o: Value| json!({"type": "oauth2", "oauth2": o});
+        let base = json!({"tokenURI": "https://auth.example.com/token", "clientId": "cid"});
+        let with = |extra: Value| {
+            let mut o = base.clone();
+            o.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            oauth(o)
+        };
+        assert_eq!(
+            fields(with(json!({"clientSecret": "s"}))),
+            Vec::<String>::new()
+        );
+        assert_eq!(fields(with(json!({}))), ["http.auth.oauth2.clientSecret"]);
+        // The refresh grant: a public client needs no secret; the token must be a reference.
+        let refresh = json!({"grantType": "refresh_token", "refreshToken": "secret:RT"});
+        assert_eq!(fields(with(refresh)), Vec::<String>::new());
+        let literal = problems(with(
+            json!({"grantType": "refresh_token", "refreshToken": "rt-1"}),
+        ));
+        assert_eq!(literal[0].0, "http.auth.oauth2.refreshToken");
+        assert!(literal[0].1.contains("secret:NAME"), "{}", literal[0].1);
+        assert_eq!(
+            fields(with(json!({"grantType": "refreshtoken"}))),
+            ["http.auth.oauth2.refreshToken"],
+            "integrator.io's spelling reads"
+        );
+        // The authorization code: its URLs required, and only there.
+        let code = json!({"grantType": "authorization_code", "refreshToken": "secret:RT"});
+        assert_eq!(
+            fields(with(code)),
+            ["http.auth.oauth2.authURI", "http.auth.oauth2.redirectURI"]
+        );
+        let code = json!({"grantType": "authorizecode", "refreshToken": "secret:RT",
+            "authURI": "https://auth.example.com/authorize", "usePKCE": true,
+            "redirectURI": "http://127.0.0.1:8080/oauth2/callback"});
+        assert_eq!(fields(with(code)), Vec::<String>::new());
+        let misplaced =
+            json!({"clientSecret": "s", "authURI": "https://a.example.com", "usePKCE": true});
+        assert_eq!(
+            fields(with(misplaced)),
+            ["http.auth.oauth2.authURI", "http.auth.oauth2.usePKCE"]
+        );
+        assert_eq!(
+            fields(oauth(
+                json!({"tokenURI": "ftp://x", "clientId": "c", "clientSecret": "s"})
+            )),
+            ["http.auth.oauth2.tokenURI"]
+        );
+    }
+
+    #[test]
+    fn a_custom_token_refresh_needs_its_uri_for_its_other_fields() {
+        let token = |t: Value| json!({"type": "token", "token": t});
+        assert_eq!(fields(token(json!({"token": "t"}))), Vec::<String>::new());
+        assert_eq!(fields(token(json!({}))), ["http.auth.token.token"]);
+        let refresh = json!({"refreshRelativeURI": "/login", "refreshToken": "secret:K",
+            "refreshTokenPath": "data.token", "refreshMethod": "POST", "refreshBody": "{}"});
+        assert_eq!(fields(token(refresh)), Vec::<String>::new());
+        assert_eq!(
+            fields(token(json!({"token": "t", "refreshTokenPath": "x"}))),
+            ["http.auth.token.refreshTokenPath"]
+        );
+        assert_eq!(
+            fields(token(
+                json!({"refreshRelativeURI": "/l", "refreshMethod": "GET", "refreshBody": "x"})
+            )),
+            ["http.auth.token.refreshBody"]
+        );
+    }
+
+    #[test]
+    fn refresh_tokens_and_refresh_credentials_are_masked() {
+        let c: Connection = serde_json::from_value(json!({"_id": "c", "name": "c", "type": "http",
+            "http": {"baseURI": "https://api.example.com", "auth": {"type": "token", "token": {
+                "refreshRelativeURI": "/l", "refreshToken": "k-123",
+                "refreshHeaders": [{"name": "X-Api-Key", "value": "h-456"}]}}}}))
+        .unwrap();
+        let shown = serde_json::to_string(&c.masked()).unwrap();
+        assert!(
+            !shown.contains("k-123") && !shown.contains("h-456"),
+            "{shown}"
+        );
+        let mut back = c.masked();
+        back.keep_masked_secrets_from(&c);
+        assert_eq!(back, c, "masked values sent back keep the stored ones");
+    }
 }

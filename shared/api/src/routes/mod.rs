@@ -5,3 +5,4 @@ pub mod header_secrets;
 pub mod jobs;
 pub mod listeners;
 pub mod meta;
+pub mod oauth;

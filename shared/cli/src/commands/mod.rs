@@ -4,6 +4,7 @@ pub mod cancel;
 pub mod clean;
 pub mod dev;
 pub mod jobs;
+pub mod oauth;
 pub mod preview;
 pub mod run;
 pub mod sink;

@@ -1,6 +1,8 @@
 //! Behaviour every [`Store`] adapter must show. The embedded adapter's tests and the AWS
-//! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift.
+//! adapter's tests (against moto) both call [`store_contract`], so the two cannot drift;
+//! likewise [`secret_store_contract`] for the [`SecretStore`] adapters.
 
+use super::secrets::SecretStore;
 use super::store::{
     AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder, PageOutcome, Settled, Store,
 };
@@ -26,6 +28,24 @@ pub async fn store_contract(store: &dyn Store) {
     state(store).await;
     purges(store).await;
     pickup_memory(store).await;
+}
+
+/// A [`SecretStore`]: nothing read before a write; a write read back; a second write
+/// replaces the first (a refresh token rotated twice); names are apart.
+pub async fn secret_store_contract(store: &dyn SecretStore) {
+    assert_eq!(store.read("RT").await.unwrap(), None, "nothing written yet");
+    store.write("RT", "refresh-1").await.unwrap();
+    assert_eq!(
+        store.read("RT").await.unwrap().as_deref(),
+        Some("refresh-1")
+    );
+    store.write("RT", "refresh-2").await.unwrap();
+    assert_eq!(
+        store.read("RT").await.unwrap().as_deref(),
+        Some("refresh-2"),
+        "a second write replaces the first"
+    );
+    assert_eq!(store.read("OTHER").await.unwrap(), None, "names are apart");
 }
 
 /// `purge_jobs` deletes the jobs named with their errors, outcomes and ledger entries, and

@@ -19,7 +19,7 @@ pub use files::{FileSource, RemoteFile};
 pub use mail::{Mail, Mailer, NoMailer, ENV_MAIL_FROM};
 pub use metrics::{Measurement, Metrics, NoMetrics};
 pub use queue::Queue;
-pub use secrets::{EnvSecrets, MapSecrets, Secrets};
+pub use secrets::{EnvSecrets, MapSecrets, MemorySecretStore, SecretStore, Secrets};
 pub use store::{
     ledger_key, ledger_prefixes, AuditEntry, ErrorQuery, JobQuery, Kind, LedgerState, LockHolder,
     PageOutcome, Purged, Settled, Store, LEDGER_STAGES,

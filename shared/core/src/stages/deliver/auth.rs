@@ -1,45 +1,23 @@
-//! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 client
-//! credentials with the token cached until shortly before it expires.
+//! Connection auth: basic, token (bearer), API key in a header or the query, OAuth2 (its
+//! tokens from `oauth.rs`).
 
-use super::guard::AddressPolicy;
-use super::transport::{Failure, Outgoing};
 use crate::ports::secrets::resolve;
 use crate::{Error, Result, Sluice};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use sluice_model::{ApiKeyLocation, AuthType, Connection, NameValue};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-/// Refresh this long before the token's stated expiry.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
-
-#[derive(Default)]
-pub(crate) struct TokenCache {
-    tokens: Mutex<HashMap<String, (String, Instant)>>,
-    /// One token request at a time per process: many records waiting on an expired token
-    /// must not each ask for a new one.
-    fetching: tokio::sync::Mutex<()>,
-}
-
-impl TokenCache {
-    fn get(&self, connection_id: &str) -> Option<String> {
-        let map = self.tokens.lock().unwrap();
-        map.get(connection_id)
-            .filter(|(_, until)| Instant::now() < *until)
-            .map(|(t, _)| t.clone())
-    }
-    pub(crate) fn forget(&self, connection_id: &str) {
-        self.tokens.lock().unwrap().remove(connection_id);
-    }
-}
-
-pub(crate) fn uses_oauth(c: &Connection) -> bool {
+/// Does the connection send a token it fetched (OAuth2, or a custom token refresh)? A 401
+/// then asks for a new one.
+pub(crate) fn fetches_tokens(c: &Connection) -> bool {
     c.http
         .as_ref()
         .and_then(|h| h.auth.as_ref())
-        .is_some_and(|a| a.kind == AuthType::Oauth2)
+        .is_some_and(|a| match a.kind {
+            AuthType::Oauth2 => true,
+            AuthType::Token => a.token.as_ref().is_some_and(|t| t.refreshes()),
+            _ => false,
+        })
 }
 
 /// Where the credentials a request carries come from: [`Resolved`] (what is sent) or
@@ -51,8 +29,8 @@ pub(crate) trait Credentials {
     fn value(&self, field: &str, raw: &str) -> Result<String>;
     /// The value of a basic `Authorization` header after `Basic `.
     fn basic(&self, username: &str, password: String) -> String;
-    /// A bearer token for an OAuth2 connection.
-    async fn oauth2(&self, c: &Connection) -> Result<String>;
+    /// A token fetched by the connection's token request (OAuth2, custom token refresh).
+    async fn fetched(&self, c: &Connection) -> Result<String>;
 }
 
 /// The real credentials: secrets from the secrets port, tokens from the token endpoint.
@@ -65,8 +43,8 @@ impl Credentials for Resolved<'_> {
     fn basic(&self, username: &str, password: String) -> String {
         BASE64.encode(format!("{username}:{password}"))
     }
-    async fn oauth2(&self, c: &Connection) -> Result<String> {
-        oauth_token(self.0, c).await
+    async fn fetched(&self, c: &Connection) -> Result<String> {
+        super::oauth::token(self.0, c).await
     }
 }
 
@@ -80,7 +58,7 @@ impl Credentials for Masked {
     fn basic(&self, _: &str, _: String) -> String {
         sluice_model::MASK.to_string()
     }
-    async fn oauth2(&self, _: &Connection) -> Result<String> {
+    async fn fetched(&self, _: &Connection) -> Result<String> {
         Ok(sluice_model::MASK.to_string())
     }
 }
@@ -128,7 +106,11 @@ pub(crate) async fn apply<C: Credentials>(
                 .token
                 .as_ref()
                 .ok_or_else(|| Error::invalid("http.auth.token", "missing"))?;
-            let token = credentials.value("http.auth.token.token", &t.token)?;
+            let token = if t.refreshes() {
+                credentials.fetched(c).await?
+            } else {
+                credentials.value("http.auth.token.token", &t.token)?
+            };
             let value = if t.scheme.is_empty() {
                 token
             } else {
@@ -150,93 +132,9 @@ pub(crate) async fn apply<C: Credentials>(
             }
         }
         AuthType::Oauth2 => {
-            let token = credentials.oauth2(c).await?;
+            let token = credentials.fetched(c).await?;
             headers.push(("Authorization".into(), format!("Bearer {token}")));
         }
     }
     Ok(())
-}
-
-async fn oauth_token(sluice: &Sluice, c: &Connection) -> Result<String> {
-    let cache = &sluice.caches.http.tokens;
-    if let Some(t) = cache.get(&c.id) {
-        return Ok(t);
-    }
-    let _one_at_a_time = cache.fetching.lock().await;
-    if let Some(t) = cache.get(&c.id) {
-        return Ok(t);
-    }
-    let o = c
-        .http
-        .as_ref()
-        .and_then(|h| h.auth.as_ref())
-        .and_then(|a| a.oauth2.as_ref())
-        .ok_or_else(|| Error::invalid("http.auth.oauth2", "missing"))?;
-    let secret = resolve(
-        &*sluice.secrets,
-        "http.auth.oauth2.clientSecret",
-        &o.client_secret,
-    )?;
-    let mut form = vec![("grant_type", "client_credentials".to_string())];
-    if let Some(scope) = &o.scope {
-        form.push(("scope", scope.clone()));
-    }
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
-        .finish();
-    let http = c
-        .http
-        .as_ref()
-        .ok_or_else(|| Error::invalid("http", "missing"))?;
-    let policy = AddressPolicy::of_connection(&sluice.settings, http);
-    let token_uri = url::Url::parse(&o.token_uri)
-        .map_err(|e| Error::invalid("http.auth.oauth2.tokenURI", e.to_string()))?;
-    let failed = |e: Failure| match e {
-        Failure::Refused(refused) => Error::Internal(refused.into()),
-        e => Error::Internal(anyhow::anyhow!(
-            "OAuth2 token request to {} failed: {e}",
-            o.token_uri
-        )),
-    };
-    let credentials = format!("{}:{secret}", o.client_id);
-    let headers = [
-        (
-            "authorization".to_string(),
-            format!("Basic {}", BASE64.encode(credentials)),
-        ),
-        (
-            "content-type".to_string(),
-            "application/x-www-form-urlencoded".to_string(),
-        ),
-    ];
-    let request = Outgoing {
-        method: &http::Method::POST,
-        url: token_uri,
-        headers: &headers,
-        body: Some(body),
-        timeout: Duration::from_secs(30),
-    };
-    let client = sluice.caches.http.client(policy);
-    let resp = client.send(request).await.map_err(failed)?;
-    let status = resp.status();
-    let bytes = resp.body().await.map_err(failed)?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::Internal(anyhow::anyhow!("OAuth2 token reply is not JSON: {e}")))?;
-    let token = v["access_token"]
-        .as_str()
-        .filter(|_| (200..300).contains(&status))
-        .ok_or_else(|| {
-            Error::invalid(
-                "http.auth.oauth2",
-                format!("token endpoint answered {status} without access_token"),
-            )
-        })?;
-    let expires_in = v["expires_in"].as_u64().unwrap_or(3600);
-    let until = Instant::now() + Duration::from_secs(expires_in).saturating_sub(EXPIRY_MARGIN);
-    cache
-        .tokens
-        .lock()
-        .unwrap()
-        .insert(c.id.clone(), (token.to_string(), until));
-    Ok(token.to_string())
 }

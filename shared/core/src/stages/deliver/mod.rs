@@ -26,10 +26,13 @@ mod client;
 mod client;
 // Without a client, what only the client reads or makes (a request's parts, the address
 // policy, most failures) goes unused: that is what such a build is for.
+mod authorize;
+mod custom_refresh;
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod guard;
 mod ledger;
 mod limits;
+mod oauth;
 mod retry;
 mod send;
 #[cfg(all(test, feature = "http"))]
@@ -37,6 +40,7 @@ mod tests;
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod transport;
 
+pub use authorize::{authorization_url, complete_authorization, Authorization, STATE_LIFETIME};
 pub use retry::{backoff_delay, parse_retry_after, Ambiguous};
 
 use super::processor::Processor;
@@ -66,7 +70,7 @@ const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 pub struct HttpState {
     /// One client (and connection pool) per address policy: it refuses what the policy does.
     clients: Mutex<HashMap<AddressPolicy, GuardedClient>>,
-    pub(crate) tokens: auth::TokenCache,
+    pub(crate) tokens: oauth::TokenCache,
     limiters: Mutex<HashMap<String, Arc<limits::Limiter>>>,
 }
 
@@ -554,6 +558,13 @@ async fn take_turn<'l>(
         })
 }
 
+/// The OAuth2 access token requests over `connection` carry: this process's cached one, else
+/// a new one from its token endpoint (a refresh token the server rotated is stored). For
+/// checking a connection's set-up, and for tests of several processes refreshing at once.
+pub async fn access_token(sluice: &Sluice, connection: &Connection) -> Result<String> {
+    oauth::token(sluice, connection).await
+}
+
 /// Sends one request over `connection` with its auth, limits, timeout and retries, without
 /// the ledger: for reads (http exports), where sending again is harmless. `refs` are the
 /// export's own headers (their `secret:NAME` values are resolved here).
@@ -598,14 +609,21 @@ pub(crate) async fn send_with_retries(
             Some(permit) => permit,
             None => take_turn(sluice, connection, route.limiter).await?,
         };
+        let sent = Instant::now();
         let result = sender.send(request).await;
         permit.release().await;
         if matches!(&result, Ok(reply) if reply.status == 401)
             && !refreshed_token
-            && auth::uses_oauth(connection)
+            && auth::fetches_tokens(connection)
         {
             // A token revoked early: fetch a fresh one once, without spending an attempt.
-            sluice.caches.http.tokens.forget(&connection.id);
+            // A 401 means the target did not act on the request, so sending it again under
+            // the same ledger claim cannot post the record twice.
+            sluice
+                .caches
+                .http
+                .tokens
+                .forget_if_older(&connection.id, sent);
             refreshed_token = true;
             attempt -= 1;
             continue;
