@@ -178,9 +178,17 @@ mod tests {
             | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB => None,
             ENV_REPLY_EXCERPT_BYTES => Some("4096".into()),
             sluice_core::ENV_RETENTION_DAYS => Some("90".into()),
+            sluice_core::ENV_PUBLIC_URL => Some("https://api.example.com".into()),
+            sluice_core::ports::ENV_MAIL_FROM => Some("alerts@example.com".into()),
+            sluice_core::ENV_SMTP_URL => None,
             other => Some(format!("v-{other}")),
         })
         .unwrap();
+        assert_eq!(s.public_url.as_deref(), Some("https://api.example.com"));
+        assert_eq!(
+            s.mail.map(|m| m.from).as_deref(),
+            Some("alerts@example.com")
+        );
         assert_eq!(s.replies.excerpt_bytes, 4096);
         assert_eq!(s.retention_days, 90);
         assert!(!s.replies.keep_full);
@@ -197,7 +205,10 @@ mod tests {
             ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
             sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
             | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
-            | sluice_core::ENV_RETENTION_DAYS => None,
+            | sluice_core::ENV_RETENTION_DAYS
+            | sluice_core::ENV_PUBLIC_URL
+            | sluice_core::ports::ENV_MAIL_FROM
+            | sluice_core::ENV_SMTP_URL => None,
             other => Some(other.into()),
         });
         assert!(bad.unwrap_err().to_string().contains(ENV_MAX_INLINE));
@@ -208,7 +219,10 @@ mod tests {
                 ENV_MAX_INLINE | ENV_REPLY_EXCERPT_BYTES | ENV_KEEP_FULL_REPLIES => None,
                 sluice_core::hooks::ENV_SCRIPT_TIMEOUT_MS
                 | sluice_core::hooks::ENV_SCRIPT_MEMORY_MB
-                | sluice_core::ENV_RETENTION_DAYS => None,
+                | sluice_core::ENV_RETENTION_DAYS
+                | sluice_core::ENV_PUBLIC_URL
+                | sluice_core::ports::ENV_MAIL_FROM
+                | sluice_core::ENV_SMTP_URL => None,
                 other => Some(other.into()),
             })
         };
