@@ -49,7 +49,7 @@ pub struct FlowAlerts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertEmail {
-    /// Addresses (`name@example.com`), at most [`MAX_ALERT_RECIPIENTS`].
+    /// Addresses (`name@example.com` or `Name <name@example.com>`), at most 50.
     pub to: Vec<String>,
 }
 
