@@ -4,9 +4,8 @@
 //! under the base or an absolute URL, through the same address policy as every request; an
 //! error names the status, never the reply's text (which may echo the credential sent).
 
-use super::guard::AddressPolicy;
-use super::oauth::{Fetched, TOKEN_TIMEOUT};
-use super::transport::{Failure, Outgoing};
+use super::oauth::{send_token_request, Fetched, TOKEN_TIMEOUT};
+use super::transport::Outgoing;
 use crate::ports::secrets::{resolve, resolve_headers};
 use crate::stages::base_uri::BaseUri;
 use crate::stages::translate::Escape;
@@ -43,29 +42,15 @@ pub(super) async fn fetch(
         RefreshMethod::Post => http::Method::POST,
         RefreshMethod::Put => http::Method::PUT,
     };
-    let failed = |e: Failure| match e {
-        Failure::Refused(refused) => Error::Internal(refused.into()),
-        e => Error::Internal(anyhow::anyhow!(
-            "token refresh request to {url} failed: {e}"
-        )),
-    };
     let request = Outgoing {
         method: &method,
-        url: url.clone(),
+        url,
         headers: &headers,
         body,
         timeout: TOKEN_TIMEOUT,
     };
-    let policy = AddressPolicy::of_connection(&sluice.settings, http);
-    let resp = sluice
-        .caches
-        .http
-        .client(policy)
-        .send(request)
-        .await
-        .map_err(failed)?;
-    let status = resp.status();
-    let bytes = resp.body().await.map_err(failed)?;
+    let (status, bytes) =
+        send_token_request(sluice, http, "token refresh request", request).await?;
     token_of(
         status,
         &bytes,

@@ -289,19 +289,30 @@ pub(super) async fn request_tokens(
         .finish();
     let token_uri = url::Url::parse(&o.token_uri)
         .map_err(|e| Error::invalid("http.auth.oauth2.tokenURI", e.to_string()))?;
-    let failed = |e: Failure| match e {
-        Failure::Refused(refused) => Error::Internal(refused.into()),
-        e => Error::Internal(anyhow::anyhow!(
-            "OAuth2 token request to {} failed: {e}",
-            o.token_uri
-        )),
-    };
     let request = Outgoing {
         method: &http::Method::POST,
         url: token_uri,
         headers: &headers,
         body: Some(body),
         timeout: TOKEN_TIMEOUT,
+    };
+    let (status, bytes) = send_token_request(sluice, http, "OAuth2 token request", request).await?;
+    read_reply(status, &bytes)
+}
+
+/// Sends a token request (a grant, or a custom refresh) through the connection's address
+/// policy and reads the whole reply: its status and body. `what` names the request in the
+/// error (with its URL, never its headers or body).
+pub(super) async fn send_token_request(
+    sluice: &Sluice,
+    http: &HttpConnection,
+    what: &str,
+    request: Outgoing<'_>,
+) -> Result<(u16, bytes::Bytes)> {
+    let url = request.url.clone();
+    let failed = |e: Failure| match e {
+        Failure::Refused(refused) => Error::Internal(refused.into()),
+        e => Error::Internal(anyhow::anyhow!("{what} to {url} failed: {e}")),
     };
     let client = sluice
         .caches
@@ -310,7 +321,7 @@ pub(super) async fn request_tokens(
     let resp = client.send(request).await.map_err(failed)?;
     let status = resp.status();
     let bytes = resp.body().await.map_err(failed)?;
-    read_reply(status, &bytes)
+    Ok((status, bytes))
 }
 
 /// The token reply, or an error that names the status and the RFC 6749 error code only:
